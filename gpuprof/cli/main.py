@@ -18,7 +18,7 @@ from ..errors import GpuprofError
 # command name -> (module, attribute, one-line help shown by `gpuprof --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "nsys": ("gpuprof.cli.nsys", "nsys_command", "Analyse an Nsight Systems export (.sqlite, .nsys-rep) or a saved run."),
-    "build": ("gpuprof.cli.engine", "build_command", "Build and cache a TensorRT engine from an ONNX model."),
+    "build": ("gpuprof.cli.build", "build_command", "Build and cache a TensorRT engine from an ONNX model."),
     "engine": ("gpuprof.cli.engine", "engine_command", "Build, run and profile an ONNX model; write the reports."),
     "triton": ("gpuprof.cli.triton", "triton_group", "Triton: parse traces, serve a model for tests and demos."),
     "perf": ("gpuprof.cli.perf", "perf_command", "Load-test a Triton server (perf_analyzer-style)."),
