@@ -1,0 +1,19 @@
+"""gpuprof: find where GPU inference time and memory go.
+
+``import gpuprof`` stays light: heavy parts (TensorRT, ONNX Runtime, Triton, plotting) load
+only when used.
+"""
+
+from .errors import GpuprofError
+
+__version__ = "0.1.0"
+
+
+def load(path):
+    """Load an nsys export (.sqlite / .nsys-rep) or a saved run (.gpuprof) as a ``Run``."""
+    from .api import load as _load
+
+    return _load(path)
+
+
+__all__ = ["GpuprofError", "load", "__version__"]

@@ -1,0 +1,87 @@
+"""`gpuprof nsys FILE`: analyse an Nsight Systems export or a saved run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import NoDataError
+
+
+@click.command("nsys")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Write the report here; the format follows the extension (.md .csv .json .txt).")
+@click.option("--format", "fmt", type=click.Choice(["terminal", "md", "csv", "json"]),
+              help="Output format (default: from --output's extension, else terminal).")
+@click.option("--table", help="With CSV: which table to write (layers, kernels, ...).")
+@click.option("--out-dir", type=click.Path(path_type=Path),
+              help="Write every artefact here: report.md/.json, CSV tables, trace, plots, run.")
+@click.option("--chrome-trace", type=click.Path(path_type=Path),
+              help="Write a Chrome/Perfetto trace JSON (open in ui.perfetto.dev).")
+@click.option("--memory-plot", type=click.Path(path_type=Path), help="Write memory over time as PNG.")
+@click.option("--save", type=click.Path(path_type=Path),
+              help="Save the loaded run (.gpuprof) to re-analyse later without the export.")
+@click.option("--top", type=int, help="Rows per table in terminal/Markdown views.")
+def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, memory_plot, save, top):
+    """Analyse an Nsight Systems export (.sqlite, .nsys-rep) or a saved run (.gpuprof)."""
+    from ..api import load
+    from ..render.report import format_for, render, write_report
+
+    with _status(f"Reading {file.name}"):
+        run = load(file)
+    if run.kernels.empty and run.copies.empty:
+        raise NoDataError(
+            f"{file.name} holds no GPU kernels or memory copies ({_what_is_there(run)})",
+            "Capture CUDA activity with: nsys profile -t cuda,nvtx --cuda-memory-usage=true ...")
+    report = run.report(top=top)
+    if save:
+        click.echo(f"Saved run: {run.save(save)}", err=True)
+    if out_dir:
+        from ..render.artifacts import write_artifacts
+
+        for path in write_artifacts(run, report, out_dir):
+            click.echo(f"Wrote {path}", err=True)
+    _write_extras(run, chrome_trace, memory_plot)
+    if output:
+        click.echo(f"Wrote {write_report(report, output, fmt, table)}", err=True)
+    else:
+        text = render(_terminal(report) if format_for(None, fmt) == "terminal" else report,
+                      format_for(None, fmt), table=table)
+        click.echo(text, nl=False)
+
+
+def _terminal(report):
+    from ..render.layer_section import for_terminal
+
+    report.sections = [for_terminal(s) for s in report.sections]
+    return report
+
+
+def _write_extras(run, chrome_trace, memory_plot) -> None:
+    if chrome_trace:
+        from ..render.chrome_trace import write_chrome_trace
+
+        click.echo(f"Wrote {write_chrome_trace(run, chrome_trace)}", err=True)
+    if memory_plot:
+        from ..render.artifacts import write_memory_plot
+
+        click.echo(f"Wrote {write_memory_plot(run, memory_plot)}", err=True)
+
+
+def _what_is_there(run) -> str:
+    if run.meta.absent.get("kernels"):
+        return run.meta.absent["kernels"]
+    return f"{len(run.api_calls)} CUDA API calls and {len(run.nvtx_ranges)} NVTX ranges only"
+
+
+def _status(message: str):
+    from contextlib import nullcontext
+
+    if not sys.stderr.isatty():
+        return nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)

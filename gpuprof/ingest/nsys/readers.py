@@ -1,0 +1,233 @@
+"""One reader per model table. Each selects only the columns the export has and returns a
+DataFrame in the model's units, or None when the export lacks the source table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import schema
+from .export_file import ExportFile
+from .strings import StringTable, coalesce, text_categorical
+
+
+def _select(export: ExportFile, table: str, fields: dict[str, tuple[str, ...]],
+            where: str = "") -> pa.Table:
+    """SELECT each alias from the first candidate column the table has (omitted if none)."""
+    have = set(export.columns(table))
+    parts = []
+    for alias, candidates in fields.items():
+        column = next((c for c in candidates if c in have), None)
+        if column is not None:
+            parts.append(f'"{column}" AS {alias}')
+    return export.arrow(f"SELECT {', '.join(parts)} FROM {table} {where}")
+
+
+def _ints(table: pa.Table, name: str, fill: int = -1) -> np.ndarray:
+    if name not in table.column_names:
+        return np.full(table.num_rows, fill, dtype=np.int64)
+    column = table.column(name)
+    if not pa.types.is_integer(column.type):
+        column = pc.cast(column, pa.int64(), safe=False)
+    return pc.fill_null(column, fill).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def _pid(global_id: np.ndarray) -> np.ndarray:
+    return (global_id >> schema.PID_SHIFT) & schema.ID_MASK
+
+
+def _drop_open(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose end is missing or before their start cannot be placed in time."""
+    ok = (frame["end_ns"] >= frame["start_ns"]) & (frame["start_ns"] >= 0)
+    return frame if ok.all() else frame[ok]
+
+
+KERNEL_FIELDS = {
+    "start": ("start",), "end": ("end",), "device": ("deviceId",), "context": ("contextId",),
+    "stream": ("streamId",), "corr": ("correlationId",), "gpid": ("globalPid",),
+    "short": ("shortName",), "demangled": ("demangledName",),
+    "gx": ("gridX",), "gy": ("gridY",), "gz": ("gridZ",),
+    "bx": ("blockX",), "by": ("blockY",), "bz": ("blockZ",), "regs": ("registersPerThread",),
+    "smem_static": ("staticSharedMemory",), "smem_dynamic": ("dynamicSharedMemory",),
+    "graph_node": ("graphNodeId",),
+}
+
+
+def read_kernels(export: ExportFile, strings: StringTable) -> pd.DataFrame | None:
+    if not export.has(schema.KERNEL):
+        return None
+    t = _select(export, schema.KERNEL, KERNEL_FIELDS)
+    frame = pd.DataFrame({
+        "start_ns": _ints(t, "start"), "end_ns": _ints(t, "end"),
+        "device_id": _ints(t, "device").astype(np.int32),
+        "context_id": _ints(t, "context").astype(np.int32),
+        "stream_id": _ints(t, "stream").astype(np.int32),
+        "correlation_id": _ints(t, "corr"), "pid": _pid(_ints(t, "gpid", 0)),
+        "name": strings.categorical(_ints(t, "short")),
+        "demangled_name": strings.categorical(_ints(t, "demangled")),
+        "grid_x": _ints(t, "gx").astype(np.int32), "grid_y": _ints(t, "gy").astype(np.int32),
+        "grid_z": _ints(t, "gz").astype(np.int32), "block_x": _ints(t, "bx").astype(np.int32),
+        "block_y": _ints(t, "by").astype(np.int32), "block_z": _ints(t, "bz").astype(np.int32),
+        "registers_per_thread": _ints(t, "regs").astype(np.int32),
+        "shared_memory_bytes": _ints(t, "smem_static", 0) + _ints(t, "smem_dynamic", 0),
+        "graph_node_id": _ints(t, "graph_node"),
+    })
+    return _drop_open(frame)
+
+
+def read_api_calls(export: ExportFile, strings: StringTable) -> pd.DataFrame | None:
+    if not export.has(schema.RUNTIME):
+        return None
+    t = _select(export, schema.RUNTIME, {
+        "start": ("start",), "end": ("end",), "gtid": ("globalTid",),
+        "corr": ("correlationId",), "name": ("nameId",), "ret": ("returnValue",)})
+    gtid = _ints(t, "gtid", 0)
+    frame = pd.DataFrame({
+        "start_ns": _ints(t, "start"), "end_ns": _ints(t, "end"), "pid": _pid(gtid),
+        "tid": gtid & schema.ID_MASK, "global_tid": gtid, "correlation_id": _ints(t, "corr"),
+        "name": strings.categorical(_ints(t, "name")), "return_value": _ints(t, "ret", 0),
+    })
+    return _drop_open(frame)
+
+
+COPY_FIELDS = {
+    "start": ("start",), "end": ("end",), "device": ("deviceId",), "context": ("contextId",),
+    "stream": ("streamId",), "corr": ("correlationId",), "gpid": ("globalPid",),
+    "bytes": ("bytes",), "copy_kind": ("copyKind",), "mem_kind": ("memKind",),
+}
+
+
+def read_copies(export: ExportFile) -> pd.DataFrame | None:
+    parts = []
+    if export.has(schema.MEMCPY):
+        t = _select(export, schema.MEMCPY, COPY_FIELDS)
+        names = _enum(export, schema.MEMCPY_ENUM, schema.MEMCPY_DIRECTIONS)
+        parts.append(_copy_frame(t, "memcpy", _labels(_ints(t, "copy_kind"), names)))
+    if export.has(schema.MEMSET):
+        t = _select(export, schema.MEMSET, COPY_FIELDS)
+        parts.append(_copy_frame(t, "memset", pd.Categorical(["memset"] * t.num_rows)))
+    if not parts:
+        return None
+    frame = pd.concat(parts, ignore_index=True)
+    for col in ("kind", "direction"):
+        frame[col] = frame[col].astype("category")
+    return _drop_open(frame)
+
+
+def _copy_frame(t: pa.Table, kind: str, direction) -> pd.DataFrame:
+    return pd.DataFrame({
+        "start_ns": _ints(t, "start"), "end_ns": _ints(t, "end"),
+        "device_id": _ints(t, "device").astype(np.int32),
+        "context_id": _ints(t, "context").astype(np.int32),
+        "stream_id": _ints(t, "stream").astype(np.int32), "correlation_id": _ints(t, "corr"),
+        "pid": _pid(_ints(t, "gpid", 0)), "kind": pd.Categorical([kind] * t.num_rows),
+        "direction": direction, "bytes": _ints(t, "bytes", 0),
+    })
+
+
+def _enum(export: ExportFile, table: str, fallback: dict[int, str]) -> dict[int, str]:
+    """An export's own enum labels where it has the table, else our copy of them."""
+    if not export.has(table) or not {"id", "name"} <= set(export.columns(table)):
+        return dict(fallback)
+    names = dict(fallback)
+    for ident, name in export.rows(f"SELECT id, name FROM {table}"):
+        if isinstance(ident, int) and isinstance(name, str):
+            short = name.rsplit("_KIND_", 1)[-1]
+            names[ident] = fallback.get(ident, short)
+    return names
+
+
+def _labels(codes: np.ndarray, names: dict[int, str]) -> pd.Categorical:
+    uniques, inverse = np.unique(codes, return_inverse=True)
+    labels = [names.get(int(u), f"kind {int(u)}") for u in uniques]
+    return pd.Categorical(np.asarray(labels, dtype=object)[inverse])
+
+
+def read_nvtx(export: ExportFile, strings: StringTable) -> tuple[pd.DataFrame | None, int]:
+    """NVTX ranges and marks; also returns how many ranges were dropped for having no end."""
+    if not export.has(schema.NVTX):
+        return None, 0
+    kinds = ", ".join(str(k) for k in (*schema.NVTX_RANGE_KINDS, schema.NVTX_DOMAIN_CREATE))
+    t = _select(export, schema.NVTX, {
+        "start": ("start",), "end": ("end",), "type": ("eventType",), "text": ("text",),
+        "text_id": ("textId",), "domain": ("domainId",), "gtid": ("globalTid",),
+        "f64": ("doubleValue",), "i64": ("int64Value",), "u64": ("uint64Value",),
+        "i32": ("int32Value",), "u32": ("uint32Value",), "f32": ("floatValue",),
+    }, where=f"WHERE eventType IN ({kinds})")
+    event_type = _ints(t, "type")
+    gtid = _ints(t, "gtid", 0)
+    text = _nvtx_text(t, strings)
+    domains = _domain_names(event_type, _ints(t, "domain", 0), _pid(gtid), text)
+    keep = event_type != schema.NVTX_DOMAIN_CREATE
+    start, end = _ints(t, "start"), _ints(t, "end")
+    is_mark = event_type == schema.NVTX_MARK
+    end = np.where(is_mark, start, end)
+    open_range = keep & ~is_mark & (end < start)
+    keep &= ~open_range
+    frame = pd.DataFrame({
+        "start_ns": start, "end_ns": end, "pid": _pid(gtid), "tid": gtid & schema.ID_MASK,
+        "global_tid": gtid,
+        "range_kind": pd.Categorical.from_codes(
+            np.searchsorted([schema.NVTX_MARK, schema.NVTX_PUSH_POP, schema.NVTX_START_END],
+                            np.where(keep, event_type, schema.NVTX_MARK)),
+            categories=["mark", "push_pop", "start_end"]),
+        "domain": domains, "text": text, "payload": _payload(t),
+    })
+    return frame[keep].reset_index(drop=True), int(open_range.sum())
+
+
+def _nvtx_text(t: pa.Table, strings: StringTable) -> pd.Categorical:
+    has_text, has_id = "text" in t.column_names, "text_id" in t.column_names
+    by_id = strings.categorical(t.column("text_id")) if has_id else None
+    inline = text_categorical(t.column("text")) if has_text else None
+    if inline is not None and by_id is not None:
+        return coalesce(inline, by_id)
+    if inline is not None or by_id is not None:
+        return inline if inline is not None else by_id
+    return pd.Categorical([None] * t.num_rows)
+
+
+def _domain_names(event_type, domain_id, pid, text) -> pd.Categorical:
+    """Domain ids are per process and differ between files: name them from creation events."""
+    created = event_type == schema.NVTX_DOMAIN_CREATE
+    names = {(int(p), int(d)): str(n) for p, d, n in
+             zip(pid[created], domain_id[created], np.asarray(text)[created])}
+    by_id = {d: n for (_, d), n in names.items()}
+    keys = pd.MultiIndex.from_arrays([pid, domain_id])
+    uniques = keys.unique()
+    labels = [names.get((p, d), by_id.get(d, "default" if d == 0 else f"domain {d}"))
+              for p, d in uniques]
+    codes = uniques.get_indexer(keys)
+    return pd.Categorical(np.asarray(labels, dtype=object)[codes])
+
+
+def _payload(t: pa.Table) -> np.ndarray:
+    out = np.full(t.num_rows, np.nan)
+    for name in ("f64", "i64", "u64", "i32", "u32", "f32"):
+        if name in t.column_names:
+            values = pc.cast(t.column(name), pa.float64(), safe=False)
+            values = values.to_numpy(zero_copy_only=False)
+            out = np.where(np.isnan(out), values, out)
+    return out
+
+
+def read_memory_events(export: ExportFile) -> pd.DataFrame | None:
+    if not export.has(schema.GPU_MEMORY):
+        return None
+    t = _select(export, schema.GPU_MEMORY, {
+        "start": ("start", "timestamp"), "device": ("deviceId",), "gpid": ("globalPid",),
+        "bytes": ("bytes",), "op": ("memoryOperationType",), "mem_kind": ("memKind",),
+        "address": ("address",)})
+    size = _ints(t, "bytes", 0)
+    is_free = _ints(t, "op", 0) == 1
+    kinds = _enum(export, schema.MEM_KIND_ENUM, schema.MEM_KINDS)
+    return pd.DataFrame({
+        "time_ns": _ints(t, "start"), "device_id": _ints(t, "device").astype(np.int32),
+        "pid": _pid(_ints(t, "gpid", 0)), "source": pd.Categorical(["nsys"] * t.num_rows),
+        "kind": pd.Categorical(np.where(is_free, "free", "alloc")),
+        "bytes": np.where(is_free, -size, size), "address": _ints(t, "address", 0),
+        "phase": pd.Categorical([None] * t.num_rows),
+        "detail": _labels(_ints(t, "mem_kind"), kinds),
+    }).sort_values("time_ns", kind="stable").reset_index(drop=True)

@@ -1,0 +1,71 @@
+"""The whole `gpuprof nsys` report: facts, layers (TensorRT) or NVTX ranges, then the
+kernel, copy, stream and memory sections."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from ..analyze.layers import UNATTRIBUTED  # noqa: F401  (re-exported for renderers' tests)
+from .layer_section import layer_section
+from .report import Report, Section
+
+
+def nsys_report(run, top: int | None = None) -> Report:
+    report = Report(title=f"gpuprof: {_source_name(run)}", facts=facts(run))
+    if run.is_tensorrt():
+        report.add(layer_section(run.layers(), run.nvtx_coverage("TensorRT")))
+    elif len(run.nvtx_ranges) and len(run.kernels):
+        report.add(range_section(run))
+    for section in _other_sections(run):
+        report.add(section)
+    if run.meta.absent:
+        report.add(Section("absent", "Not in this export",
+                           notes=[f"{name}: {why}" for name, why in run.meta.absent.items()]))
+    if top is not None:
+        for section in report.sections:
+            section.max_rows = top
+    return report
+
+
+def _source_name(run) -> str:
+    return run.meta.sources[0].name if run.meta.sources else "run"
+
+
+def facts(run) -> dict[str, str]:
+    meta = run.meta
+    out = {"Tool": f"Nsight Systems {meta.tool_version}" if meta.tool_version
+           else f"{meta.tool or 'unknown'} (version not recorded in the export)"}
+    if meta.gpus:
+        out["GPUs"] = "; ".join(f"{g.device_id}: {g.name}" for g in meta.gpus)
+    elif len(run.kernels):
+        ids = sorted(run.kernels["device_id"].unique().tolist())
+        out["GPUs"] = ", ".join(f"device {i} (name not recorded)" for i in ids)
+    if meta.session_start_utc_ns:
+        start = dt.datetime.fromtimestamp(meta.session_start_utc_ns / 1e9, tz=dt.timezone.utc)
+        out["Session start"] = start.strftime("%Y-%m-%d %H:%M:%S UTC")
+    out["Events"] = (f"{len(run.kernels):,} kernels, {len(run.copies):,} copies/sets, "
+                     f"{len(run.api_calls):,} CUDA API calls, {len(run.nvtx_ranges):,} NVTX ranges")
+    return out
+
+
+def range_section(run, rows: int = 20) -> Section:
+    table = run.gpu_time_by_range()
+    shown = pd.DataFrame({
+        "domain": table["domain"].astype(str), "range": table["name"].astype(str),
+        "calls": table["calls"].astype("int64"), "GPU ms": table["total_ns"] / 1e6,
+        "mean µs/call": table["mean_ns"] / 1e3, "% GPU": table["share"] * 100,
+        "kernels/call": table["kernels_per_call"],
+    })
+    notes = [f"NVTX coverage: {run.nvtx_coverage():.2%} of kernel time falls inside a push/pop range "
+             "(each kernel counted once, in its innermost range)."]
+    return Section("ranges", "GPU time by NVTX range", shown, notes, max_rows=rows)
+
+
+def _other_sections(run) -> list[Section]:
+    try:
+        from .nsys_report import build_sections
+    except ImportError:
+        return []
+    return list(build_sections(run))

@@ -1,0 +1,142 @@
+"""NVTX projection and the TensorRT layer table, checked against plain SQL on the same export."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpuprof.align.nvtx import match_calls, project_to_ranges
+from gpuprof.analyze.layers import layer_name, layer_table, pareto
+from gpuprof.api import load
+from gpuprof.ingest.nsys import read_nsys
+from gpuprof.model import conform
+
+from .conftest import fixture_path
+
+RESNET = "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite"
+
+# Independent computation: for each kernel, its runtime call (same correlation id and process),
+# then the innermost push/pop range of the TensorRT domain enclosing that call on its thread.
+SQL_LAYER_TOTALS = """
+WITH trt AS (SELECT domainId FROM NVTX_EVENTS WHERE eventType = 75 AND text = 'TensorRT'),
+ranges AS (
+  SELECT n.start, n.end, n.globalTid, COALESCE(n.text, s.value) AS name
+  FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId
+  WHERE n.eventType = 59 AND n.domainId IN (SELECT domainId FROM trt)),
+launched AS (
+  SELECT k.end - k.start AS dur, r.start AS rs, r.end AS re, r.globalTid AS tid
+  FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN CUPTI_ACTIVITY_KIND_RUNTIME r
+    ON r.correlationId = k.correlationId
+   AND ((r.globalTid >> 24) & 16777215) = ((k.globalPid >> 24) & 16777215))
+SELECT (SELECT name FROM ranges g WHERE g.globalTid = l.tid AND g.start <= l.rs AND g.end >= l.re
+        ORDER BY g.start DESC, g.end ASC LIMIT 1) AS layer,
+       SUM(dur) AS total_ns, COUNT(*) AS kernels
+FROM launched l GROUP BY layer
+"""
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return load(fixture_path("nsys", RESNET))
+
+
+def test_layer_totals_equal_plain_sql(resnet):
+    con = sqlite3.connect(f"file:{fixture_path('nsys', RESNET)}?mode=ro", uri=True)
+    expected = pd.DataFrame(con.execute(SQL_LAYER_TOTALS).fetchall(), columns=["layer", "total_ns", "kernels"])
+    con.close()
+    expected = expected.dropna(subset=["layer"]).set_index("layer")
+    layers = resnet.layers().set_index("layer")
+    in_sql = expected.index
+    assert len(layers) == 60
+    assert (layers.loc[in_sql, "total_ns"].astype("int64") == expected["total_ns"]).all()
+    assert (layers.loc[in_sql, "kernels"].astype("int64") == expected["kernels"]).all()
+    # Layers that launched no kernel (e.g. a no-op reshape) are present with zero time.
+    assert (layers.drop(index=in_sql)["total_ns"] == 0).all()
+
+
+def test_resnet_layer_table_shape(resnet):
+    layers = resnet.layers()
+    assert layers["calls"].eq(50).all()  # 50 inferences, every layer once each
+    assert layers["kernels"].sum() == 3250  # one of 3251 kernels ran outside the engine
+    assert layers["share"].sum() == pytest.approx(1.0)
+    assert layers["cumulative_share"].is_monotonic_increasing
+    assert layers["total_ns"].is_monotonic_decreasing
+    assert layers.loc[layers["reformat"], "layer"].str.startswith("Reformatting CopyNode").all()
+    assert layers["reformat"].sum() == 3
+    top = layers.iloc[0]
+    assert top["layer"].startswith("/layer4/layer4.0/conv2/Conv")
+    assert top["top_kernels"][0].startswith("sm75_xmma_fprop_implicit_gemm")
+    assert resnet.nvtx_coverage("TensorRT") == pytest.approx(40976839 / 40978567)
+
+
+def test_median_per_call_matches_numpy(resnet):
+    attributed = resnet._attributed  # all domains: innermost is the layer range here too
+    ranges = resnet.nvtx_ranges
+    layers = resnet.layers().set_index("layer")
+    name = "/conv1/Conv + /relu/Relu"
+    rows = np.flatnonzero((ranges["text"] == name).to_numpy())
+    per_call = [attributed.loc[attributed["range_row"] == r, "duration_ns"].sum() for r in rows]
+    assert layers.loc[name, "median_ns"] == np.median(per_call)
+    assert layers.loc[name, "mean_ns"] == pytest.approx(np.mean(per_call))
+
+
+def test_pareto_line():
+    layers = pd.DataFrame({"total_ns": [50, 30, 15, 5]})
+    layers["cumulative_share"] = layers["total_ns"].cumsum() / 100
+    assert pareto(layers, 0.8) == (2, 0.8)
+    assert pareto(layers, 0.81) == (3, 0.95)
+
+
+@pytest.mark.parametrize("name", ["caoye310__Lower-Triangular-Solves__la.sqlite",
+                                  "GindaChen__nsys-ai__tests__fixtures__mfu_2gpu_before.sqlite",
+                                  "MohanadOdema__DLProf__w_Relu__nsys_profile.sqlite"])
+def test_projection_equals_brute_force(name):
+    profile = read_nsys(fixture_path("nsys", name))
+    got = project_to_ranges(profile.kernels, profile.api_calls, profile.nvtx_ranges)
+    calls = match_calls(profile.kernels, profile.api_calls)
+    ranges = profile.nvtx_ranges
+    push_pop = ranges[ranges["range_kind"] == "push_pop"]
+    sample = np.linspace(0, len(got) - 1, num=min(300, len(got)), dtype=int)
+    for i in sample:
+        expected = -1
+        if calls[i] >= 0:
+            call = profile.api_calls.iloc[calls[i]]
+            enclosing = push_pop[(push_pop.global_tid == call.global_tid) & (push_pop.start_ns <= call.start_ns)
+                                 & (push_pop.end_ns >= call.end_ns)]
+            if len(enclosing):
+                inner = enclosing.sort_values(["start_ns", "end_ns"], ascending=[False, True]).index[0]
+                expected = ranges.index.get_loc(inner)
+        assert got[i] == expected
+
+
+def _frames(ranges, calls, kernels):
+    nvtx = conform("nvtx_ranges", pd.DataFrame(ranges, columns=["start_ns", "end_ns", "global_tid", "text"])
+                   .assign(range_kind="push_pop", domain="d", pid=1))
+    api = conform("api_calls", pd.DataFrame(calls, columns=["start_ns", "end_ns", "global_tid", "correlation_id"])
+                  .assign(pid=1))
+    work = conform("kernels", pd.DataFrame(kernels, columns=["correlation_id"]).assign(pid=1, start_ns=0, end_ns=1))
+    return work, api, nvtx
+
+
+def test_projection_nesting_and_threads():
+    ranges = [(0, 100, 7, "outer"), (10, 50, 7, "mid"), (20, 30, 7, "inner"), (60, 70, 7, "sib"),
+              (0, 100, 8, "other-thread")]
+    calls = [(21, 29, 7, 1), (31, 40, 7, 2), (55, 58, 7, 3), (61, 62, 7, 4), (5, 6, 8, 5), (5, 200, 7, 6)]
+    work, api, nvtx = _frames(ranges, calls, [1, 2, 3, 4, 5, 6, 99])
+    got = project_to_ranges(work, api, nvtx)
+    assert list(got) == [2, 1, 0, 3, 4, -1, -1]
+
+
+def test_projection_same_start_prefers_inner():
+    ranges = [(10, 50, 7, "outer"), (10, 20, 7, "inner")]
+    work, api, nvtx = _frames(ranges, [(11, 12, 7, 1), (25, 26, 7, 2)], [1, 2])
+    assert list(project_to_ranges(work, api, nvtx)) == [1, 0]
+
+
+def test_layer_name_from_detailed_json():
+    assert layer_name('{"Name":"conv1 + relu","LayerType":"CaskConvolution"}') == "conv1 + relu"
+    assert layer_name('{"name": "trunc\\"ated", "x": ') == 'trunc\\"ated'
+    assert layer_name("/conv1/Conv") == "/conv1/Conv"
