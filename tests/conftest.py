@@ -49,14 +49,21 @@ def _has_module(*names: str) -> bool:
     return any(importlib.util.find_spec(n) is not None for n in names)
 
 
+def _has_trt(needs: str) -> bool:
+    # tensorrt-stubs installs an empty 'tensorrt' package: ask for a real class, not a name.
+    from gpuprof.capture.trt.api import installed
+
+    return installed("tensorrt", needs) or installed("tensorrt_rtx", needs)
+
+
 def _missing_reason(marker: str) -> str | None:
     if marker == "gpu" and not _has_gpu():
         return "needs a CUDA GPU with a driver (NVML not available here)"
     if marker == "nsys" and shutil.which("nsys") is None:
         return "needs Nsight Systems ('nsys' not on PATH)"
-    if marker == "trt" and not _has_module("tensorrt", "tensorrt_rtx"):
+    if marker == "trt" and not _has_trt("Builder"):
         return "needs the TensorRT builder (pip install tensorrt-rtx-cu13)"
-    if marker == "trt_runtime" and not (_has_gpu() and _has_module("tensorrt", "tensorrt_rtx")):
+    if marker == "trt_runtime" and not (_has_gpu() and _has_trt("Runtime")):
         return "needs a GPU and a TensorRT runtime to deserialize engines"
     if marker == "triton" and not _has_module("pytriton"):
         return "needs the tritonserver bundled in nvidia-pytriton (pip install nvidia-pytriton)"

@@ -20,6 +20,9 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   # tensorrt-stubs declares a dependency on full TensorRT, whose wheel cannot be downloaded
   # here; the stubs alone are what mypy needs.
   "$VENV/bin/pip" install -q --no-deps tensorrt-stubs 2>&1 | grep -v "is ignored" || true
+  # Only the tritonserver binary bundled in nvidia-pytriton is used; its Python dependencies
+  # would downgrade numpy below what pandas needs.
+  "$VENV/bin/pip" install -q --no-deps nvidia-pytriton 2>&1 | grep -v "is ignored" || true
   "$VENV/bin/python" -c "import gpuprof, pandas, pyarrow, adbc_driver_sqlite, onnxruntime" \
     || { echo "[setup] core packages failed to install" >&2; exit 1; }
   echo "$want" > "$STAMP"

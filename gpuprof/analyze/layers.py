@@ -125,7 +125,8 @@ def layer_table(profile: Profile) -> pd.DataFrame:
     outside = table[wrapper]
     if outside["total_ns"].sum() > 0:
         row = {"name": UNATTRIBUTED, "calls": int(outside["calls"].max()),
-               "total_ns": outside["total_ns"].sum(), "kernels": outside["kernels"].sum()}
+               "total_ns": outside["total_ns"].sum(), "kernels": outside["kernels"].sum(),
+               "median_ns": float("nan"), "top_kernels": []}
         layers = pd.concat([layers, pd.DataFrame([row])], ignore_index=True)
     layers = layers.rename(columns={"name": "layer"})
     layers["reformat"] = layers["layer"].str.contains(REFORMAT)

@@ -24,7 +24,8 @@ def percentile_label(q: float) -> str:
 
 def min_samples_for(q: float) -> int:
     """Samples needed so that at least TAIL_SAMPLES_FOR_RELIABLE lie beyond the q-th percentile."""
-    return int(np.ceil(TAIL_SAMPLES_FOR_RELIABLE * 100.0 / (100.0 - q))) if q < 100 else 1 << 62
+    # round first: 10 * 100 / (100 - 99.9) is 10000.000000000002 in floating point
+    return int(np.ceil(round(TAIL_SAMPLES_FOR_RELIABLE * 100.0 / (100.0 - q), 6))) if q < 100 else 1 << 62
 
 
 def unreliable_percentiles(count: int, percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> list[str]:

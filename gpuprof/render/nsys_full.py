@@ -20,9 +20,10 @@ def nsys_report(run, top: int | None = None) -> Report:
         report.add(range_section(run))
     for section in _other_sections(run):
         report.add(section)
-    if run.meta.absent:
+    if set(run.meta.absent) - {"memory_events"}:
         report.add(Section("absent", "Not in this export",
-                           notes=[f"{name}: {why}" for name, why in run.meta.absent.items()]))
+                           notes=[f"{name}: {why}" for name, why in run.meta.absent.items()
+                                  if name != "memory_events"]))  # the memory section says it
     if top is not None:
         for section in report.sections:
             section.max_rows = top

@@ -25,6 +25,8 @@ class Section:
     table: pd.DataFrame | None = None   # display-ready (units in column names)
     notes: list[str] = field(default_factory=list)  # sentences shown under the title
     max_rows: int | None = None         # rows shown in terminal/Markdown (None = all)
+    # verbatim lines (ASCII art such as a timeline): never wrapped, escaped or re-flowed
+    preformatted: list[str] = field(default_factory=list)
 
 
 @dataclass

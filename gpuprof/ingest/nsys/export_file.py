@@ -11,6 +11,8 @@ from ...errors import BadInputError
 from . import schema
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+# SQLite reports some damage with messages that are themselves invalid UTF-8.
+CORRUPTION = (sqlite3.DatabaseError, UnicodeDecodeError)
 REEXPORT_HINT = "Re-export it with: nsys export --type sqlite --force-overwrite true REPORT.nsys-rep"
 
 
@@ -36,9 +38,11 @@ class ExportFile:
         uri = f"file:{path.resolve().as_posix()}?mode=ro&immutable=1"
         try:
             self._db = sqlite3.connect(uri, uri=True)
+            # Corrupt or foreign files can hold invalid UTF-8; never let decoding crash a read.
+            self._db.text_factory = lambda raw: raw.decode("utf-8", "replace")
             rows = self._db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
             self.tables: set[str] = {name for (name,) in rows}
-        except sqlite3.DatabaseError as exc:
+        except CORRUPTION as exc:
             raise corrupt(path, exc) from exc
         if not self.tables & set(schema.MARKER_TABLES):
             raise BadInputError(f"{path.name} is an SQLite database but not an Nsight Systems export",
@@ -53,7 +57,7 @@ class ExportFile:
         if table not in self._columns:
             try:
                 info = self._db.execute(f"PRAGMA table_info('{table}')").fetchall()
-            except sqlite3.DatabaseError as exc:
+            except CORRUPTION as exc:
                 raise corrupt(self.path, exc) from exc
             self._columns[table] = [row[1] for row in info]
         return self._columns[table]
@@ -62,23 +66,25 @@ class ExportFile:
         """Small reads (metadata, enums, strings) through the standard library."""
         try:
             return self._db.execute(sql, params).fetchall()
-        except sqlite3.DatabaseError as exc:
+        except CORRUPTION as exc:
             raise corrupt(self.path, exc) from exc
 
     def arrow(self, sql: str) -> pa.Table:
         """Bulk reads straight into Arrow columns: no Python object per row.
 
-        ADBC's SQLite driver infers column types from the data; a file whose types are mixed
-        (mutated by a post-processing tool) makes it fail, and then the standard library reads
-        the same query, slower but type-agnostic.
+        ADBC's SQLite driver infers column types from the data and does not check text
+        encoding. A file with mixed types (mutated by a post-processing tool) or invalid UTF-8
+        (damage) is read again through the standard library: slower, but tolerant.
         """
         try:
             cursor = self._adbc_connection().cursor()
             try:
                 cursor.execute(sql)
-                return cursor.fetch_arrow_table()
+                table = cursor.fetch_arrow_table()
             finally:
                 cursor.close()
+            _check_utf8(table)
+            return table
         except Exception:  # noqa: BLE001 - any driver failure falls back to the robust reader
             return self._arrow_via_sqlite3(sql)
 
@@ -95,7 +101,7 @@ class ExportFile:
             cursor = self._db.execute(sql)
             names = [d[0] for d in cursor.description]
             columns = list(zip(*cursor.fetchall())) or [[] for _ in names]
-        except sqlite3.DatabaseError as exc:
+        except CORRUPTION as exc:
             raise corrupt(self.path, exc) from exc
         arrays = [_to_arrow(col) for col in columns]
         return pa.table(dict(zip(names, arrays)))
@@ -107,7 +113,21 @@ class ExportFile:
         self._db.close()
 
 
+def _check_utf8(table: pa.Table) -> None:
+    """Raise ArrowInvalid if a text column holds invalid UTF-8 or BLOBs (only text is scanned).
+
+    No column gpuprof reads is a BLOB in a sound export, so a binary column means damage.
+    """
+    for column in table.columns:
+        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+            raise pa.ArrowInvalid("binary data in a text column")
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column.validate(full=True)
+
+
 def _to_arrow(values) -> pa.Array:
+    # A BLOB where nsys writes text (damage): decode it like text, replacing invalid bytes.
+    values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):

@@ -84,7 +84,7 @@ def _gpu_from(rec: dict, chosen: dict) -> GpuInfo:
     if clock and chosen["clock_khz"] == "clockRate" and clock > 10_000_000:
         clock //= 1000  # newer exports store Hz, older ones kHz
     return GpuInfo(
-        device_id=int(rec.get("device_id") or 0),
+        device_id=num("device_id") or 0,
         name=str(rec.get("name") or "unknown GPU"),
         sm_count=num("sm_count"), memory_bytes=num("memory_bytes"),
         compute_capability=f"{major}.{minor}" if major is not None and minor is not None else None,

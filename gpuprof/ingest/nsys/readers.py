@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import schema
+from .columns import to_int64
 from .export_file import ExportFile
 from .strings import StringTable, coalesce, text_categorical
 
@@ -28,10 +29,7 @@ def _select(export: ExportFile, table: str, fields: dict[str, tuple[str, ...]],
 def _ints(table: pa.Table, name: str, fill: int = -1) -> np.ndarray:
     if name not in table.column_names:
         return np.full(table.num_rows, fill, dtype=np.int64)
-    column = table.column(name)
-    if not pa.types.is_integer(column.type):
-        column = pc.cast(column, pa.int64(), safe=False)
-    return pc.fill_null(column, fill).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return to_int64(table.column(name), fill)
 
 
 def _pid(global_id: np.ndarray) -> np.ndarray:
@@ -107,7 +105,8 @@ def read_copies(export: ExportFile) -> pd.DataFrame | None:
         parts.append(_copy_frame(t, "memcpy", _labels(_ints(t, "copy_kind"), names)))
     if export.has(schema.MEMSET):
         t = _select(export, schema.MEMSET, COPY_FIELDS)
-        parts.append(_copy_frame(t, "memset", pd.Categorical(["memset"] * t.num_rows)))
+        kinds = _enum(export, schema.MEM_KIND_ENUM, schema.MEM_KINDS)
+        parts.append(_copy_frame(t, "memset", _labels(_ints(t, "mem_kind"), kinds)))
     if not parts:
         return None
     frame = pd.concat(parts, ignore_index=True)

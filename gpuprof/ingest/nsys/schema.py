@@ -41,7 +41,7 @@ MEMCPY_DIRECTIONS = {
 }
 # memKind values (ENUM_CUDA_MEM_KIND) for memory usage events, when the enum table is absent.
 MEM_KINDS = {0: "pageable", 1: "pinned", 2: "device", 3: "array", 4: "managed",
-             5: "device_static", 6: "managed_static"}
+             5: "device_static", 6: "managed_static", 7: "unknown"}
 
 # globalTid = HW:8 | VM:8 | PID:24 | TID:24 ; globalPid carries the same layout with TID = 0.
 PID_SHIFT = 24

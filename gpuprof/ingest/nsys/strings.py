@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import schema
+from .columns import to_int64
 from .export_file import ExportFile
 
 
@@ -46,7 +46,7 @@ class StringTable:
 def _as_int_array(column) -> np.ndarray:
     """Ids as int64 with nulls as -1 (no string has a negative id, so -1 decodes to missing)."""
     if isinstance(column, (pa.ChunkedArray, pa.Array)):
-        return pc.fill_null(column.cast(pa.int64(), safe=False), -1).to_numpy(zero_copy_only=False)
+        return to_int64(column, -1)
     arr = np.asarray(column)
     if arr.dtype.kind == "f":
         arr = np.where(np.isnan(arr), -1, arr)

@@ -1,0 +1,43 @@
+"""Small helpers the analyses share: labels for missing keys, durations, time zero.
+
+pandas drops rows whose group key is missing, so a kernel or NVTX range with no name or
+domain would silently vanish from a summary; they get an explicit label instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+UNNAMED = "(unnamed)"
+DEFAULT_DOMAIN = "(default)"
+NOT_APPLICABLE = "n/a"
+
+
+def labelled(series: pd.Series, missing: str) -> pd.Series:
+    """``series`` as a categorical with NA replaced by ``missing``."""
+    cat = series.astype("category")
+    if not cat.isna().any():
+        return cat
+    if missing not in cat.cat.categories:
+        cat = cat.cat.add_categories([missing])
+    return cat.fillna(missing)
+
+
+def duration_ns(frame: pd.DataFrame) -> np.ndarray:
+    """end_ns - start_ns as int64, negative durations (clock glitches) clipped to zero."""
+    start = frame["start_ns"].to_numpy(dtype=np.int64)
+    end = frame["end_ns"].to_numpy(dtype=np.int64)
+    return np.maximum(end - start, 0)
+
+
+# (table, time column) pairs whose earliest value starts a profile's timeline
+TIMED_TABLES = (("kernels", "start_ns"), ("copies", "start_ns"), ("api_calls", "start_ns"),
+                ("nvtx_ranges", "start_ns"), ("memory_events", "time_ns"))
+
+
+def first_event_ns(tables: dict[str, pd.DataFrame]) -> int:
+    """The earliest timestamp of any event: time zero for reports and traces (0 if none)."""
+    firsts = [int(tables[name][col].min()) for name, col in TIMED_TABLES
+              if name in tables and not tables[name].empty]
+    return min(firsts) if firsts else 0

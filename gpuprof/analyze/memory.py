@@ -1,0 +1,71 @@
+"""GPU memory over time from allocation and free events.
+
+Each ``memory_events`` row is one allocation (positive bytes) or free (negative bytes); the
+running sum per (source, device) is the memory in use. Sources are kept apart because they
+count different things (an allocator sees only its own allocations, nsys sees every
+cudaMalloc) and adding them would double-count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .common import UNNAMED, labelled
+
+KEYS = ["source", "device_id"]
+TIMELINE_COLUMNS = ["time_ns", "device_id", "source", "used_bytes", "phase"]
+SUMMARY_COLUMNS = KEYS + ["events", "allocations", "frees", "allocated_bytes", "freed_bytes",
+                          "peak_bytes", "peak_time_ns", "peak_phase", "final_bytes"]
+
+
+def memory_timeline(events: pd.DataFrame) -> pd.DataFrame:
+    """Memory in use after each event, per (source, device), in time order.
+
+    Events at the same instant keep their input order, so an allocation followed by a free at
+    one timestamp shows its short-lived peak.
+    """
+    return _running_use(events)[TIMELINE_COLUMNS]
+
+
+def memory_summary(events: pd.DataFrame) -> pd.DataFrame:
+    """Per (source, device): peak use, when it happened and in which phase, and final use.
+
+    ``final_bytes`` above zero means memory still held when the capture ended (or freed by a
+    path the source does not see). ``peak_phase`` is NA when the events carry no phase.
+    """
+    use = _running_use(events)
+    if use.empty:
+        return pd.DataFrame({c: pd.Series(dtype="int64") for c in SUMMARY_COLUMNS})
+    use["allocation"] = use["bytes"] > 0
+    use["free"] = use["bytes"] < 0
+    use["allocated"] = use["bytes"].clip(lower=0)
+    use["freed"] = (-use["bytes"]).clip(lower=0)
+    grouped = use.groupby(KEYS, observed=True, sort=True)
+    out = grouped.agg(events=("bytes", "size"), allocations=("allocation", "sum"),
+                      frees=("free", "sum"), allocated_bytes=("allocated", "sum"),
+                      freed_bytes=("freed", "sum"), final_bytes=("used_bytes", "last"))
+    # idxmax takes the first row reaching the maximum: the moment the peak was first reached
+    peaks = use.loc[grouped["used_bytes"].idxmax()].set_index(KEYS)
+    out["peak_bytes"] = peaks["used_bytes"]
+    out["peak_time_ns"] = peaks["time_ns"]
+    out["peak_phase"] = peaks["phase"]
+    out = out.reset_index()
+    out["source"] = out["source"].astype(str)
+    return out[SUMMARY_COLUMNS]
+
+
+def _running_use(events: pd.DataFrame) -> pd.DataFrame:
+    """Events in time order with ``used_bytes``, the running sum per (source, device)."""
+    if events.empty:
+        columns = TIMELINE_COLUMNS + ["bytes"]
+        return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns})
+    frame = pd.DataFrame({
+        "time_ns": events["time_ns"].to_numpy(dtype=np.int64),
+        "device_id": events["device_id"].to_numpy(),
+        "source": labelled(events["source"], UNNAMED),
+        "bytes": events["bytes"].to_numpy(dtype=np.int64),
+        "phase": events["phase"].to_numpy(),
+    }).sort_values("time_ns", kind="stable")
+    frame["used_bytes"] = frame.groupby(KEYS, observed=True)["bytes"].cumsum()
+    return frame.reset_index(drop=True)

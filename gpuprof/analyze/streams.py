@@ -1,0 +1,99 @@
+"""GPU busy time, utilisation and idle gaps, per GPU and per stream.
+
+Busy time is the length of the union of kernel and copy intervals, not their sum: two kernels
+overlapping on different streams keep the GPU busy once, not twice. ``work_ns`` keeps the plain
+sum so that ``work_ns / busy_ns`` shows how much work ran concurrently.
+
+The union is computed without a Python loop (exports hold millions of kernels): sort each
+group's intervals by start, take the running maximum of their ends, and every start that lies
+beyond the running maximum of the ends before it opens an idle gap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+GPU_KEYS = ["device_id"]
+STREAM_KEYS = ["device_id", "pid", "stream_id"]  # stream ids are only unique within a process
+STAT_COLUMNS = ["count", "work_ns", "busy_ns", "first_start_ns", "last_end_ns", "span_ns",
+                "utilisation", "gap_count", "gap_total_ns", "gap_max_ns"]
+INTERVAL_COLUMNS = ["device_id", "pid", "stream_id", "start_ns", "end_ns", "activity"]
+
+
+def gpu_intervals(kernels: pd.DataFrame, copies: pd.DataFrame) -> pd.DataFrame:
+    """Kernels, copies and sets as one table of intervals; ``activity`` says which."""
+    parts = [kernels.assign(activity="kernel")[INTERVAL_COLUMNS]]
+    if not copies.empty:
+        parts.append(copies.assign(activity=copies["kind"].astype(str))[INTERVAL_COLUMNS])
+    return pd.concat(parts, ignore_index=True)
+
+
+def gpu_busy(kernels: pd.DataFrame, copies: pd.DataFrame) -> pd.DataFrame:
+    """Per GPU: busy time (union of kernel and copy intervals), span, utilisation, gaps."""
+    return busy_by(gpu_intervals(kernels, copies), GPU_KEYS)
+
+
+def stream_busy(kernels: pd.DataFrame, copies: pd.DataFrame) -> pd.DataFrame:
+    """Per (device, process, stream): the same figures as ``gpu_busy``."""
+    return busy_by(gpu_intervals(kernels, copies), STREAM_KEYS)
+
+
+def busy_by(intervals: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Union length, span, utilisation and idle gaps of ``intervals`` per group of ``keys``."""
+    if intervals.empty:
+        return pd.DataFrame({c: pd.Series(dtype="int64") for c in keys + STAT_COLUMNS})
+    timeline = _Timeline(intervals, keys)
+    start, end, gap, heads = timeline.start, timeline.end, timeline.gap, timeline.heads
+    out = intervals.iloc[timeline.order[heads]][keys].reset_index(drop=True)
+    out["count"] = np.diff(np.r_[heads, len(start)])
+    out["work_ns"] = np.add.reduceat(end - start, heads)
+    out["first_start_ns"] = start[heads]
+    out["last_end_ns"] = np.maximum.reduceat(end, heads)
+    out["span_ns"] = out["last_end_ns"] - out["first_start_ns"]
+    out["gap_count"] = np.add.reduceat((gap > 0).astype(np.int64), heads)
+    out["gap_total_ns"] = np.add.reduceat(gap, heads)
+    out["gap_max_ns"] = np.maximum.reduceat(gap, heads)
+    out["busy_ns"] = out["span_ns"] - out["gap_total_ns"]
+    span = out["span_ns"].to_numpy(dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["utilisation"] = np.where(span > 0, out["busy_ns"] / span, np.nan)
+    return out[keys + STAT_COLUMNS]
+
+
+def largest_gaps(kernels: pd.DataFrame, copies: pd.DataFrame, top: int = 10,
+                 keys: list[str] | None = None) -> pd.DataFrame:
+    """The ``top`` longest idle gaps per GPU (or per ``keys`` group): when each began and
+    ended and how long it lasted, longest first. Where to look for host-side stalls."""
+    keys = keys or GPU_KEYS
+    intervals = gpu_intervals(kernels, copies)
+    columns = keys + ["gap_start_ns", "gap_end_ns", "gap_ns"]
+    if intervals.empty:
+        return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns})
+    timeline = _Timeline(intervals, keys)
+    idle = np.flatnonzero(timeline.gap > 0)
+    out = intervals.iloc[timeline.order[idle]][keys].reset_index(drop=True)
+    out["gap_end_ns"] = timeline.start[idle]
+    out["gap_ns"] = timeline.gap[idle]
+    out["gap_start_ns"] = out["gap_end_ns"] - out["gap_ns"]
+    out = out.sort_values(keys + ["gap_ns", "gap_start_ns"],
+                          ascending=[True] * len(keys) + [False, True], kind="stable")
+    return out.groupby(keys, sort=False).head(top)[columns].reset_index(drop=True)
+
+
+class _Timeline:
+    """Intervals sorted by (group, start) with the idle gap before each one."""
+
+    def __init__(self, intervals: pd.DataFrame, keys: list[str]):
+        codes = intervals.groupby(keys, sort=True, observed=True).ngroup().to_numpy()
+        start = intervals["start_ns"].to_numpy(dtype=np.int64)
+        end = np.maximum(intervals["end_ns"].to_numpy(dtype=np.int64), start)
+        self.order = np.lexsort((start, codes))
+        codes, self.start, self.end = codes[self.order], start[self.order], end[self.order]
+        first = np.r_[True, codes[1:] != codes[:-1]]
+        self.heads = np.flatnonzero(first)
+        # running maximum of the ends so far, per group: a start beyond it opens a gap
+        running_end = pd.Series(self.end).groupby(codes).cummax().to_numpy()
+        previous_end = np.r_[self.start[:1], running_end[:-1]]
+        self.gap = np.where(~first & (self.start > previous_end), self.start - previous_end,
+                            0).astype(np.int64)

@@ -1,0 +1,159 @@
+"""A whole load test: check the model, probe it once, then measure every level in turn.
+
+``run_sweep`` is bounded in time (``max_duration_s``) and in requests (``max_requests``), stops
+its worker threads whatever happens, and keeps the levels it finished when the server dies, the
+caps are reached or the user presses Ctrl-C: the result is then marked partial with the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ...analyze import perf
+from ...errors import BadInputError
+from .drivers import Budget, LoadDriver
+from .inputs import ModelInfo, make_payloads, request_shapes
+from .options import LoadSpec
+from .server_api import ServerAPI, ServerGone
+from .transport import make_sender
+from .windows import LevelMeter, LevelResult, RecordCursor, TimeCapReached
+
+
+@dataclass
+class SweepResult:
+    spec: LoadSpec
+    model: ModelInfo
+    shapes: dict[str, tuple[int, ...]]
+    prefix: str                                   # request ids are prefix + number
+    levels: list[LevelResult] = field(default_factory=list)
+    partial: bool = False
+    reason: str | None = None
+    started_ns: int = 0
+    finished_ns: int = 0
+    trace_files: list[Path] = field(default_factory=list)
+    trace_error: str | None = None
+
+    def level_table(self) -> pd.DataFrame:
+        """One row per finished level (merged windows), raw units (ns)."""
+        return perf.level_table([{"level": lv.level, "stable": lv.stable,
+                                  "complete": lv.complete, "windows": len(lv.windows),
+                                  **lv.metrics}
+                                 for lv in self.levels if lv.metrics])
+
+    def windows_table(self) -> pd.DataFrame:
+        rows = [{"level": w.level, "trial": w.trial, "counted": any(w is c for c in lv.counted),
+                 "start_ns": w.start_ns, "run_start_ns": self.started_ns, **w.metrics}
+                for lv in self.levels for w in lv.windows]
+        return pd.DataFrame(rows)
+
+    def requests_table(self) -> pd.DataFrame:
+        """Every measured request (all windows), with its level and window."""
+        frames = [w.records.assign(level=w.level, trial=w.trial)
+                  for lv in self.levels for w in lv.windows]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def run_sweep(spec: LoadSpec, progress=None) -> SweepResult:
+    """Run the load test described by ``spec``; ``progress(kind, data)`` gets live events."""
+    spec.validate()
+    api = ServerAPI(spec.url, spec.protocol, timeout_s=min(10.0, spec.request_timeout_s))
+    try:
+        return _run(spec, api, progress)
+    finally:
+        api.close()
+
+
+def _run(spec: LoadSpec, api: ServerAPI, progress) -> SweepResult:
+    info = api.model_info(spec.model, spec.model_version)
+    shapes = request_shapes(info, spec.shapes, spec.batch_size)
+    payloads = make_payloads(info, shapes, spec.input_data, spec.seed)
+    result = SweepResult(spec, info, shapes, f"gp{os.getpid()}-{secrets.token_hex(3)}-")
+    factory = functools.partial(make_sender, spec.protocol, spec.url, spec.model,
+                                spec.model_version, payloads, [t.name for t in info.outputs],
+                                spec.request_timeout_s)
+    tracer = _tracer(spec, api)  # before the probe: every request of the run is traced
+    result.started_ns = time.perf_counter_ns()
+    try:
+        _probe(factory, api, result.prefix, spec.model)
+        _measure_levels(spec, api, factory, len(payloads), result, progress)
+    finally:
+        result.finished_ns = time.perf_counter_ns()
+        if tracer:
+            _finish_trace(tracer, result)
+    return result
+
+
+def _measure_levels(spec, api, factory, n_payloads, result: SweepResult, progress) -> None:
+    records: list = []
+    budget = Budget(spec.max_requests)
+    driver = LoadDriver(factory, n_payloads, result.prefix, budget, records)
+    meter = LevelMeter(spec, api, RecordCursor(records), result.prefix,
+                       result.started_ns + int(spec.max_duration_s * 1e9), budget, progress)
+    try:
+        for index, level in enumerate(spec.levels):
+            if progress:
+                progress("level", {"level": level, "index": index, "total": len(spec.levels)})
+            _start_level(driver, spec, level, index)
+            result.levels.append(LevelResult(level))
+            meter.measure(result.levels[-1])
+            driver.stop()
+            if progress:
+                progress("level_done", {"level": level, "result": result.levels[-1]})
+    except TimeCapReached:
+        _mark_partial(result, "the request cap was reached" if budget.exhausted else
+                      f"the time cap ({spec.max_duration_s:g} s) was reached")
+    except ServerGone as exc:
+        _mark_partial(result, exc.message)
+    except KeyboardInterrupt:
+        _mark_partial(result, "interrupted by the user")
+    finally:
+        driver.close()
+
+
+def _start_level(driver: LoadDriver, spec: LoadSpec, level: float, index: int) -> None:
+    if spec.mode == "concurrency":
+        driver.start_concurrency(int(level))
+    else:
+        driver.start_rate(level, spec.distribution, spec.max_threads, spec.seed + index)
+
+
+def _mark_partial(result: SweepResult, reason: str) -> None:
+    result.partial, result.reason = True, reason
+
+
+def _probe(factory, api: ServerAPI, prefix: str, model: str) -> None:
+    """One request before the load: wrong shapes or dtypes fail here with the server's words."""
+    sender = factory()
+    try:
+        error = sender.send(f"{prefix}probe", 0)[-1]
+    finally:
+        sender.close()
+    if error is None:
+        return
+    if not api.is_live():
+        raise ServerGone(f"Triton at {api.url} did not answer an inference request ({error})",
+                         "Check that the server is running and the address and protocol")
+    raise BadInputError(f"the server rejected a request to '{model}': {error}",
+                        "Check --shape, -b and --input-data against the model's inputs")
+
+
+def _tracer(spec: LoadSpec, api: ServerAPI):
+    if not spec.trace:
+        return None
+    from .tracing import TraceSession
+
+    return TraceSession(api, spec.model).start()
+
+
+def _finish_trace(tracer, result: SweepResult) -> None:
+    try:
+        result.trace_files = tracer.finish()
+    except ServerGone as exc:
+        result.trace_error = exc.message

@@ -1,0 +1,158 @@
+"""Measure one load level: warm up, then windows until the last three agree (or the trials end).
+
+The load keeps running across windows; each window is cut out of the record stream by
+completion time and framed by two statistics samples. Stops early on the run's deadline and
+turns a dead server into ``ServerGone`` so the runner can keep what it already measured.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ...analyze import perf
+from ...errors import CaptureError
+from .options import LoadSpec
+from .server_api import ServerAPI, ServerGone, stats_delta
+
+POLL_S = 0.005
+
+
+class TimeCapReached(Exception):
+    """The run's overall time cap (or request cap) ended this level early."""
+
+
+@dataclass(eq=False)
+class Window:
+    level: float
+    trial: int
+    start_ns: int
+    end_ns: int
+    records: pd.DataFrame
+    delta: dict
+    metrics: dict
+
+
+@dataclass
+class LevelResult:
+    level: float
+    windows: list[Window] = field(default_factory=list)
+    stable: bool = False
+    complete: bool = False                        # False: the run stopped during this level
+    metrics: dict = field(default_factory=dict)   # merged over the last windows
+
+    @property
+    def counted(self) -> list[Window]:
+        return self.windows[-perf.STABILITY_WINDOWS:]
+
+
+class RecordCursor:
+    """Hands out completed records by end time; trims the shared list as it goes."""
+
+    def __init__(self, records: list):
+        self.records = records
+        self.carry: list = []
+
+    def discard(self) -> None:
+        del self.records[:len(self.records)]  # one slice deletion: atomic under the GIL
+        self.carry = []
+
+    def pending(self) -> int:
+        return len(self.records) + len(self.carry)
+
+    def take(self, start_ns: int, end_ns: int) -> list:
+        n = len(self.records)
+        batch, self.carry = self.carry + self.records[:n], []
+        del self.records[:n]
+        inside = [r for r in batch if start_ns < r.end_ns <= end_ns]
+        self.carry = [r for r in batch if r.end_ns > end_ns]
+        return inside
+
+
+@dataclass
+class LevelMeter:
+    spec: LoadSpec
+    api: ServerAPI
+    cursor: RecordCursor
+    prefix: str
+    deadline_ns: int
+    budget: object
+    progress: object = None
+
+    def measure(self, result: LevelResult) -> None:
+        """Fill ``result`` window by window; whatever happens, merge what was measured."""
+        try:
+            self._sleep(self.spec.warmup_ms / 1000)
+            self.cursor.discard()
+            for trial in range(self.spec.max_trials):
+                self._measure_window(result, trial)
+                if perf.is_stable([w.metrics for w in result.windows], self.spec.stability_pct):
+                    result.stable = True
+                    break
+            result.complete = True
+        finally:
+            result.metrics = merge(result.counted, self.spec.batch_size)
+
+    def _measure_window(self, result: LevelResult, trial: int) -> None:
+        window = self._window(result.level, trial)
+        result.windows.append(window)
+        self._emit("window", level=result.level, trial=trial, metrics=window.metrics)
+        self._check_failures(window)
+
+    def _window(self, level: float, trial: int) -> Window:
+        before = self.api.stats(self.spec.model, self.spec.model_version)
+        start = time.perf_counter_ns()
+        self.cursor.take(0, start)  # drop what ended before the window, so counts are exact
+        self._wait_window(start)
+        end = time.perf_counter_ns()
+        after = self.api.stats(self.spec.model, self.spec.model_version)
+        frame = perf.records_frame(self.cursor.take(start, end), self.prefix)
+        delta = stats_delta(before, after)
+        metrics = perf.window_metrics(frame, end - start, delta, self.spec.batch_size)
+        return Window(level, trial, start, end, frame, delta, metrics)
+
+    def _wait_window(self, start: int) -> None:
+        if self.spec.measurement_mode == "time_windows":
+            self._sleep(self.spec.measurement_interval_ms / 1000)
+            return
+        cap = start + int(self.spec.count_window_cap_s * 1e9)
+        while self.cursor.pending() < self.spec.measurement_request_count:
+            if time.perf_counter_ns() >= cap:
+                return
+            self._sleep(POLL_S)
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, but end the level when the run's deadline or request budget runs out."""
+        until = time.perf_counter_ns() + int(seconds * 1e9)
+        while (now := time.perf_counter_ns()) < until:
+            if now >= self.deadline_ns or self.budget.exhausted:
+                raise TimeCapReached()
+            time.sleep(min(0.05, (until - now) / 1e9))
+
+    def _check_failures(self, window: Window) -> None:
+        metrics = window.metrics
+        if metrics["errors"] == 0:
+            return
+        if not self.api.is_live():
+            raise ServerGone(f"Triton at {self.spec.url} stopped answering during the run",
+                             "Check the server's log; the results so far are kept")
+        if metrics["samples"] == 0:
+            first = window.records.loc[~window.records["ok"], "error"].iloc[0]
+            raise CaptureError(f"every request failed in a window: {first}",
+                               "Check the server's log")
+
+    def _emit(self, kind: str, **data) -> None:
+        if self.progress:
+            self.progress(kind, data)
+
+
+def merge(windows: list[Window], batch_size: int) -> dict:
+    """One result from several windows: their requests pooled, durations and deltas summed."""
+    if not windows:
+        return {}
+    frame = pd.concat([w.records for w in windows], ignore_index=True)
+    duration = sum(w.end_ns - w.start_ns for w in windows)
+    return perf.window_metrics(frame, duration, perf.sum_deltas([w.delta for w in windows]),
+                               batch_size)

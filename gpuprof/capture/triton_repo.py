@@ -1,0 +1,103 @@
+"""Write a Triton model repository that serves an ONNX file through the python backend.
+
+The bundled tritonserver (nvidia-pytriton) has no ONNX Runtime backend, so the model is a
+python-backend model (``triton_onnx_model.py``) that runs the ONNX file with ONNX Runtime.
+Input and output names, datatypes and dims come from the ONNX graph; dynamic dims become -1 and
+``max_batch_size`` is 0, so clients send full shapes (the batch dim included).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BadInputError
+
+MODEL_TEMPLATE = Path(__file__).with_name("triton_onnx_model.py")
+
+# ONNX TensorProto element type -> Triton config data type
+ONNX_TO_TRITON = {
+    1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16", 5: "TYPE_INT16",
+    6: "TYPE_INT32", 7: "TYPE_INT64", 8: "TYPE_STRING", 9: "TYPE_BOOL", 10: "TYPE_FP16",
+    11: "TYPE_FP64", 12: "TYPE_UINT32", 13: "TYPE_UINT64", 16: "TYPE_BF16",
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    data_type: str          # Triton config type, e.g. "TYPE_FP32"
+    dims: tuple[int, ...]   # -1 for a dynamic dim
+
+
+def model_name_for(model_path: str | Path) -> str:
+    """A Triton model name (a directory name) from the file name: safe characters only."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(model_path).stem).strip("._") or "model"
+    return stem
+
+
+def onnx_io(model_path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The graph's real inputs (initializers excluded) and outputs as Triton tensor specs."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(model_path), load_external_data=False).graph
+    except Exception as exc:
+        raise BadInputError(f"cannot read ONNX model '{model_path}': {exc}",
+                            "Pass a valid .onnx file") from exc
+    initializers = {init.name for init in graph.initializer}
+    inputs = [_spec(v) for v in graph.input if v.name not in initializers]
+    return inputs, [_spec(v) for v in graph.output]
+
+
+def _spec(value_info) -> TensorSpec:
+    tensor = value_info.type.tensor_type
+    if tensor.elem_type not in ONNX_TO_TRITON:
+        raise BadInputError(f"tensor '{value_info.name}' has ONNX element type "
+                            f"{tensor.elem_type}, which Triton cannot serve",
+                            "Convert the model's inputs/outputs to a standard numeric type")
+    dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1
+                 for d in tensor.shape.dim)
+    return TensorSpec(value_info.name, ONNX_TO_TRITON[tensor.elem_type], dims)
+
+
+def config_pbtxt(name: str, onnx_path: Path, inputs: list[TensorSpec],
+                 outputs: list[TensorSpec], instances: int = 1, intra_op_threads: int = 1) -> str:
+    """The model's config.pbtxt; strings are JSON-quoted, which protobuf text format accepts."""
+    lines = [f"name: {json.dumps(name)}", 'backend: "python"', "max_batch_size: 0"]
+    lines += _tensor_block("input", inputs) + _tensor_block("output", outputs)
+    lines.append(f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]")
+    lines += [_parameter("onnx_path", str(onnx_path)),
+              _parameter("intra_op_threads", str(intra_op_threads))]
+    return "\n".join(lines) + "\n"
+
+
+def _tensor_block(kind: str, specs: list[TensorSpec]) -> list[str]:
+    body = ",\n".join(
+        f"  {{ name: {json.dumps(s.name)} data_type: {s.data_type} "
+        f"dims: [ {', '.join(str(d) for d in s.dims) or '1'} ] }}" for s in specs)
+    # A scalar tensor has no dims; Triton wants at least one, so it is served as shape [1].
+    return [f"{kind} [", body, "]"]
+
+
+def _parameter(key: str, value: str) -> str:
+    return f"parameters: {{ key: {json.dumps(key)} value: {{ string_value: {json.dumps(value)} }} }}"
+
+
+def write_repository(model_path: str | Path, repo_dir: str | Path, name: str | None = None,
+                     instances: int = 1, intra_op_threads: int = 1) -> str:
+    """Write ``repo_dir/<name>/{config.pbtxt, 1/model.py}``; returns the model name."""
+    onnx_path = Path(model_path).resolve()
+    if not onnx_path.is_file():
+        raise BadInputError(f"ONNX model '{model_path}' not found", "Check the path")
+    name = name or model_name_for(onnx_path)
+    inputs, outputs = onnx_io(onnx_path)
+    model_dir = Path(repo_dir) / name
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.pbtxt").write_text(
+        config_pbtxt(name, onnx_path, inputs, outputs, instances, intra_op_threads))
+    shutil.copyfile(MODEL_TEMPLATE, model_dir / "1" / "model.py")
+    return name

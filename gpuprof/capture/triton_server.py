@@ -1,0 +1,279 @@
+"""Start the tritonserver bundled in nvidia-pytriton on loopback, and always stop it.
+
+``TritonServer`` is a context manager: the server runs in its own process group, on 127.0.0.1
+with free HTTP/gRPC ports and metrics off, and is stopped with SIGTERM then SIGKILL. Every live
+server is also stopped by an atexit hook and a SIGTERM/SIGHUP handler, so a server gpuprof
+starts never outlives it. ``serve_onnx`` writes a python-backend repository for an ONNX file
+and returns a started server.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CaptureError
+from .triton_backends import TritonInstall, find_triton
+
+LOG_TAIL_LINES = 25
+SITE_PACKAGES_ENV = "GPUPROF_SITE_PACKAGES"  # read by triton_onnx_model.py
+TRACE_LEVELS = ("TIMESTAMPS", "TENSORS")
+
+
+@dataclass
+class TraceConfig:
+    """Triton-mode tracing to a file: the file is written at shutdown unless log_frequency > 0,
+    in which case Triton writes ``<file>.0``, ``<file>.1``, ... every ``log_frequency`` traces."""
+
+    file: Path
+    levels: tuple[str, ...] = ("TIMESTAMPS",)
+    rate: int = 1
+    log_frequency: int = 0
+
+    def args(self) -> list[str]:
+        out = ["--trace-config", f"triton,file={self.file}"]
+        out += [arg for level in self.levels for arg in ("--trace-config", f"level={level}")]
+        out += ["--trace-config", f"rate={self.rate}",
+                "--trace-config", f"log-frequency={self.log_frequency}"]
+        return out
+
+
+@dataclass
+class TritonServer:
+    """A tritonserver process on 127.0.0.1. Use as ``with TritonServer(repo) as server: ...``."""
+
+    model_repository: Path
+    http_port: int | None = None
+    grpc_port: int | None = None
+    trace: TraceConfig | None = None
+    ready_timeout_s: float = 90.0
+    stop_timeout_s: float = 10.0
+    exit_timeout_s: int = 3     # Triton waits this long for open client connections at SIGTERM
+    log_verbose: int = 0
+    extra_args: list[str] = field(default_factory=list)
+    _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _log_path: Path | None = field(default=None, init=False, repr=False)
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._log_path
+
+    def __enter__(self) -> TritonServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self._proc is not None:
+            return
+        install = find_triton()
+        self.http_port = self.http_port or free_port()
+        self.grpc_port = self.grpc_port or free_port(exclude={self.http_port})
+        fd, log = tempfile.mkstemp(prefix="gpuprof-tritonserver-", suffix=".log")
+        self._log_path = Path(log)
+        with os.fdopen(fd, "wb") as log_file:
+            # start_new_session: own process group, so stop() reaches the python stubs too
+            self._proc = subprocess.Popen(
+                self.command(install), stdout=log_file, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=server_env(install), start_new_session=True)
+        _register(self)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def command(self, install: TritonInstall) -> list[str]:
+        cmd = [str(install.binary), f"--model-repository={self.model_repository}",
+               f"--backend-directory={install.backends_dir}",
+               "--http-address=127.0.0.1", f"--http-port={self.http_port}",
+               "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
+               "--allow-metrics=false", "--allow-sagemaker=false", "--allow-vertex-ai=false",
+               f"--log-verbose={self.log_verbose}", "--exit-on-error=true",
+               f"--exit-timeout-secs={self.exit_timeout_s}"]
+        return cmd + (self.trace.args() if self.trace else []) + list(self.extra_args)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise CaptureError(
+                    f"tritonserver exited with code {self._proc.returncode} while starting:\n"
+                    f"{self.log_tail()}", "Read the server log lines above")
+            if _http_ok(f"http://{self.http_url}/v2/health/ready"):
+                return
+            time.sleep(0.1)
+        raise CaptureError(f"tritonserver was not ready after {self.ready_timeout_s:.0f} s:\n"
+                           f"{self.log_tail()}", "Read the server log lines above")
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        if not self._log_path or not self._log_path.exists():
+            return ""
+        with open(self._log_path, errors="replace") as handle:
+            # the start-up option tables ("| ... |", "+---+") would crowd out the error lines
+            kept = (line for line in handle if line.strip() and line[0] not in "|+")
+            return "".join(deque(kept, maxlen=lines)).rstrip()
+
+    def stop(self) -> int | None:
+        """SIGTERM the process group, SIGKILL after ``stop_timeout_s``; returns the exit code."""
+        proc, self._proc = self._proc, None
+        _unregister(self)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait(5)
+        # the python stubs share the group; make sure none is left behind
+        _signal_group(proc, signal.SIGKILL)
+        return proc.returncode
+
+
+def serve_onnx(model_path: str | Path, name: str | None = None, repo_dir: str | Path | None = None,
+               instances: int = 1, intra_op_threads: int = 1, **server_kwargs) -> TritonServer:
+    """Write a repository for ``model_path`` and start a server for it (already ready).
+
+    The caller owns the returned server: use it as a context manager or call ``stop()``.
+    ``server.model_name`` holds the served model's name.
+    """
+    from .triton_repo import write_repository
+
+    repo = Path(repo_dir) if repo_dir else Path(tempfile.mkdtemp(prefix="gpuprof-triton-repo-"))
+    model_name = write_repository(model_path, repo, name, instances, intra_op_threads)
+    server = TritonServer(repo, **server_kwargs)
+    server.model_name = model_name  # type: ignore[attr-defined]
+    server.start()
+    _wait_model_ready(server, model_name)
+    return server
+
+
+def _wait_model_ready(server: TritonServer, model: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _http_ok(f"http://{server.http_url}/v2/models/{model}/ready"):
+            return
+        time.sleep(0.1)
+    tail = server.log_tail()
+    server.stop()
+    raise CaptureError(f"model '{model}' did not become ready:\n{tail}",
+                       "Read the server log lines above")
+
+
+def server_env(install: TritonInstall) -> dict[str, str]:
+    """The server's environment: its libraries first, and where this interpreter's packages
+    are, for the model. The python stub embeds the system libpython in isolated mode (it
+    ignores PYTHONPATH), so ``triton_onnx_model.py`` adds these folders to ``sys.path`` itself;
+    site-packages only, so the stub's own standard library still wins."""
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (str(install.libs_dir), env.get("LD_LIBRARY_PATH", "")) if p)
+    paths = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))
+             and Path(p).is_dir()]
+    env[SITE_PACKAGES_ENV] = os.pathsep.join(paths)
+    return env
+
+
+def free_port(exclude: set[int | None] = frozenset()) -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in exclude:
+            return port
+    raise CaptureError("could not find a free TCP port on 127.0.0.1")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+# --- every live server is stopped at exit and on SIGTERM/SIGHUP -----------------------------
+
+_LIVE: dict[int, TritonServer] = {}
+_LOCK = threading.Lock()
+_HOOKS_INSTALLED = False
+
+
+def _register(server: TritonServer) -> None:
+    with _LOCK:
+        _LIVE[id(server)] = server
+        _install_hooks()
+
+
+def _unregister(server: TritonServer) -> None:
+    with _LOCK:
+        _LIVE.pop(id(server), None)
+
+
+def stop_all() -> None:
+    for server in list(_LIVE.values()):
+        server.stop()
+
+
+def _install_hooks() -> None:
+    global _HOOKS_INSTALLED
+    if _HOOKS_INSTALLED:
+        return
+    _HOOKS_INSTALLED = True
+    atexit.register(stop_all)
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread; atexit still covers us
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        previous = signal.getsignal(sig)
+        signal.signal(sig, _make_handler(previous))
+
+
+def _make_handler(previous):
+    def handler(signum, frame):
+        stop_all()
+        if previous == signal.SIG_IGN:
+            return
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise SystemExit(128 + signum)
+    return handler
+

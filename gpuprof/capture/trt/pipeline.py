@@ -1,0 +1,68 @@
+"""ONNX model -> cached plan -> profiled run in a child process -> ``Profile``.
+
+The one call a command such as ``gpuprof engine`` needs for the TensorRT backend. The build
+happens in this process; the run happens in a child (``runner``), optionally under nsys, so
+the build is never part of any measurement.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...model import Profile
+from . import api, device
+from .build import build_engine
+from .nsys_cmd import NsysOptions, profile_and_export, run_tool, runner_argv
+from .options import BuildOptions
+from .progress import Listener
+from .results import load_results
+
+
+@dataclass
+class TrtRunConfig:
+    model: Path
+    out_dir: Path
+    options: BuildOptions = field(default_factory=BuildOptions)
+    iterations: int = 50
+    warmup: int = 10
+    profile_iterations: int = 10
+    layer_profile: bool = True
+    cache_dir: Path | None = None
+    nsys: bool = False
+    nsys_options: NsysOptions = field(default_factory=NsysOptions)
+    timeout_s: float = 600
+
+
+def runner_usable() -> bool:
+    """Whether a profiled TensorRT run can work here: a GPU and a real TensorRT runtime."""
+    return device.gpu_present() and any(api.installed(m, "Runtime") for m in api.BUILDER_MODULES)
+
+
+def run_tensorrt(config: TrtRunConfig, progress: Listener | None = None) -> Profile:
+    """Build (or reuse) the engine, run it in a child process, load its results."""
+    built = build_engine(config.model, config.options, cache_dir=config.cache_dir,
+                         progress=progress)
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    extra = _runner_args(config, built.sidecar)
+    sqlite = None
+    if config.nsys:
+        sqlite = profile_and_export(built.plan, out, extra, config.nsys_options, config.timeout_s)
+    else:
+        run_tool(runner_argv(built.plan, out, extra), config.timeout_s, "the TensorRT runner")
+    profile = load_results(out)
+    profile.meta.extra["engine"] = {"plan": built.plan.name, "cache_hit": built.cache_hit,
+                                    "build_seconds": built.sidecar.get("build_seconds"),
+                                    "layer_info": built.entry.layers.name}
+    if sqlite is not None:
+        profile.meta.extra["nsys_sqlite"] = os.fspath(sqlite.name)
+    return profile
+
+
+def _runner_args(config: TrtRunConfig, sidecar: dict) -> list[str]:
+    args = ["-n", str(config.iterations), "--warmup", str(config.warmup),
+            "--profile-iterations", str(config.profile_iterations),
+            "--module", sidecar["tensorrt"]["module"]]
+    return args if config.layer_profile else [*args, "--no-layer-profile"]

@@ -1,0 +1,168 @@
+"""``gpuprof perf``: load-test a Triton model the way perf_analyzer does, with p99.9 and traces.
+
+Only parses options, runs ``gpuprof.capture.loadgen.run_sweep`` with a live display on stderr,
+and writes what ``gpuprof.render.perf_report`` lays out.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import BadInputError, CaptureError
+
+
+@click.command("perf")
+@click.option("-m", "--model", "model", required=True, help="Model name on the server.")
+@click.option("-x", "--model-version", default="", help="Model version (default: the server's).")
+@click.option("-u", "--url", default="127.0.0.1:8000", show_default=True, help="Server HOST:PORT.")
+@click.option("-i", "--protocol", type=click.Choice(["http", "grpc"]), default="http",
+              show_default=True)
+@click.option("--concurrency-range", help="start:end:step requests in flight (default 1).")
+@click.option("--request-rate-range", help="start:end:step requests per second.")
+@click.option("--request-distribution", type=click.Choice(["constant", "poisson"]),
+              default="constant", show_default=True, help="Gaps between requests (rate mode).")
+@click.option("--shape", "shapes", multiple=True, help="NAME:D1,D2,... for variable dims.")
+@click.option("--input-data", default="random", show_default=True,
+              help="random, zero, or a perf_analyzer JSON file.")
+@click.option("-b", "--batch-size", default=1, show_default=True, type=int)
+@click.option("--measurement-mode", type=click.Choice(["time_windows", "count_windows"]),
+              default="time_windows", show_default=True)
+@click.option("-p", "--measurement-interval", default=5000.0, show_default=True,
+              help="Window length in ms (time_windows).")
+@click.option("--measurement-request-count", default=50, show_default=True,
+              help="Requests per window (count_windows).")
+@click.option("-s", "--stability-percentage", default=10.0, show_default=True)
+@click.option("-r", "--max-trials", default=10, show_default=True, help="Windows per level at most.")
+@click.option("--warmup", "warmup_ms", default=500.0, show_default=True,
+              help="Warm-up per level in ms (not measured).")
+@click.option("--max-threads", default=16, show_default=True,
+              help="Request-rate mode: requests in flight at most.")
+@click.option("--max-duration", default=600.0, show_default=True,
+              help="The whole run stops after this many seconds.")
+@click.option("--max-requests", default=5_000_000, show_default=True,
+              help="The whole run stops after this many requests.")
+@click.option("--request-timeout", default=30.0, show_default=True, help="Seconds per request.")
+@click.option("--trace", is_flag=True, help="Trace every request on the server and join it.")
+@click.option("-f", "csv_path", type=click.Path(dir_okay=False), help="perf_analyzer-style CSV.")
+@click.option("--windows-csv", type=click.Path(dir_okay=False), help="Per-window time series CSV.")
+@click.option("--trace-csv", type=click.Path(dir_okay=False), help="Joined per-request CSV (--trace).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Also write the report (.md, .json, .txt).")
+@click.option("--no-live", is_flag=True, help="No live display on stderr.")
+def perf_command(**opts) -> None:
+    """Load-test MODEL on a Triton server: throughput, latency percentiles, server breakdown."""
+    from ..capture.loadgen import run_sweep
+
+    spec = _spec(opts)
+    with _live_display(not opts["no_live"]) as progress:
+        result = run_sweep(spec, progress=progress)
+    _write_outputs(result, opts)
+    if result.partial:
+        raise CaptureError(f"the run stopped early ({result.reason})",
+                           "The results above are partial")
+
+
+def _spec(opts: dict):
+    from ..capture.loadgen import LoadSpec, parse_range, parse_shape
+
+    if opts["concurrency_range"] and opts["request_rate_range"]:
+        raise BadInputError("--concurrency-range and --request-rate-range exclude each other",
+                            "Pick one mode")
+    rate = opts["request_rate_range"]
+    return LoadSpec(
+        model=opts["model"], url=opts["url"], protocol=opts["protocol"],
+        model_version=opts["model_version"],
+        mode="request_rate" if rate else "concurrency",
+        levels=parse_range(rate, integer=False) if rate else
+        parse_range(opts["concurrency_range"] or "1"),
+        distribution=opts["request_distribution"], batch_size=opts["batch_size"],
+        shapes=dict(parse_shape(s) for s in opts["shapes"]), input_data=opts["input_data"],
+        measurement_mode=opts["measurement_mode"],
+        measurement_interval_ms=opts["measurement_interval"],
+        measurement_request_count=opts["measurement_request_count"],
+        stability_pct=opts["stability_percentage"], max_trials=opts["max_trials"],
+        warmup_ms=opts["warmup_ms"], max_threads=opts["max_threads"],
+        max_duration_s=opts["max_duration"], max_requests=opts["max_requests"],
+        request_timeout_s=opts["request_timeout"], trace=opts["trace"],
+    ).validate()
+
+
+def _live_display(enabled: bool):
+    from .perf_live import LiveDisplay
+
+    return LiveDisplay(enabled)
+
+
+def _write_outputs(result, opts: dict) -> None:
+    from ..render import perf_report
+    from ..render.report import render, write_report
+
+    table = result.level_table()
+    joined, notes = _joined(result, opts), _notes(result, table)
+    report = perf_report.perf_report(table, _facts(result), notes, result.spec.mode, joined)
+    click.echo(render(report, "terminal"), nl=False)
+    written = []
+    if opts["csv_path"] and not table.empty:
+        written.append(perf_report.write_perf_csv(table, result.spec.mode, opts["csv_path"]))
+    if opts["windows_csv"]:
+        written.append(perf_report.write_windows_csv(result.windows_table(), opts["windows_csv"]))
+    if opts["trace_csv"] and joined is not None:
+        written.append(_write_frame(joined, opts["trace_csv"]))
+    if opts["output"]:
+        written.append(write_report(report, opts["output"]))
+    for path in written:
+        click.echo(f"Wrote {path}", err=True)
+
+
+def _joined(result, opts: dict):
+    if not result.spec.trace or not result.trace_files:
+        return None
+    from ..analyze import perf_trace
+    from ..capture.loadgen.tracing import read_trace_requests
+
+    spans = perf_trace.server_spans(read_trace_requests(result.trace_files), result.prefix)
+    return perf_trace.join_requests(result.requests_table(), spans)
+
+
+def _write_frame(frame, path) -> str:
+    from ..fsutil import atomic_write
+
+    with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
+        frame.to_csv(handle, index=False)
+    return path
+
+
+def _facts(result) -> dict[str, str]:
+    spec, model = result.spec, result.model
+    shapes = "; ".join(f"{k} [{','.join(map(str, v))}]" for k, v in result.shapes.items())
+    window = (f"{spec.measurement_interval_ms:g} ms" if spec.measurement_mode == "time_windows"
+              else f"{spec.measurement_request_count} requests")
+    facts = {"Server": f"{spec.url} ({spec.protocol})", "Model": f"{model.name} v{model.version}",
+             "Inputs": shapes, "Batch size": str(spec.batch_size),
+             "Windows": f"{spec.measurement_mode}, {window}, stable within "
+                        f"{spec.stability_pct:g}% over 3, at most {spec.max_trials}",
+             "Latency": "client-side, ms; server columns are per-request averages from the "
+                        "statistics extension"}
+    if result.partial:
+        facts["Status"] = f"PARTIAL: {result.reason}"
+    return facts
+
+
+def _notes(result, table) -> list[str]:
+    from ..analyze.stats import unreliable_percentiles
+
+    notes = []
+    for row in table.to_dict("records"):
+        weak = unreliable_percentiles(int(row["samples"]))
+        if weak:
+            notes.append(f"level {row['level']:g}: {', '.join(weak)} rest on fewer than 10 "
+                         f"samples beyond them ({int(row['samples'])} samples)")
+        if not row["stable"]:
+            notes.append(f"level {row['level']:g}: not stable within "
+                         f"{result.spec.stability_pct:g}% after {row['windows']} windows")
+        if row.get("delayed", 0):
+            notes.append(f"level {row['level']:g}: {row['delayed']} requests started over 1 ms "
+                         "late (raise --max-threads or lower the rate)")
+    if result.trace_error:
+        notes.append(f"trace not collected: {result.trace_error}")
+    return notes

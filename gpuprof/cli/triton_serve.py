@@ -1,0 +1,64 @@
+"""``gpuprof triton serve model.onnx``: serve an ONNX model on loopback until Ctrl-C.
+
+Uses the tritonserver bundled in nvidia-pytriton with a python-backend model running ONNX
+Runtime (CPU), so the load tests and trace tools have a real server to talk to.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+TRACE_LEVELS = ("TIMESTAMPS", "TENSORS")
+
+
+@click.command("serve")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", help="Model name on the server (default: the file name).")
+@click.option("--http-port", type=int, help="HTTP port on 127.0.0.1 (default: a free one).")
+@click.option("--grpc-port", type=int, help="gRPC port on 127.0.0.1 (default: a free one).")
+@click.option("--trace-file", type=click.Path(dir_okay=False), help="Write a Triton trace here.")
+@click.option("--trace-level", type=click.Choice(TRACE_LEVELS + ("OFF",)), default="TIMESTAMPS",
+              show_default=True, help="OFF: trace file set, tracing switched on later "
+                                      "(e.g. by gpuprof perf --trace).")
+@click.option("--trace-rate", type=int, default=1, show_default=True,
+              help="Trace one request in N.")
+@click.option("--log-frequency", type=int, default=0, show_default=True,
+              help="Write the trace every N traces (0: at shutdown).")
+@click.option("--instances", type=int, default=1, show_default=True, help="Model instances.")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="ONNX Runtime intra-op threads per instance.")
+@click.option("--max-seconds", type=float, default=0, help="Stop by itself after this long.")
+def serve_command(model: str, name: str | None, http_port: int | None, grpc_port: int | None,
+                  trace_file: str | None, trace_level: str, trace_rate: int, log_frequency: int,
+                  instances: int, threads: int, max_seconds: float) -> None:
+    """Serve MODEL (.onnx) with the bundled Triton on 127.0.0.1 until Ctrl-C."""
+    from ..capture.triton_server import TraceConfig, serve_onnx
+
+    trace = None
+    if trace_file:
+        trace = TraceConfig(Path(trace_file).resolve(), (trace_level,), trace_rate, log_frequency)
+    click.echo("Starting tritonserver (about 10 s)...", err=True)
+    with serve_onnx(model, name=name, http_port=http_port, grpc_port=grpc_port, trace=trace,
+                    instances=instances, intra_op_threads=threads) as server:
+        click.echo(f"Serving '{server.model_name}'\n  HTTP  http://{server.http_url}\n"
+                   f"  gRPC  {server.grpc_url}\n  log   {server.log_path}")
+        if trace:
+            click.echo(f"  trace {trace.file} ({trace_level}, 1 in {trace_rate})")
+        click.echo(f"Try: gpuprof perf -m {server.model_name} -u {server.http_url}\n"
+                   "Press Ctrl-C to stop.", err=True)
+        _wait(server, max_seconds)
+    click.echo("Stopped.", err=True)
+
+
+def _wait(server, max_seconds: float) -> None:
+    from ..errors import CaptureError
+
+    deadline = time.monotonic() + max_seconds if max_seconds > 0 else None
+    while deadline is None or time.monotonic() < deadline:
+        if not server.running():
+            raise CaptureError(f"tritonserver exited:\n{server.log_tail()}",
+                               "Read the server log lines above")
+        time.sleep(0.5)

@@ -1,0 +1,42 @@
+"""Every artefact of one analysed run, written into one folder (``--out-dir``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .report import Report, write_report
+
+
+def write_artifacts(run, report: Report, out_dir: str | Path) -> list[Path]:
+    """report.md/.json/.txt, one CSV per table, trace.json, plots and the saved run."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [write_report(report, out / "report.md"), write_report(report, out / "report.json"),
+               write_report(_terminal_copy(report), out / "report.txt")]
+    for section in report.sections:
+        if section.table is not None and len(section.table):
+            written.append(write_report(report, out / f"{section.key}.csv", table=section.key))
+    from .chrome_trace import write_chrome_trace
+
+    written.append(write_chrome_trace(run, out / "trace.json"))
+    if len(run.memory_events):
+        written.append(write_memory_plot(run, out / "memory.png"))
+    if run.is_tensorrt():
+        from .plots import plot_layers
+
+        written.append(plot_layers(run.layers(), out / "layers.png"))
+    written.append(run.save(out / "run.gpuprof"))
+    return written
+
+
+def write_memory_plot(run, path: str | Path) -> Path:
+    from ..analyze.memory import memory_timeline
+    from .plots import plot_memory
+
+    return plot_memory(memory_timeline(run.memory_events), path)
+
+
+def _terminal_copy(report: Report) -> Report:
+    from .layer_section import for_terminal
+
+    return Report(report.title, [for_terminal(s) for s in report.sections], dict(report.facts))

@@ -1,0 +1,259 @@
+"""A ``Profile`` as a Chrome Trace Event Format file, for ui.perfetto.dev and chrome://tracing.
+
+Layout, like the Nsight Systems timeline: one process per host process, with its threads as
+tracks holding NVTX ranges and CUDA API calls; one process per GPU, with one track per stream
+holding kernels and copies; an arrow from each API call to the GPU work it launched (same
+correlation id); GPU memory in use as a counter track.
+
+Timestamps are microseconds relative to the earliest event, as floats with 3 decimals so that
+nanosecond precision survives. Large traces are written event by event in chunks: the whole
+document never exists as one string.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..analyze.common import first_event_ns
+from ..fsutil import atomic_write
+from ..model import Profile
+
+# Synthetic pids for GPU processes, above any real pid (nsys keeps 24 bits of a pid).
+GPU_PID_BASE = 1 << 24
+FLOW_CATEGORY = "launch"
+CHUNK_EVENTS = 20_000
+MIB = 1024 * 1024
+
+
+def to_chrome_trace(profile: Profile) -> dict:
+    """The whole trace as one dict (small profiles, tests); see ``write_chrome_trace``."""
+    return {"traceEvents": list(iter_events(profile)), "displayTimeUnit": "ns"}
+
+
+def write_chrome_trace(profile: Profile, path: str | Path) -> Path:
+    """Write the trace as JSON, atomically, streaming events in chunks."""
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        handle.write('{"displayTimeUnit":"ns","traceEvents":[\n')
+        first = True
+        for chunk in _chunks(iter_events(profile), CHUNK_EVENTS):
+            # one encoder call per chunk: per-event calls cost more than the encoding itself
+            handle.write(("" if first else ",\n") + encode(chunk)[1:-1])
+            first = False
+        handle.write("\n]}\n")
+    return Path(path)
+
+
+def _chunks(events: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    chunk: list[dict] = []
+    for event in events:
+        chunk.append(event)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def iter_events(profile: Profile) -> Iterator[dict]:
+    """Every trace event of ``profile``: metadata first, then slices, flows and counters."""
+    clock = _Clock(profile)
+    gpu_tracks = _gpu_tracks(profile)
+    yield from _host_metadata(profile)
+    yield from _gpu_metadata(profile, gpu_tracks)
+    yield from _nvtx_events(profile.nvtx_ranges, clock)
+    yield from _api_events(profile.api_calls, clock)
+    yield from _gpu_events(profile.kernels, gpu_tracks, clock, _kernel_names, _kernel_args)
+    yield from _gpu_events(profile.copies, gpu_tracks, clock, _copy_names, _copy_args)
+    yield from _flow_events(profile, gpu_tracks, clock)
+    yield from _memory_counters(profile.memory_events, clock)
+
+
+class _Clock:
+    """Converts ns on the session clock to trace microseconds from the earliest event."""
+
+    def __init__(self, profile: Profile):
+        self.origin_ns = first_event_ns(profile.tables)
+
+    def us(self, ns: np.ndarray) -> np.ndarray:
+        return np.round((np.asarray(ns, dtype=np.int64) - self.origin_ns) / 1000.0, 3)
+
+    @staticmethod
+    def dur_us(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        return np.round(np.maximum(np.asarray(end) - np.asarray(start), 0) / 1000.0, 3)
+
+
+# -- tracks -------------------------------------------------------------------------------
+
+def _gpu_tracks(profile: Profile) -> pd.DataFrame:
+    """One track per (device, process, stream): its trace pid and tid."""
+    keys = ["device_id", "pid", "stream_id"]
+    frames = [t[keys] for t in (profile.kernels, profile.copies) if not t.empty]
+    if not frames:
+        return pd.DataFrame(columns=keys + ["trace_pid", "trace_tid"])
+    tracks = pd.concat(frames).drop_duplicates().sort_values(keys).reset_index(drop=True)
+    tracks["trace_pid"] = GPU_PID_BASE + tracks["device_id"].astype(np.int64)
+    tracks["trace_tid"] = tracks.groupby("device_id").cumcount() + 1
+    return tracks
+
+
+def _host_metadata(profile: Profile) -> Iterator[dict]:
+    host = pd.concat([t[["pid", "tid"]] for t in (profile.api_calls, profile.nvtx_ranges)])
+    host = host.drop_duplicates().sort_values(["pid", "tid"])
+    for index, pid in enumerate(host["pid"].unique()):
+        yield _meta("process_name", int(pid), 0, {"name": f"Process {pid}"})
+        yield _meta("process_sort_index", int(pid), 0, {"sort_index": index})
+    for pid, tid in host.itertuples(index=False):
+        yield _meta("thread_name", int(pid), int(tid), {"name": f"Thread {tid}"})
+        yield _meta("thread_sort_index", int(pid), int(tid), {"sort_index": int(tid)})
+
+
+def _gpu_metadata(profile: Profile, gpu_tracks: pd.DataFrame) -> Iterator[dict]:
+    gpu_names = {g.device_id: g.name for g in profile.meta.gpus}
+    devices = set(gpu_tracks["device_id"]) | set(profile.memory_events["device_id"])
+    for device in sorted(int(d) for d in devices):
+        label = f"GPU {device}" + (f" ({gpu_names[device]})" if device in gpu_names else "")
+        yield _meta("process_name", GPU_PID_BASE + device, 0, {"name": label})
+        # after every host process, in device order
+        yield _meta("process_sort_index", GPU_PID_BASE + device, 0,
+                    {"sort_index": GPU_PID_BASE + device})
+    # name the process only when several share a GPU: their stream ids may then repeat
+    shared = bool(len(gpu_tracks)) and gpu_tracks.groupby("device_id")["pid"].nunique().max() > 1
+    for row in gpu_tracks.itertuples(index=False):
+        label = f"Stream {row.stream_id}" + (f" (process {row.pid})" if shared else "")
+        yield _meta("thread_name", int(row.trace_pid), int(row.trace_tid), {"name": label})
+        yield _meta("thread_sort_index", int(row.trace_pid), int(row.trace_tid),
+                    {"sort_index": int(row.trace_tid)})
+
+
+def _meta(name: str, pid: int, tid: int, args: dict) -> dict:
+    return {"ph": "M", "name": name, "pid": pid, "tid": tid, "args": args}
+
+
+# -- host side ----------------------------------------------------------------------------
+
+def _nvtx_events(ranges: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
+    if ranges.empty:
+        return
+    columns = zip(ranges["range_kind"].astype(object).tolist(),
+                  _labels(ranges["text"], "(unnamed range)"), _labels(ranges["domain"], "nvtx"),
+                  ranges["pid"].tolist(), ranges["tid"].tolist(),
+                  clock.us(ranges["start_ns"]).tolist(),
+                  clock.us(ranges["end_ns"]).tolist(),
+                  (ranges["end_ns"] >= ranges["start_ns"]).tolist(), strict=True)
+    for index, (kind, text, domain, pid, tid, start, end, ended) in enumerate(columns):
+        base = {"name": text, "cat": domain, "pid": pid, "tid": tid, "ts": start}
+        if kind == "mark":
+            yield base | {"ph": "i", "s": "t"}
+        elif kind == "push_pop" and ended:
+            yield base | {"ph": "X", "dur": round(end - start, 3)}
+        elif kind == "start_end" and ended:
+            # start/end ranges may cross threads and overlap: async slices, not nested ones
+            async_id = f"nvtx{index}"
+            yield base | {"ph": "b", "id": async_id}
+            yield base | {"ph": "e", "id": async_id, "ts": end}
+
+
+def _api_events(calls: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
+    if calls.empty:
+        return
+    columns = zip(_labels(calls["name"], "(CUDA API)"), calls["pid"].tolist(),
+                  calls["tid"].tolist(), clock.us(calls["start_ns"]).tolist(),
+                  clock.dur_us(calls["start_ns"], calls["end_ns"]).tolist(),
+                  calls["correlation_id"].tolist(), calls["return_value"].tolist(), strict=True)
+    for name, pid, tid, ts, dur, corr, ret in columns:
+        yield {"ph": "X", "name": name, "cat": "cuda_api", "pid": pid, "tid": tid, "ts": ts,
+               "dur": dur, "args": {"correlation_id": corr, "return_value": ret}}
+
+
+# -- GPU side -----------------------------------------------------------------------------
+
+def _with_tracks(table: pd.DataFrame, gpu_tracks: pd.DataFrame) -> pd.DataFrame:
+    return table.merge(gpu_tracks, on=["device_id", "pid", "stream_id"], how="left", sort=False)
+
+
+def _gpu_events(table: pd.DataFrame, gpu_tracks: pd.DataFrame, clock: _Clock,
+                names_of, args_of) -> Iterator[dict]:
+    if table.empty:
+        return
+    rows = _with_tracks(table, gpu_tracks)
+    columns = zip(names_of(rows), rows["trace_pid"].tolist(), rows["trace_tid"].tolist(),
+                  clock.us(rows["start_ns"]).tolist(),
+                  clock.dur_us(rows["start_ns"], rows["end_ns"]).tolist(), args_of(rows),
+                  strict=True)
+    for name, pid, tid, ts, dur, args in columns:
+        yield {"ph": "X", "name": name, "cat": "gpu", "pid": pid, "tid": tid, "ts": ts,
+               "dur": dur, "args": args}
+
+
+KERNEL_ARGS = ("grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z",
+               "registers_per_thread", "shared_memory_bytes", "correlation_id", "stream_id")
+
+
+def _kernel_names(rows: pd.DataFrame) -> list[str]:
+    return _labels(rows["name"], "(kernel)")
+
+
+def _kernel_args(rows: pd.DataFrame) -> Iterator[dict]:
+    columns = [rows[c].tolist() for c in KERNEL_ARGS] + [_labels(rows["demangled_name"], "")]
+    for gx, gy, gz, bx, by, bz, regs, smem, corr, stream, demangled in zip(*columns, strict=True):
+        yield {"grid": f"({gx}, {gy}, {gz})", "block": f"({bx}, {by}, {bz})",
+               "registers_per_thread": regs, "shared_memory_bytes": smem,
+               "correlation_id": corr, "stream_id": stream, "demangled_name": demangled}
+
+
+def _copy_names(rows: pd.DataFrame) -> list[str]:
+    return [f"{kind} {direction}".strip() for kind, direction in zip(
+        _labels(rows["kind"], "copy"), _labels(rows["direction"], ""), strict=True)]
+
+
+def _copy_args(rows: pd.DataFrame) -> Iterator[dict]:
+    columns = zip(rows["bytes"].tolist(), _labels(rows["kind"], ""),
+                  _labels(rows["direction"], ""), rows["correlation_id"].tolist(),
+                  rows["stream_id"].tolist(), strict=True)
+    for size, kind, direction, corr, stream in columns:
+        yield {"bytes": size, "kind": kind, "direction": direction, "correlation_id": corr,
+               "stream_id": stream}
+
+
+def _flow_events(profile: Profile, gpu_tracks: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
+    """An arrow from each API call to each kernel or copy with its correlation id."""
+    calls = profile.api_calls[["pid", "tid", "correlation_id", "start_ns"]]
+    calls = calls[calls["correlation_id"] >= 0].drop_duplicates(["pid", "correlation_id"])
+    work = [t[["device_id", "pid", "stream_id", "correlation_id", "start_ns"]]
+            for t in (profile.kernels, profile.copies) if not t.empty]
+    if calls.empty or not work:
+        return
+    gpu = _with_tracks(pd.concat(work, ignore_index=True), gpu_tracks)
+    pairs = gpu.merge(calls, on=["pid", "correlation_id"], suffixes=("_gpu", "_api"))
+    columns = zip(pairs["pid"].tolist(), pairs["tid"].tolist(), pairs["trace_pid"].tolist(),
+                  pairs["trace_tid"].tolist(), clock.us(pairs["start_ns_api"]).tolist(),
+                  clock.us(pairs["start_ns_gpu"]).tolist(), strict=True)
+    for flow_id, (pid, tid, gpu_pid, gpu_tid, t_api, t_gpu) in enumerate(columns, start=1):
+        common = {"name": "launch", "cat": FLOW_CATEGORY, "id": flow_id}
+        yield common | {"ph": "s", "pid": pid, "tid": tid, "ts": t_api}
+        yield common | {"ph": "f", "bp": "e", "pid": gpu_pid, "tid": gpu_tid, "ts": t_gpu}
+
+
+def _memory_counters(events: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
+    from ..analyze.memory import memory_timeline
+
+    timeline = memory_timeline(events)
+    ts = clock.us(timeline["time_ns"])
+    columns = zip(timeline["device_id"], timeline["source"].astype(object),
+                  timeline["used_bytes"], ts, strict=True)
+    for device, source, used, t in columns:
+        yield {"ph": "C", "name": f"GPU memory ({source})", "pid": GPU_PID_BASE + int(device),
+               "tid": 0, "ts": float(t), "args": {"MiB": round(int(used) / MIB, 3)}}
+
+
+def _labels(series: pd.Series, missing: str) -> list[str]:
+    """A column of names as Python strings, ``missing`` where absent (one pass, no per-row
+    checks: traces hold millions of kernels)."""
+    values = series.astype(object)
+    return values.where(values.notna(), missing).astype(str).tolist()

@@ -1,0 +1,281 @@
+"""The ``gpuprof engine`` report: facts, latency, iterations, layers, layer types, memory.
+
+Analysis functions return raw ns/bytes; this module picks display units (ms or us for time,
+MiB for memory) and words. ``write_engine_outputs`` writes every file of an engine run into one
+directory; plots and the trace come from ``plots``/``chrome_trace`` when those are available.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..analyze import latency, layer_times, stats
+from ..errors import GpuprofError
+from ..model import Profile
+from .report import Report, Section
+
+TOP_LAYERS = 20
+TERMINAL_ITERATIONS = 10
+CV_WARNING = 0.025  # trtexec warns above a 2.5% coefficient of variation
+MIB = 1024 * 1024
+BACKEND_NAMES = {"onnxruntime": "ONNX Runtime", "tensorrt": "TensorRT"}
+FILES = {
+    "report.md": "this report (Markdown)",
+    "report.json": "this report (JSON, every row)",
+    "layers.csv": "per-layer table, every layer",
+    "iterations.csv": "per-iteration latency, every timed iteration",
+    "memory.png": "process memory (RSS) over time",
+    "trace.json": "Chrome/Perfetto trace (ui.perfetto.dev)",
+    "onnxruntime_profile.json": "ONNX Runtime's own per-node trace (Chrome format)",
+    "run.gpuprof": "the captured run, re-analysable later",
+}
+
+
+@dataclass
+class EngineOutputs:
+    directory: Path
+    written: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # file -> why it was not written
+
+
+def build_engine_report(profile: Profile, top: int = TOP_LAYERS, backend_note: str | None = None,
+                        files: dict[str, str] | None = None) -> Report:
+    extra = profile.meta.extra
+    title = f"gpuprof engine: {extra.get('model', '?')}"
+    if extra.get("partial"):
+        title += f" (PARTIAL: interrupted during {extra.get('interrupted_phase', '?')})"
+    report = Report(title=title, facts=_facts(profile, backend_note))
+    unit = _time_unit(profile.iterations["latency_ns"])
+    report.add(_latency_section(profile.iterations, unit))
+    report.add(_iterations_section(profile.iterations, unit))
+    layers = layer_times.layer_table(profile.layer_timings)
+    report.add(_layers_section(profile, layers, top))
+    report.add(_layer_types_section(profile.layer_timings))
+    report.add(_memory_section(profile.memory_events))
+    if files:
+        report.add(Section("files", "Files", pd.DataFrame(
+            {"file": list(files), "content": list(files.values())})))
+    return report
+
+
+# -- facts --------------------------------------------------------------------------------
+
+def _facts(profile: Profile, backend_note: str | None) -> dict[str, str]:
+    meta, extra = profile.meta, profile.meta.extra
+    providers = ", ".join(extra.get("providers_used") or extra.get("providers_requested") or [])
+    backend = f"{BACKEND_NAMES.get(meta.tool, meta.tool)} {meta.tool_version or ''}".strip()
+    backend += f" ({providers})" if providers else ""
+    facts = {"Backend": backend + (f" — {backend_note}" if backend_note else "")}
+    if extra.get("partial"):
+        facts["Status"] = (f"PARTIAL: interrupted (Ctrl-C) during the {extra.get('interrupted_phase')} "
+                           "phase; the tables hold what was captured before it")
+    source = meta.sources[0] if meta.sources else None
+    if source:
+        facts["Model"] = f"{source.name} ({source.size_bytes / 1e6:.1f} MB, sha256 {source.sha256[:12]})"
+    facts["Inputs"] = extra.get("input_shapes", "?")
+    if any(i.get("guessed_axes") for i in extra.get("inputs", [])):
+        facts["Inputs"] += " — guessed dims follow gpuprof's default rule; set them with --shapes"
+    facts["CPU"] = f"{extra.get('cpu_model', '?')}, {extra.get('cpu_cores_logical', '?')} logical cores"
+    if extra.get("session_settings"):
+        facts["Session"] = extra["session_settings"]
+    if any(p != "CPUExecutionProvider" for p in extra.get("providers_used", [])):
+        facts["Session"] = (facts.get("Session", "") + "; inputs are numpy arrays, so each timed "
+                            "run includes the host-to-device copies").lstrip("; ")
+    facts["Timed pass"] = (f"{extra.get('iterations', 0)} iterations (requested: "
+                           f"{extra.get('iterations_requested')}) after {extra.get('warmup')} warm-up; "
+                           f"{extra.get('timer', '')}")
+    facts["Layer profile"] = (
+        f"{extra.get('profile_iterations')} iterations (+{extra.get('profile_warmup')} warm-up) in a "
+        "separate session with ORT profiling on, so its overhead is not in the timed pass"
+        if extra.get("profile_iterations") else meta.absent.get("layer_timings", "none"))
+    return facts
+
+
+# -- latency ------------------------------------------------------------------------------
+
+def _time_unit(values: pd.Series) -> tuple[str, float]:
+    median = float(np.median(values)) if len(values) else 0.0
+    return ("us", 1e3) if 0 < median < 1e6 else ("ms", 1e6)
+
+
+def _latency_section(iterations: pd.DataFrame, unit: tuple[str, float]) -> Section:
+    name, div = unit
+    summary = latency.latency_summary(iterations)
+    count = int(summary["count"])
+    keys = ["min", "max", "mean", "std"] + [stats.percentile_label(q) for q in stats.DEFAULT_PERCENTILES]
+    rows = [
+        (k, summary[k] / div, "unreliable: fewer than "
+         f"{stats.TAIL_SAMPLES_FOR_RELIABLE} samples beyond it" if k in summary["unreliable"] else "")
+        for k in keys]
+    rows.append(("throughput (inferences/s, one at a time)", summary["throughput_per_s"], ""))
+    table = pd.DataFrame(rows, columns=["statistic", f"value ({name})", "note"])
+    notes = [f"{count} timed iterations (host wall clock around each run). Percentiles: "
+             f"numpy '{summary['method']}' interpolation between closest ranks; a percentile "
+             f"needs {stats.TAIL_SAMPLES_FOR_RELIABLE} samples beyond it to be reliable "
+             f"(p99 {stats.min_samples_for(99):,}, p99.9 {stats.min_samples_for(99.9):,} samples)."]
+    if summary["cv"] == summary["cv"] and summary["cv"] > CV_WARNING:
+        notes.append(f"Latency varies: coefficient of variation {summary['cv']:.1%} > "
+                     f"{CV_WARNING:.1%} (trtexec's threshold). The machine may be busy; rerun "
+                     "with more --iterations or on an idle machine.")
+    return Section("latency", f"Latency (timed pass, {count} samples)", table, notes)
+
+
+def _iterations_section(iterations: pd.DataFrame, unit: tuple[str, float]) -> Section:
+    name, div = unit
+    rows = latency.iteration_table(iterations)
+    table = pd.DataFrame({
+        "iteration": rows["iteration"].astype("int64"),
+        "offset (ms)": rows["offset_ns"].astype("float64") / 1e6,
+        f"latency ({name})": rows["latency_ns"].astype("float64") / div,
+        "gap before (us)": rows["gap_ns"].astype("float64") / 1e3,
+        "x median": rows["vs_median"].astype("float64"),
+    })
+    notes = ["gap before = host time between the previous run's end and this run's start "
+             "(gpuprof's own loop cost)."]
+    return Section("iterations", "Per-iteration latency", table, notes, max_rows=TERMINAL_ITERATIONS)
+
+
+# -- layers -------------------------------------------------------------------------------
+
+def _layers_section(profile: Profile, layers: pd.DataFrame, top: int) -> Section:
+    if layers.empty:
+        reason = profile.meta.absent.get("layer_timings", "no per-layer times were captured")
+        return Section("layers", "Layers by time", None, [f"No per-layer table: {reason}."])
+    unit = _time_unit(layers["median_ns"])
+    name, div = unit
+    table = pd.DataFrame({
+        "rank": layers["rank"].astype("int64"), "layer": layers["layer"].astype(str),
+        "type": layers["layer_type"].astype(str), "calls": layers["calls"].astype("int64"),
+        f"total ({name})": layers["total_ns"] / div, f"mean ({name})": layers["mean_ns"] / div,
+        f"median ({name})": layers["median_ns"] / div, "% time": layers["pct"],
+        "cum %": layers["cum_pct"]})
+    n, share = layer_times.pareto(layers, top)
+    notes = [f"Top {n} of {len(layers)} layers = {share:.1f}% of layer time; "
+             f"{layer_times.layers_for_share(layers, 80)} layers make 80%."]
+    notes += _coverage_notes(profile)
+    return Section("layers", "Layers by time (profiled pass)", table, notes, max_rows=top)
+
+
+def _coverage_notes(profile: Profile) -> list[str]:
+    extra = profile.meta.extra
+    runs = pd.DataFrame(extra.get("profile_runs") or {})
+    notes = []
+    if not runs.empty:
+        cov = layer_times.coverage(profile.layer_timings, runs.set_index("iteration")["run_ns"])
+        if not cov.empty:
+            notes.append(f"Layer times sum to {cov['coverage_pct'].median():.1f}% of ONNX Runtime's "
+                         f"own run time (median of {len(cov)} profiled iterations); the rest is the "
+                         "executor's work between nodes.")
+        timed = float(np.median(profile.iterations["latency_ns"])) if len(profile.iterations) else 0
+        if timed > 0:
+            notes.append(f"Profiled runs took {np.median(runs['run_ns']) / timed:.2f}x the timed "
+                         "pass's median: per-node profiling overhead (and the machine's noise).")
+    if extra.get("backend") == "onnxruntime":
+        providers = ", ".join(f"{k} {v}" for k, v in (extra.get("node_providers") or {}).items())
+        notes.append("Layer names are ONNX Runtime's optimized-graph nodes (fused nodes such as "
+                     f"*_nchwc differ from the .onnx file's). Node runs by provider: {providers or '-'}.")
+    return notes
+
+
+def _layer_types_section(layer_timings: pd.DataFrame) -> Section:
+    types = layer_times.layer_type_table(layer_timings)
+    if types.empty:
+        return Section("layer_types", "Time by layer type", None, ["No per-layer times captured."])
+    name, div = _time_unit(types["mean_ns"])
+    table = pd.DataFrame({
+        "type": types["layer_type"].astype(str), "layers": types["layers"].astype("int64"),
+        "calls": types["calls"].astype("int64"), f"total ({name})": types["total_ns"] / div,
+        f"mean per call ({name})": types["mean_ns"] / div, "% time": types["pct"]})
+    return Section("layer_types", "Time by layer type", table)
+
+
+# -- memory -------------------------------------------------------------------------------
+
+def _memory_section(events: pd.DataFrame) -> Section:
+    try:
+        from ..analyze.memory_phases import memory_by_phase
+    except ImportError:  # the memory analysis ships separately; the report works without it
+        return Section("memory", "Process memory (RSS)", None, ["Memory analysis not available."])
+    phases = memory_by_phase(events)
+    if phases.empty:
+        return Section("memory", "Process memory (RSS)", None, ["No memory samples were taken."])
+    origin = int(phases["start_ns"].min())
+    table = pd.DataFrame({
+        "phase": phases["phase"], "start (ms)": (phases["start_ns"] - origin) / 1e6,
+        "duration (ms)": (phases["end_ns"] - phases["start_ns"]) / 1e6,
+        "RSS at start (MiB)": phases["start_bytes"] / MIB, "peak (MiB)": phases["peak_bytes"] / MIB,
+        "change (MiB)": phases["change_bytes"] / MIB})
+    peak = phases.loc[phases["peak_bytes"].idxmax()]
+    notes = [f"Peak RSS {peak['peak_bytes'] / MIB:,.1f} MiB, first reached in phase "
+             f"'{peak['phase']}'. Sampled from a background thread (psutil), so a peak shorter "
+             "than the sampling interval can be missed."]
+    return Section("memory", "Process memory (RSS) by phase", table, notes)
+
+
+# -- files --------------------------------------------------------------------------------
+
+def write_engine_outputs(profile: Profile, directory: str | Path, top: int = TOP_LAYERS,
+                         backend_note: str | None = None) -> tuple[Report, EngineOutputs]:
+    """Write every file of an engine run into ``directory``; return the report and what was written.
+
+    Plots, trace and the saved run go first so the report can list exactly the files that exist.
+    Files of ours that this run did not write (e.g. a previous run's layers.csv) are removed, so
+    the folder always describes one run.
+    """
+    out = EngineOutputs(Path(directory))
+    out.directory.mkdir(parents=True, exist_ok=True)
+    _optional(out, "memory.png", lambda path: _plot_memory(profile, path))
+    _optional(out, "trace.json", lambda path: _write_trace(profile, path))
+    if profile.meta.extra.get("raw_profile_file") == "onnxruntime_profile.json":
+        out.written.append("onnxruntime_profile.json")
+    profile.save(out.directory / "run.gpuprof")
+    out.written.append("run.gpuprof")
+    tables = ["layers.csv"] if not profile.layer_timings.empty else []
+    names = ["report.md", "report.json", *tables, "iterations.csv", *out.written]
+    report = build_engine_report(profile, top, backend_note, {n: FILES[n] for n in names})
+    _write_reports(report, out)
+    for stale in set(FILES) - set(out.written):
+        (out.directory / stale).unlink(missing_ok=True)
+    return report, out
+
+
+def _write_reports(report: Report, out: EngineOutputs) -> None:
+    from .report import write_report
+
+    write_report(report, out.directory / "report.md", "md")
+    write_report(report, out.directory / "report.json", "json")
+    written = ["report.md", "report.json"]
+    for name, key in (("layers.csv", "layers"), ("iterations.csv", "iterations")):
+        section = report.section(key)
+        if section is not None and section.table is not None:
+            write_report(report, out.directory / name, "csv", table=key)
+            written.append(name)
+    out.written[:0] = written
+
+
+def _optional(out: EngineOutputs, name: str, write) -> None:
+    try:
+        write(out.directory / name)
+        out.written.append(name)
+    except ImportError as exc:
+        out.skipped[name] = f"not available in this build ({exc.name})"
+    except GpuprofError as exc:
+        out.skipped[name] = exc.message
+
+
+def _plot_memory(profile: Profile, path: Path) -> None:
+    from ..analyze.memory import memory_timeline
+    from .plots import plot_memory
+
+    plot_memory(memory_timeline(profile.memory_events), path,
+                title=f"Process memory (RSS): {profile.meta.extra.get('model', '')}")
+
+
+def _write_trace(profile: Profile, path: Path) -> None:
+    from .chrome_trace import write_chrome_trace
+
+    write_chrome_trace(profile, path)

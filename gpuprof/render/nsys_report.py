@@ -1,0 +1,212 @@
+"""Report sections for an nsys profile: kernels, NVTX ranges, copies, GPU use, memory.
+
+Each builder runs one analysis (raw ns and bytes) and picks display units and column names:
+totals in ms, per-call times in µs, copy volumes in MB (10^6 bytes, matching GB/s = 10^9
+bytes/s), memory in MiB (2^20 bytes, as GPU memory is usually quoted). The layer section is
+built elsewhere (``analyze.layers``); the caller composes the ``Report``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+
+from ..analyze.common import first_event_ns
+from ..analyze.copies import copy_summary
+from ..analyze.kernels import kernel_summary
+from ..analyze.memory import memory_summary
+from ..analyze.nvtx_summary import nvtx_summary
+from ..analyze.stats import min_samples_for
+from ..analyze.streams import gpu_busy, largest_gaps, stream_busy
+from ..model import Profile
+from .report import Section
+
+DEFAULT_MAX_ROWS = 20
+MS, US = 1e-6, 1e-3          # ns -> ms, ns -> µs
+MB, GB = 1e-6, 1e-9          # bytes -> MB, bytes -> GB (decimal)
+MIB = 1.0 / (1024 * 1024)    # bytes -> MiB
+PERCENT = 100.0
+GAPS_PER_GPU = 5
+MEMORY_CAPTURE_HINT = "nsys profile --cuda-memory-usage=true ..."
+
+IDENTIFIER = "id"  # a scale that shows a number as a label: no thousands separator
+
+# (analysis column, display column, scale or IDENTIFIER); columns not listed are dropped
+Columns = list[tuple[str, str, float | str | None]]
+
+KERNEL_COLUMNS: Columns = [
+    ("kernel", "Kernel", None), ("variants", "Variants", None), ("count", "Calls", None),
+    ("total_ns", "Total (ms)", MS),
+    ("share", "Share (%)", PERCENT), ("mean_ns", "Mean (µs)", US),
+    ("p50_ns", "Median (µs)", US), ("p90_ns", "p90 (µs)", US), ("p99_ns", "p99 (µs)", US),
+    ("min_ns", "Min (µs)", US), ("max_ns", "Max (µs)", US),
+]
+NVTX_COLUMNS: Columns = [
+    ("domain", "Domain", None), ("text", "Range", None), ("range_kind", "Kind", None),
+    ("count", "Count", None), ("total_ns", "Total (ms)", MS), ("mean_ns", "Mean (µs)", US),
+    ("p50_ns", "Median (µs)", US), ("p90_ns", "p90 (µs)", US), ("p99_ns", "p99 (µs)", US),
+    ("min_ns", "Min (µs)", US), ("max_ns", "Max (µs)", US),
+]
+COPY_COLUMNS: Columns = [
+    ("kind", "Kind", None), ("direction", "Direction", None), ("count", "Count", None),
+    ("total_bytes", "Total (MB)", MB), ("total_ns", "Time (ms)", MS),
+    ("bandwidth_bytes_per_s", "Bandwidth (GB/s)", GB), ("min_bytes", "Min size (B)", None),
+    ("mean_bytes", "Mean size (B)", None), ("max_bytes", "Max size (B)", None),
+]
+BUSY_COLUMNS: Columns = [
+    ("device_id", "GPU", IDENTIFIER), ("pid", "Process", IDENTIFIER),
+    ("stream_id", "Stream", IDENTIFIER),
+    ("count", "Ops", None), ("busy_ns", "Busy (ms)", MS), ("span_ns", "Span (ms)", MS),
+    ("utilisation", "Busy (%)", PERCENT), ("work_ns", "Work (ms)", MS),
+    ("gap_count", "Idle gaps", None), ("gap_total_ns", "Idle (ms)", MS),
+    ("gap_max_ns", "Largest gap (ms)", MS),
+]
+GAP_COLUMNS: Columns = [
+    ("device_id", "GPU", IDENTIFIER), ("start_ms", "Starts at (ms)", None),
+    ("gap_ns", "Length (ms)", MS),
+]
+MEMORY_COLUMNS: Columns = [
+    ("source", "Source", None), ("device_id", "GPU", IDENTIFIER), ("peak_bytes", "Peak (MiB)", MIB),
+    ("peak_ms", "Peak at (ms)", None), ("peak_phase", "Phase at peak", None),
+    ("final_bytes", "Final (MiB)", MIB), ("allocations", "Allocations", None),
+    ("frees", "Frees", None),
+]
+
+
+def build_sections(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> list[Section]:
+    """Every nsys section except layers, in reading order; sections without data are skipped,
+    except memory, which says how to capture it when it is missing."""
+    builders: list[Callable[[Profile, int | None], Section | None]] = [
+        kernel_section, gpu_section, gap_section, stream_section, copy_section, nvtx_section,
+        memory_section]
+    sections = (build(profile, max_rows) for build in builders)
+    return [s for s in sections if s is not None]
+
+
+def kernel_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
+                   by: str = "name") -> Section | None:
+    """Kernels by base name (``by="name"``) or one row per instantiation
+    (``by="demangled_name"``)."""
+    summary = kernel_summary(profile.kernels, by=by)
+    if summary.empty:
+        return None
+    table = _display(summary.rename(columns={by: "kernel"}), KERNEL_COLUMNS)
+    merged = int((summary["variants"] > 1).sum())
+    if not merged:
+        table = table.drop(columns="Variants")
+    total_ms = summary["total_ns"].sum() * MS
+    launches, names = int(summary["count"].sum()), len(summary)
+    notes = [f"{launches:,} kernel launch{'es' if launches != 1 else ''} of {names:,} distinct "
+             f"kernel{'s' if names != 1 else ''}, {total_ms:,.3f} ms of kernel time in all "
+             "(kernels overlapping on different streams each count in full).",
+             _variants_note(merged), _percentile_note(summary["count"])]
+    return Section("kernels", "GPU kernels by total time", table, [n for n in notes if n],
+                   max_rows)
+
+
+def nvtx_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section | None:
+    summary = nvtx_summary(profile.nvtx_ranges)
+    if summary.empty:
+        return None
+    notes = ["Push/pop ranges nest on one thread; start/end ranges may cross threads. "
+             "Nested ranges each count their full duration.", _percentile_note(summary["count"])]
+    return Section("nvtx", "NVTX ranges by total time", _display(summary, NVTX_COLUMNS),
+                   [n for n in notes if n], max_rows)
+
+
+def copy_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section | None:
+    summary = copy_summary(profile.copies)
+    if summary.empty:
+        return None
+    notes = ["Bandwidth is bytes over the time the operations were running (MB = 10^6 bytes, "
+             "GB/s = 10^9 bytes/s)."]
+    return Section("copies", "Memory copies and sets", _display(summary, COPY_COLUMNS), notes,
+                   max_rows)
+
+
+def gpu_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section | None:
+    busy = gpu_busy(profile.kernels, profile.copies)
+    if busy.empty:
+        return None
+    notes = ["Busy time is the union of kernel and copy intervals: concurrent work on several "
+             "streams counts once (Work sums every operation's duration). Span runs from the "
+             "first GPU operation to the last; an idle gap is time with nothing running."]
+    return Section("gpus", "GPU utilisation", _display(busy, BUSY_COLUMNS), notes, max_rows)
+
+
+def gap_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
+                top: int = GAPS_PER_GPU) -> Section | None:
+    gaps = largest_gaps(profile.kernels, profile.copies, top=top)
+    if gaps.empty:
+        return None
+    gaps["start_ms"] = (gaps["gap_start_ns"] - first_event_ns(profile.tables)) * MS
+    notes = [f"The {top} longest stretches per GPU with no kernel or copy running, with when "
+             "they began (ms since the first event of the profile): look at the host threads "
+             "then (e.g. in the Chrome trace) for the stall."]
+    return Section("gaps", "Longest GPU idle gaps", _display(gaps, GAP_COLUMNS), notes, max_rows)
+
+
+def stream_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section | None:
+    busy = stream_busy(profile.kernels, profile.copies)
+    if busy.empty:
+        return None
+    busy = busy.sort_values(["busy_ns", "device_id", "stream_id"], ascending=[False, True, True])
+    notes = ["Per stream: an idle gap is time between consecutive operations on that stream."]
+    return Section("streams", "Streams by busy time", _display(busy, BUSY_COLUMNS), notes,
+                   max_rows)
+
+
+def memory_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section:
+    events = profile.memory_events
+    if events.empty:
+        notes = ["GPU memory over time was not captured: this profile holds no memory "
+                 f"allocation or free events. Capture them with: {MEMORY_CAPTURE_HINT}"]
+        return Section("memory", "GPU memory", None, notes, max_rows)
+    summary = memory_summary(events)
+    summary["peak_ms"] = (summary["peak_time_ns"] - first_event_ns(profile.tables)) * MS
+    notes = ["Memory in use is the running sum of allocations minus frees per source and GPU; "
+             "'Peak at' is ms since the first event of the profile. A final value above zero "
+             "is memory still held when the capture stopped."]
+    return Section("memory", "GPU memory", _display(summary, MEMORY_COLUMNS), notes, max_rows)
+
+
+def profile_facts(profile: Profile) -> dict[str, str]:
+    """Header facts: tool version, GPUs and capture size (no host, user or path data)."""
+    meta = profile.meta
+    facts = {"Tool": " ".join(x for x in (meta.tool or "nsys", meta.tool_version) if x)}
+    if meta.gpus:
+        facts["GPUs"] = ", ".join(f"{g.device_id}: {g.name}" for g in meta.gpus)
+    facts["Kernels"] = f"{len(profile.kernels):,}"
+    facts["Copies and sets"] = f"{len(profile.copies):,}"
+    facts["NVTX ranges"] = f"{len(profile.nvtx_ranges):,}"
+    return facts
+
+
+def _display(summary: pd.DataFrame, columns: Columns) -> pd.DataFrame:
+    """Rename and rescale the analysis columns present in ``summary``; raw names go."""
+    out = {}
+    for source, shown, scale in columns:
+        if source in summary.columns:
+            values = summary[source]
+            if scale == IDENTIFIER:
+                values = values.astype(str)
+            elif isinstance(scale, float):
+                values = values.astype("float64") * scale
+            out[shown] = values
+    return pd.DataFrame(out).reset_index(drop=True)
+
+
+def _variants_note(merged: int) -> str | None:
+    if not merged:
+        return None
+    return (f"{merged:,} kernel name{'s' if merged != 1 else ''} group several template "
+            "instantiations (Variants); group by demangled name to see each one.")
+
+
+def _percentile_note(counts: pd.Series) -> str | None:
+    few = int((counts < min_samples_for(99)).sum())
+    if few == 0:
+        return None
+    return (f"p99 is reliable from {min_samples_for(99):,} samples up; {few:,} of "
+            f"{len(counts):,} rows have fewer, so read their p99 as indicative.")

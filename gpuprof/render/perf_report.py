@@ -1,0 +1,141 @@
+"""perf_analyzer-compatible CSV, the per-window CSV and the terminal report of ``gpuprof perf``.
+
+The CSV's first columns are perf_analyzer's ``-f`` columns, same names, same order, same units
+(integer microseconds, truncated like perf_analyzer; Inferences/Second as a float); gpuprof's
+extra columns come after them, so tools that read perf_analyzer CSVs by name or position keep
+working. Rows are in level order (perf_analyzer sorts them by throughput).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..fsutil import atomic_write
+from .report import Report, Section
+
+LEVEL_COLUMN = {"concurrency": "Concurrency", "request_rate": "Request Rate"}
+# perf_analyzer's -f columns after the level column, and where each comes from (ns)
+PA_COLUMNS = {
+    "Inferences/Second": "throughput_infer_s",
+    "Client Send": "send_ns",
+    "Network+Server Send/Recv": "network_misc_ns",
+    "Server Queue": "server_queue_ns",
+    "Server Compute Input": "server_compute_input_ns",
+    "Server Compute Infer": "server_compute_infer_ns",
+    "Server Compute Output": "server_compute_output_ns",
+    "Client Recv": "receive_ns",
+    "p50 latency": "latency_p50_ns",
+    "p90 latency": "latency_p90_ns",
+    "p95 latency": "latency_p95_ns",
+    "p99 latency": "latency_p99_ns",
+}
+EXTRA_COLUMNS = {
+    "p99.9 latency": "latency_p99.9_ns",
+    "Avg latency": "latency_mean_ns",
+    "Samples": "samples",
+    "Errors": "errors",
+    "Stable": "stable",
+}
+COUNT_COLUMNS = {"samples", "errors", "stable"}
+
+
+def perf_analyzer_frame(table: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """The CSV table: level column, perf_analyzer's columns, then gpuprof's extras."""
+    out = pd.DataFrame({LEVEL_COLUMN[mode]: [_level(v) for v in table["level"]]})
+    for name, source in {**PA_COLUMNS, **EXTRA_COLUMNS}.items():
+        if source == "throughput_infer_s":
+            out[name] = table[source].astype("float64").round(4)
+        elif source in COUNT_COLUMNS:
+            out[name] = table[source].astype("int64")
+        else:
+            out[name] = [_usec(v) for v in table[source]]
+    return out
+
+
+def _level(value: float):
+    return int(value) if float(value).is_integer() else value
+
+
+def _usec(ns) -> int | str:
+    """Whole microseconds, truncated as perf_analyzer does; empty when unknown."""
+    if ns is None or (isinstance(ns, float) and math.isnan(ns)):
+        return ""
+    return int(ns // 1000)
+
+
+def write_perf_csv(table: pd.DataFrame, mode: str, path: str | Path) -> Path:
+    with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
+        perf_analyzer_frame(table, mode).to_csv(handle, index=False)
+    return Path(path)
+
+
+def windows_frame(windows: pd.DataFrame) -> pd.DataFrame:
+    """The per-window time series with display units (seconds from the run start, µs)."""
+    out = windows[["level", "trial", "counted"]].copy()
+    out["start_s"] = (windows["start_ns"] - windows["run_start_ns"]) / 1e9
+    out["duration_ms"] = windows["duration_ns"] / 1e6
+    for col in ("requests", "errors", "samples"):
+        out[col] = windows[col].astype("int64")
+    out["throughput_infer_s"] = windows["throughput_infer_s"]
+    for col in ("latency_mean_ns", "latency_p50_ns", "latency_p90_ns", "latency_p99_ns",
+                "latency_p99.9_ns", "send_ns", "receive_ns", "server_queue_ns",
+                "server_compute_input_ns", "server_compute_infer_ns", "server_compute_output_ns"):
+        out[col.replace("_ns", "_us")] = windows[col] / 1e3
+    out["server_requests"] = windows["server_requests"]
+    return out
+
+
+def write_windows_csv(windows: pd.DataFrame, path: str | Path) -> Path:
+    with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
+        windows_frame(windows).to_csv(handle, index=False, float_format="%.3f")
+    return Path(path)
+
+
+def perf_report(table: pd.DataFrame, facts: dict[str, str], notes: list[str],
+                mode: str, joined: pd.DataFrame | None = None) -> Report:
+    """The terminal/Markdown report: one row per level, latencies in ms."""
+    report = Report("gpuprof perf: Triton load test", facts=facts)
+    if table.empty:
+        notes = ["no load level was measured", *notes]
+    report.add(Section("levels", "Throughput and latency per load level", _display(table, mode),
+                       notes=notes))
+    if joined is not None and not joined.empty:
+        report.add(Section("trace", "Where a request's time goes (client + server trace, ms)",
+                           _trace_display(joined), notes=[
+                               "per-request means over the traced requests of each level; the segments add up "
+                               "to the client latency (to server, server receive, queue, compute "
+                               "input, compute infer, server output, from server = response "
+                               "send + wire + client read)"]))
+    return report
+
+
+def _display(table: pd.DataFrame, mode: str) -> pd.DataFrame | None:
+    if table.empty:
+        return None
+    out = pd.DataFrame({LEVEL_COLUMN[mode]: [_level(v) for v in table["level"]]})
+    out["infer/s"] = table["throughput_infer_s"]
+    for label in ("p50", "p90", "p95", "p99", "p99.9"):
+        out[f"{label} ms"] = table[f"latency_{label}_ns"] / 1e6
+    out["samples"] = table["samples"].astype("int64")
+    out["send ms"] = table["send_ns"] / 1e6
+    out["net+srv ms"] = table["network_misc_ns"] / 1e6
+    out["queue ms"] = table["server_queue_ns"] / 1e6
+    out["compute ms"] = (table["server_compute_input_ns"] + table["server_compute_infer_ns"]
+                         + table["server_compute_output_ns"]) / 1e6
+    out["recv ms"] = table["receive_ns"] / 1e6
+    out["errors"] = table["errors"].astype("int64")
+    out["stable"] = ["yes" if s else "no" for s in table["stable"]]
+    return out
+
+
+def _trace_display(joined: pd.DataFrame) -> pd.DataFrame:
+    from ..analyze.perf_trace import SEGMENTS
+
+    cols = ["client_latency_ns", *SEGMENTS]
+    summary = joined.groupby("level", sort=True)[cols].mean().astype("float64") / 1e6
+    summary.columns = [c.removesuffix("_ns").replace("_", " ") for c in cols]
+    summary.insert(0, "requests", joined.groupby("level", sort=True).size())
+    return summary.reset_index()

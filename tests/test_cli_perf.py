@@ -1,0 +1,92 @@
+"""``gpuprof perf`` end to end against a real server on loopback, and its error lines."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from gpuprof.cli.main import main
+from tests.conftest import REPO
+
+MODEL = REPO / "models" / "ppocr_mobile_v2_cls.onnx"
+PA_COLUMNS = ["Concurrency", "Inferences/Second", "Client Send", "Network+Server Send/Recv",
+              "Server Queue", "Server Compute Input", "Server Compute Infer",
+              "Server Compute Output", "Client Recv", "p50 latency", "p90 latency",
+              "p95 latency", "p99 latency"]
+FAST = ["-p", "300", "-r", "3", "--warmup", "100", "--max-duration", "30", "--no-live"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from gpuprof.capture.triton_server import TraceConfig, serve_onnx
+
+    if not MODEL.exists():
+        pytest.skip("run tools/fetch_models.py first")
+    trace = TraceConfig(tmp_path_factory.mktemp("trace") / "trace.json", levels=("OFF",))
+    srv = serve_onnx(MODEL, trace=trace)
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.triton
+def test_perf_sweep_writes_csvs_and_report(server, tmp_path, capsys):
+    out, windows, joined = tmp_path / "out.csv", tmp_path / "w.csv", tmp_path / "t.csv"
+    code = main(["perf", "-m", server.model_name, "-u", server.http_url,
+                 "--concurrency-range", "1:2:1", "--shape", "x:1,3,48,192", *FAST,
+                 "-f", str(out), "--windows-csv", str(windows), "--trace",
+                 "--trace-csv", str(joined)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "Throughput and latency per load level" in text and "p99.9" in text
+    csv = pd.read_csv(out)
+    assert list(csv.columns[:13]) == PA_COLUMNS and csv["Concurrency"].tolist() == [1, 2]
+    assert "p99.9 latency" in csv.columns and (csv["Samples"] > 0).all()
+    assert len(pd.read_csv(windows)) >= 6
+    trace = pd.read_csv(joined)
+    assert len(trace) > 0 and set(trace["level"]) == {1, 2}
+    assert "Where a request's time goes" in text
+
+
+@pytest.mark.triton
+def test_perf_grpc_request_rate_with_json_input(server, tmp_path, capsys):
+    data = tmp_path / "input.json"
+    data.write_text(json.dumps({"data": [{"x": {"content": [0.5] * (3 * 48 * 192),
+                                                "shape": [1, 3, 48, 192]}}]}))
+    code = main(["perf", "-m", server.model_name, "-u", server.grpc_url, "-i", "grpc",
+                 "--request-rate-range", "20:40:20", "--shape", "x:1,3,48,192",
+                 "--input-data", str(data), *FAST, "-f", str(tmp_path / "r.csv")])
+    assert code == 0, capsys.readouterr()
+    csv = pd.read_csv(tmp_path / "r.csv")
+    assert csv.columns[0] == "Request Rate" and csv["Request Rate"].tolist() == [20, 40]
+
+
+@pytest.mark.triton
+def test_perf_errors_are_one_line(server, capsys):
+    code = main(["perf", "-m", "nope", "-u", server.http_url, "--no-live"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("Error: model 'nope' is not available")
+    assert len(err.strip().splitlines()) == 1
+    code = main(["perf", "-m", server.model_name, "-u", server.http_url, "--no-live"])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs its shape fully defined" in err and "--shape x:" in err
+
+
+def test_perf_server_down(capsys):
+    from gpuprof.capture.triton_server import free_port
+
+    pytest.importorskip("tritonclient.http")
+    code = main(["perf", "-m", "m", "-u", f"127.0.0.1:{free_port()}", "--no-live"])
+    err = capsys.readouterr().err
+    assert code == 4 and err.startswith("Error: cannot reach Triton at 127.0.0.1:")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_perf_rejects_two_modes(capsys):
+    code = main(["perf", "-m", "m", "--concurrency-range", "1", "--request-rate-range", "5"])
+    assert code == 2 and "exclude each other" in capsys.readouterr().err
+
+
+def test_perf_help():
+    assert main(["perf", "--help"]) == 0

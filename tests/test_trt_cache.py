@@ -1,0 +1,142 @@
+"""The engine cache: keys, hits, misses on incomplete entries, --force, atomic files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gpuprof.capture.trt.cache import CacheEntry, cache_key, default_cache_dir
+from gpuprof.capture.trt.options import BuildOptions
+from gpuprof.errors import MissingDependencyError
+
+REPO = Path(__file__).resolve().parents[1]
+CLS = REPO / "models" / "ppocr_mobile_v2_cls.onnx"
+SHAPES = {"x": (1, 3, 64, 64)}
+
+
+def _key(**changes):
+    base = {"model_sha256": "a" * 64, "options": BuildOptions().key_dict(),
+            "tensorrt": {"module": "tensorrt_rtx", "version": "1.7.1.116"},
+            "target": {"compute_capabilities": "rtx-default"}}
+    base.update(changes)
+    return cache_key(**base)
+
+
+def test_key_depends_on_every_part():
+    keys = {
+        _key(),
+        _key(model_sha256="b" * 64),
+        _key(options=BuildOptions(shapes={"x": (1, 3, 320, 320)}).key_dict()),
+        _key(options=BuildOptions(workspace_mib=256).key_dict()),
+        _key(tensorrt={"module": "tensorrt_rtx", "version": "1.8.0"}),
+        _key(tensorrt={"module": "tensorrt", "version": "1.7.1.116"}),
+        _key(target={"gpu": "NVIDIA H100", "compute_capability": "9.0"}),
+    }
+    assert len(keys) == 7
+    assert all(len(k) == 64 for k in keys)
+
+
+def test_key_ignores_dict_order():
+    a = BuildOptions(shapes={"a": (1,), "b": (2,)}).key_dict()
+    b = BuildOptions(shapes={"b": (2,), "a": (1,)}).key_dict()
+    assert _key(options=a) == _key(options=b)
+
+
+def test_entry_names_are_safe(tmp_path):
+    entry = CacheEntry.for_key(tmp_path, "../my model; rm -rf $HOME.onnx", "f" * 64)
+    assert entry.plan.parent == tmp_path
+    assert entry.plan.name == "my_model_rm_-rf_HOME-ffffffffffffffff.plan"
+    assert entry.layers.name.endswith(".layers.json") and entry.sidecar.name.endswith(".json")
+
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("GPUPROF_ENGINE_CACHE", str(tmp_path / "elsewhere"))
+    assert default_cache_dir() == tmp_path / "elsewhere"
+    monkeypatch.delenv("GPUPROF_ENGINE_CACHE")
+    assert default_cache_dir() == REPO / "engines"
+
+
+def test_entry_complete_only_with_consistent_sidecar(tmp_path):
+    entry = CacheEntry.for_key(tmp_path, "m.onnx", "0" * 64)
+    assert entry.read_sidecar() is None
+    entry.write_plan(b"PLAN" * 10, {"kind": "network_pre_optimisation", "layers": []})
+    assert entry.read_sidecar() is None  # no sidecar yet: a build killed here is a miss
+    entry.write_sidecar({"build_seconds": 1.0})
+    assert entry.read_sidecar()["plan_bytes"] == 40
+    entry.plan.write_bytes(b"PLAN")  # a truncated plan no longer matches its sidecar
+    assert entry.read_sidecar() is None
+    entry.remove()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_partial_file_after_failed_write(tmp_path):
+    entry = CacheEntry.for_key(tmp_path, "m.onnx", "1" * 64)
+    with pytest.raises(TypeError):
+        # json cannot encode a set: the layers file write fails half-way through
+        entry.write_plan(b"x", {"layers": {1, 2}})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One real build of the small cls model, then the same call again."""
+    from gpuprof.capture.trt.api import builder_module
+    from gpuprof.capture.trt.build import build_engine
+
+    try:
+        builder_module()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    if not CLS.exists():
+        pytest.skip("models/ppocr_mobile_v2_cls.onnx not found (run tools/fetch_models.py)")
+    cache = tmp_path_factory.mktemp("engines")
+    first = build_engine(CLS, BuildOptions(shapes=SHAPES), cache_dir=cache)
+    second = build_engine(CLS, BuildOptions(shapes=SHAPES), cache_dir=cache)
+    return cache, first, second
+
+
+@pytest.mark.trt
+def test_second_call_is_a_cache_hit(built):
+    cache, first, second = built
+    assert (first.cache_hit, second.cache_hit) == (False, True)
+    assert first.plan == second.plan
+    assert second.sidecar == json.loads(first.entry.sidecar.read_text())
+    assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".json", ".plan"]
+    assert not list(cache.glob("*.partial"))
+
+
+@pytest.mark.trt
+def test_sidecar_contents(built):
+    _, first, _ = built
+    side = first.sidecar
+    for field in ("options", "tensorrt", "target", "model", "key", "build_seconds", "layer_count",
+                  "plan_bytes", "built_utc", "layer_info_kind", "profile"):
+        assert field in side, field
+    assert side["key"].startswith(first.entry.stem.rsplit("-", 1)[1])
+    if side["tensorrt"]["module"] == "tensorrt_rtx":
+        assert side["target"] == {"compute_capabilities": "rtx-default", "aot": "cpu-portable"}
+
+
+@pytest.mark.trt
+def test_other_options_miss_and_force_rebuilds(built):
+    from gpuprof.capture.trt.build import build_engine
+
+    cache, first, _ = built
+    forced = build_engine(CLS, BuildOptions(shapes=SHAPES), cache_dir=cache, force=True)
+    assert not forced.cache_hit and forced.plan == first.plan
+    assert build_engine(CLS, BuildOptions(shapes=SHAPES), cache_dir=cache).cache_hit
+    other = build_engine(CLS, BuildOptions(shapes=SHAPES, workspace_mib=64), cache_dir=cache)
+    assert not other.cache_hit and other.plan != first.plan
+    other.entry.remove()
+
+
+@pytest.mark.trt
+def test_entry_without_sidecar_is_rebuilt(built):
+    from gpuprof.capture.trt.build import build_engine
+
+    cache, first, _ = built
+    first.entry.sidecar.unlink()
+    again = build_engine(CLS, BuildOptions(shapes=SHAPES), cache_dir=cache)
+    assert not again.cache_hit and again.entry.read_sidecar() is not None
