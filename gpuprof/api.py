@@ -18,13 +18,14 @@ from .model import Profile
 from .model.profile import SUFFIX
 
 
-def load(path: str | Path) -> Run:
+def load(path: str | Path, details: bool = False) -> Run:
+    """Load a saved run or an nsys export; ``details`` also reads kernel launch configurations."""
     path = Path(path)
     if path.suffix == SUFFIX:
         return Run.of(Profile.load(path))
     from .ingest.nsys import read_nsys
 
-    return Run.of(read_nsys(path))
+    return Run.of(read_nsys(path, details=details))
 
 
 class Run(Profile):

@@ -65,8 +65,9 @@ def _missing_reason(marker: str) -> str | None:
         return "needs the TensorRT builder (pip install tensorrt-rtx-cu13)"
     if marker == "trt_runtime" and not (_has_gpu() and _has_trt("Runtime")):
         return "needs a GPU and a TensorRT runtime to deserialize engines"
-    if marker == "triton" and not _has_module("pytriton"):
-        return "needs the tritonserver bundled in nvidia-pytriton (pip install nvidia-pytriton)"
+    if marker == "triton" and not (_has_module("pytriton") and _has_module("tritonclient")):
+        return ("needs tritonclient and the tritonserver bundled in nvidia-pytriton "
+                "(pip install 'tritonclient[http,grpc]' && pip install --no-deps nvidia-pytriton)")
     if marker == "bpf" and (shutil.which("bpftrace") is None or os.geteuid() != 0):
         return "needs bpftrace (apt-get install bpftrace) and root"
     return None

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from gpuprof.align.nvtx import match_calls, project_to_ranges
-from gpuprof.analyze.layers import layer_name, layer_table, pareto
+from gpuprof.analyze.layers import layer_name, pareto
 from gpuprof.api import load
 from gpuprof.ingest.nsys import read_nsys
 from gpuprof.model import conform

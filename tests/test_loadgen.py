@@ -14,12 +14,17 @@ import pandas as pd
 import pytest
 
 from gpuprof.analyze import perf
-from gpuprof.capture.loadgen.inputs import (ModelInfo, TensorInfo, make_payloads,
-                                            read_input_json, request_shapes)
+from gpuprof.capture.loadgen.inputs import (
+    ModelInfo,
+    TensorInfo,
+    make_payloads,
+    read_input_json,
+    request_shapes,
+)
 from gpuprof.capture.loadgen.options import LoadSpec, parse_range, parse_shape
 from gpuprof.capture.loadgen.server_api import cumulative_stats, stats_delta
-from gpuprof.capture.loadgen.windows import RecordCursor
 from gpuprof.capture.loadgen.transport import Record, split_url
+from gpuprof.capture.loadgen.windows import RecordCursor
 from gpuprof.capture.triton_repo import config_pbtxt, model_name_for, onnx_io
 from gpuprof.errors import BadInputError
 from gpuprof.render import perf_report
@@ -243,8 +248,8 @@ def test_request_rate_csv_starts_with_request_rate(tmp_path):
 
 def test_csv_column_names_match_real_perf_analyzer_logs():
     """perf_analyzer's log names each latency the way its CSV header does."""
-    log = fixture_path("perf_analyzer",
-                       "NguyenTranDat__test-docker__result__throughput__triton.client.log").read_text()
+    name = "NguyenTranDat__test-docker__result__throughput__triton.client.log"
+    log = fixture_path("perf_analyzer", name).read_text()
     printed = set(re.findall(r"^\s+(p\d+ latency):", log, flags=re.M))
     assert printed == {"p50 latency", "p90 latency", "p95 latency", "p99 latency"}
     assert printed <= set(perf_report.PA_COLUMNS)
@@ -374,6 +379,20 @@ def test_trace_joins_client_and_server_and_agrees_with_statistics(server):
 
 
 @pytest.mark.triton
+def test_back_to_back_traced_runs_each_collect_their_own_traces(server):
+    from gpuprof.analyze import perf_trace
+    from gpuprof.capture.loadgen import run_sweep
+    from gpuprof.capture.loadgen.tracing import read_trace_requests
+
+    for _ in range(2):
+        result = run_sweep(_spec(server, trace=True, url=server.grpc_url, protocol="grpc",
+                                 max_trials=1))
+        spans = perf_trace.server_spans(read_trace_requests(result.trace_files), result.prefix)
+        measured = result.requests_table()
+        assert set(measured["request_id"]) <= set(spans["request_id"])
+
+
+@pytest.mark.triton
 def test_unknown_model_and_wrong_shapes_are_clear(server):
     from gpuprof.capture.loadgen import run_sweep
 
@@ -413,3 +432,43 @@ def test_server_dying_mid_run_keeps_partial_results(server):
         killer.cancel()
     assert result.partial and "Triton" in result.reason
     assert result.levels and result.levels[0].windows
+
+
+def test_stability_on_a_percentile():
+    spec = LoadSpec(model="m", percentile=95).validate()
+    assert spec.latency_key == "latency_p95_ns"
+    with pytest.raises(BadInputError, match="not offered"):
+        LoadSpec(model="m", percentile=97).validate()
+
+
+def test_trace_needs_a_server_trace_file():
+    from gpuprof.capture.loadgen.tracing import TraceSession
+
+    class NoTraceFile:  # the trace-setting answer of a server started without a trace file
+        url = "127.0.0.1:1"
+
+        def trace_settings(self, model=None):
+            return {"trace_level": ["OFF"], "trace_rate": "1000", "trace_file": ""}
+
+    with pytest.raises(BadInputError, match="writes no trace file") as info:
+        TraceSession(NoTraceFile(), "m").start()
+    assert "--trace-file" in info.value.hint
+
+
+def test_grpc_trace_settings_are_unified():
+    from gpuprof.capture.loadgen.tracing import _plain
+
+    grpc = {"settings": {"trace_level": {"value": ["TIMESTAMPS"]}, "trace_file": {"value": ["/t"]},
+                         "log_frequency": {"value": ["0"]}}}
+    assert _plain(grpc) == {"trace_level": ["TIMESTAMPS"], "trace_file": "/t", "log_frequency": "0"}
+
+
+def test_parse_infer_response_checks_the_binary_layout():
+    from gpuprof.capture.loadgen.transport import parse_infer_response
+
+    header = json.dumps({"outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 2],
+                                      "parameters": {"binary_data_size": 8}}]}).encode()
+    body = header + np.zeros(2, np.float32).tobytes()
+    assert parse_infer_response(body, len(header)) is None
+    assert "malformed" in parse_infer_response(body[:-1], len(header))
+    assert parse_infer_response(json.dumps({"outputs": []}).encode(), None) is None

@@ -7,6 +7,7 @@ no process of its group is left and that the trace written at shutdown is readab
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 
 import numpy as np
@@ -156,3 +157,37 @@ def test_serve_command_prints_urls_and_stops_by_itself(tmp_path):
     assert result.exit_code == 0, result.output
     assert "HTTP  http://127.0.0.1:" in result.output and "gRPC  127.0.0.1:" in result.output
     assert f"trace {trace}" in result.output
+
+
+@pytest.mark.triton
+def test_server_dies_with_a_killed_parent(tmp_path):
+    """Even SIGKILL (no atexit, no handler) leaves no server: Linux's parent-death signal."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os\nfrom gpuprof.capture.triton_server import serve_onnx\n"
+        f"server = serve_onnx({str(MODEL)!r})\n"
+        "print(server.pid, server.model_repository, server.log_path, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    pid, repo, log = out.stdout.split()
+    pid = int(pid)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    assert not _alive(pid)
+    shutil.rmtree(repo, ignore_errors=True)  # what the killed parent could not clean up
+    os.unlink(log)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone for our purpose
+        return stat.read().split(")")[-1].split()[0] != "Z"

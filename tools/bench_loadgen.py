@@ -2,14 +2,13 @@
 
     .venv/bin/python tools/bench_loadgen.py [--requests 400] [--json out.json]
 
-Starts the bundled tritonserver twice in turn (each stopped at the end):
-1. PP-OCR mobile cls (a real model): client-side overhead per request at concurrency 1 =
-   client latency minus the server's own span from the trace (frontend receive start to
-   response send start; same request id, same clock), median over requests; also client median
-   minus the server's mean request time from the statistics extension. Same numbers for a plain ``tritonclient`` loop
-   (``client.infer`` in a for loop), HTTP and gRPC.
-   The same on a one-node Identity model ([1, 16] floats), where the server does almost
-   nothing, so the client and frontend costs stand alone.
+Starts the bundled tritonserver three times in turn (each stopped at the end):
+1. Client-side overhead per request at concurrency 1 = client latency minus the server's own
+   span from the trace (frontend receive start to response send start; same request id, same
+   clock), median over requests; also client median minus the server's mean request time from
+   the statistics extension. For gpuprof and for a plain ``tritonclient`` loop (``client.infer``
+   in a for loop), HTTP and gRPC; on a one-node Identity model ([1, 16] floats: the server does
+   almost nothing, so client and frontend costs stand alone) and on PP-OCR mobile cls (real).
 2. The Identity model: the highest request rate sustained (constant rate, achieved throughput
    within 5 % of the target and fewer than 5 % of requests starting over 1 ms late).
 """
@@ -57,7 +56,10 @@ def overhead_row(name: str, client: pd.DataFrame, trace: pd.DataFrame, prefix: s
                 (client["latency_ns"].median() - success[1] / max(success[0], 1)) / 1e3}
 
 
-def gpuprof_client(server, protocol: str, requests: int, shape) -> tuple[pd.DataFrame, pd.DataFrame, str, dict]:
+Run = tuple[pd.DataFrame, pd.DataFrame, str, dict]  # client records, trace, id prefix, stats
+
+
+def gpuprof_client(server, protocol: str, requests: int, shape) -> Run:
     url = server.http_url if protocol == "http" else server.grpc_url
     spec = LoadSpec(model=server.model_name, url=url, protocol=protocol, shapes={"x": shape},
                     measurement_mode="count_windows", measurement_request_count=requests // 3,
@@ -71,7 +73,7 @@ def gpuprof_client(server, protocol: str, requests: int, shape) -> tuple[pd.Data
     return client, read_trace_requests(result.trace_files), result.prefix, delta
 
 
-def plain_client(server, protocol: str, requests: int, shape) -> tuple[pd.DataFrame, pd.DataFrame, str, dict]:
+def plain_client(server, protocol: str, requests: int, shape) -> Run:
     """What a user would write: one tritonclient, client.infer() in a loop."""
     if protocol == "http":
         import tritonclient.http as tc
@@ -85,7 +87,7 @@ def plain_client(server, protocol: str, requests: int, shape) -> tuple[pd.DataFr
     api = ServerAPI(server.http_url)
     session = TraceSession(api, server.model_name).start()
     prefix, rows = f"plain-{protocol}-", []
-    for i in range(20):  # warm-up, untimed
+    for _ in range(20):  # warm-up, untimed
         client.infer(server.model_name, [tensor])
     before = api.stats(server.model_name)
     for i in range(requests):

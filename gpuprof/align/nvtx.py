@@ -29,16 +29,22 @@ def project_to_ranges(work: pd.DataFrame, api_calls: pd.DataFrame, ranges: pd.Da
     result = np.full(len(work), NO_RANGE, dtype=np.int64)
     call_pos = match_calls(work, api_calls)
     launched = np.flatnonzero(call_pos >= 0)
-    candidates = _push_pop(ranges, domain)
-    if launched.size == 0 or candidates.empty:
+    cand_rows = _push_pop_rows(ranges, domain)
+    if launched.size == 0 or cand_rows.size == 0:
         return result
-    calls = api_calls.iloc[call_pos[launched]]
-    call_tid = calls["global_tid"].to_numpy()
-    call_start, call_end = calls["start_ns"].to_numpy(), calls["end_ns"].to_numpy()
-    for gtid, group in candidates.groupby("global_tid", sort=False):
+    pos = call_pos[launched]
+    call_tid = api_calls["global_tid"].to_numpy()[pos]
+    call_start = api_calls["start_ns"].to_numpy()[pos]
+    call_end = api_calls["end_ns"].to_numpy()[pos]
+    range_tid = ranges["global_tid"].to_numpy()[cand_rows]
+    range_start = ranges["start_ns"].to_numpy()[cand_rows]
+    range_end = ranges["end_ns"].to_numpy()[cand_rows]
+    for gtid in np.unique(range_tid):
         on_thread = np.flatnonzero(call_tid == gtid)
         if on_thread.size:
-            found = _innermost(group, call_start[on_thread], call_end[on_thread])
+            mine = range_tid == gtid
+            found = _innermost(range_start[mine], range_end[mine], cand_rows[mine],
+                               call_start[on_thread], call_end[on_thread])
             result[launched[on_thread]] = found
     return result
 
@@ -62,29 +68,25 @@ def _key(frame: pd.DataFrame) -> np.ndarray:
     return (frame["pid"].to_numpy(np.int64) << 32) | (frame["correlation_id"].to_numpy(np.int64) & 0xFFFFFFFF)
 
 
-def _push_pop(ranges: pd.DataFrame, domain: str | None) -> pd.DataFrame:
-    mask = ranges["range_kind"] == "push_pop"
+def _push_pop_rows(ranges: pd.DataFrame, domain: str | None) -> np.ndarray:
+    mask = (ranges["range_kind"] == "push_pop").to_numpy()
     if domain is not None:
-        mask &= ranges["domain"] == domain
-    selected = ranges.loc[mask, ["start_ns", "end_ns", "global_tid"]]
-    selected = selected.assign(row=np.flatnonzero(mask.to_numpy()))
-    return selected
+        mask = mask & (ranges["domain"] == domain).to_numpy()
+    return np.flatnonzero(mask)
 
 
-def _innermost(group: pd.DataFrame, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """For calls on one thread, the ``row`` of the innermost enclosing range, or -1."""
-    ordered = group.sort_values(["start_ns", "end_ns"], ascending=[True, False], kind="stable")
-    r_start = ordered["start_ns"].to_numpy()
-    r_end = ordered["end_ns"].to_numpy()
+def _innermost(r_start: np.ndarray, r_end: np.ndarray, rows: np.ndarray,
+               start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """For calls on one thread, the ``rows`` entry of the innermost enclosing range, or -1."""
+    order = np.lexsort((-r_end, r_start))  # by start, outer (longer) first on ties
+    r_start, r_end, rows = r_start[order], r_end[order], rows[order]
     parent = _parents(r_start, r_end)
     cand = np.searchsorted(r_start, start, side="right") - 1
-    for _ in range(len(r_start) + 1):
-        valid = cand >= 0
-        need_up = valid & (r_end[np.maximum(cand, 0)] < end)
+    for _ in range(len(r_start) + 1):  # at most the nesting depth; bounded for damaged input
+        need_up = (cand >= 0) & (r_end[np.maximum(cand, 0)] < end)
         if not need_up.any():
             break
         cand = np.where(need_up, parent[np.maximum(cand, 0)], cand)
-    rows = ordered["row"].to_numpy()
     return np.where(cand >= 0, rows[np.maximum(cand, 0)], NO_RANGE)
 
 

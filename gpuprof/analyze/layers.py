@@ -28,14 +28,15 @@ def is_tensorrt(profile: Profile) -> bool:
 
 
 def kernel_ranges(profile: Profile, domain: str | None = None) -> pd.DataFrame:
-    """Kernels with ``range_row`` (row in nvtx_ranges, -1 if none) and ``duration_ns``."""
+    """Kernels with ``range_row`` (row in nvtx_ranges, -1 if none), ``duration_ns`` and
+    ``kernel`` (the kernel name as a categorical, so millions of rows stay cheap)."""
     kernels = profile.kernels
     rows = project_to_ranges(kernels, profile.api_calls, profile.nvtx_ranges, domain)
     return pd.DataFrame({
         "range_row": rows,
-        "duration_ns": (kernels["end_ns"] - kernels["start_ns"]).to_numpy(),
-        "kernel": kernels["name"].to_numpy(),
-    })
+        "duration_ns": (kernels["end_ns"].to_numpy() - kernels["start_ns"].to_numpy()),
+        "kernel": kernels["name"].array,
+    }, copy=False)
 
 
 def coverage(attributed: pd.DataFrame) -> float:
@@ -67,28 +68,52 @@ def gpu_time_by_range(profile: Profile, domain: str | None = None,
     if attributed is None:
         attributed = kernel_ranges(profile, domain)
     ranges = profile.nvtx_ranges
-    mask = ranges["range_kind"] == "push_pop"
-    if domain is not None:
-        mask &= ranges["domain"] == domain
-    instances = pd.DataFrame({"row": np.flatnonzero(mask.to_numpy()),
-                              "domain": ranges.loc[mask, "domain"].astype(object).to_numpy(),
-                              "name": ranges.loc[mask, "text"].astype(object).map(layer_name).to_numpy()})
-    per_call = _per_instance_time(attributed, instances)
+    instances = _instances(ranges, domain)
+    time_per_row, kernels_per_row = _per_row_totals(attributed, len(ranges))
+    per_call = instances.assign(sum=time_per_row[instances["row"].to_numpy()],
+                                count=kernels_per_row[instances["row"].to_numpy()])
     table = _summarise_calls(per_call)
-    return _with_kernels(table, attributed, instances)
+    return _with_kernels(table, attributed, instances, len(ranges))
 
 
-def _per_instance_time(attributed: pd.DataFrame, instances: pd.DataFrame) -> pd.DataFrame:
-    inside = attributed[attributed["range_row"] != NO_RANGE]
-    sums = inside.groupby("range_row")["duration_ns"].agg(["sum", "count"])
-    per_call = instances.set_index("row").join(sums, how="left")
-    return per_call.fillna({"sum": 0, "count": 0}).reset_index()
+def _instances(ranges: pd.DataFrame, domain: str | None) -> pd.DataFrame:
+    """One row per push/pop range instance: its row, domain and (layer) name as categoricals.
+
+    Names are decoded once per distinct range text, not once per instance.
+    """
+    mask = (ranges["range_kind"] == "push_pop").to_numpy()
+    if domain is not None:
+        mask = mask & (ranges["domain"] == domain).to_numpy()  # to_numpy may be a read-only view
+    rows = np.flatnonzero(mask)
+    text = ranges["text"].array
+    decoded = pd.Series([layer_name(c) for c in text.categories], dtype=object)
+    name_of_code, names = pd.factorize(decoded)
+    codes = text.codes[rows]
+    name_codes = np.where(codes >= 0, name_of_code[np.maximum(codes, 0)] if len(name_of_code) else -1, -1)
+    return pd.DataFrame({
+        "row": rows,
+        "domain": ranges["domain"].array.take(rows),
+        "name": pd.Categorical.from_codes(name_codes, categories=pd.Index(names, dtype=object)),
+    }, copy=False)
+
+
+def _per_row_totals(attributed: pd.DataFrame, n_ranges: int) -> tuple[np.ndarray, np.ndarray]:
+    """Summed kernel ns and kernel count per nvtx_ranges row."""
+    rows = attributed["range_row"].to_numpy()
+    inside = rows != NO_RANGE
+    durations = attributed["duration_ns"].to_numpy()[inside]
+    # float64 sums are exact below 2**53 ns (104 days of kernel time per range)
+    time = np.bincount(rows[inside], weights=durations, minlength=n_ranges)
+    count = np.bincount(rows[inside], minlength=n_ranges)
+    return time, count
 
 
 def _summarise_calls(per_call: pd.DataFrame) -> pd.DataFrame:
-    grouped = per_call.groupby(["domain", "name"], sort=False)
+    grouped = per_call.groupby(["domain", "name"], sort=False, observed=True)
     table = grouped.agg(calls=("row", "size"), total_ns=("sum", "sum"),
                         median_ns=("sum", "median"), kernels=("count", "sum")).reset_index()
+    table["domain"] = table["domain"].astype(object)
+    table["name"] = table["name"].astype(object)
     table["mean_ns"] = table["total_ns"] / table["calls"]
     table["kernels_per_call"] = table["kernels"] / table["calls"]
     table = table.sort_values("total_ns", ascending=False, kind="stable").reset_index(drop=True)
@@ -99,16 +124,28 @@ def _summarise_calls(per_call: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_kernels(table: pd.DataFrame, attributed: pd.DataFrame, instances: pd.DataFrame,
-                  top: int = 2) -> pd.DataFrame:
-    inside = attributed[attributed["range_row"] != NO_RANGE]
-    names = instances.set_index("row")[["domain", "name"]]
-    joined = inside.join(names, on="range_row")
-    sums = joined.groupby(["domain", "name", "kernel"], observed=True, sort=False)["duration_ns"].sum()
-    heaviest = (sums.reset_index().sort_values("duration_ns", ascending=False, kind="stable")
-                .groupby(["domain", "name"], sort=False)["kernel"]
-                .agg(lambda ks: list(ks.astype(str)[:top])))
-    table = table.join(heaviest.rename("top_kernels"), on=["domain", "name"])
-    table["top_kernels"] = table["top_kernels"].apply(lambda v: v if isinstance(v, list) else [])
+                  n_ranges: int, top: int = 2) -> pd.DataFrame:
+    """The ``top`` kernels by summed time within each (domain, name) group."""
+    group_of_instance = instances.groupby(["domain", "name"], sort=False, observed=True).ngroup()
+    keys = instances[["domain", "name"]].astype(object).assign(group=group_of_instance.to_numpy())
+    keys = keys.drop_duplicates("group").set_index(["domain", "name"])["group"]
+    group_of_row = np.full(n_ranges, -1, dtype=np.int64)
+    group_of_row[instances["row"].to_numpy()] = group_of_instance.to_numpy()
+    rows = attributed["range_row"].to_numpy()
+    kernel = attributed["kernel"].array
+    group = np.where(rows >= 0, group_of_row[np.maximum(rows, 0)], -1)
+    valid = (group >= 0) & (kernel.codes >= 0)
+    n_names = max(len(kernel.categories), 1)
+    combined = group[valid] * n_names + kernel.codes[valid]
+    sums = pd.Series(attributed["duration_ns"].to_numpy()[valid]).groupby(combined).sum()
+    best = pd.DataFrame({"group": sums.index // n_names, "kernel": sums.index % n_names,
+                         "ns": sums.to_numpy()}).sort_values(["group", "ns"], ascending=[True, False])
+    best = best.groupby("group").head(top)
+    names = np.asarray(kernel.categories, dtype=object)
+    tops = best.groupby("group")["kernel"].agg(lambda ks: [str(names[k]) for k in ks])
+    per_key = keys.map(tops)
+    table["top_kernels"] = [v if isinstance(v, list) else [] for v in
+                            per_key.reindex(pd.MultiIndex.from_frame(table[["domain", "name"]])).to_numpy()]
     return table
 
 

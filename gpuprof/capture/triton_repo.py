@@ -84,7 +84,8 @@ def _tensor_block(kind: str, specs: list[TensorSpec]) -> list[str]:
 
 
 def _parameter(key: str, value: str) -> str:
-    return f"parameters: {{ key: {json.dumps(key)} value: {{ string_value: {json.dumps(value)} }} }}"
+    quoted = json.dumps(value)
+    return f"parameters: {{ key: {json.dumps(key)} value: {{ string_value: {quoted} }} }}"
 
 
 def write_repository(model_path: str | Path, repo_dir: str | Path, name: str | None = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +66,9 @@ class TritonServer:
     exit_timeout_s: int = 3     # Triton waits this long for open client connections at SIGTERM
     log_verbose: int = 0
     extra_args: list[str] = field(default_factory=list)
+    model_name: str = ""        # set by serve_onnx: the model it serves
+    keep_log: bool = False      # keep the server's log file after stop() (it is read on errors)
+    owned_paths: list[Path] = field(default_factory=list)  # removed by stop(): temp repositories
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _log_path: Path | None = field(default=None, init=False, repr=False)
 
@@ -102,11 +107,13 @@ class TritonServer:
             # start_new_session: own process group, so stop() reaches the python stubs too
             self._proc = subprocess.Popen(
                 self.command(install), stdout=log_file, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=server_env(install), start_new_session=True)
+                stdin=subprocess.DEVNULL, env=server_env(install), start_new_session=True,
+                preexec_fn=_die_with_parent())
         _register(self)
         try:
             self._wait_ready()
         except BaseException:
+            self.keep_log = True  # a failed start keeps its whole log for the user
             self.stop()
             raise
 
@@ -121,17 +128,20 @@ class TritonServer:
         return cmd + (self.trace.args() if self.trace else []) + list(self.extra_args)
 
     def _wait_ready(self) -> None:
+        proc = self._proc
+        assert proc is not None
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
+            if proc.poll() is not None:
                 raise CaptureError(
-                    f"tritonserver exited with code {self._proc.returncode} while starting:\n"
-                    f"{self.log_tail()}", "Read the server log lines above")
+                    f"tritonserver exited with code {proc.returncode} while starting:\n"
+                    f"{self.log_tail()}", f"Read the log lines above (whole log: {self.log_path})")
             if _http_ok(f"http://{self.http_url}/v2/health/ready"):
                 return
             time.sleep(0.1)
         raise CaptureError(f"tritonserver was not ready after {self.ready_timeout_s:.0f} s:\n"
-                           f"{self.log_tail()}", "Read the server log lines above")
+                           f"{self.log_tail()}",
+                           f"Read the log lines above (whole log: {self.log_path})")
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -159,7 +169,16 @@ class TritonServer:
                 proc.wait(5)
         # the python stubs share the group; make sure none is left behind
         _signal_group(proc, signal.SIGKILL)
+        self._remove_files()
         return proc.returncode
+
+    def _remove_files(self) -> None:
+        for path in self.owned_paths:
+            shutil.rmtree(path, ignore_errors=True)
+        self.owned_paths = []
+        if self._log_path and not self.keep_log:
+            with contextlib.suppress(OSError):
+                self._log_path.unlink()
 
 
 def serve_onnx(model_path: str | Path, name: str | None = None, repo_dir: str | Path | None = None,
@@ -172,9 +191,14 @@ def serve_onnx(model_path: str | Path, name: str | None = None, repo_dir: str | 
     from .triton_repo import write_repository
 
     repo = Path(repo_dir) if repo_dir else Path(tempfile.mkdtemp(prefix="gpuprof-triton-repo-"))
-    model_name = write_repository(model_path, repo, name, instances, intra_op_threads)
-    server = TritonServer(repo, **server_kwargs)
-    server.model_name = model_name  # type: ignore[attr-defined]
+    owned = [] if repo_dir else [repo]
+    try:
+        model_name = write_repository(model_path, repo, name, instances, intra_op_threads)
+    except BaseException:
+        for path in owned:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    server = TritonServer(repo, model_name=model_name, owned_paths=owned, **server_kwargs)
     server.start()
     _wait_model_ready(server, model_name)
     return server
@@ -187,9 +211,10 @@ def _wait_model_ready(server: TritonServer, model: str, timeout_s: float = 30.0)
             return
         time.sleep(0.1)
     tail = server.log_tail()
+    server.keep_log = True
     server.stop()
     raise CaptureError(f"model '{model}' did not become ready:\n{tail}",
-                       "Read the server log lines above")
+                       f"Read the log lines above (whole log: {server.log_path})")
 
 
 def server_env(install: TritonInstall) -> dict[str, str]:
@@ -206,7 +231,7 @@ def server_env(install: TritonInstall) -> dict[str, str]:
     return env
 
 
-def free_port(exclude: set[int | None] = frozenset()) -> int:
+def free_port(exclude: Collection[int | None] = ()) -> int:
     """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
     for _ in range(20):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -223,6 +248,22 @@ def _http_ok(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _die_with_parent():
+    """A pre-exec hook asking Linux to SIGTERM the server when the thread that started it dies,
+    so even a SIGKILLed gpuprof leaves no server behind (atexit and signal handlers cannot run
+    then). Start servers from a thread that lives as long as they should (the main thread)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+    return hook
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -31,7 +31,8 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, memory_p
     from ..render.report import format_for, render, write_report
 
     with _status(f"Reading {file.name}"):
-        run = load(file)
+        # launch configurations only annotate traces and saved runs: read them when written
+        run = load(file, details=bool(chrome_trace or out_dir or save))
     if run.kernels.empty and run.copies.empty:
         raise NoDataError(
             f"{file.name} holds no GPU kernels or memory copies ({_what_is_there(run)})",

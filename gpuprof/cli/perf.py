@@ -6,6 +6,8 @@ and writes what ``gpuprof.render.perf_report`` lays out.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..errors import BadInputError, CaptureError
@@ -32,7 +34,10 @@ from ..errors import BadInputError, CaptureError
 @click.option("--measurement-request-count", default=50, show_default=True,
               help="Requests per window (count_windows).")
 @click.option("-s", "--stability-percentage", default=10.0, show_default=True)
-@click.option("-r", "--max-trials", default=10, show_default=True, help="Windows per level at most.")
+@click.option("--percentile", type=click.Choice(["50", "90", "95", "99"]),
+              help="Stabilise on this latency percentile instead of the mean.")
+@click.option("-r", "--max-trials", default=10, show_default=True,
+              help="Windows per level at most.")
 @click.option("--warmup", "warmup_ms", default=500.0, show_default=True,
               help="Warm-up per level in ms (not measured).")
 @click.option("--max-threads", default=16, show_default=True,
@@ -45,7 +50,8 @@ from ..errors import BadInputError, CaptureError
 @click.option("--trace", is_flag=True, help="Trace every request on the server and join it.")
 @click.option("-f", "csv_path", type=click.Path(dir_okay=False), help="perf_analyzer-style CSV.")
 @click.option("--windows-csv", type=click.Path(dir_okay=False), help="Per-window time series CSV.")
-@click.option("--trace-csv", type=click.Path(dir_okay=False), help="Joined per-request CSV (--trace).")
+@click.option("--trace-csv", type=click.Path(dir_okay=False),
+              help="Joined per-request CSV (--trace).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Also write the report (.md, .json, .txt).")
 @click.option("--no-live", is_flag=True, help="No live display on stderr.")
@@ -81,6 +87,7 @@ def _spec(opts: dict):
         measurement_interval_ms=opts["measurement_interval"],
         measurement_request_count=opts["measurement_request_count"],
         stability_pct=opts["stability_percentage"], max_trials=opts["max_trials"],
+        percentile=float(opts["percentile"]) if opts["percentile"] else None,
         warmup_ms=opts["warmup_ms"], max_threads=opts["max_threads"],
         max_duration_s=opts["max_duration"], max_requests=opts["max_requests"],
         request_timeout_s=opts["request_timeout"], trace=opts["trace"],
@@ -124,12 +131,12 @@ def _joined(result, opts: dict):
     return perf_trace.join_requests(result.requests_table(), spans)
 
 
-def _write_frame(frame, path) -> str:
+def _write_frame(frame, path) -> Path:
     from ..fsutil import atomic_write
 
     with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
         frame.to_csv(handle, index=False)
-    return path
+    return Path(path)
 
 
 def _facts(result) -> dict[str, str]:
@@ -137,12 +144,16 @@ def _facts(result) -> dict[str, str]:
     shapes = "; ".join(f"{k} [{','.join(map(str, v))}]" for k, v in result.shapes.items())
     window = (f"{spec.measurement_interval_ms:g} ms" if spec.measurement_mode == "time_windows"
               else f"{spec.measurement_request_count} requests")
+    latency = f"p{spec.percentile:g}" if spec.percentile else "mean"
     facts = {"Server": f"{spec.url} ({spec.protocol})", "Model": f"{model.name} v{model.version}",
              "Inputs": shapes, "Batch size": str(spec.batch_size),
              "Windows": f"{spec.measurement_mode}, {window}, stable within "
-                        f"{spec.stability_pct:g}% over 3, at most {spec.max_trials}",
-             "Latency": "client-side, ms; server columns are per-request averages from the "
-                        "statistics extension"}
+                        f"{spec.stability_pct:g}% over 3 on throughput and "
+                        f"{latency} latency, "
+                        f"at most {spec.max_trials}",
+             "Latency": "client-side, ms; client = send + receive in the client; net+srv, "
+                        "queue, compute: per-request averages (statistics extension), as in "
+                        "perf_analyzer's CSV"}
     if result.partial:
         facts["Status"] = f"PARTIAL: {result.reason}"
     return facts
@@ -157,9 +168,14 @@ def _notes(result, table) -> list[str]:
         if weak:
             notes.append(f"level {row['level']:g}: {', '.join(weak)} rest on fewer than 10 "
                          f"samples beyond them ({int(row['samples'])} samples)")
-        if not row["stable"]:
+        if not row["complete"]:
+            notes.append(f"level {row['level']:g}: the run stopped during this level; its "
+                         f"numbers come from the {row['windows']} window(s) measured")
+        elif not row["stable"]:
             notes.append(f"level {row['level']:g}: not stable within "
                          f"{result.spec.stability_pct:g}% after {row['windows']} windows")
+        if row["errors"]:
+            notes.append(f"level {row['level']:g}: {row['errors']} requests failed")
         if row.get("delayed", 0):
             notes.append(f"level {row['level']:g}: {row['delayed']} requests started over 1 ms "
                          "late (raise --max-threads or lower the rate)")

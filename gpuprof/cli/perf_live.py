@@ -35,13 +35,13 @@ class LiveDisplay:
 
     def __call__(self, kind: str, data: dict) -> None:
         if kind == "level":
-            self.level_text = f"level {data['index'] + 1}/{data['total']}: {data['level']:g}"
+            self.level_text = f"{data['label']} ({data['index'] + 1}/{data['total']})"
             self._show(f"{self.level_text}  warming up")
         elif kind == "window":
             m = data["metrics"]
-            self._show(f"{self.level_text}  window {data['trial'] + 1}: "
-                       f"{m['throughput_infer_s']:.1f} infer/s, p50 {_ms(m['latency_p50_ns'])}, "
-                       f"p99 {_ms(m['latency_p99_ns'])}, {m['samples']} samples")
+            self._show(f"{self.level_text} window {data['trial'] + 1}: "
+                       f"{m['throughput_infer_s']:.0f}/s p50 {_ms(m['latency_p50_ns'])} "
+                       f"p99 {_ms(m['latency_p99_ns'])} n={m['samples']}")
         elif kind == "level_done" and not self.live:
             lv = data["result"]
             print(f"[{time.monotonic() - self.started:6.1f}s] {self.level_text}: "
@@ -51,8 +51,8 @@ class LiveDisplay:
     def _show(self, text: str) -> None:
         if self.live:
             elapsed = time.monotonic() - self.started
-            self.live.update(Text(f"[{elapsed:6.1f}s] {text}"))
+            self.live.update(Text(f"[{elapsed:5.1f}s] {text}", no_wrap=True, overflow="ellipsis"))
 
 
 def _ms(ns: float) -> str:
-    return f"{ns / 1e6:.2f} ms" if ns == ns else "-"
+    return f"{ns / 1e6:.2f}ms" if ns == ns else "-"

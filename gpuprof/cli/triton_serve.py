@@ -42,7 +42,7 @@ def serve_command(model: str, name: str | None, http_port: int | None, grpc_port
         trace = TraceConfig(Path(trace_file).resolve(), (trace_level,), trace_rate, log_frequency)
     click.echo("Starting tritonserver (about 10 s)...", err=True)
     with serve_onnx(model, name=name, http_port=http_port, grpc_port=grpc_port, trace=trace,
-                    instances=instances, intra_op_threads=threads) as server:
+                    instances=instances, intra_op_threads=threads, keep_log=True) as server:
         click.echo(f"Serving '{server.model_name}'\n  HTTP  http://{server.http_url}\n"
                    f"  gRPC  {server.grpc_url}\n  log   {server.log_path}")
         if trace:

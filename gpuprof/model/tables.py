@@ -89,6 +89,8 @@ def conform(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     dropped so that every table of a given name looks the same whatever produced it.
     """
     schema = SCHEMAS[name]
+    if _already(frame, schema):
+        return frame
     out = {}
     for col, dtype in schema.items():
         if col in frame.columns:
@@ -96,7 +98,15 @@ def conform(name: str, frame: pd.DataFrame) -> pd.DataFrame:
             out[col] = series if str(series.dtype) == dtype else _cast(series, dtype)
         else:
             out[col] = _filler(len(frame), dtype, frame.index)
-    return pd.DataFrame(out, index=frame.index).reset_index(drop=True)
+    return pd.DataFrame(out, index=frame.index, copy=False).reset_index(drop=True)
+
+
+def _already(frame: pd.DataFrame, schema: dict[str, str]) -> bool:
+    """True when ``frame`` has exactly the schema's columns and dtypes and a default index."""
+    return (list(frame.columns) == list(schema)
+            and all(str(frame[c].dtype) == d for c, d in schema.items())
+            and isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0
+            and frame.index.step == 1)
 
 
 def _cast(series: pd.Series, dtype: str) -> pd.Series:

@@ -202,9 +202,11 @@ def _kernel_names(rows: pd.DataFrame) -> list[str]:
 def _kernel_args(rows: pd.DataFrame) -> Iterator[dict]:
     columns = [rows[c].tolist() for c in KERNEL_ARGS] + [_labels(rows["demangled_name"], "")]
     for gx, gy, gz, bx, by, bz, regs, smem, corr, stream, demangled in zip(*columns, strict=True):
-        yield {"grid": f"({gx}, {gy}, {gz})", "block": f"({bx}, {by}, {bz})",
-               "registers_per_thread": regs, "shared_memory_bytes": smem,
-               "correlation_id": corr, "stream_id": stream, "demangled_name": demangled}
+        args = {"correlation_id": corr, "stream_id": stream, "demangled_name": demangled}
+        if gx >= 0:  # launch configuration is -1 when the export was read without details
+            args |= {"grid": f"({gx}, {gy}, {gz})", "block": f"({bx}, {by}, {bz})",
+                     "registers_per_thread": regs, "shared_memory_bytes": smem}
+        yield args
 
 
 def _copy_names(rows: pd.DataFrame) -> list[str]:

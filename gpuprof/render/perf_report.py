@@ -105,7 +105,8 @@ def perf_report(table: pd.DataFrame, facts: dict[str, str], notes: list[str],
     if joined is not None and not joined.empty:
         report.add(Section("trace", "Where a request's time goes (client + server trace, ms)",
                            _trace_display(joined), notes=[
-                               "per-request means over the traced requests of each level; the segments add up "
+                               "per-request means over the traced requests of all windows of "
+                               "each level; the segments add up "
                                "to the client latency (to server, server receive, queue, compute "
                                "input, compute infer, server output, from server = response "
                                "send + wire + client read)"]))
@@ -120,13 +121,11 @@ def _display(table: pd.DataFrame, mode: str) -> pd.DataFrame | None:
     for label in ("p50", "p90", "p95", "p99", "p99.9"):
         out[f"{label} ms"] = table[f"latency_{label}_ns"] / 1e6
     out["samples"] = table["samples"].astype("int64")
-    out["send ms"] = table["send_ns"] / 1e6
+    out["client ms"] = (table["send_ns"] + table["receive_ns"]) / 1e6
     out["net+srv ms"] = table["network_misc_ns"] / 1e6
     out["queue ms"] = table["server_queue_ns"] / 1e6
     out["compute ms"] = (table["server_compute_input_ns"] + table["server_compute_infer_ns"]
                          + table["server_compute_output_ns"]) / 1e6
-    out["recv ms"] = table["receive_ns"] / 1e6
-    out["errors"] = table["errors"].astype("int64")
     out["stable"] = ["yes" if s else "no" for s in table["stable"]]
     return out
 

@@ -24,6 +24,7 @@ class Budget:
 
     def __init__(self, limit: int):
         self.limit = limit
+        self.exhausted = False
         self._counter = itertools.count()  # next() on it is atomic under the GIL
 
     def take(self) -> int | None:
@@ -32,8 +33,6 @@ class Budget:
             return seq
         self.exhausted = True
         return None
-
-    exhausted = False
 
 
 class Schedule:
@@ -60,7 +59,8 @@ class LoadDriver:
                  records: list[Record]):
         self._make_sender = make_sender
         self._senders: list = []
-        self.n_payloads, self.prefix, self.budget, self.records = n_payloads, prefix, budget, records
+        self.n_payloads, self.prefix = n_payloads, prefix
+        self.budget, self.records = budget, records
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
 

@@ -171,6 +171,9 @@ def _content(value, dtype) -> np.ndarray:
         return np.frombuffer(raw, dtype=dtype) if dtype is not np.object_ else \
             np.array([raw], dtype=np.object_)
     content = value.get("content") if isinstance(value, dict) else value
+    if content is None:
+        raise BadInputError("an input data object has no \"content\" (or \"b64\")",
+                            'Use {"content": [...], "shape": [...]}')
     if dtype is np.object_:
         return np.array([v.encode() if isinstance(v, str) else v
                          for v in np.ravel(content)], dtype=np.object_)

@@ -15,6 +15,7 @@ MEASUREMENT_MODES = ("time_windows", "count_windows")
 DISTRIBUTIONS = ("constant", "poisson")
 PROTOCOLS = ("http", "grpc")
 STABILITY_WINDOWS = 3
+STABILITY_PERCENTILES = (50, 90, 95, 99)
 
 
 @dataclass
@@ -33,6 +34,7 @@ class LoadSpec:
     measurement_interval_ms: float = 5000
     measurement_request_count: int = 50
     stability_pct: float = 10.0
+    percentile: float | None = None         # stabilise on this latency percentile, not the mean
     max_trials: int = 10
     warmup_ms: float = 500
     max_threads: int = 16                   # request-rate mode: requests in flight at most
@@ -41,6 +43,11 @@ class LoadSpec:
     request_timeout_s: float = 30
     trace: bool = False
     seed: int = 0
+
+    @property
+    def latency_key(self) -> str:
+        """The latency that must be stable: the mean (perf_analyzer's default) or a percentile."""
+        return "latency_mean_ns" if self.percentile is None else f"latency_p{self.percentile:g}_ns"
 
     @property
     def count_window_cap_s(self) -> float:
@@ -61,6 +68,9 @@ class LoadSpec:
         if not self.levels or any(level <= 0 for level in self.levels):
             raise BadInputError("every load level must be positive",
                                 "Use e.g. --concurrency-range 1:4:1")
+        if self.percentile is not None and self.percentile not in STABILITY_PERCENTILES:
+            raise BadInputError(f"--percentile {self.percentile:g} is not offered",
+                                f"Use one of {', '.join(f'{q:g}' for q in STABILITY_PERCENTILES)}")
         if self.stability_pct <= 0:
             raise BadInputError("--stability-percentage must be positive", "Use e.g. 10")
         return self
@@ -76,7 +86,9 @@ def parse_range(text: str, integer: bool = True) -> list[float]:
     except ValueError as exc:
         kind = "whole numbers" if integer else "numbers"
         raise BadInputError(f"bad range '{text}': use {kind}", "e.g. 1:8:1") from exc
-    start, end, step = nums[0], nums[1] if len(nums) > 1 else nums[0], nums[2] if len(nums) > 2 else 1
+    start = nums[0]
+    end = nums[1] if len(nums) > 1 else start
+    step = nums[2] if len(nums) > 2 else 1
     if start <= 0 or step <= 0 or end < start:
         raise BadInputError(f"bad range '{text}'", "Need 0 < start <= end and step > 0")
     count = int((end - start) / step + 1e-9) + 1

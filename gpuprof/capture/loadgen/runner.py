@@ -99,7 +99,8 @@ def _measure_levels(spec, api, factory, n_payloads, result: SweepResult, progres
     try:
         for index, level in enumerate(spec.levels):
             if progress:
-                progress("level", {"level": level, "index": index, "total": len(spec.levels)})
+                progress("level", {"level": level, "index": index, "total": len(spec.levels),
+                                   "label": _label(spec, level)})
             _start_level(driver, spec, level, index)
             result.levels.append(LevelResult(level))
             meter.measure(result.levels[-1])
@@ -115,6 +116,10 @@ def _measure_levels(spec, api, factory, n_payloads, result: SweepResult, progres
         _mark_partial(result, "interrupted by the user")
     finally:
         driver.close()
+
+
+def _label(spec: LoadSpec, level: float) -> str:
+    return f"concurrency {level:g}" if spec.mode == "concurrency" else f"{level:g} req/s"
 
 
 def _start_level(driver: LoadDriver, spec: LoadSpec, level: float, index: int) -> None:

@@ -9,6 +9,7 @@ it flush the remaining traces. The files are on this machine: gpuprof only talks
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -30,7 +31,7 @@ class TraceSession:
         self.api, self.model = api, model
         self.original: dict = {}
         self.file: Path | None = None
-        self.started_at = 0.0
+        self.before: dict[Path, tuple[int, int]] = {}   # trace files as they were at start
 
     def start(self) -> TraceSession:
         current = _plain(self.api.trace_settings(self.model))
@@ -42,29 +43,47 @@ class TraceSession:
                 "(gpuprof triton serve MODEL --trace-file PATH does this)")
         self.file = Path(trace_file)
         self.original = {k: current[k] for k in RESTORED_KEYS if k in current}
-        self.started_at = time.time()
+        self.before = self._stamps()
         self.api.update_trace_settings({"trace_level": ["TIMESTAMPS"], "trace_rate": "1",
                                         "log_frequency": str(LOG_FREQUENCY)}, self.model)
         return self
 
     def finish(self) -> list[Path]:
-        """Restore the settings (which flushes the traces held in memory) and list the files."""
-        restore = dict(self.original) or {"trace_level": ["OFF"]}
-        self.api.update_trace_settings(restore, self.model)
+        """Restore the settings and wait for the flush of the traces Triton still holds.
+
+        Restoring replaces our trace setting; Triton writes its remaining traces to a new part
+        ``PATH.<n>`` once the last request using it is released, so we wait for a part that was
+        not there before the restore (up to ``FLUSH_WAIT_S``: a run whose trace count was an
+        exact multiple of ``LOG_FREQUENCY`` has nothing left to flush) and for every new part
+        to be whole.
+        """
+        at_restore = set(self._stamps())  # the flush goes to a part that does not exist yet
+        self.api.update_trace_settings(dict(self.original) or {"trace_level": ["OFF"]},
+                                       self.model)
         deadline = time.monotonic() + FLUSH_WAIT_S
         while True:
-            files = self.files()
-            if (files and all(_complete_json(f) for f in files)) or time.monotonic() > deadline:
-                return files
-            time.sleep(0.1)
+            stamps = self._new_stamps()
+            flushed = any(path not in at_restore for path in stamps)
+            if flushed and all(_complete_json(p) for p in stamps):
+                return sorted(stamps, key=_index)
+            if time.monotonic() > deadline:
+                return sorted((p for p in stamps if _complete_json(p)), key=_index)
+            time.sleep(0.05)
 
-    def files(self) -> list[Path]:
-        """Trace files written since the run started: ``PATH`` and ``PATH.<n>``."""
+    def _stamps(self) -> dict[Path, tuple[int, int]]:
+        """``PATH`` and ``PATH.<n>`` with their (mtime ns, size)."""
         assert self.file is not None
         candidates = [self.file, *self.file.parent.glob(self.file.name + ".*")]
-        return sorted((p for p in candidates
-                       if p.is_file() and p.stat().st_mtime >= self.started_at - 1),
-                      key=_index)
+        out = {}
+        for path in candidates:
+            with contextlib.suppress(OSError):
+                stat = path.stat()
+                out[path] = (stat.st_mtime_ns, stat.st_size)
+        return out
+
+    def _new_stamps(self) -> dict[Path, tuple[int, int]]:
+        """Files written or rewritten since ``start``: this run's traces (and maybe others')."""
+        return {p: s for p, s in self._stamps().items() if self.before.get(p) != s}
 
 
 def _index(path: Path) -> int:

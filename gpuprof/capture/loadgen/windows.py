@@ -8,12 +8,14 @@ turns a dead server into ``ServerGone`` so the runner can keep what it already m
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from ...analyze import perf
 from ...errors import CaptureError
+from .drivers import Budget
 from .options import LoadSpec
 from .server_api import ServerAPI, ServerGone, stats_delta
 
@@ -78,8 +80,8 @@ class LevelMeter:
     cursor: RecordCursor
     prefix: str
     deadline_ns: int
-    budget: object
-    progress: object = None
+    budget: Budget
+    progress: Callable[[str, dict], None] | None = None
 
     def measure(self, result: LevelResult) -> None:
         """Fill ``result`` window by window; whatever happens, merge what was measured."""
@@ -88,7 +90,8 @@ class LevelMeter:
             self.cursor.discard()
             for trial in range(self.spec.max_trials):
                 self._measure_window(result, trial)
-                if perf.is_stable([w.metrics for w in result.windows], self.spec.stability_pct):
+                if perf.is_stable([w.metrics for w in result.windows], self.spec.stability_pct,
+                                  self.spec.latency_key):
                     result.stable = True
                     break
             result.complete = True

@@ -31,15 +31,17 @@ ABSENT_REASONS = {
 }
 
 
-def read_nsys(path: str | Path) -> Profile:
+def read_nsys(path: str | Path, details: bool = False) -> Profile:
+    """Read an export. ``details`` adds each kernel's launch configuration (grid, block,
+    registers, shared memory, graph node) and API return values; unread, they are -1."""
     sqlite_path = ensure_sqlite(Path(path))
     export = ExportFile(sqlite_path)
     try:
         strings = StringTable(export)
         nvtx, open_ranges = read_nvtx(export, strings)
         tables = {
-            "kernels": read_kernels(export, strings),
-            "api_calls": read_api_calls(export, strings),
+            "kernels": read_kernels(export, strings, details),
+            "api_calls": read_api_calls(export, strings, details),
             "copies": read_copies(export),
             "nvtx_ranges": nvtx,
             "memory_events": read_memory_events(export),
@@ -47,6 +49,7 @@ def read_nsys(path: str | Path) -> Profile:
         meta = read_meta(export)
     finally:
         export.close()
+    meta.extra["launch_details"] = details
     meta.absent = {name: ABSENT_REASONS[name] for name, frame in tables.items() if frame is None}
     if open_ranges:
         meta.extra["nvtx_ranges_without_end"] = open_ranges

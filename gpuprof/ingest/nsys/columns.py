@@ -16,3 +16,10 @@ def to_int64(column: pa.ChunkedArray | pa.Array, fill: int = -1) -> np.ndarray:
     values = pd.to_numeric(pd.Series(column.to_pylist(), dtype=object), errors="coerce")
     values = values.where(np.isfinite(values) & (values.abs() < 2.0**63))
     return values.fillna(fill).to_numpy().astype(np.int64)
+
+
+def to_float64(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A numeric column as float64, NaN where it is NULL or not a number."""
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    return pd.to_numeric(pd.Series(column.to_pylist(), dtype=object), errors="coerce").to_numpy(np.float64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pyarrow as pa
 from ...errors import BadInputError
 from . import schema
 
+LOG = logging.getLogger(__name__)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # SQLite reports some damage with messages that are themselves invalid UTF-8.
 CORRUPTION = (sqlite3.DatabaseError, UnicodeDecodeError)
@@ -49,6 +51,7 @@ class ExportFile:
                                 "Export the report with: nsys export --type sqlite REPORT.nsys-rep")
         self._columns: dict[str, list[str]] = {}
         self._adbc = None
+        self._duck = None  # a DuckDB connection, or False once it proved unavailable
 
     def has(self, table: str) -> bool:
         return table in self.tables
@@ -72,21 +75,35 @@ class ExportFile:
     def arrow(self, sql: str) -> pa.Table:
         """Bulk reads straight into Arrow columns: no Python object per row.
 
-        ADBC's SQLite driver infers column types from the data and does not check text
-        encoding. A file with mixed types (mutated by a post-processing tool) or invalid UTF-8
-        (damage) is read again through the standard library: slower, but tolerant.
+        Readers are tried fastest first: DuckDB's SQLite scanner (parallel), then ADBC's SQLite
+        driver. Both infer or enforce column types and check text encoding, so a file with
+        mixed types (mutated by a post-processing tool) or invalid UTF-8 (damage) fails there
+        and is read again through the standard library: slower, but tolerant.
         """
-        try:
-            cursor = self._adbc_connection().cursor()
+        for reader in (self._arrow_via_duckdb, self._arrow_via_adbc):
             try:
-                cursor.execute(sql)
-                table = cursor.fetch_arrow_table()
-            finally:
-                cursor.close()
-            _check_utf8(table)
-            return table
-        except Exception:  # noqa: BLE001 - any driver failure falls back to the robust reader
-            return self._arrow_via_sqlite3(sql)
+                table = reader(sql)
+                _check_utf8(table)
+                return table
+            except Exception as exc:  # noqa: BLE001 - any failure falls back to the next reader
+                LOG.debug("%s failed on %s (%s); trying the next reader", reader.__name__, sql, exc)
+                continue
+        return self._arrow_via_sqlite3(sql)
+
+    def _arrow_via_duckdb(self, sql: str) -> pa.Table:
+        if self._duck is None:
+            self._duck = open_duckdb(self.path)
+        if self._duck is False:
+            raise RuntimeError("DuckDB SQLite scanner not available")
+        return self._duck.execute(sql).to_arrow_table()
+
+    def _arrow_via_adbc(self, sql: str) -> pa.Table:
+        cursor = self._adbc_connection().cursor()
+        try:
+            cursor.execute(sql)
+            return cursor.fetch_arrow_table()
+        finally:
+            cursor.close()
 
     def _adbc_connection(self):
         if self._adbc is None:
@@ -107,10 +124,50 @@ class ExportFile:
         return pa.table(dict(zip(names, arrays)))
 
     def close(self) -> None:
+        if self._duck:
+            self._duck.close()
+        self._duck = None
         if self._adbc is not None:
             self._adbc.close()
             self._adbc = None
         self._db.close()
+
+
+def open_duckdb(path: Path):
+    """A DuckDB connection with the export attached read-only as the default schema, or False.
+
+    The scanner extension comes from the duckdb-extension-sqlite-scanner package; DuckDB is
+    told never to download or auto-load anything.
+    """
+    try:
+        import duckdb
+        import duckdb_extension_sqlite_scanner as scanner
+    except ImportError:
+        return False
+    found = sorted(Path(scanner.__file__).parent.glob(f"extensions/v{duckdb.__version__}/*.duckdb_extension"))
+    if not found:
+        return False
+    con = duckdb.connect(config={"autoinstall_known_extensions": False,
+                                 "autoload_known_extensions": False, "threads": _threads()})
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"LOAD '{_sql_str(found[0])}'")
+        con.execute(f"ATTACH '{_sql_str(path.resolve())}' AS export (TYPE sqlite, READ_ONLY)")
+        con.execute("USE export")
+    except Exception:  # noqa: BLE001 - an unusable scanner just means the slower readers
+        con.close()
+        return False
+    return con
+
+
+def _sql_str(value) -> str:
+    return str(value).replace("'", "''")
+
+
+def _threads() -> int:
+    import os
+
+    return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 def _check_utf8(table: pa.Table) -> None:

@@ -6,23 +6,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import schema
-from .columns import to_int64
+from .columns import to_float64, to_int64
 from .export_file import ExportFile
 from .strings import StringTable, coalesce, text_categorical
 
 
 def _select(export: ExportFile, table: str, fields: dict[str, tuple[str, ...]],
-            where: str = "") -> pa.Table:
-    """SELECT each alias from the first candidate column the table has (omitted if none)."""
+            where: str = "", computed: dict[str, str | None] | None = None) -> pa.Table:
+    """SELECT each alias from the first candidate column the table has (omitted if none),
+    plus ``computed`` SQL expressions (skipped when None)."""
     have = set(export.columns(table))
     parts = []
     for alias, candidates in fields.items():
         column = next((c for c in candidates if c in have), None)
         if column is not None:
             parts.append(f'"{column}" AS {alias}')
+    parts += [f"{expr} AS {alias}" for alias, expr in (computed or {}).items() if expr]
     return export.arrow(f"SELECT {', '.join(parts)} FROM {table} {where}")
 
 
@@ -30,6 +31,11 @@ def _ints(table: pa.Table, name: str, fill: int = -1) -> np.ndarray:
     if name not in table.column_names:
         return np.full(table.num_rows, fill, dtype=np.int64)
     return to_int64(table.column(name), fill)
+
+
+def _frame(columns: dict) -> pd.DataFrame:
+    # copy=False keeps one block per column: consolidating millions of rows costs seconds.
+    return pd.DataFrame(columns, copy=False)
 
 
 def _pid(global_id: np.ndarray) -> np.ndarray:
@@ -42,22 +48,26 @@ def _drop_open(frame: pd.DataFrame) -> pd.DataFrame:
     return frame if ok.all() else frame[ok]
 
 
+# Reading cost grows with every column, so the launch configuration (used only to annotate
+# traces) is read on request: read_nsys(..., details=True).
 KERNEL_FIELDS = {
-    "start": ("start",), "end": ("end",), "device": ("deviceId",), "context": ("contextId",),
+    "start": ("start",), "end": ("end",), "device": ("deviceId",),
     "stream": ("streamId",), "corr": ("correlationId",), "gpid": ("globalPid",),
     "short": ("shortName",), "demangled": ("demangledName",),
-    "gx": ("gridX",), "gy": ("gridY",), "gz": ("gridZ",),
+}
+KERNEL_DETAIL_FIELDS = {
+    "context": ("contextId",), "gx": ("gridX",), "gy": ("gridY",), "gz": ("gridZ",),
     "bx": ("blockX",), "by": ("blockY",), "bz": ("blockZ",), "regs": ("registersPerThread",),
     "smem_static": ("staticSharedMemory",), "smem_dynamic": ("dynamicSharedMemory",),
     "graph_node": ("graphNodeId",),
 }
 
 
-def read_kernels(export: ExportFile, strings: StringTable) -> pd.DataFrame | None:
+def read_kernels(export: ExportFile, strings: StringTable, details: bool = False) -> pd.DataFrame | None:
     if not export.has(schema.KERNEL):
         return None
-    t = _select(export, schema.KERNEL, KERNEL_FIELDS)
-    frame = pd.DataFrame({
+    t = _select(export, schema.KERNEL, KERNEL_FIELDS | (KERNEL_DETAIL_FIELDS if details else {}))
+    frame = _frame({
         "start_ns": _ints(t, "start"), "end_ns": _ints(t, "end"),
         "device_id": _ints(t, "device").astype(np.int32),
         "context_id": _ints(t, "context").astype(np.int32),
@@ -75,14 +85,14 @@ def read_kernels(export: ExportFile, strings: StringTable) -> pd.DataFrame | Non
     return _drop_open(frame)
 
 
-def read_api_calls(export: ExportFile, strings: StringTable) -> pd.DataFrame | None:
+def read_api_calls(export: ExportFile, strings: StringTable, details: bool = False) -> pd.DataFrame | None:
     if not export.has(schema.RUNTIME):
         return None
-    t = _select(export, schema.RUNTIME, {
-        "start": ("start",), "end": ("end",), "gtid": ("globalTid",),
-        "corr": ("correlationId",), "name": ("nameId",), "ret": ("returnValue",)})
+    fields = {"start": ("start",), "end": ("end",), "gtid": ("globalTid",),
+              "corr": ("correlationId",), "name": ("nameId",)}
+    t = _select(export, schema.RUNTIME, fields | ({"ret": ("returnValue",)} if details else {}))
     gtid = _ints(t, "gtid", 0)
-    frame = pd.DataFrame({
+    frame = _frame({
         "start_ns": _ints(t, "start"), "end_ns": _ints(t, "end"), "pid": _pid(gtid),
         "tid": gtid & schema.ID_MASK, "global_tid": gtid, "correlation_id": _ints(t, "corr"),
         "name": strings.categorical(_ints(t, "name")), "return_value": _ints(t, "ret", 0),
@@ -116,7 +126,7 @@ def read_copies(export: ExportFile) -> pd.DataFrame | None:
 
 
 def _copy_frame(t: pa.Table, kind: str, direction) -> pd.DataFrame:
-    return pd.DataFrame({
+    return _frame({
         "start_ns": _ints(t, "start"), "end_ns": _ints(t, "end"),
         "device_id": _ints(t, "device").astype(np.int32),
         "context_id": _ints(t, "context").astype(np.int32),
@@ -152,9 +162,7 @@ def read_nvtx(export: ExportFile, strings: StringTable) -> tuple[pd.DataFrame | 
     t = _select(export, schema.NVTX, {
         "start": ("start",), "end": ("end",), "type": ("eventType",), "text": ("text",),
         "text_id": ("textId",), "domain": ("domainId",), "gtid": ("globalTid",),
-        "f64": ("doubleValue",), "i64": ("int64Value",), "u64": ("uint64Value",),
-        "i32": ("int32Value",), "u32": ("uint32Value",), "f32": ("floatValue",),
-    }, where=f"WHERE eventType IN ({kinds})")
+    }, where=f"WHERE eventType IN ({kinds})", computed={"payload": _payload_sql(export)})
     event_type = _ints(t, "type")
     gtid = _ints(t, "gtid", 0)
     text = _nvtx_text(t, strings)
@@ -165,7 +173,7 @@ def read_nvtx(export: ExportFile, strings: StringTable) -> tuple[pd.DataFrame | 
     end = np.where(is_mark, start, end)
     open_range = keep & ~is_mark & (end < start)
     keep &= ~open_range
-    frame = pd.DataFrame({
+    frame = _frame({
         "start_ns": start, "end_ns": end, "pid": _pid(gtid), "tid": gtid & schema.ID_MASK,
         "global_tid": gtid,
         "range_kind": pd.Categorical.from_codes(
@@ -190,26 +198,40 @@ def _nvtx_text(t: pa.Table, strings: StringTable) -> pd.Categorical:
 
 def _domain_names(event_type, domain_id, pid, text) -> pd.Categorical:
     """Domain ids are per process and differ between files: name them from creation events."""
-    created = event_type == schema.NVTX_DOMAIN_CREATE
-    names = {(int(p), int(d)): str(n) for p, d, n in
-             zip(pid[created], domain_id[created], np.asarray(text)[created])}
+    created = np.flatnonzero(event_type == schema.NVTX_DOMAIN_CREATE)
+    texts = np.asarray(text.take(created), dtype=object)
+    names = {(int(pid[i]), int(domain_id[i])): str(n) for i, n in zip(created, texts)}
     by_id = {d: n for (_, d), n in names.items()}
-    keys = pd.MultiIndex.from_arrays([pid, domain_id])
-    uniques = keys.unique()
-    labels = [names.get((p, d), by_id.get(d, "default" if d == 0 else f"domain {d}"))
-              for p, d in uniques]
-    codes = uniques.get_indexer(keys)
-    return pd.Categorical(np.asarray(labels, dtype=object)[codes])
+    key = (pid.astype(np.int64) << 32) | (domain_id.astype(np.int64) & 0xFFFFFFFF)
+    codes, uniques = pd.factorize(key)
+    labels = []
+    for k in uniques:
+        p, d = int(k) >> 32, int(k) & 0xFFFFFFFF
+        labels.append(names.get((p, d), by_id.get(d, "default" if d == 0 else f"domain {d}")))
+    return _categorical_from(codes, labels)
+
+
+def _categorical_from(codes: np.ndarray, labels: list[str]) -> pd.Categorical:
+    label_codes, categories = pd.factorize(pd.Series(labels, dtype=object))
+    return pd.Categorical.from_codes(label_codes[codes], categories=pd.Index(categories, dtype=object))
 
 
 def _payload(t: pa.Table) -> np.ndarray:
-    out = np.full(t.num_rows, np.nan)
-    for name in ("f64", "i64", "u64", "i32", "u32", "f32"):
-        if name in t.column_names:
-            values = pc.cast(t.column(name), pa.float64(), safe=False)
-            values = values.to_numpy(zero_copy_only=False)
-            out = np.where(np.isnan(out), values, out)
-    return out
+    if "payload" not in t.column_names:
+        return np.full(t.num_rows, np.nan)
+    return to_float64(t.column("payload"))
+
+
+# NVTX payload: a union stored as one column per member; at most one is set per row.
+PAYLOAD_COLUMNS = ("doubleValue", "int64Value", "uint64Value", "int32Value", "uint32Value", "floatValue")
+
+
+def _payload_sql(export: ExportFile) -> str | None:
+    present = [c for c in PAYLOAD_COLUMNS if c in set(export.columns(schema.NVTX))]
+    if not present:
+        return None
+    # CAST each member to DOUBLE (REAL is 32-bit in DuckDB) so one column has one type whatever the reader.
+    return "COALESCE(" + ", ".join(f'CAST("{c}" AS DOUBLE)' for c in present) + ", NULL)"
 
 
 def read_memory_events(export: ExportFile) -> pd.DataFrame | None:
@@ -222,7 +244,7 @@ def read_memory_events(export: ExportFile) -> pd.DataFrame | None:
     size = _ints(t, "bytes", 0)
     is_free = _ints(t, "op", 0) == 1
     kinds = _enum(export, schema.MEM_KIND_ENUM, schema.MEM_KINDS)
-    return pd.DataFrame({
+    return _frame({
         "time_ns": _ints(t, "start"), "device_id": _ints(t, "device").astype(np.int32),
         "pid": _pid(_ints(t, "gpid", 0)), "source": pd.Categorical(["nsys"] * t.num_rows),
         "kind": pd.Categorical(np.where(is_free, "free", "alloc")),

@@ -1,0 +1,154 @@
+"""Benchmark: gpuprof's ingestion + layer report against a straightforward pandas approach
+and a bare SQLite scan, on scaled copies of a real TensorRT export, in one run.
+
+Each approach runs in a fresh Python process that reports its wall time (imports included)
+and peak resident memory. The pandas approach's layer totals are compared with gpuprof's, so
+both compute the same thing.
+
+    python tools/bench/bench_nsys.py --kernels 1000000 5000000 [--record docs/BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE = REPO.parent / "shared/fixtures/nsys/Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite"
+
+PRELUDE = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+path = sys.argv[1]
+"""
+EPILOGUE = """
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"seconds": time.perf_counter() - t0, "peak_bytes": peak, "result": result}))
+"""
+
+BARE_SCAN = """
+import sqlite3
+con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+queries = [
+  'SELECT COUNT(*), TOTAL(start), TOTAL("end"), TOTAL(correlationId), TOTAL(globalPid), TOTAL(shortName) FROM CUPTI_ACTIVITY_KIND_KERNEL',
+  'SELECT COUNT(*), TOTAL(start), TOTAL("end"), TOTAL(globalTid), TOTAL(correlationId) FROM CUPTI_ACTIVITY_KIND_RUNTIME',
+  'SELECT COUNT(*), TOTAL(start), TOTAL("end"), TOTAL(globalTid), TOTAL(textId), TOTAL(domainId), TOTAL(eventType) FROM NVTX_EVENTS',
+]
+result = [con.execute(q).fetchone()[0] for q in queries]
+"""
+
+# The obvious pandas way: read the tables, join kernels to their launches, then each launch
+# to the last TensorRT range that started before it on its thread (merge_asof), keep it when
+# that range encloses the launch, and group by layer.
+PANDAS = """
+import pandas as pd, sqlite3
+con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+k = pd.read_sql('SELECT start, "end", correlationId, globalPid, shortName FROM CUPTI_ACTIVITY_KIND_KERNEL', con)
+r = pd.read_sql('SELECT start AS rs, "end" AS re, globalTid, correlationId FROM CUPTI_ACTIVITY_KIND_RUNTIME', con)
+n = pd.read_sql("SELECT start AS ns, \\"end\\" AS ne, globalTid, text, textId, domainId, eventType FROM NVTX_EVENTS", con)
+s = pd.read_sql("SELECT id, value FROM StringIds", con)
+trt = n.loc[(n.eventType == 75) & (n.text == "TensorRT"), "domainId"].iloc[0]
+n = n[(n.eventType == 59) & (n.domainId == trt)].merge(s, how="left", left_on="textId", right_on="id")
+n["layer"] = n["text"].fillna(n["value"])
+k["pid"] = (k.globalPid // 2**24) % 2**24
+r["pid"] = (r.globalTid // 2**24) % 2**24
+kr = k.merge(r, on=["pid", "correlationId"])
+kr["dur"] = kr["end"] - kr["start"]
+kr = kr.sort_values("rs")
+n = n.sort_values("ns")
+j = pd.merge_asof(kr, n[["ns", "ne", "globalTid", "layer"]], left_on="rs", right_on="ns", by="globalTid")
+j = j[j["ne"] >= j["re"]]
+per_layer = j.groupby("layer")["dur"].agg(["sum", "count"])
+result = {name: int(v) for name, v in per_layer["sum"].items()}
+"""
+
+GPUPROF = """
+from gpuprof.ingest.nsys import read_nsys
+from gpuprof.analyze.layers import layer_table
+layers = layer_table(read_nsys(path))
+result = {name: int(v) for name, v in zip(layers["layer"], layers["total_ns"]) if v}
+"""
+
+GPUPROF_SAVED = """
+from gpuprof.model import Profile
+from gpuprof.analyze.layers import layer_table
+layers = layer_table(Profile.load(path))
+result = {name: int(v) for name, v in zip(layers["layer"], layers["total_ns"]) if v}
+"""
+
+APPROACHES = {"bare SQLite scan": BARE_SCAN, "pandas (read_sql + merges)": PANDAS,
+              "gpuprof ingest + layers": GPUPROF, "gpuprof saved run + layers": GPUPROF_SAVED}
+
+
+def measure(code: str, path: Path) -> dict:
+    script = textwrap.dedent(PRELUDE) + textwrap.dedent(code) + textwrap.dedent(EPILOGUE)
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, cwd=REPO, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def prepare(kernels: int, workdir: Path) -> tuple[Path, Path]:
+    export = workdir / f"resnet_{kernels // 1000}k.sqlite"
+    if not export.exists():
+        subprocess.run([sys.executable, str(REPO / "tools/bench/scale_export.py"), str(SOURCE),
+                        str(export), "--kernels", str(kernels)], check=True)
+    saved = export.with_suffix(".gpuprof")
+    if not saved.exists():
+        sys.path.insert(0, str(REPO))
+        from gpuprof.ingest.nsys import read_nsys
+
+        read_nsys(export).save(saved)
+    return export, saved
+
+
+def run(kernels: int, workdir: Path) -> list[dict]:
+    export, saved = prepare(kernels, workdir)
+    rows = []
+    for name, code in APPROACHES.items():
+        target = saved if "saved" in name else export
+        out = measure(code, target)
+        rows.append({"kernels": kernels, "approach": name, **out})
+        print(f"{kernels:>9,} {name:28s} {out['seconds']:7.2f} s {out['peak_bytes'] / 2**20:8.0f} MiB",
+              flush=True)
+    results = {r["approach"]: r["result"] for r in rows}
+    same = results["pandas (read_sql + merges)"] == results["gpuprof ingest + layers"] \
+        == results["gpuprof saved run + layers"]
+    print(f"{'':>9} layer totals identical across pandas and gpuprof: {same}")
+    if not same:
+        raise SystemExit("layer totals differ between approaches")
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| kernels | approach | wall s | peak MiB | vs pandas | vs bare scan |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for size in sorted({r["kernels"] for r in rows}):
+        group = {r["approach"]: r for r in rows if r["kernels"] == size}
+        pandas_s = group["pandas (read_sql + merges)"]["seconds"]
+        bare_s = group["bare SQLite scan"]["seconds"]
+        for name, r in group.items():
+            lines.append(f"| {size:,} | {name} | {r['seconds']:.2f} | {r['peak_bytes'] / 2**20:.0f} "
+                         f"| {pandas_s / r['seconds']:.1f}x | {r['seconds'] / bare_s:.2f}x |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kernels", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--workdir", type=Path, default=REPO / "bench-out")
+    args = parser.parse_args()
+    args.workdir.mkdir(exist_ok=True)
+    rows = [row for size in args.kernels for row in run(size, args.workdir)]
+    print()
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
