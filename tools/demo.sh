@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run gpuprof's main job on a real pretrained model: the PP-OCRv4 text
+# detector shipped inside the rapidocr-onnxruntime package (Apache-2.0). Reports land in
+# gpuprof-out/ppocrv4_det/. Extra arguments go to `gpuprof engine`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup.sh
+exec .venv/bin/gpuprof engine models/ppocrv4_det.onnx "$@"
