@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # One-time, idempotent set-up of everything gpuprof needs on a fresh machine:
-# a virtual environment in .venv with gpuprof and its optional parts, and the default demo model.
-# Re-running it is cheap: it only reinstalls when pyproject.toml changed.
+# a virtual environment in .venv with gpuprof and its optional parts, and the models it demos
+# and tests with. Re-running it is cheap: it only reinstalls when pyproject.toml or this file
+# changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.gpuprof-setup-stamp
-want=$(sha256sum pyproject.toml tools/setup.sh | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml tools/setup.sh | sha256sum | cut -c1-16)
+
+# pip's exit status is kept; only its warnings about absent local mirrors are filtered out.
+pip_install() { "$VENV/bin/pip" install -q "$@" 2> >(grep -v "is ignored" >&2); }
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
@@ -15,16 +19,16 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing gpuprof and its dependencies (a few minutes the first time)"
-  "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-  "$VENV/bin/pip" install -q -e ".[trt,triton,dev]" 2>&1 | grep -v "is ignored" || true
-  # tensorrt-stubs declares a dependency on full TensorRT, whose wheel cannot be downloaded
-  # here; the stubs alone are what mypy needs.
-  "$VENV/bin/pip" install -q --no-deps tensorrt-stubs 2>&1 | grep -v "is ignored" || true
-  # Only the tritonserver binary bundled in nvidia-pytriton is used; its Python dependencies
-  # would downgrade numpy below what pandas needs.
-  "$VENV/bin/pip" install -q --no-deps nvidia-pytriton 2>&1 | grep -v "is ignored" || true
-  "$VENV/bin/python" -c "import gpuprof, pandas, pyarrow, adbc_driver_sqlite, onnxruntime" \
-    || { echo "[setup] core packages failed to install" >&2; exit 1; }
+  pip_install --upgrade pip
+  pip_install -e ".[trt,triton,dev]"
+  # Installed without their declared dependencies, on purpose:
+  # - tensorrt-stubs depends on full TensorRT, whose wheel downloads from outside PyPI; mypy
+  #   only needs the stubs.
+  # - nvidia-pytriton's dependencies pin numpy below what pandas needs; gpuprof only runs the
+  #   tritonserver binary bundled in it.
+  pip_install --no-deps tensorrt-stubs nvidia-pytriton
+  "$VENV/bin/python" -c "import gpuprof, pandas, pyarrow, duckdb, onnxruntime, tritonclient.http" \
+    || { echo "[setup] packages failed to install" >&2; exit 1; }
   echo "$want" > "$STAMP"
 fi
 "$VENV/bin/python" tools/fetch_models.py
