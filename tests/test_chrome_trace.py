@@ -107,7 +107,10 @@ def test_hand_built_profile_has_every_event_kind():
                                    "name": pd.Categorical(["cudaLaunchKernel"])}),
         "kernels": pd.DataFrame({"start_ns": [2000], "end_ns": [2500], "pid": [7],
                                  "device_id": [0], "stream_id": [3], "correlation_id": [42],
-                                 "name": pd.Categorical(["gemm<$x>"]), "grid_x": [4]}),
+                                 "name": pd.Categorical(["gemm<$x>"])}),
+        "kernel_launches": pd.DataFrame({"kernel_row": [0], "grid_x": [4], "grid_y": [1],
+                                         "grid_z": [1], "block_x": [128], "block_y": [1],
+                                         "block_z": [1]}),
         "nvtx_ranges": pd.DataFrame({
             "start_ns": [900, 950, 1200], "end_ns": [3000, 950, 2600], "pid": [7, 7, 7],
             "tid": [8, 8, 9], "range_kind": pd.Categorical(["push_pop", "mark", "start_end"]),

@@ -373,3 +373,14 @@ def test_memory_by_phase_exact():
     assert table["start_bytes"].tolist() == [0, 100, 130]
     assert table["peak_bytes"].tolist() == [100, 150, 160]
     assert table["change_bytes"].tolist() == [100, 30, 30]
+
+
+def test_sampler_is_coarser_during_the_timed_pass():
+    profile = run_onnxruntime(OrtRunConfig(
+        _real("ppocr_mobile_v2_cls.onnx"), iterations=None, min_seconds=0.5, warmup=0,
+        layer_profile=False, shapes={"x": (1, 3, 48, 96)}, rss_timed_interval_s=0.2))
+    mem = profile.memory_events
+    timed = mem[(mem["phase"] == "timed") & (mem["kind"] == "sample")]
+    # ~0.5 s at 200 ms: a few samples (50 at the 10 ms default); the phase's own rows excluded
+    assert 1 <= len(timed) <= 8
+    assert profile.meta.extra["rss_timed_interval_ms"] == 200

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from gpuprof.capture import onnx_inputs  # noqa: E402
 from gpuprof.capture.ort import session as ort_session  # noqa: E402
-from gpuprof.capture.ort.rss import DEFAULT_INTERVAL_S, RssSampler  # noqa: E402
+from gpuprof.capture.ort.rss import DEFAULT_INTERVAL_S, QUIET_INTERVAL_S, RssSampler  # noqa: E402
 from gpuprof.capture.ort.runner import OrtRunConfig, timed_loop  # noqa: E402
 
 
@@ -48,7 +48,8 @@ def gpuprof_loop(config, session, feeds, n: int, sampler: bool) -> tuple[float, 
     progress = lambda phase, done, total: None  # noqa: E731 - the CLI's non-tty callback is as cheap
     t0 = time.perf_counter_ns()
     if sampler:
-        with RssSampler():
+        with RssSampler() as rss:
+            rss.set_phase("timed", config.rss_timed_interval_s)  # as the real run does
             timed_loop(config, session, feeds, starts, ends, progress)
     else:
         timed_loop(config, session, feeds, starts, ends, progress)
@@ -108,7 +109,8 @@ def sampler_cost(samples: int = 2000) -> None:
         sampler._record("sample")  # the exact work the thread does per tick
     per = (time.perf_counter_ns() - t0) / samples
     print(f"RSS sample: {per / 1e3:.1f} us each; at the default {DEFAULT_INTERVAL_S * 1e3:g} ms "
-          f"interval that is {per / (DEFAULT_INTERVAL_S * 1e9):.3%} of one core")
+          f"interval that is {per / (DEFAULT_INTERVAL_S * 1e9):.3%} of one core "
+          f"({QUIET_INTERVAL_S * 1e3:g} ms during the timed pass)")
 
 
 def engine_wall(model: Path) -> None:

@@ -59,7 +59,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("GPUPROF_DEBUG"))
     try:
-        cli.main(args=argv, prog_name="gpuprof", standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of ctx.exit(n).
+        code = cli.main(args=argv, prog_name="gpuprof", standalone_mode=False)
     except GpuprofError as exc:
         if debug:
             raise
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except BrokenPipeError:
         return 0
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -24,11 +24,16 @@ STR = "object"  # free text that rarely repeats (e.g. a request id)
 SCHEMAS: dict[str, dict[str, str]] = {
     # GPU kernels (CUPTI_ACTIVITY_KIND_KERNEL, ONNX Runtime CUDA kernels, ...)
     "kernels": {
-        "start_ns": I64, "end_ns": I64, "device_id": I32, "context_id": I32, "stream_id": I32,
+        "start_ns": I64, "end_ns": I64, "device_id": I32, "stream_id": I32,
         "correlation_id": I64, "pid": I64, "name": CAT, "demangled_name": CAT,
-        "grid_x": I32, "grid_y": I32, "grid_z": I32, "block_x": I32, "block_y": I32,
-        "block_z": I32, "registers_per_thread": I32, "shared_memory_bytes": I64,
-        "graph_node_id": I64,
+    },
+    # launch configuration of kernels (row = position in ``kernels``). Kept apart because it
+    # only annotates traces, and reading and holding it doubles the cost of huge exports; an
+    # nsys export is read with it on request (read_nsys(..., details=True)).
+    "kernel_launches": {
+        "kernel_row": I64, "context_id": I32, "grid_x": I32, "grid_y": I32, "grid_z": I32,
+        "block_x": I32, "block_y": I32, "block_z": I32, "registers_per_thread": I32,
+        "shared_memory_bytes": I64, "graph_node_id": I64,
     },
     # CUDA runtime/driver API calls on the host (CUPTI_ACTIVITY_KIND_RUNTIME)
     "api_calls": {

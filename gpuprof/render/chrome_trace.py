@@ -68,7 +68,8 @@ def iter_events(profile: Profile) -> Iterator[dict]:
     yield from _gpu_metadata(profile, gpu_tracks)
     yield from _nvtx_events(profile.nvtx_ranges, clock)
     yield from _api_events(profile.api_calls, clock)
-    yield from _gpu_events(profile.kernels, gpu_tracks, clock, _kernel_names, _kernel_args)
+    yield from _gpu_events(_kernels_with_launches(profile), gpu_tracks, clock, _kernel_names,
+                           _kernel_args)
     yield from _gpu_events(profile.copies, gpu_tracks, clock, _copy_names, _copy_args)
     yield from _flow_events(profile, gpu_tracks, clock)
     yield from _memory_counters(profile.memory_events, clock)
@@ -193,6 +194,14 @@ def _gpu_events(table: pd.DataFrame, gpu_tracks: pd.DataFrame, clock: _Clock,
 
 KERNEL_ARGS = ("grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z",
                "registers_per_thread", "shared_memory_bytes", "correlation_id", "stream_id")
+
+
+def _kernels_with_launches(profile: Profile) -> pd.DataFrame:
+    """Kernels with their launch configuration columns (-1 where it was not captured)."""
+    launches = profile.kernel_launches.set_index("kernel_row")
+    columns = [c for c in KERNEL_ARGS if c in launches.columns]
+    filled = launches[columns].reindex(range(len(profile.kernels)), fill_value=-1)
+    return profile.kernels.join(filled.reset_index(drop=True))
 
 
 def _kernel_names(rows: pd.DataFrame) -> list[str]:

@@ -55,7 +55,7 @@ def build_engine_report(profile: Profile, top: int = TOP_LAYERS, backend_note: s
     layers = layer_times.layer_table(profile.layer_timings)
     report.add(_layers_section(profile, layers, top))
     report.add(_layer_types_section(profile.layer_timings))
-    report.add(_memory_section(profile.memory_events))
+    report.add(_memory_section(profile.memory_events, extra))
     if files:
         report.add(Section("files", "Files", pd.DataFrame(
             {"file": list(files), "content": list(files.values())})))
@@ -195,7 +195,7 @@ def _layer_types_section(layer_timings: pd.DataFrame) -> Section:
 
 # -- memory -------------------------------------------------------------------------------
 
-def _memory_section(events: pd.DataFrame) -> Section:
+def _memory_section(events: pd.DataFrame, extra: dict) -> Section:
     try:
         from ..analyze.memory_phases import memory_by_phase
     except ImportError:  # the memory analysis ships separately; the report works without it
@@ -211,9 +211,14 @@ def _memory_section(events: pd.DataFrame) -> Section:
         "change (MiB)": phases["change_bytes"] / MIB})
     peak = phases.loc[phases["peak_bytes"].idxmax()]
     notes = [f"Peak RSS {peak['peak_bytes'] / MIB:,.1f} MiB, first reached in phase "
-             f"'{peak['phase']}'. Sampled from a background thread (psutil), so a peak shorter "
-             "than the sampling interval can be missed."]
+             f"'{peak['phase']}'. Sampled by a background thread every "
+             f"{_num(extra.get('rss_interval_ms'))} ms ({_num(extra.get('rss_timed_interval_ms'))} ms "
+             "during the timed pass, to stay off the measurement): shorter peaks can be missed."]
     return Section("memory", "Process memory (RSS) by phase", table, notes)
+
+
+def _num(value) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else "?"
 
 
 # -- files --------------------------------------------------------------------------------

@@ -50,7 +50,8 @@ def run_facts(config, resolved, providers, captured) -> dict:
         "warmup": config.warmup,
         "profile_iterations": config.profile_iterations if config.layer_profile else 0,
         "profile_warmup": config.profile_warmup if config.layer_profile else 0,
-        "rss_interval_ms": config.rss_interval_s * 1000,
+        "rss_interval_ms": round(config.rss_interval_s * 1000, 3),
+        "rss_timed_interval_ms": round(config.rss_timed_interval_s * 1000, 3),
         "timer": "time.perf_counter_ns around session.run (host wall clock)",
     }
 

@@ -26,7 +26,7 @@ from ...model.profile import Profile
 from .. import onnx_inputs
 from . import facts
 from . import session as ort_session
-from .rss import DEFAULT_INTERVAL_S, RssSampler
+from .rss import DEFAULT_INTERVAL_S, QUIET_INTERVAL_S, RssSampler
 
 Progress = Callable[[str, int, "int | None"], None]  # phase, done, total (None: open-ended)
 SOURCE = "onnxruntime"
@@ -46,6 +46,7 @@ class OrtRunConfig:
     profile_iterations: int = 5
     profile_warmup: int = 1
     rss_interval_s: float = DEFAULT_INTERVAL_S
+    rss_timed_interval_s: float = QUIET_INTERVAL_S  # coarser while latency is measured
     raw_profile_path: Path | None = None  # keep ORT's own profile JSON here (else deleted)
     seed: int = 0
 
@@ -87,7 +88,7 @@ def _phases(config, feeds, providers, sampler, captured, progress) -> None:
     captured.extra["session_settings"] = ort_session.session_settings(session)
     sampler.set_phase("warmup")
     _fixed_loop(config, session, feeds, config.warmup, [], "warmup", progress)
-    sampler.set_phase("timed")
+    sampler.set_phase("timed", config.rss_timed_interval_s)
     timed_loop(config, session, feeds, captured.starts, captured.ends, progress)
     sampler.set_phase("release")
     del session

@@ -39,8 +39,9 @@ def read_nsys(path: str | Path, details: bool = False) -> Profile:
     try:
         strings = StringTable(export)
         nvtx, open_ranges = read_nvtx(export, strings)
+        kernels, launches = read_kernels(export, strings, details)
         tables = {
-            "kernels": read_kernels(export, strings, details),
+            "kernels": kernels,
             "api_calls": read_api_calls(export, strings, details),
             "copies": read_copies(export),
             "nvtx_ranges": nvtx,
@@ -51,6 +52,8 @@ def read_nsys(path: str | Path, details: bool = False) -> Profile:
         export.close()
     meta.extra["launch_details"] = details
     meta.absent = {name: ABSENT_REASONS[name] for name, frame in tables.items() if frame is None}
+    if launches is not None:
+        tables["kernel_launches"] = launches
     if open_ranges:
         meta.extra["nvtx_ranges_without_end"] = open_ranges
     return Profile(tables={k: v for k, v in tables.items() if v is not None}, meta=meta)

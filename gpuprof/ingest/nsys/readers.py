@@ -63,26 +63,38 @@ KERNEL_DETAIL_FIELDS = {
 }
 
 
-def read_kernels(export: ExportFile, strings: StringTable, details: bool = False) -> pd.DataFrame | None:
+def read_kernels(export: ExportFile, strings: StringTable,
+                 details: bool = False) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The kernels table, and with ``details`` their launch configurations."""
     if not export.has(schema.KERNEL):
-        return None
+        return None, None
     t = _select(export, schema.KERNEL, KERNEL_FIELDS | (KERNEL_DETAIL_FIELDS if details else {}))
-    frame = _frame({
-        "start_ns": _ints(t, "start"), "end_ns": _ints(t, "end"),
-        "device_id": _ints(t, "device").astype(np.int32),
-        "context_id": _ints(t, "context").astype(np.int32),
-        "stream_id": _ints(t, "stream").astype(np.int32),
-        "correlation_id": _ints(t, "corr"), "pid": _pid(_ints(t, "gpid", 0)),
-        "name": strings.categorical(_ints(t, "short")),
-        "demangled_name": strings.categorical(_ints(t, "demangled")),
-        "grid_x": _ints(t, "gx").astype(np.int32), "grid_y": _ints(t, "gy").astype(np.int32),
-        "grid_z": _ints(t, "gz").astype(np.int32), "block_x": _ints(t, "bx").astype(np.int32),
-        "block_y": _ints(t, "by").astype(np.int32), "block_z": _ints(t, "bz").astype(np.int32),
-        "registers_per_thread": _ints(t, "regs").astype(np.int32),
-        "shared_memory_bytes": _ints(t, "smem_static", 0) + _ints(t, "smem_dynamic", 0),
-        "graph_node_id": _ints(t, "graph_node"),
+    start, end = _ints(t, "start"), _ints(t, "end")
+    keep = (end >= start) & (start >= 0)  # rows that cannot be placed in time are dropped
+    kept = None if keep.all() else np.flatnonzero(keep)
+
+    def col(name, fill=-1, dtype=np.int64):
+        values = _ints(t, name, fill)
+        return (values if kept is None else values[kept]).astype(dtype, copy=False)
+
+    kernels = _frame({
+        "start_ns": col("start"), "end_ns": col("end"), "device_id": col("device", dtype=np.int32),
+        "stream_id": col("stream", dtype=np.int32), "correlation_id": col("corr"),
+        "pid": _pid(col("gpid", 0)),
+        "name": strings.categorical(col("short")), "demangled_name": strings.categorical(col("demangled")),
     })
-    return _drop_open(frame)
+    if not details:
+        return kernels, None
+    launches = _frame({
+        "kernel_row": np.arange(len(kernels), dtype=np.int64),
+        "context_id": col("context", dtype=np.int32),
+        **{f"{axis}_{d}": col(f"{axis[0]}{d}", dtype=np.int32)
+           for axis in ("grid", "block") for d in "xyz"},
+        "registers_per_thread": col("regs", dtype=np.int32),
+        "shared_memory_bytes": col("smem_static", 0) + col("smem_dynamic", 0),
+        "graph_node_id": col("graph_node"),
+    })
+    return kernels, launches
 
 
 def read_api_calls(export: ExportFile, strings: StringTable, details: bool = False) -> pd.DataFrame | None:
