@@ -55,8 +55,24 @@ def engine_command(model, backend, iterations, duration, warmup, profile_iterati
 
 
 def _tensorrt_runner():
-    """The TensorRT run path for this command (gpuprof.capture.trt); None until it is wired."""
-    return None
+    """The TensorRT run path for this command; choose_backend decides whether it can run here."""
+    return _run_tensorrt
+
+
+def _run_tensorrt(config):
+    """Build (cached) and profile on TensorRT in a child process, under nsys when installed."""
+    import shutil
+
+    from ..capture.trt.options import BuildOptions
+    from ..capture.trt.pipeline import TrtRunConfig, run_tensorrt
+
+    out = (config.raw_profile_path.parent if config.raw_profile_path else Path("gpuprof-out")) / "trt_run"
+    trt_config = TrtRunConfig(
+        model=config.model, out_dir=out, options=BuildOptions(shapes=dict(config.shapes)),
+        iterations=config.iterations or 50, warmup=config.warmup,
+        profile_iterations=config.profile_iterations, layer_profile=config.layer_profile,
+        nsys=shutil.which("nsys") is not None)
+    return run_tensorrt(trt_config)
 
 
 def _ort_config(model_path, iterations, duration, warmup, profile_iterations, shapes,
@@ -73,7 +89,7 @@ def _ort_config(model_path, iterations, duration, warmup, profile_iterations, sh
 def _capture(chosen: str, config):
     from ..capture.ort import run_onnxruntime
 
-    if chosen == "tensorrt":  # unreachable until _tensorrt_runner() returns a runner
+    if chosen == "tensorrt":
         return _tensorrt_runner()(config)
     with _Progress() as progress:
         return run_onnxruntime(config, progress=progress)

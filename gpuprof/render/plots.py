@@ -32,7 +32,8 @@ def plot_memory(timeline: pd.DataFrame, path: str | Path, title: str = "GPU memo
     for (device, source), line in groups:
         x_ms = (line["time_ns"].to_numpy() - origin) / 1e6
         y_mib = line["used_bytes"].to_numpy() / MIB
-        ax.step(x_ms, y_mib, where="post", label=_text(f"GPU {device} ({source})"))
+        where = f"GPU {device}" if device >= 0 else "host"  # device -1: process memory (RSS)
+        ax.step(x_ms, y_mib, where="post", label=_text(f"{where} ({source})"))
         peak = int(y_mib.argmax())
         ax.annotate(f"peak {y_mib[peak]:,.1f} MiB", (x_ms[peak], y_mib[peak]),
                     textcoords="offset points", xytext=(4, 6), fontsize=8)

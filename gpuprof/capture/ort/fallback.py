@@ -6,9 +6,6 @@ NVML). The GPU is checked first: creating TensorRT objects without a GPU can cra
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 from ...errors import MissingDependencyError
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
@@ -36,12 +33,11 @@ def tensorrt_unavailable_reason() -> str | None:
     gpu = gpu_unavailable_reason()
     if gpu:
         return gpu
-    if importlib.util.find_spec("tensorrt") is None:
-        return "the 'tensorrt' Python package is not installed"
-    try:
-        importlib.import_module("tensorrt")
-    except Exception as exc:  # a broken install raises anything from ImportError to OSError
-        return f"'import tensorrt' failed ({type(exc).__name__})"
+    from ..trt import api
+
+    # tensorrt-stubs installs an empty 'tensorrt' package: ask for a real Runtime class.
+    if not any(api.installed(module, "Runtime") for module in api.BUILDER_MODULES):
+        return "no TensorRT runtime is installed (pip install tensorrt-cu13, or tensorrt-rtx-cu13)"
     return None
 
 
