@@ -6,14 +6,19 @@ import json
 import sqlite3
 from collections import Counter
 from functools import cache
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from gpuprof.analyze.common import first_event_ns
 from gpuprof.ingest.nsys import read_nsys
 from gpuprof.model import Profile
 from gpuprof.render.chrome_trace import GPU_PID_BASE, to_chrome_trace, write_chrome_trace
 from tests.conftest import fixture_path
+
+REPO = Path(__file__).resolve().parents[1]
+MIB = 1 << 20
 
 EXPORTS = [
     "Lianhang666__gpu4__report2.sqlite",
@@ -143,3 +148,167 @@ def test_nanosecond_precision_is_kept():
 def test_empty_profile_gives_an_empty_but_valid_trace(tmp_path):
     path = write_chrome_trace(Profile(), tmp_path / "empty.json")
     assert json.loads(path.read_text()) == {"displayTimeUnit": "ns", "traceEvents": []}
+
+
+# -- engine runs: timed iterations, layers, host memory and phases ------------------------
+
+def _engine_profile() -> Profile:
+    """A TensorRT-like and ONNX-Runtime-like run in one: every engine-side case at once."""
+    return Profile(tables={
+        "iterations": pd.DataFrame({
+            "iteration": [0, 1], "start_ns": [10_000, 20_000], "end_ns": [15_000, 26_000],
+            "latency_ns": [4_000, 5_000], "h2d_ns": [1_000, -1], "compute_ns": [2_500, 3_000],
+            "d2h_ns": [500, -1], "source": pd.Categorical(["cuda_events"] * 2)}),
+        "layer_timings": pd.DataFrame({
+            # ONNX Runtime gives starts (the earliest one starts the timeline), IProfiler only
+            # durations: iterations 0 and 1 are timed, 5 and 6 are not
+            "iteration": [0, 0, 0, 0, 1, 1, 5, 6],
+            "layer": pd.Categorical(['conv "1"/é', "relu", "A", "B", "A", "B", "C", "D"]),
+            "layer_type": pd.Categorical(["Conv", "Relu", None, None, None, None, None, None]),
+            "duration_ns": [3_000, 500, 1_000, 2_000, 1_500, 500, 300, 400],
+            "start_ns": [4_000, 7_000, -1, -1, -1, -1, -1, -1],
+            "source": pd.Categorical(["onnxruntime"] * 2 + ["iprofiler"] * 6)}),
+        "memory_events": pd.DataFrame({
+            "time_ns": [5_000, 9_000, 12_000, 16_000, 11_000, 11_500],
+            "device_id": [-1, -1, -1, -1, 0, 0], "pid": [99, 99, 99, 99, -1, -1],
+            "source": pd.Categorical(["process_rss"] * 4 + ["trt_allocator"] * 2),
+            # an unchanged RSS sample and a failed allocation are zero-byte rows, not phases
+            "kind": pd.Categorical(["baseline", "phase", "sample", "sample", "alloc",
+                                    "alloc_failed"]),
+            "bytes": [100 * MIB, 0, 0, MIB, 2 * MIB, 0],
+            "phase": pd.Categorical(["baseline", "timed", "timed", "timed", "inference",
+                                     "inference"])}),
+    })
+
+
+def _tracks(events: list[dict]) -> dict[str, tuple[int, int]]:
+    return {e["args"]["name"]: (e["pid"], e["tid"]) for e in events
+            if e["ph"] == "M" and e["name"] == "thread_name"}
+
+
+def _slices_by_track(events: list[dict]) -> dict[str, list[dict]]:
+    names = {track: name for name, track in _tracks(events).items()}
+    by_track: dict[str, list[dict]] = {}
+    for e in events:
+        if e["ph"] == "X":
+            by_track.setdefault(names[(e["pid"], e["tid"])], []).append(e)
+    return by_track
+
+
+def test_engine_run_tracks_slices_and_args(tmp_path):
+    path = write_chrome_trace(_engine_profile(), tmp_path / "engine.json")
+    events = check_trace(json.loads(path.read_text(encoding="utf-8")))
+    tracks = _slices_by_track(events)
+    assert {name: len(s) for name, s in tracks.items()} == {
+        "timed iterations (cuda_events)": 2, "layers (iprofiler)": 6, "layers (onnxruntime)": 2}
+    assert len({e["pid"] for s in tracks.values() for e in s}) == 1  # one host "run" process
+    assert all(e["pid"] < GPU_PID_BASE for s in tracks.values() for e in s)
+
+    # the first event is a layer start (4 us): every time is relative to it
+    first, second = tracks["timed iterations (cuda_events)"]
+    assert (first["name"], first["ts"], first["dur"]) == ("iteration 0", 6.0, 5.0)
+    assert first["args"] == {"latency_us": 4.0, "h2d_us": 1.0, "compute_us": 2.5, "d2h_us": 0.5}
+    assert second["args"] == {"latency_us": 5.0, "compute_us": 3.0}  # -1: not measured
+
+    ort = tracks["layers (onnxruntime)"]
+    assert [(e["name"], e["ts"], e["dur"]) for e in ort] == [('conv "1"/é', 0.0, 3.0),
+                                                             ("relu", 3.0, 0.5)]
+    assert ort[0]["args"] == {"iteration": 0, "duration_us": 3.0, "layer_type": "Conv"}
+
+    # durations only: back to back from the iteration's start, else from the first event
+    placed = [(e["name"], e["args"]["iteration"], e["ts"], e["dur"])
+              for e in tracks["layers (iprofiler)"]]
+    assert placed == [("A", 0, 6.0, 1.0), ("B", 0, 7.0, 2.0), ("A", 1, 16.0, 1.5),
+                      ("B", 1, 17.5, 0.5), ("C", 5, 0.0, 0.3), ("D", 6, 0.3, 0.4)]
+    assert {e["args"]["placed"] for e in tracks["layers (iprofiler)"]} == {
+        "sequential (profiler gives durations only)"}
+    assert not any("placed" in e["args"] for e in ort)
+
+
+def test_engine_run_host_memory_and_phase_markers():
+    events = check_trace(to_chrome_trace(_engine_profile()))
+    run_pid = next(e["pid"] for e in events if e["ph"] == "X")
+    counters = Counter((e["name"], e["pid"]) for e in events if e["ph"] == "C")
+    assert counters == {("Host memory (process_rss)", run_pid): 4,
+                        ("GPU memory (trt_allocator)", GPU_PID_BASE): 2}
+    host = [e["args"]["MiB"] for e in events if e["ph"] == "C" and e["pid"] == run_pid]
+    assert host == [100.0, 100.0, 100.0, 101.0]
+    instants = [e for e in events if e["ph"] == "i"]
+    assert [(e["name"], e["s"], e["pid"], e["ts"]) for e in instants] == [
+        ("timed", "p", run_pid, 5.0)]
+    processes = {e["pid"]: e["args"]["name"] for e in events
+                 if e["ph"] == "M" and e["name"] == "process_name"}
+    assert processes == {run_pid: "run", GPU_PID_BASE: "GPU 0"}  # no "GPU -1" for host RSS
+
+
+def test_time_zero_ignores_unrecorded_starts():
+    layers = pd.DataFrame({"iteration": [0], "duration_ns": [10], "start_ns": [-1]})
+    assert first_event_ns(Profile(tables={"layer_timings": layers}).tables) == 0
+    iterations = pd.DataFrame({"iteration": [0], "start_ns": [500], "end_ns": [900]})
+    tables = Profile(tables={"layer_timings": layers, "iterations": iterations}).tables
+    assert first_event_ns(tables) == 500
+    events = check_trace(to_chrome_trace(Profile(tables=tables)))
+    assert [(e["name"], e["ts"]) for e in events if e["ph"] == "X"] == [("iteration 0", 0.0),
+                                                                        ("(layer)", 0.0)]
+
+
+def test_onnxruntime_engine_run_trace_matches_its_tables(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from gpuprof.capture.ort import OrtRunConfig, run_onnxruntime
+
+    model = REPO / "models" / "ppocr_mobile_v2_cls.onnx"
+    if not model.exists():
+        pytest.skip(f"{model.name} not fetched (python tools/fetch_models.py --tests)")
+    profile = run_onnxruntime(OrtRunConfig(model, iterations=4, warmup=1, profile_iterations=2,
+                                           shapes={"x": (1, 3, 48, 192)}))
+    path = write_chrome_trace(profile, tmp_path / "trace.json")
+    events = check_trace(json.loads(path.read_text(encoding="utf-8")))
+    tracks = _slices_by_track(events)
+    assert set(tracks) == {"timed iterations (onnxruntime)", "layers (onnxruntime)"}
+    iterations = tracks["timed iterations (onnxruntime)"]
+    assert [e["name"] for e in iterations] == [f"iteration {i}" for i in
+                                               profile.iterations["iteration"]]
+    origin = first_event_ns(profile.tables)
+    assert [e["ts"] for e in iterations] == [
+        round((s - origin) / 1000, 3) for s in profile.iterations["start_ns"]]
+    layers = tracks["layers (onnxruntime)"]
+    assert len(layers) == len(profile.layer_timings)
+    assert [e["name"] for e in layers] == profile.layer_timings["layer"].astype(str).tolist()
+    memory = profile.memory_events
+    host = [e for e in events if e["ph"] == "C" and e["name"] == "Host memory (process_rss)"]
+    assert len(host) == len(memory) and all(e["pid"] < GPU_PID_BASE for e in host)
+    markers = [e["name"] for e in events if e["ph"] == "i"]
+    assert markers == memory.loc[memory["kind"] == "phase", "phase"].astype(str).tolist()
+    assert min(e["ts"] for e in events if "ts" in e) == 0
+
+
+def test_tensorrt_run_folder_trace(tmp_path):
+    """A runner folder written and loaded by the real TensorRT bookkeeping (no GPU needed)."""
+    from gpuprof.capture.trt.allocator import AllocationLog
+    from gpuprof.capture.trt.profiler import LayerTimeLog
+    from gpuprof.capture.trt.results import load_results, write_results
+
+    log = AllocationLog(clock=iter(range(100, 10_000, 100)).__next__)
+    with log.in_phase("deserialize"):
+        log.record_alloc(0xA, 8 << 20, 256, 0, 0, "allocate_async")
+        log.record_event("alloc_failed", 1 << 40, 256, 0, 0, "allocate_async")  # zero bytes
+    layers = LayerTimeLog()
+    for i in range(3):  # iteration 2 was profiled but not timed
+        layers.next_iteration(i)
+        layers.report("/conv1/Conv + /relu/Relu", 0.2)
+        layers.report("/fc/Gemm", 0.05)
+    iterations = [{"iteration": i, "start_ns": 1_000_000 * (i + 1), "end_ns": 1_000_000 * (i + 1)
+                   + 900_000, "latency_ns": 800_000, "h2d_ns": 100_000, "compute_ns": 600_000,
+                   "d2h_ns": 100_000, "host_latency_ns": 900_000, "source": "cuda_events"}
+                  for i in range(2)]
+    write_results(tmp_path, {"memory_events": log.rows(pid=7), "iterations": iterations,
+                             "layer_timings": layers.rows()}, {})
+    events = check_trace(to_chrome_trace(load_results(tmp_path)))
+    tracks = _slices_by_track(events)
+    assert {name: len(s) for name, s in tracks.items()} == {
+        "timed iterations (cuda_events)": 2, "layers (iprofiler)": 6}
+    assert [(e["args"]["iteration"], e["ts"]) for e in tracks["layers (iprofiler)"]] == [
+        (0, 999.9), (0, 1199.9), (1, 1999.9), (1, 2199.9), (2, 0.0), (2, 200.0)]
+    assert all(e["args"]["placed"] for e in tracks["layers (iprofiler)"])
+    assert {e["name"] for e in events if e["ph"] == "C"} == {"GPU memory (trt_allocator)"}
+    assert not [e for e in events if e["ph"] == "i"]  # a failed allocation is no phase marker

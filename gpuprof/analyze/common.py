@@ -31,13 +31,28 @@ def duration_ns(frame: pd.DataFrame) -> np.ndarray:
     return np.maximum(end - start, 0)
 
 
-# (table, time column) pairs whose earliest value starts a profile's timeline
+# (table, time column) pairs whose earliest value starts a profile's timeline. An engine run
+# (ONNX Runtime, TensorRT) has only iterations, layer timings and memory events, so those count
+# too: every trace and report time is then >= 0 whichever tables a run has.
 TIMED_TABLES = (("kernels", "start_ns"), ("copies", "start_ns"), ("api_calls", "start_ns"),
-                ("nvtx_ranges", "start_ns"), ("memory_events", "time_ns"))
+                ("nvtx_ranges", "start_ns"), ("memory_events", "time_ns"),
+                ("layer_timings", "start_ns"), ("iterations", "start_ns"))
 
 
 def first_event_ns(tables: dict[str, pd.DataFrame]) -> int:
-    """The earliest timestamp of any event: time zero for reports and traces (0 if none)."""
-    firsts = [int(tables[name][col].min()) for name, col in TIMED_TABLES
-              if name in tables and not tables[name].empty]
+    """The earliest timestamp of any event: time zero for reports and traces (0 if none).
+
+    Negative times are "not recorded" (-1, e.g. TensorRT IProfiler layers, which carry
+    durations only) and never start the timeline.
+    """
+    found = (_first_recorded(tables[name][col]) for name, col in TIMED_TABLES if name in tables)
+    firsts = [first for first in found if first is not None]
     return min(firsts) if firsts else 0
+
+
+def _first_recorded(times: pd.Series) -> int | None:
+    """The smallest non-negative value of ``times``, None if there is none."""
+    first = times.min()  # fast path: one pass over (possibly millions of) kernel times
+    if pd.notna(first) and first < 0:
+        first = times[times >= 0].min()
+    return None if pd.isna(first) else int(first)

@@ -59,11 +59,13 @@ def describe_by(frame: pd.DataFrame, key: str | list[str], value: str,
         cols = keys + ["count", "total", "mean", "min", "max"] + [percentile_label(q) for q in percentiles]
         return pd.DataFrame(columns=cols)
     data = frame[keys + [value]].dropna(subset=[value]).sort_values(keys + [value], kind="stable")
-    codes = data.groupby(keys, observed=True, sort=False).ngroup().to_numpy()
+    # dropna=False everywhere: a missing key (e.g. no layer type) is a group of its own, and
+    # the rank arithmetic below must see exactly the groups the aggregation sees.
+    codes = data.groupby(keys, observed=True, sort=False, dropna=False).ngroup().to_numpy()
     vals = data[value].to_numpy(dtype="float64")
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     counts = np.diff(np.r_[starts, len(vals)])
-    grouped = data.groupby(keys, observed=True, sort=False)[value]
+    grouped = data.groupby(keys, observed=True, sort=False, dropna=False)[value]
     out = grouped.agg(count="count", total="sum", mean="mean", min="min", max="max").reset_index()
     for q in percentiles:
         pos = (counts - 1) * (q / 100.0)

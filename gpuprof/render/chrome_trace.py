@@ -5,6 +5,12 @@ tracks holding NVTX ranges and CUDA API calls; one process per GPU, with one tra
 holding kernels and copies; an arrow from each API call to the GPU work it launched (same
 correlation id); GPU memory in use as a counter track.
 
+What an engine run (``gpuprof engine``: ONNX Runtime or TensorRT) captured goes on one more
+host process, "run": a "timed iterations" track and a "layers" track per source, host memory
+(process RSS) as a counter, and the run's phase changes as instant events. Layer timings that
+carry durations only (TensorRT IProfiler) are laid out back to back within their iteration
+and say so in their args.
+
 Timestamps are microseconds relative to the earliest event, as floats with 3 decimals so that
 nanosecond precision survives. Large traces are written event by event in chunks: the whole
 document never exists as one string.
@@ -25,6 +31,11 @@ from ..model import Profile
 
 # Synthetic pids for GPU processes, above any real pid (nsys keeps 24 bits of a pid).
 GPU_PID_BASE = 1 << 24
+# Synthetic pid of the host process holding an engine run's tracks: below the GPU pids and
+# above any real Linux pid (pid_max is at most 2**22), so it meets neither.
+RUN_PID = GPU_PID_BASE - 1
+PLACED_SEQUENTIALLY = "sequential (profiler gives durations only)"
+RunTracks = dict[tuple[str, str], int]  # (table, source) -> tid on the run process
 FLOW_CATEGORY = "launch"
 CHUNK_EVENTS = 20_000
 MIB = 1024 * 1024
@@ -64,7 +75,9 @@ def iter_events(profile: Profile) -> Iterator[dict]:
     """Every trace event of ``profile``: metadata first, then slices, flows and counters."""
     clock = _Clock(profile)
     gpu_tracks = _gpu_tracks(profile)
+    run_tracks = _run_tracks(profile)
     yield from _host_metadata(profile)
+    yield from _run_metadata(profile, run_tracks)
     yield from _gpu_metadata(profile, gpu_tracks)
     yield from _nvtx_events(profile.nvtx_ranges, clock)
     yield from _api_events(profile.api_calls, clock)
@@ -72,7 +85,10 @@ def iter_events(profile: Profile) -> Iterator[dict]:
                            _kernel_args)
     yield from _gpu_events(profile.copies, gpu_tracks, clock, _copy_names, _copy_args)
     yield from _flow_events(profile, gpu_tracks, clock)
+    yield from _iteration_events(profile.iterations, run_tracks, clock)
+    yield from _layer_events(profile, run_tracks, clock)
     yield from _memory_counters(profile.memory_events, clock)
+    yield from _phase_markers(profile.memory_events, clock)
 
 
 class _Clock:
@@ -116,7 +132,9 @@ def _host_metadata(profile: Profile) -> Iterator[dict]:
 
 def _gpu_metadata(profile: Profile, gpu_tracks: pd.DataFrame) -> Iterator[dict]:
     gpu_names = {g.device_id: g.name for g in profile.meta.gpus}
-    devices = set(gpu_tracks["device_id"]) | set(profile.memory_events["device_id"])
+    memory_devices = profile.memory_events["device_id"]
+    # device -1 is host memory (process RSS): it goes on the run process, not on a "GPU -1"
+    devices = set(gpu_tracks["device_id"]) | set(memory_devices[memory_devices >= 0])
     for device in sorted(int(d) for d in devices):
         label = f"GPU {device}" + (f" ({gpu_names[device]})" if device in gpu_names else "")
         yield _meta("process_name", GPU_PID_BASE + device, 0, {"name": label})
@@ -259,8 +277,134 @@ def _memory_counters(events: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
     columns = zip(timeline["device_id"], timeline["source"].astype(object),
                   timeline["used_bytes"], ts, strict=True)
     for device, source, used, t in columns:
-        yield {"ph": "C", "name": f"GPU memory ({source})", "pid": GPU_PID_BASE + int(device),
+        kind = "GPU" if device >= 0 else "Host"
+        yield {"ph": "C", "name": f"{kind} memory ({source})", "pid": _memory_pid(device),
                "tid": 0, "ts": float(t), "args": {"MiB": round(int(used) / MIB, 3)}}
+
+
+def _memory_pid(device: int) -> int:
+    """Host memory (device -1) on the run process, GPU memory on its GPU's process."""
+    return GPU_PID_BASE + int(device) if device >= 0 else RUN_PID
+
+
+def _phase_markers(events: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
+    """Each phase change a memory source recorded, as an instant over its whole process."""
+    markers = events[_is_phase_marker(events)]
+    columns = zip(_labels(markers["phase"], "(phase)"), _labels(markers["source"], ""),
+                  markers["device_id"].tolist(), clock.us(markers["time_ns"]).tolist(),
+                  strict=True)
+    for phase, source, device, ts in columns:
+        yield {"ph": "i", "s": "p", "name": phase, "cat": "phase", "pid": _memory_pid(device),
+               "tid": 0, "ts": ts, "args": {"source": source}}
+
+
+def _is_phase_marker(events: pd.DataFrame) -> pd.Series:
+    """Zero-byte rows that only mark a phase change.
+
+    A zero-byte row is not enough: an RSS sample that found no change and a failed or refused
+    TensorRT allocation are zero-byte rows with a phase too. Markers say so in ``kind``
+    ("phase", see ``capture/ort/rss.py``); rows without a kind are taken as markers.
+    """
+    kind = events["kind"].astype(object)
+    return ((events["bytes"] == 0) & events["phase"].notna()
+            & (kind.isna() | (kind == "phase")))
+
+
+# -- engine run (host side of gpuprof engine) ---------------------------------------------
+
+def _run_tracks(profile: Profile) -> RunTracks:
+    """One track per (table, source): timed iterations first, then layers."""
+    keys = [("iterations", source) for source in _sources(profile.iterations)]
+    keys += [("layer_timings", source) for source in _sources(profile.layer_timings)]
+    return {key: tid for tid, key in enumerate(keys, start=1)}
+
+
+def _sources(table: pd.DataFrame) -> list[str]:
+    return sorted(set(_labels(table["source"], "(unknown source)")))
+
+
+def _run_metadata(profile: Profile, run_tracks: RunTracks) -> Iterator[dict]:
+    if not run_tracks and not (profile.memory_events["device_id"] < 0).any():
+        return
+    label = f"{profile.meta.tool} run" if profile.meta.tool else "run"
+    yield _meta("process_name", RUN_PID, 0, {"name": label})
+    # after every real host process, before the GPUs
+    yield _meta("process_sort_index", RUN_PID, 0, {"sort_index": RUN_PID})
+    titles = {"iterations": "timed iterations", "layer_timings": "layers"}
+    for (table, source), tid in run_tracks.items():
+        yield _meta("thread_name", RUN_PID, tid, {"name": f"{titles[table]} ({source})"})
+        yield _meta("thread_sort_index", RUN_PID, tid, {"sort_index": tid})
+
+
+def _iteration_events(iterations: pd.DataFrame, run_tracks: RunTracks,
+                      clock: _Clock) -> Iterator[dict]:
+    """One slice per timed iteration; the stage times it has (-1: not measured) as args."""
+    rows = iterations[iterations["start_ns"] >= 0]  # an iteration without a start has no place
+    stages = [(f"{col[:-3]}_us", rows[col].tolist())
+              for col in ("latency_ns", "h2d_ns", "compute_ns", "d2h_ns")]
+    columns = zip(rows["iteration"].tolist(), _labels(rows["source"], "(unknown source)"),
+                  clock.us(rows["start_ns"]).tolist(),
+                  clock.dur_us(rows["start_ns"], rows["end_ns"]).tolist(), strict=True)
+    for index, (iteration, source, ts, dur) in enumerate(columns):
+        args = {name: round(values[index] / 1000.0, 3) for name, values in stages
+                if values[index] >= 0}
+        yield {"ph": "X", "name": f"iteration {iteration}", "cat": "iteration", "pid": RUN_PID,
+               "tid": run_tracks[("iterations", source)], "ts": ts, "dur": dur, "args": args}
+
+
+def _layer_events(profile: Profile, run_tracks: RunTracks, clock: _Clock) -> Iterator[dict]:
+    """One slice per layer timing, on its source's track."""
+    layers = _placed_layers(profile.layer_timings, profile.iterations, clock.origin_ns)
+    durations = layers["duration_ns"].clip(lower=0)
+    columns = zip(_labels(layers["layer"], "(layer)"), _labels(layers["layer_type"], ""),
+                  _labels(layers["source"], "(unknown source)"), layers["iteration"].tolist(),
+                  clock.us(layers["placed_ns"]).tolist(), np.round(durations / 1000.0, 3).tolist(),
+                  layers["sequential"].tolist(), strict=True)
+    for name, layer_type, source, iteration, ts, dur, sequential in columns:
+        args = {"iteration": iteration, "duration_us": dur}
+        if layer_type:
+            args["layer_type"] = layer_type
+        if sequential:
+            args["placed"] = PLACED_SEQUENTIALLY
+        yield {"ph": "X", "name": name, "cat": "layer", "pid": RUN_PID,
+               "tid": run_tracks[("layer_timings", source)], "ts": ts, "dur": dur, "args": args}
+
+
+def _placed_layers(layers: pd.DataFrame, iterations: pd.DataFrame, origin_ns: int) -> pd.DataFrame:
+    """``layers`` with ``placed_ns`` (where the slice starts) and ``sequential``.
+
+    A row with a start keeps it. Rows without one (a profiler that gives durations only) are
+    laid back to back in table order -- the order the profiler reported them -- within their
+    (source, iteration): from that iteration's start in ``iterations`` where it has one, else
+    right after the previous such iteration of the source, the first at ``origin_ns``.
+    """
+    out = layers.assign(placed_ns=layers["start_ns"], sequential=layers["start_ns"] < 0)
+    loose = out[out["sequential"]]
+    if loose.empty:
+        return out
+    frame = pd.DataFrame({"source": _labels(loose["source"], ""),
+                          "iteration": loose["iteration"].to_numpy(),
+                          "duration": loose["duration_ns"].clip(lower=0).to_numpy()},
+                         index=loose.index)
+    keys = ["source", "iteration"]
+    before = frame.groupby(keys, sort=False)["duration"].cumsum() - frame["duration"]
+    bases = frame[keys].merge(_iteration_bases(frame, iterations, origin_ns), on=keys,
+                              how="left", sort=False)["base"]  # a left merge keeps row order
+    out.loc[frame.index, "placed_ns"] = bases.to_numpy() + before.to_numpy()
+    return out
+
+
+def _iteration_bases(frame: pd.DataFrame, iterations: pd.DataFrame,
+                     origin_ns: int) -> pd.DataFrame:
+    """Per (source, iteration) of ``frame``: ``base``, where its first layer goes."""
+    totals = frame.groupby(["source", "iteration"], sort=True)["duration"].sum().reset_index()
+    timed = iterations[iterations["start_ns"] >= 0].groupby("iteration")["start_ns"].min()
+    start = totals["iteration"].map(timed)
+    # iterations the timed table lacks follow one another from the first event, per source
+    length = totals["duration"].where(start.isna(), 0)
+    after_previous = length.groupby(totals["source"]).cumsum() - length
+    totals["base"] = start.fillna(origin_ns + after_previous).astype(np.int64)
+    return totals[["source", "iteration", "base"]]
 
 
 def _labels(series: pd.Series, missing: str) -> list[str]:

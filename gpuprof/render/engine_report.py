@@ -55,6 +55,11 @@ def build_engine_report(profile: Profile, top: int = TOP_LAYERS, backend_note: s
     layers = layer_times.layer_table(profile.layer_timings)
     report.add(_layers_section(profile, layers, top))
     report.add(_layer_types_section(profile.layer_timings))
+    from .reconcile_section import reconcile_section
+
+    reconciled = reconcile_section(profile)
+    if reconciled is not None:
+        report.add(reconciled)
     report.add(_memory_section(profile.memory_events, extra))
     if files:
         report.add(Section("files", "Files", pd.DataFrame(

@@ -57,6 +57,12 @@ def run_tensorrt(config: TrtRunConfig, progress: Listener | None = None) -> Prof
                                     "build_seconds": built.sidecar.get("build_seconds"),
                                     "layer_info": built.entry.layers.name}
     if sqlite is not None:
+        from ...align.clock import merge_nsys
+        from ...ingest.nsys import read_nsys
+
+        # kernels, API calls, NVTX layer ranges and nsys memory events join the run's own
+        # tables, moved onto its monotonic clock through the runner's NVTX clock marks
+        profile = merge_nsys(profile, read_nsys(sqlite, details=True))
         profile.meta.extra["nsys_sqlite"] = os.fspath(sqlite.name)
     return profile
 
