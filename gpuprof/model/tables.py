@@ -61,6 +61,13 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "iteration": I64, "layer": CAT, "layer_type": CAT, "duration_ns": I64,
         "start_ns": I64, "source": CAT,
     },
+    # a built engine's layers: from TensorRT's engine inspector (the engine as it runs: fused
+    # layers, reformats, precision, tactic) or, where no GPU can load the plan, the parsed
+    # network before optimisation (info_kind says which)
+    "engine_layers": {
+        "index": I64, "layer": STR, "layer_type": CAT, "precision": CAT, "tactic": STR,
+        "onnx_nodes": STR, "info_kind": CAT,
+    },
     # one row per timed inference of a driven run (host clock and CUDA events)
     "iterations": {
         "iteration": I64, "start_ns": I64, "end_ns": I64, "latency_ns": I64,

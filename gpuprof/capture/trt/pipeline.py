@@ -53,6 +53,7 @@ def run_tensorrt(config: TrtRunConfig, progress: Listener | None = None) -> Prof
     else:
         run_tool(runner_argv(built.plan, out, extra), config.timeout_s, "the TensorRT runner")
     profile = load_results(out)
+    _attach_layer_info(profile, built.entry.layers)
     profile.meta.extra["engine"] = {"plan": built.plan.name, "cache_hit": built.cache_hit,
                                     "build_seconds": built.sidecar.get("build_seconds"),
                                     "layer_info": built.entry.layers.name}
@@ -65,6 +66,19 @@ def run_tensorrt(config: TrtRunConfig, progress: Listener | None = None) -> Prof
         profile = merge_nsys(profile, read_nsys(sqlite, details=True))
         profile.meta.extra["nsys_sqlite"] = os.fspath(sqlite.name)
     return profile
+
+
+def _attach_layer_info(profile: Profile, layers_json: Path) -> None:
+    """The engine's layers (type, precision, tactic) as a table; IProfiler rows get their types."""
+    from ...ingest.trt_layer_info import read_layer_info, with_layer_types
+    from ...model import conform
+
+    if not Path(layers_json).exists():
+        return
+    layers = read_layer_info(layers_json)
+    profile.tables["engine_layers"] = layers
+    profile.tables["layer_timings"] = conform(
+        "layer_timings", with_layer_types(profile.layer_timings, layers))
 
 
 def _runner_args(config: TrtRunConfig, sidecar: dict) -> list[str]:
