@@ -273,9 +273,7 @@ def test_real_server_log_frequency_parts(capsys, tmp_path):
 
     trace = tmp_path / "traces" / "trace.json"
     trace.parent.mkdir()
-    # log-frequency is a setting of the triton trace mode: "triton,log-frequency=N"
-    server = TritonServer(_repository(tmp_path), trace=TraceConfig(trace),
-                          extra_args=["--trace-config", "triton,log-frequency=2"])
+    server = TritonServer(_repository(tmp_path), trace=TraceConfig(trace, log_frequency=2))
     with server:
         _send_http(server.http_url, "identity", 5)
     parts = sorted(p.name for p in trace.parent.iterdir())

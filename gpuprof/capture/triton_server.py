@@ -48,8 +48,9 @@ class TraceConfig:
     def args(self) -> list[str]:
         out = ["--trace-config", f"triton,file={self.file}"]
         out += [arg for level in self.levels for arg in ("--trace-config", f"level={level}")]
+        # log-frequency belongs to the triton trace mode: the global form is silently ignored
         out += ["--trace-config", f"rate={self.rate}",
-                "--trace-config", f"log-frequency={self.log_frequency}"]
+                "--trace-config", f"triton,log-frequency={self.log_frequency}"]
         return out
 
 
