@@ -57,7 +57,7 @@ def test_engine_writes_every_file(det_run, capsys):
         assert (out / name).stat().st_size > 0, name
     assert "Backend: ONNX Runtime" in captured.out
     assert "Top 5 of" in captured.out and "% of layer time" in captured.out
-    assert "Peak RSS" in captured.out
+    assert "Peak process RSS" in captured.out
 
 
 def test_latency_matches_numpy_on_the_saved_iterations(det_run):
@@ -234,3 +234,24 @@ def test_help_does_not_import_the_backends():
             "sys.exit(1 if rc or heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-500:] + result.stderr[-500:]
+
+
+def test_memory_section_labels_each_source():
+    """A TensorRT run's allocator trace and nsys memory are not called RSS."""
+    import pandas as pd
+
+    from gpuprof.model import conform
+    from gpuprof.render.engine_report import _memory_section
+
+    events = conform("memory_events", pd.DataFrame({
+        "time_ns": [10, 20, 30, 40, 15, 25], "device_id": [0, 0, 0, 0, -1, -1],
+        "source": ["trt_allocator"] * 4 + ["process_rss"] * 2,
+        "kind": ["alloc", "alloc", "free", "alloc", "sample", "sample"],
+        "bytes": [4 << 20, 2 << 20, -(2 << 20), 1 << 20, 100 << 20, 5 << 20],
+        "phase": ["deserialize", "context", "inference", "inference", "load", "timed"]}))
+    section = _memory_section(events, {})
+    labels = set(section.table["memory"])
+    assert labels == {"TensorRT allocator, GPU 0", "process RSS"}
+    notes = " ".join(section.notes)
+    assert "Peak TensorRT allocator, GPU 0: 6.0 MiB, first reached in phase 'context'" in notes
+    assert "bypass it" in notes and "sampled by a background thread" in notes

@@ -200,26 +200,43 @@ def _layer_types_section(layer_timings: pd.DataFrame) -> Section:
 
 # -- memory -------------------------------------------------------------------------------
 
+MEMORY_SOURCES = {"process_rss": "process RSS", "trt_allocator": "TensorRT allocator",
+                  "nsys": "CUDA memory (nsys)"}
+
+
+def _memory_label(source: str, device: int) -> str:
+    label = MEMORY_SOURCES.get(source, source)
+    return label if device < 0 else f"{label}, GPU {device}"
+
+
 def _memory_section(events: pd.DataFrame, extra: dict) -> Section:
-    try:
-        from ..analyze.memory_phases import memory_by_phase
-    except ImportError:  # the memory analysis ships separately; the report works without it
-        return Section("memory", "Process memory (RSS)", None, ["Memory analysis not available."])
+    from ..analyze.memory_phases import memory_by_phase
+
     phases = memory_by_phase(events)
     if phases.empty:
-        return Section("memory", "Process memory (RSS)", None, ["No memory samples were taken."])
+        return Section("memory", "Memory by phase", None, ["No memory samples were taken."])
     origin = int(phases["start_ns"].min())
+    labels = [_memory_label(s, d) for s, d in zip(phases["source"], phases["device_id"])]
     table = pd.DataFrame({
-        "phase": phases["phase"], "start (ms)": (phases["start_ns"] - origin) / 1e6,
+        "memory": labels, "phase": phases["phase"],
+        "start (ms)": (phases["start_ns"] - origin) / 1e6,
         "duration (ms)": (phases["end_ns"] - phases["start_ns"]) / 1e6,
-        "RSS at start (MiB)": phases["start_bytes"] / MIB, "peak (MiB)": phases["peak_bytes"] / MIB,
+        "at start (MiB)": phases["start_bytes"] / MIB, "peak (MiB)": phases["peak_bytes"] / MIB,
         "change (MiB)": phases["change_bytes"] / MIB})
-    peak = phases.loc[phases["peak_bytes"].idxmax()]
-    notes = [f"Peak RSS {peak['peak_bytes'] / MIB:,.1f} MiB, first reached in phase "
-             f"'{peak['phase']}'. Sampled by a background thread every "
-             f"{_num(extra.get('rss_interval_ms'))} ms ({_num(extra.get('rss_timed_interval_ms'))} ms "
-             "during the timed pass, to stay off the measurement): shorter peaks can be missed."]
-    return Section("memory", "Process memory (RSS) by phase", table, notes)
+    notes = []
+    for label, rows in table.groupby("memory", sort=False):
+        peak = rows.loc[rows["peak (MiB)"].idxmax()]
+        notes.append(f"Peak {label}: {peak['peak (MiB)']:,.1f} MiB, first reached in phase "
+                     f"'{peak['phase']}'.")
+    if (phases["source"] == "process_rss").any():
+        notes.append(f"RSS is sampled by a background thread every {_num(extra.get('rss_interval_ms'))} "
+                     f"ms ({_num(extra.get('rss_timed_interval_ms'))} ms during the timed pass, to "
+                     "stay off the measurement): shorter peaks can be missed.")
+    if (phases["source"] == "trt_allocator").any():
+        notes.append("The TensorRT allocator sees every allocation TensorRT makes through it; "
+                     "memory given via context.device_memory and CUDA/cuBLAS/cuDNN internals "
+                     "bypass it (compare with nsys CUDA memory where captured).")
+    return Section("memory", "Memory by phase", table, notes)
 
 
 def _num(value) -> str:
