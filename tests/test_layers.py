@@ -140,3 +140,8 @@ def test_layer_name_from_detailed_json():
     assert layer_name('{"Name":"conv1 + relu","LayerType":"CaskConvolution"}') == "conv1 + relu"
     assert layer_name('{"name": "trunc\\"ated", "x": ') == 'trunc\\"ated'
     assert layer_name("/conv1/Conv") == "/conv1/Conv"
+
+
+def test_range_table_without_nvtx_is_empty_not_an_error():
+    run = load(fixture_path("nsys", "0x822a5b87__test-cuda__report1.sqlite"))  # kernels, no NVTX
+    assert run.gpu_time_by_range().empty and run.layers().empty

@@ -26,41 +26,139 @@ def project_to_ranges(work: pd.DataFrame, api_calls: pd.DataFrame, ranges: pd.Da
     ``work`` is the kernels or copies table, ``api_calls`` the runtime calls, ``ranges`` the
     nvtx_ranges table. With ``domain`` set, only that NVTX domain's ranges are candidates.
     """
-    result = np.full(len(work), NO_RANGE, dtype=np.int64)
     call_pos = match_calls(work, api_calls)
-    launched = np.flatnonzero(call_pos >= 0)
+    is_launched = call_pos >= 0
     cand_rows = _push_pop_rows(ranges, domain)
-    if launched.size == 0 or cand_rows.size == 0:
-        return result
-    pos = call_pos[launched]
-    call_tid = api_calls["global_tid"].to_numpy()[pos]
+    if not is_launched.any() or cand_rows.size == 0:
+        return np.full(len(work), NO_RANGE, dtype=np.int64)
+    if is_launched.all():  # every row was launched: index nothing
+        launched, pos = slice(None), call_pos
+    else:
+        launched = np.flatnonzero(is_launched)
+        pos = call_pos[launched]
+    del is_launched
+    del call_pos
     call_start = api_calls["start_ns"].to_numpy()[pos]
-    call_end = api_calls["end_ns"].to_numpy()[pos]
-    range_tid = ranges["global_tid"].to_numpy()[cand_rows]
-    range_start = ranges["start_ns"].to_numpy()[cand_rows]
-    range_end = ranges["end_ns"].to_numpy()[cand_rows]
-    for gtid in np.unique(range_tid):
-        on_thread = np.flatnonzero(call_tid == gtid)
-        if on_thread.size:
-            mine = range_tid == gtid
-            found = _innermost(range_start[mine], range_end[mine], cand_rows[mine],
-                               call_start[on_thread], call_end[on_thread])
-            result[launched[on_thread]] = found
+    # call ends are needed only where a candidate range ends too early: looked up there
+    call_end = _Lookup(api_calls["end_ns"].to_numpy(), pos)
+    all_tid = api_calls["global_tid"].to_numpy()
+    # all calls on one thread (the common case): no per-call thread ids to gather
+    call_tid = None if all_tid.min() == all_tid.max() else all_tid[pos]
+
+    def candidates(column):
+        values = ranges[column].to_numpy()
+        return values if cand_rows.size == len(values) else values[cand_rows]
+
+    all_range_tid = ranges["global_tid"].to_numpy()
+    if all_range_tid.min() == all_range_tid.max():  # one thread: no thread ids to gather
+        range_tid = all_range_tid[:1]
+    else:
+        range_tid = candidates("global_tid")
+    range_start, range_end = candidates("start_ns"), candidates("end_ns")
+    one_thread = range_tid.min() == range_tid.max()
+    if one_thread and call_tid is None and all_tid[0] == range_tid[0] and isinstance(launched, slice):
+        # the common case: every row launched from the one thread that has ranges
+        return _innermost(range_start, range_end, cand_rows, call_start, call_end)
+    result = np.full(len(work), NO_RANGE, dtype=np.int64)
+    for gtid in (range_tid[:1] if one_thread else np.unique(range_tid)):
+        if call_tid is None:
+            if all_tid[0] != gtid:
+                continue
+            on_thread = None
+        else:
+            on_thread = call_tid == gtid
+            on_thread = None if on_thread.all() else np.flatnonzero(on_thread)
+            if on_thread is not None and on_thread.size == 0:
+                continue
+        mine = slice(None) if one_thread else range_tid == gtid
+        if on_thread is None:
+            result[launched] = _innermost(range_start[mine], range_end[mine], cand_rows[mine],
+                                          call_start, call_end)
+        else:
+            target = on_thread if isinstance(launched, slice) else launched[on_thread]
+            result[target] = _innermost(range_start[mine], range_end[mine], cand_rows[mine],
+                                        call_start[on_thread], call_end.subset(on_thread))
     return result
 
 
+class _Lookup:
+    """``values[positions]`` read only at the indices asked for, never gathered in full."""
+
+    def __init__(self, values: np.ndarray, positions: np.ndarray):
+        self.values, self.positions = values, positions
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        return self.values[self.positions[index]]
+
+    def full(self) -> np.ndarray:
+        return self.values[self.positions]
+
+    def subset(self, index: np.ndarray) -> _Lookup:
+        return _Lookup(self.values, self.positions[index])
+
+
 def match_calls(work: pd.DataFrame, api_calls: pd.DataFrame) -> np.ndarray:
-    """Row position in ``api_calls`` with the same (pid, correlation_id) as each work row, or -1."""
+    """Row position in ``api_calls`` with the same (pid, correlation_id) as each work row, or -1.
+
+    Where one call row has a key, the first (lowest) row position wins."""
     if work.empty or api_calls.empty:
         return np.full(len(work), NO_RANGE, dtype=np.int64)
-    call_keys = _key(api_calls)
+    found = _match_dense(work, api_calls)
+    if found is None:
+        found = _match_sorted(_key(api_calls), _key(work))
+    found[work["correlation_id"].to_numpy() <= 0] = NO_RANGE
+    return found
+
+
+def _match_sorted(call_keys: np.ndarray, work_keys: np.ndarray) -> np.ndarray:
     order = np.argsort(call_keys, kind="stable")
     sorted_keys = call_keys[order]
-    work_keys = _key(work)
     pos = np.searchsorted(sorted_keys, work_keys)
     pos = np.minimum(pos, len(sorted_keys) - 1)
-    hit = (sorted_keys[pos] == work_keys) & (work["correlation_id"].to_numpy() > 0)
-    return np.where(hit, order[pos], NO_RANGE)
+    return np.where(sorted_keys[pos] == work_keys, order[pos], NO_RANGE)
+
+
+LOW32 = 0xFFFFFFFF
+
+
+def _low32(values: np.ndarray) -> np.ndarray:
+    """``values & 0xFFFFFFFF``, without a copy where that changes nothing."""
+    if len(values) and values.min() >= 0 and values.max() <= LOW32:
+        return values
+    return values & LOW32
+
+
+def _match_dense(work: pd.DataFrame, api_calls: pd.DataFrame) -> np.ndarray | None:
+    """The common case in O(n): all calls in one process, correlation ids unique and dense
+    enough to index a lookup table directly. None when the case does not apply.
+
+    Same keys as ``_key``: equal keys mean equal low 32 bits of pid and of correlation id."""
+    call_pid = api_calls["pid"].to_numpy(np.int64)
+    if call_pid.min() != call_pid.max():
+        return None
+    low = _low32(api_calls["correlation_id"].to_numpy(np.int64))
+    size = int(low.max()) + 1
+    n = len(low)
+    if size > 4 * n + (1 << 20):
+        return None
+    dtype = np.int32 if n < 2**31 else np.int64
+    table = np.full(size, NO_RANGE, dtype=dtype)
+    table[low] = np.arange(n, dtype=dtype)
+    if np.count_nonzero(table >= 0) != n:  # repeated keys: leave the choice to the sort
+        return None
+    del low
+    work_low = _low32(work["correlation_id"].to_numpy(np.int64))
+    work_pid = work["pid"].to_numpy(np.int64)
+    same = (int(call_pid[0]) & LOW32)
+    if work_pid.min() == work_pid.max() and (int(work_pid[0]) & LOW32) == same:
+        usable = None if work_low.max() < size else work_low < size
+    else:
+        usable = ((work_pid & LOW32) == same) & (work_low < size)
+    if usable is None:
+        return table[work_low].astype(np.int64)
+    found = table[np.where(usable, work_low, 0)].astype(np.int64)
+    found[~usable] = NO_RANGE
+    return found
 
 
 def _key(frame: pd.DataFrame) -> np.ndarray:
@@ -76,33 +174,88 @@ def _push_pop_rows(ranges: pd.DataFrame, domain: str | None) -> np.ndarray:
 
 
 def _innermost(r_start: np.ndarray, r_end: np.ndarray, rows: np.ndarray,
-               start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """For calls on one thread, the ``rows`` entry of the innermost enclosing range, or -1."""
-    order = np.lexsort((-r_end, r_start))  # by start, outer (longer) first on ties
-    r_start, r_end, rows = r_start[order], r_end[order], rows[order]
-    parent = _parents(r_start, r_end)
-    cand = np.searchsorted(r_start, start, side="right") - 1
+               start: np.ndarray, end) -> np.ndarray:
+    """For calls on one thread, the ``rows`` entry of the innermost enclosing range, or -1.
+
+    ``end`` is indexed only by arrays of call indices (an array or a ``_Lookup``)."""
+    order = _by_start_outer_first(r_start, r_end)
+    if order is not None:
+        r_start, r_end, rows = r_start[order], r_end[order], rows[order]
+    cand = np.searchsorted(r_start, start, side="right")
+    cand -= 1
+    # Climb parents only for calls whose candidate does not enclose them: usually few, so
+    # parents are found only for the ranges that need them.
+    active = np.concatenate([_ending_before(r_end, cand, end, a, min(a + CHUNK, len(cand)))
+                             for a in range(0, len(cand), CHUNK)] or [np.empty(0, dtype=np.int64)])
+    parents = _Parents(r_start, r_end) if active.size else None
     for _ in range(len(r_start) + 1):  # at most the nesting depth; bounded for damaged input
-        need_up = (cand >= 0) & (r_end[np.maximum(cand, 0)] < end)
-        if not need_up.any():
+        if active.size == 0:
             break
-        cand = np.where(need_up, parent[np.maximum(cand, 0)], cand)
-    return np.where(cand >= 0, rows[np.maximum(cand, 0)], NO_RANGE)
+        cand[active] = parents.of(cand[active])
+        active = active[cand[active] >= 0]
+        active = active[r_end[cand[active]] < end[active]]
+    found = rows.take(cand)  # -1 takes the last row: overwritten just below
+    found[cand < 0] = NO_RANGE
+    return found
+
+
+CHUNK = 1 << 20  # calls per step where a step needs temporaries per call
+
+
+def _ending_before(r_end: np.ndarray, cand: np.ndarray, end, a: int, b: int) -> np.ndarray:
+    """Indices in [a, b) of calls with a candidate range that ends before the call does."""
+    part = cand[a:b]
+    index = np.arange(a, b)
+    below = r_end.take(part) < end[index]  # -1 takes the last range: masked just below
+    below &= part >= 0
+    return index[below]
+
+
+def _by_start_outer_first(start: np.ndarray, end: np.ndarray) -> np.ndarray | None:
+    """The order by start, outer (longer) first on ties; None when already in that order."""
+    if len(start) < 2:
+        return None
+    if (start[1:] > start[:-1]).all():
+        return None
+    order = np.argsort(start, kind="stable")
+    ordered = start[order]
+    if (ordered[1:] > ordered[:-1]).all():  # no ties: nothing for the end to decide
+        return order
+    return np.lexsort((-end, start))
+
+
+class _Parents:
+    """Parent index of ranges (sorted by start, outer first) in their thread's nesting.
+
+    A range's depth is how many ranges enclose it; its parent is the last range before it
+    one level up. Depths are found for all ranges at once, parents only where asked.
+    """
+
+    def __init__(self, start: np.ndarray, end: np.ndarray):
+        n = len(start)
+        ended_before = np.searchsorted(np.sort(end), start, side="right")
+        # A zero-length range counts its own end among those "ended before" it; undo that.
+        self.depth = np.arange(n) - ended_before + (end <= start)
+        self._at_level: dict[int, np.ndarray] = {}
+
+    def of(self, index: np.ndarray) -> np.ndarray:
+        parent = np.full(len(index), -1, dtype=np.int64)
+        depth = self.depth[index]
+        for level in np.unique(depth[depth >= 1]):
+            children = depth == level
+            owners = self._level(int(level) - 1)
+            if owners.size == 0:
+                continue
+            pos = np.searchsorted(owners, index[children]) - 1
+            parent[children] = np.where(pos >= 0, owners[np.maximum(pos, 0)], -1)
+        return parent
+
+    def _level(self, level: int) -> np.ndarray:
+        if level not in self._at_level:
+            self._at_level[level] = np.flatnonzero(self.depth == level)
+        return self._at_level[level]
 
 
 def _parents(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Parent index of each range (sorted by start, outer first) in its thread's nesting."""
-    n = len(start)
-    index = np.arange(n)
-    ended_before = np.searchsorted(np.sort(end), start, side="right")
-    # A zero-length range counts its own end among those "ended before" it; undo that.
-    depth = index - ended_before + (end <= start)
-    parent = np.full(n, -1, dtype=np.int64)
-    for level in range(1, int(depth.max(initial=0)) + 1):
-        children = index[depth == level]
-        owners = index[depth == level - 1]
-        if owners.size == 0 or children.size == 0:
-            continue
-        pos = np.searchsorted(owners, children) - 1
-        parent[children] = np.where(pos >= 0, owners[np.maximum(pos, 0)], -1)
-    return parent
+    return _Parents(start, end).of(np.arange(len(start)))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from ..errors import BadInputError
 from ..fsutil import atomic_path
@@ -68,10 +69,11 @@ class Profile:
                 header = json.loads(zf.read("meta.json"))
                 if header.get("format") != FORMAT_NAME:
                     raise KeyError("format")
+                names = set(zf.namelist())
                 tables = {
-                    name: pd.read_parquet(io.BytesIO(zf.read(f"{name}.parquet")))
+                    name: _read_table(zf.read(f"{name}.parquet"))
                     for name in TABLE_NAMES
-                    if f"{name}.parquet" in zf.namelist()
+                    if f"{name}.parquet" in names
                 }
         except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
             raise BadInputError(
@@ -79,3 +81,13 @@ class Profile:
                 "Re-create it with 'gpuprof nsys EXPORT --save RUN.gpuprof'",
             ) from exc
         return cls(tables=tables, meta=RunMeta.from_dict(header["meta"]))
+
+
+def _read_table(data: bytes) -> pd.DataFrame:
+    # One block per column and Arrow buffers released as they are converted: no consolidation
+    # copy of millions of rows and no moment where both copies of a table are held.
+    frame = pd.read_parquet(io.BytesIO(data),
+                            to_pandas_kwargs={"split_blocks": True, "self_destruct": True})
+    # Decoding buffers are freed by now; hand their pages back instead of keeping them pooled.
+    pa.default_memory_pool().release_unused()
+    return frame

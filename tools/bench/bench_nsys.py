@@ -25,8 +25,10 @@ import json, resource, sys, time
 t0 = time.perf_counter()
 path = sys.argv[1]
 """
+# VmHWM, not ru_maxrss: getrusage's maximum carries over from the parent (which has just
+# ingested the export to make the saved run), VmHWM restarts with the child's own program.
 EPILOGUE = """
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) * 1024
 print(json.dumps({"seconds": time.perf_counter() - t0, "peak_bytes": peak, "result": result}))
 """
 

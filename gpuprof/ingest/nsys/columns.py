@@ -11,7 +11,9 @@ import pyarrow.compute as pc
 def to_int64(column: pa.ChunkedArray | pa.Array, fill: int = -1) -> np.ndarray:
     """An integer column as int64, with ``fill`` where it is NULL or not a number at all."""
     if pa.types.is_integer(column.type):
-        return pc.fill_null(column, fill).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        if column.null_count:  # filling copies every value: only when there is something to fill
+            column = pc.fill_null(column, fill)
+        return column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     # Text or reals where nsys writes integers: keep what is a number, the rest is missing.
     values = pd.to_numeric(pd.Series(column.to_pylist(), dtype=object), errors="coerce")
     values = values.where(np.isfinite(values) & (values.abs() < 2.0**63))

@@ -10,7 +10,7 @@ import pyarrow as pa
 from . import schema
 from .columns import to_float64, to_int64
 from .export_file import ExportFile
-from .strings import StringTable, coalesce, text_categorical
+from .strings import StringTable, code_dtype, coalesce, text_categorical
 
 
 def _select(export: ExportFile, table: str, fields: dict[str, tuple[str, ...]],
@@ -29,8 +29,38 @@ def _select(export: ExportFile, table: str, fields: dict[str, tuple[str, ...]],
 
 def _ints(table: pa.Table, name: str, fill: int = -1) -> np.ndarray:
     if name not in table.column_names:
-        return np.full(table.num_rows, fill, dtype=np.int64)
+        return _filled(table.num_rows, fill)
     return to_int64(table.column(name), fill)
+
+
+def _filled(n: int, fill: int) -> np.ndarray:
+    # np.zeros maps zero pages lazily: a column of zeros costs no memory until written
+    return np.zeros(n, dtype=np.int64) if fill == 0 else np.full(n, fill, dtype=np.int64)
+
+
+def _release() -> None:
+    """Hand Arrow's freed pages back to the system: a read's buffers are done with by now,
+    and numpy, allocating elsewhere, cannot reuse them."""
+    pa.default_memory_pool().release_unused()
+
+
+class _Columns:
+    """A query result handed over column by column: each Arrow column is released as soon as
+    it is converted, so Arrow and numpy copies of a whole table never coexist."""
+
+    def __init__(self, table: pa.Table):
+        self.num_rows = table.num_rows
+        self._columns = dict(zip(table.column_names, table.columns))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._columns
+
+    def pop(self, name: str):
+        return self._columns.pop(name)
+
+    def ints(self, name: str, fill: int = -1) -> np.ndarray:
+        column = self._columns.pop(name, None)
+        return _filled(self.num_rows, fill) if column is None else to_int64(column, fill)
 
 
 def _frame(columns: dict) -> pd.DataFrame:
@@ -38,8 +68,15 @@ def _frame(columns: dict) -> pd.DataFrame:
     return pd.DataFrame(columns, copy=False)
 
 
-def _pid(global_id: np.ndarray) -> np.ndarray:
-    return (global_id >> schema.PID_SHIFT) & schema.ID_MASK
+def _pid(global_id: np.ndarray, reuse: bool = False) -> np.ndarray:
+    """The PID field of serialized global ids; ``reuse`` overwrites ``global_id`` when it can."""
+    if reuse and global_id.flags.writeable and global_id.dtype == np.int64:
+        np.right_shift(global_id, schema.PID_SHIFT, out=global_id)
+        np.bitwise_and(global_id, schema.ID_MASK, out=global_id)
+        return global_id
+    pid = global_id >> schema.PID_SHIFT
+    pid &= schema.ID_MASK
+    return pid
 
 
 def _drop_open(frame: pd.DataFrame) -> pd.DataFrame:
@@ -68,22 +105,28 @@ def read_kernels(export: ExportFile, strings: StringTable,
     """The kernels table, and with ``details`` their launch configurations."""
     if not export.has(schema.KERNEL):
         return None, None
-    t = _select(export, schema.KERNEL, KERNEL_FIELDS | (KERNEL_DETAIL_FIELDS if details else {}))
-    start, end = _ints(t, "start"), _ints(t, "end")
+    t = _Columns(_select(export, schema.KERNEL,
+                         KERNEL_FIELDS | (KERNEL_DETAIL_FIELDS if details else {})))
+    start, end = t.ints("start"), t.ints("end")
     keep = (end >= start) & (start >= 0)  # rows that cannot be placed in time are dropped
     kept = None if keep.all() else np.flatnonzero(keep)
+    del keep
 
-    def col(name, fill=-1, dtype=np.int64):
-        values = _ints(t, name, fill)
+    def col(name, fill=-1, dtype=np.int64, values=None):
+        values = t.ints(name, fill) if values is None else values
         return (values if kept is None else values[kept]).astype(dtype, copy=False)
 
     kernels = _frame({
-        "start_ns": col("start"), "end_ns": col("end"), "device_id": col("device", dtype=np.int32),
+        "start_ns": col("start", values=start), "end_ns": col("end", values=end),
+        "device_id": col("device", dtype=np.int32),
         "stream_id": col("stream", dtype=np.int32), "correlation_id": col("corr"),
-        "pid": _pid(col("gpid", 0)),
+        "pid": _pid(col("gpid", 0), reuse=True),
         "name": strings.categorical(col("short")), "demangled_name": strings.categorical(col("demangled")),
     })
+    del start, end
     if not details:
+        del t
+        _release()
         return kernels, None
     launches = _frame({
         "kernel_row": np.arange(len(kernels), dtype=np.int64),
@@ -94,6 +137,8 @@ def read_kernels(export: ExportFile, strings: StringTable,
         "shared_memory_bytes": col("smem_static", 0) + col("smem_dynamic", 0),
         "graph_node_id": col("graph_node"),
     })
+    del t
+    _release()
     return kernels, launches
 
 
@@ -102,13 +147,15 @@ def read_api_calls(export: ExportFile, strings: StringTable, details: bool = Fal
         return None
     fields = {"start": ("start",), "end": ("end",), "gtid": ("globalTid",),
               "corr": ("correlationId",), "name": ("nameId",)}
-    t = _select(export, schema.RUNTIME, fields | ({"ret": ("returnValue",)} if details else {}))
-    gtid = _ints(t, "gtid", 0)
+    t = _Columns(_select(export, schema.RUNTIME, fields | ({"ret": ("returnValue",)} if details else {})))
+    gtid = t.ints("gtid", 0)
     frame = _frame({
-        "start_ns": _ints(t, "start"), "end_ns": _ints(t, "end"), "pid": _pid(gtid),
-        "tid": gtid & schema.ID_MASK, "global_tid": gtid, "correlation_id": _ints(t, "corr"),
-        "name": strings.categorical(_ints(t, "name")), "return_value": _ints(t, "ret", 0),
+        "start_ns": t.ints("start"), "end_ns": t.ints("end"), "pid": _pid(gtid),
+        "tid": gtid & schema.ID_MASK, "global_tid": gtid, "correlation_id": t.ints("corr"),
+        "name": strings.categorical(t.ints("name")), "return_value": t.ints("ret", 0),
     })
+    del t
+    _release()
     return _drop_open(frame)
 
 
@@ -171,36 +218,63 @@ def read_nvtx(export: ExportFile, strings: StringTable) -> tuple[pd.DataFrame | 
     if not export.has(schema.NVTX):
         return None, 0
     kinds = ", ".join(str(k) for k in (*schema.NVTX_RANGE_KINDS, schema.NVTX_DOMAIN_CREATE))
-    t = _select(export, schema.NVTX, {
+    t = _Columns(_select(export, schema.NVTX, {
         "start": ("start",), "end": ("end",), "type": ("eventType",), "text": ("text",),
         "text_id": ("textId",), "domain": ("domainId",), "gtid": ("globalTid",),
-    }, where=f"WHERE eventType IN ({kinds})", computed={"payload": _payload_sql(export)})
-    event_type = _ints(t, "type")
-    gtid = _ints(t, "gtid", 0)
+    }, where=f"WHERE eventType IN ({kinds})", computed={"payload": _payload_sql(export)}))
+    event_type = t.ints("type")
+    gtid = t.ints("gtid", 0)
+    pid = _pid(gtid)
     text = _nvtx_text(t, strings)
-    domains = _domain_names(event_type, _ints(t, "domain", 0), _pid(gtid), text)
+    domains = _domain_names(event_type, t.ints("domain", 0), pid, text)
     keep = event_type != schema.NVTX_DOMAIN_CREATE
-    start, end = _ints(t, "start"), _ints(t, "end")
+    start, end = t.ints("start"), t.ints("end")
     is_mark = event_type == schema.NVTX_MARK
     end = np.where(is_mark, start, end)
     open_range = keep & ~is_mark & (end < start)
     keep &= ~open_range
+    del is_mark
+    payload = _payload(t)
+    # Keep rows before building the frame: filtering numpy arrays and codes is far cheaper
+    # than filtering a DataFrame of categoricals.
+    kept = None if keep.all() else np.flatnonzero(keep)
+
+    def rows(values):
+        return values if kept is None else values[kept]
+
+    def categorical_rows(values: pd.Categorical) -> pd.Categorical:
+        if kept is None:
+            return values
+        return pd.Categorical.from_codes(values.codes[kept], categories=values.categories,
+                                         ordered=values.ordered)
+
     frame = _frame({
-        "start_ns": start, "end_ns": end, "pid": _pid(gtid), "tid": gtid & schema.ID_MASK,
-        "global_tid": gtid,
-        "range_kind": pd.Categorical.from_codes(
-            np.searchsorted([schema.NVTX_MARK, schema.NVTX_PUSH_POP, schema.NVTX_START_END],
-                            np.where(keep, event_type, schema.NVTX_MARK)),
-            categories=["mark", "push_pop", "start_end"]),
-        "domain": domains, "text": text, "payload": _payload(t),
+        "start_ns": rows(start), "end_ns": rows(end), "pid": rows(pid),
+        "tid": rows(gtid) & schema.ID_MASK, "global_tid": rows(gtid),
+        "range_kind": pd.Categorical.from_codes(_range_kind_codes(rows(event_type)),
+                                                categories=["mark", "push_pop", "start_end"]),
+        "domain": categorical_rows(domains), "text": categorical_rows(text), "payload": rows(payload),
     })
-    return frame[keep].reset_index(drop=True), int(open_range.sum())
+    del t
+    _release()
+    return frame, int(open_range.sum())
 
 
-def _nvtx_text(t: pa.Table, strings: StringTable) -> pd.Categorical:
-    has_text, has_id = "text" in t.column_names, "text_id" in t.column_names
-    by_id = strings.categorical(t.column("text_id")) if has_id else None
-    inline = text_categorical(t.column("text")) if has_text else None
+RANGE_KIND_TYPES = np.array([schema.NVTX_MARK, schema.NVTX_PUSH_POP, schema.NVTX_START_END])
+
+
+def _range_kind_codes(event_type: np.ndarray) -> np.ndarray:
+    """Position of each event type among RANGE_KIND_TYPES (as searchsorted gives it)."""
+    if len(event_type) and event_type.min() >= 0 and event_type.max() < 256:
+        table = np.searchsorted(RANGE_KIND_TYPES, np.arange(256)).astype(np.int8)
+        return table[event_type]  # one small lookup instead of a binary search per row
+    return np.searchsorted(RANGE_KIND_TYPES, event_type)
+
+
+def _nvtx_text(t: _Columns, strings: StringTable) -> pd.Categorical:
+    has_text, has_id = "text" in t, "text_id" in t
+    by_id = strings.categorical(t.pop("text_id")) if has_id else None
+    inline = text_categorical(t.pop("text")) if has_text else None
     if inline is not None and by_id is not None:
         return coalesce(inline, by_id)
     if inline is not None or by_id is not None:
@@ -225,13 +299,14 @@ def _domain_names(event_type, domain_id, pid, text) -> pd.Categorical:
 
 def _categorical_from(codes: np.ndarray, labels: list[str]) -> pd.Categorical:
     label_codes, categories = pd.factorize(pd.Series(labels, dtype=object))
+    label_codes = label_codes.astype(code_dtype(len(categories)))  # gather straight into final codes
     return pd.Categorical.from_codes(label_codes[codes], categories=pd.Index(categories, dtype=object))
 
 
-def _payload(t: pa.Table) -> np.ndarray:
-    if "payload" not in t.column_names:
+def _payload(t: _Columns) -> np.ndarray:
+    if "payload" not in t:
         return np.full(t.num_rows, np.nan)
-    return to_float64(t.column("payload"))
+    return to_float64(t.pop("payload"))
 
 
 # NVTX payload: a union stored as one column per member; at most one is set per row.

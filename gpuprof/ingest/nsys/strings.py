@@ -50,14 +50,24 @@ def _as_int_array(column) -> np.ndarray:
     arr = np.asarray(column)
     if arr.dtype.kind == "f":
         arr = np.where(np.isnan(arr), -1, arr)
-    return arr.astype(np.int64)
+    return arr.astype(np.int64, copy=False)
 
 
 def _categorical(codes: np.ndarray, names: list[str | None]) -> pd.Categorical:
     """codes index ``names`` (-1 = missing); names may repeat or be None."""
     name_codes, categories = pd.factorize(pd.Series(names, dtype=object), use_na_sentinel=True)
     name_codes = np.append(name_codes, -1)  # index -1 (missing id) -> missing
+    # in the codes dtype pandas keeps anyway, so the per-row gather is the only copy
+    name_codes = name_codes.astype(code_dtype(len(categories)))
     return pd.Categorical.from_codes(name_codes[codes], categories=pd.Index(categories, dtype=object))
+
+
+def code_dtype(n_categories: int) -> type:
+    """The integer dtype pandas gives the codes of a categorical with this many categories."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_categories < np.iinfo(dtype).max:
+            return dtype
+    return np.int64
 
 
 def text_categorical(column) -> pd.Categorical:
