@@ -11,7 +11,11 @@ import pytest
 
 from gpuprof.errors import BadInputError
 from gpuprof.ingest.trt_layer_info import (
-    precision_of, read_layer_info, read_trtexec_profile, with_layer_types)
+    precision_of,
+    read_layer_info,
+    read_trtexec_profile,
+    with_layer_types,
+)
 from gpuprof.model import conform
 
 from .conftest import fixture_path

@@ -10,7 +10,7 @@ import pyarrow as pa
 from . import schema
 from .columns import to_float64, to_int64
 from .export_file import ExportFile
-from .strings import StringTable, code_dtype, coalesce, text_categorical
+from .strings import StringTable, coalesce, code_dtype, text_categorical
 
 
 def _select(export: ExportFile, table: str, fields: dict[str, tuple[str, ...]],
@@ -125,7 +125,7 @@ def read_kernels(export: ExportFile, strings: StringTable,
     })
     del start, end
     if not details:
-        del t
+        t = None  # drop the Arrow columns before returning (col() is done with them)
         _release()
         return kernels, None
     launches = _frame({
@@ -137,7 +137,7 @@ def read_kernels(export: ExportFile, strings: StringTable,
         "shared_memory_bytes": col("smem_static", 0) + col("smem_dynamic", 0),
         "graph_node_id": col("graph_node"),
     })
-    del t
+    t = None
     _release()
     return kernels, launches
 
