@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import mmap
 import os
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -286,14 +286,17 @@ def test_rss_sampler_reads_what_psutil_reads_and_sums_to_it():
     assert abs(read() - psutil.Process().memory_info().rss) < 4 * 2**20  # same counter, moments apart
     with RssSampler(0.005) as sampler:
         sampler.set_phase("grow")
-        block = np.ones(32 * 2**20 // 8)  # 32 MiB touched
-        time.sleep(0.03)
+        # A fresh anonymous mapping with every page written is new RSS; np.ones could reuse
+        # memory earlier tests left resident (glibc's mmap threshold grows after large frees).
+        block = np.frombuffer(mmap.mmap(-1, 32 * 2**20), dtype=np.uint8)
+        block[::4096] = 1
+        sampler.sample()  # a reading inside "grow" whether or not the thread got to run
     now = read()
     table = sampler.table()
     # the cumulative sum of the deltas is the RSS: its last value is the reading at stop
     assert abs(table["bytes"].cumsum().iloc[-1] - now) < 4 * 2**20
     grew = table.loc[table["phase"] == "grow", "bytes"].sum()
-    assert grew >= 24 * 2**20 and block.sum() > 0
+    assert grew >= 24 * 2**20 and block.sum() == 32 * 2**20 // 4096
     assert not any(t.name == "gpuprof-rss" for t in threading.enumerate())
 
 

@@ -8,15 +8,12 @@ from pathlib import Path
 import click
 
 from ..errors import NoDataError
+from .options import report_output_options
 
 
 @click.command("nsys")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Write the report here; the format follows the extension (.md .csv .json .txt).")
-@click.option("--format", "fmt", type=click.Choice(["terminal", "md", "csv", "json"]),
-              help="Output format (default: from --output's extension, else terminal).")
-@click.option("--table", help="With CSV: which table to write (layers, kernels, ...).")
+@report_output_options("layers, kernels, nvtx, copies, gpus, streams, gaps, memory")
 @click.option("--out-dir", type=click.Path(path_type=Path),
               help="Write every artefact here: report.md/.json, CSV tables, trace, plots, run.")
 @click.option("--chrome-trace", type=click.Path(path_type=Path),

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from ..errors import BadInputError
+from .options import report_output_options
 
 DEFAULT = "parse"
 # subcommand -> (module, attribute) of the commands that live in other modules
@@ -52,11 +53,7 @@ def triton_group() -> None:
 
 @triton_group.command("parse")
 @click.argument("traces", nargs=-1, required=True)
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Write the report here; the format follows the extension (.md .csv .json .txt).")
-@click.option("--format", "fmt", type=click.Choice(["terminal", "md", "csv", "json"]),
-              help="Output format (default: from --output's extension, else terminal).")
-@click.option("--table", help="With CSV: which table (summary, requests, incomplete, tensors).")
+@report_output_options("summary, requests, incomplete, tensors")
 @click.option("--chrome-trace", type=click.Path(path_type=Path),
               help="Write the request stages as a Chrome/Perfetto trace JSON (ui.perfetto.dev).")
 @click.option("--model", "model", help="Only this model's requests (and their ensemble/BLS children).")

@@ -76,6 +76,10 @@ class RssSampler:
         self._record("phase", detail=phase)
         self._record("sample")
 
+    def sample(self) -> None:
+        """Take one reading now, on the caller's thread, in the current phase."""
+        self._record("sample")
+
     @property
     def phase(self) -> str:
         return self._phase
