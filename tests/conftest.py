@@ -7,9 +7,11 @@ trt, trt_runtime, triton, bpf) skip with a reason when the real component is not
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,60 @@ def pytest_collection_modifyitems(config, items):
                 cache[marker] = _missing_reason(marker)
             if cache[marker]:
                 item.add_marker(pytest.mark.skip(reason=cache[marker]))
+
+
+# -- helpers shared by several test modules ---------------------------------------------------
+
+CLS_MODEL = REPO / "models" / "ppocr_mobile_v2_cls.onnx"
+
+
+@functools.cache
+def nsys_profile(name: str):
+    """A shared nsys fixture, ingested once per test session."""
+    from gpuprof.ingest.nsys import read_nsys
+
+    return read_nsys(fixture_path("nsys", name))
+
+
+def nsys_sql(name: str, query: str) -> list[tuple]:
+    """Plain SQL on a shared nsys fixture, the independent side of cross-checks; an export
+    without a table the query names (nsys exports only tables with data) gives no rows."""
+    path = fixture_path("nsys", name)
+    with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
+        try:
+            return db.execute(query).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+
+
+def build_cls_engine(tmp_path_factory, shapes: dict):
+    """A real TensorRT(-RTX) build of the small PP-OCR classifier, or a skip with the reason."""
+    from gpuprof.capture.trt.api import builder_module
+    from gpuprof.capture.trt.build import build_engine
+    from gpuprof.capture.trt.options import BuildOptions
+    from gpuprof.errors import MissingDependencyError
+
+    try:
+        builder_module()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    if not CLS_MODEL.exists():
+        pytest.skip("models/ppocr_mobile_v2_cls.onnx not found (run tools/fetch_models.py)")
+    cache = tmp_path_factory.mktemp("engines")
+    return build_engine(CLS_MODEL, BuildOptions(shapes=shapes), cache_dir=cache)
+
+
+@pytest.fixture(scope="module")
+def cls_triton_server(tmp_path_factory):
+    """The real bundled tritonserver serving the PP-OCR classifier, one per test module; its
+    trace file starts with tracing off so `gpuprof perf --trace` can switch it on."""
+    from gpuprof.capture.triton_server import TraceConfig, serve_onnx
+
+    if not CLS_MODEL.exists():
+        pytest.skip("run tools/fetch_models.py first")
+    trace = TraceConfig(tmp_path_factory.mktemp("trace") / "trace.json", levels=("OFF",))
+    srv = serve_onnx(CLS_MODEL, trace=trace)
+    yield srv
+    srv.stop()

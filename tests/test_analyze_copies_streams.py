@@ -3,9 +3,7 @@ and real exports checked against plain SQL plus a plain-Python interval union.""
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
-from functools import cache
 
 import pandas as pd
 import pytest
@@ -14,9 +12,8 @@ from hypothesis import strategies as st
 
 from gpuprof.analyze.copies import copy_summary
 from gpuprof.analyze.streams import busy_by, gpu_busy, largest_gaps, stream_busy
-from gpuprof.ingest.nsys import read_nsys
 from gpuprof.model import conform
-from tests.conftest import fixture_path
+from tests.conftest import nsys_profile, nsys_sql
 
 EXPORTS = [
     "caoye310__Lower-Triangular-Solves__la.sqlite",
@@ -31,21 +28,7 @@ DIRECTIONS = {1: "HtoD", 2: "DtoH", 8: "DtoD", 10: "PtoP", 11: "UVM HtoD", 12: "
 PID = "((globalPid >> 24) & 16777215)"
 
 
-@cache
-def _profile(name: str):
-    return read_nsys(fixture_path("nsys", name))
-
-
-def _sql(name: str, query: str) -> list[tuple]:
-    path = fixture_path("nsys", name)
-    with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
-        tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        return db.execute(query).fetchall() if _needed(query) <= tables else []
-
-
-def _needed(query: str) -> set[str]:
-    return {t for t in ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY",
-                        "CUPTI_ACTIVITY_KIND_MEMSET") if t in query}
+_profile, _sql = nsys_profile, nsys_sql
 
 
 def _intervals(rows) -> pd.DataFrame:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
-from functools import cache
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from gpuprof.analyze.kernels import kernel_summary
 from gpuprof.analyze.nvtx_summary import nvtx_summary
-from gpuprof.ingest.nsys import read_nsys
 from gpuprof.model import conform
-from tests.conftest import fixture_path
+from tests.conftest import nsys_profile, nsys_sql
 
 KERNEL_EXPORTS = [
     "caoye310__Lower-Triangular-Solves__la.sqlite",
@@ -32,15 +28,7 @@ NVTX_EXPORTS = [
 ]
 
 
-@cache
-def _profile(name: str):
-    return read_nsys(fixture_path("nsys", name))
-
-
-def _sql(name: str, query: str) -> list[tuple]:
-    path = fixture_path("nsys", name)
-    with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
-        return db.execute(query).fetchall()
+_profile, _sql = nsys_profile, nsys_sql
 
 
 def _kernels(rows: list[tuple]) -> pd.DataFrame:

@@ -19,15 +19,8 @@ FAST = ["-p", "300", "-r", "3", "--warmup", "100", "--max-duration", "30", "--no
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from gpuprof.capture.triton_server import TraceConfig, serve_onnx
-
-    if not MODEL.exists():
-        pytest.skip("run tools/fetch_models.py first")
-    trace = TraceConfig(tmp_path_factory.mktemp("trace") / "trace.json", levels=("OFF",))
-    srv = serve_onnx(MODEL, trace=trace)
-    yield srv
-    srv.stop()
+def server(cls_triton_server):
+    return cls_triton_server
 
 
 @pytest.mark.triton

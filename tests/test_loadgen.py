@@ -288,16 +288,8 @@ SHAPE = {"x": (1, 3, 48, 192)}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from gpuprof.capture.triton_server import TraceConfig, serve_onnx
-
-    if not MODEL.exists():
-        pytest.skip("run tools/fetch_models.py first")
-    # a trace file with tracing off: --trace switches it on through the trace extension
-    trace = TraceConfig(tmp_path_factory.mktemp("trace") / "trace.json", levels=("OFF",))
-    srv = serve_onnx(MODEL, trace=trace)
-    yield srv
-    srv.stop()
+def server(cls_triton_server):
+    return cls_triton_server
 
 
 def _spec(server, **kw) -> LoadSpec:

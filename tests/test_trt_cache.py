@@ -9,7 +9,7 @@ import pytest
 
 from gpuprof.capture.trt.cache import CacheEntry, cache_key, default_cache_dir
 from gpuprof.capture.trt.options import BuildOptions
-from gpuprof.errors import MissingDependencyError
+from tests.conftest import build_cls_engine
 
 REPO = Path(__file__).resolve().parents[1]
 CLS = REPO / "models" / "ppocr_mobile_v2_cls.onnx"
@@ -82,17 +82,10 @@ def test_no_partial_file_after_failed_write(tmp_path):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """One real build of the small cls model, then the same call again."""
-    from gpuprof.capture.trt.api import builder_module
     from gpuprof.capture.trt.build import build_engine
 
-    try:
-        builder_module()
-    except MissingDependencyError as exc:
-        pytest.skip(str(exc))
-    if not CLS.exists():
-        pytest.skip("models/ppocr_mobile_v2_cls.onnx not found (run tools/fetch_models.py)")
-    cache = tmp_path_factory.mktemp("engines")
-    first = build_engine(CLS, BuildOptions(shapes=SHAPES), cache_dir=cache)
+    first = build_cls_engine(tmp_path_factory, SHAPES)
+    cache = first.plan.parent
     second = build_engine(CLS, BuildOptions(shapes=SHAPES), cache_dir=cache)
     return cache, first, second
 

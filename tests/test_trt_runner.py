@@ -19,6 +19,7 @@ from gpuprof.capture.trt.profiler import LayerTimeLog
 from gpuprof.capture.trt.results import load_results, write_results
 from gpuprof.capture.trt.runner import CLOCK_MARK, parse_args, read_sidecar
 from gpuprof.errors import BadInputError, MissingDependencyError
+from tests.conftest import build_cls_engine
 
 REPO = Path(__file__).resolve().parents[1]
 CLS = REPO / "models" / "ppocr_mobile_v2_cls.onnx"
@@ -109,18 +110,7 @@ def test_read_sidecar(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_plan(tmp_path_factory) -> Path:
-    from gpuprof.capture.trt.api import builder_module
-    from gpuprof.capture.trt.build import build_engine
-    from gpuprof.capture.trt.options import BuildOptions
-
-    try:
-        builder_module()
-    except MissingDependencyError as exc:
-        pytest.skip(str(exc))
-    if not CLS.exists():
-        pytest.skip("models/ppocr_mobile_v2_cls.onnx not found (run tools/fetch_models.py)")
-    cache = tmp_path_factory.mktemp("engines")
-    return build_engine(CLS, BuildOptions(shapes={"x": (1, 3, 64, 64)}), cache_dir=cache).plan
+    return build_cls_engine(tmp_path_factory, {"x": (1, 3, 64, 64)}).plan
 
 
 def _run_child(plan: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
