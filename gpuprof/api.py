@@ -36,32 +36,40 @@ class Run(Profile):
         return cls(tables=profile.tables, meta=profile.meta)
 
     # -- NVTX projection and layers -------------------------------------------------------
-    @functools.cached_property
-    def _attributed(self) -> pd.DataFrame:
-        from .analyze.layers import kernel_ranges
+    # The projection is the expensive step; one report asks for it several times per domain
+    # (layer table, coverage, artefacts), so each domain's result is computed once per run.
+    def attributed(self, domain: str | None = None) -> pd.DataFrame:
+        """Kernels with the nvtx_ranges row they are attributed to (``kernel_ranges``)."""
+        cache = self.__dict__.setdefault("_attributed_by_domain", {})
+        if domain not in cache:
+            from .analyze.layers import kernel_ranges
 
-        return kernel_ranges(self)
+            cache[domain] = kernel_ranges(self, domain)
+        return cache[domain]
 
     def is_tensorrt(self) -> bool:
         from .analyze.layers import is_tensorrt
 
         return is_tensorrt(self)
 
-    def layers(self) -> pd.DataFrame:
-        from .analyze.layers import layer_table
+    @functools.cached_property
+    def _layers(self) -> pd.DataFrame:
+        from .analyze.layers import TENSORRT_DOMAIN, layer_table
 
-        return layer_table(self)
+        return layer_table(self, self.attributed(TENSORRT_DOMAIN))
+
+    def layers(self) -> pd.DataFrame:
+        return self._layers.copy()
 
     def gpu_time_by_range(self, domain: str | None = None) -> pd.DataFrame:
         from .analyze.layers import gpu_time_by_range
 
-        attributed = self._attributed if domain is None else None
-        return gpu_time_by_range(self, domain, attributed)
+        return gpu_time_by_range(self, domain, self.attributed(domain))
 
     def nvtx_coverage(self, domain: str | None = None) -> float:
-        from .analyze.layers import coverage, kernel_ranges
+        from .analyze.layers import coverage
 
-        return coverage(self._attributed if domain is None else kernel_ranges(self, domain))
+        return coverage(self.attributed(domain))
 
     # -- everything else `gpuprof nsys` reports -------------------------------------------
     def report(self, top: int | None = None):

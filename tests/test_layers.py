@@ -73,7 +73,7 @@ def test_resnet_layer_table_shape(resnet):
 
 
 def test_median_per_call_matches_numpy(resnet):
-    attributed = resnet._attributed  # all domains: innermost is the layer range here too
+    attributed = resnet.attributed()  # all domains: innermost is the layer range here too
     ranges = resnet.nvtx_ranges
     layers = resnet.layers().set_index("layer")
     name = "/conv1/Conv + /relu/Relu"
@@ -145,3 +145,41 @@ def test_layer_name_from_detailed_json():
 def test_range_table_without_nvtx_is_empty_not_an_error():
     run = load(fixture_path("nsys", "0x822a5b87__test-cuda__report1.sqlite"))  # kernels, no NVTX
     assert run.gpu_time_by_range().empty and run.layers().empty
+
+
+# Any program's NVTX ranges (not TensorRT): each kernel's innermost enclosing push/pop range on
+# the launching thread, in plain SQL, as the independent side of the "GPU time by NVTX range"
+# section and its coverage line.
+SQL_RANGE_TOTALS = """
+WITH ranges AS (
+  SELECT n.start, n.end, n.globalTid, COALESCE(n.text, s.value) AS name
+  FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId WHERE n.eventType = 59),
+launched AS (
+  SELECT k.end - k.start AS dur, r.start AS rs, r.end AS re, r.globalTid AS tid
+  FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN CUPTI_ACTIVITY_KIND_RUNTIME r
+    ON r.correlationId = k.correlationId
+   AND ((r.globalTid >> 24) & 16777215) = ((k.globalPid >> 24) & 16777215))
+SELECT (SELECT name FROM ranges g WHERE g.globalTid = l.tid AND g.start <= l.rs AND g.end >= l.re
+        ORDER BY g.start DESC, g.end ASC LIMIT 1) AS range_name,
+       SUM(dur) AS total_ns, COUNT(*) AS kernels
+FROM launched l GROUP BY range_name
+"""
+
+
+@pytest.mark.parametrize("name", ["caoye310__Lower-Triangular-Solves__la.sqlite",
+                                  "MohanadOdema__DLProf__w_Relu__nsys_profile.sqlite"])
+def test_gpu_time_by_range_and_coverage_equal_plain_sql(name):
+    path = fixture_path("nsys", name)
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    rows = con.execute(SQL_RANGE_TOTALS).fetchall()
+    total_kernel_ns = con.execute('SELECT SUM("end" - start) FROM CUPTI_ACTIVITY_KIND_KERNEL').fetchone()[0]
+    con.close()
+    expected = pd.DataFrame(rows, columns=["name", "total_ns", "kernels"])
+    inside = expected.dropna(subset=["name"]).groupby("name")[["total_ns", "kernels"]].sum()
+    run = load(path)
+    table = run.gpu_time_by_range().groupby("name")[["total_ns", "kernels"]].sum()
+    got = table[table["kernels"] > 0]
+    assert got.index.sort_values().tolist() == inside.index.sort_values().tolist()
+    assert (got.loc[inside.index, "total_ns"].astype("int64") == inside["total_ns"]).all()
+    assert (got.loc[inside.index, "kernels"].astype("int64") == inside["kernels"]).all()
+    assert run.nvtx_coverage() == pytest.approx(inside["total_ns"].sum() / total_kernel_ns)

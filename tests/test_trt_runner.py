@@ -178,3 +178,16 @@ def test_pipeline_on_gpu(small_plan, tmp_path):
                           iterations=5, warmup=2, profile_iterations=2, cache_dir=small_plan.parent)
     profile = run_tensorrt(config)
     assert len(profile.iterations) == 5 and profile.meta.extra["engine"]["cache_hit"] is True
+
+
+def test_run_shapes_follow_the_build_rules():
+    """A lone --shapes value names the only input; an unknown name is an error, not ignored."""
+    from gpuprof.capture.trt.options import run_shapes
+    from gpuprof.errors import BadInputError
+
+    assert run_shapes({"": (1, 3, 224, 224)}, ["x"]) == {"x": (1, 3, 224, 224)}
+    assert run_shapes({"x": (2, 3, 8, 8)}, ["x", "y"]) == {"x": (2, 3, 8, 8)}
+    with pytest.raises(BadInputError, match="unknown input"):
+        run_shapes({"images": (1, 3, 8, 8)}, ["x"])
+    with pytest.raises(BadInputError, match="one input"):
+        run_shapes({"": (1, 3, 8, 8)}, ["a", "b"])

@@ -90,9 +90,6 @@ class _Lookup:
     def __getitem__(self, index: np.ndarray) -> np.ndarray:
         return self.values[self.positions[index]]
 
-    def full(self) -> np.ndarray:
-        return self.values[self.positions]
-
     def subset(self, index: np.ndarray) -> _Lookup:
         return _Lookup(self.values, self.positions[index])
 
@@ -256,6 +253,3 @@ class _Parents:
         return self._at_level[level]
 
 
-def _parents(start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Parent index of each range (sorted by start, outer first) in its thread's nesting."""
-    return _Parents(start, end).of(np.arange(len(start)))

@@ -288,13 +288,15 @@ def _with_kernels(table: pd.DataFrame, attributed: pd.DataFrame, instances: pd.D
     return table
 
 
-def layer_table(profile: Profile) -> pd.DataFrame:
+def layer_table(profile: Profile, attributed: pd.DataFrame | None = None) -> pd.DataFrame:
     """The TensorRT layer bottleneck table: one row per layer, heaviest first.
 
     Engine wrapper ranges (ExecutionContext::...) are folded into one UNATTRIBUTED row holding
-    the kernel time inside an inference but outside every layer.
+    the kernel time inside an inference but outside every layer. ``attributed`` is
+    ``kernel_ranges(profile, TENSORRT_DOMAIN)`` when the caller already has it.
     """
-    attributed = kernel_ranges(profile, TENSORRT_DOMAIN)
+    if attributed is None:
+        attributed = kernel_ranges(profile, TENSORRT_DOMAIN)
     table = gpu_time_by_range(profile, TENSORRT_DOMAIN, attributed)
     wrapper = table["name"].str.match(ENGINE_WRAPPER)
     layers = table[~wrapper].drop(columns=["domain"]).reset_index(drop=True)

@@ -40,8 +40,8 @@ def build_command(model: Path, fp16: bool, bf16: bool, int8: bool, best: bool,
                   cache_dir: Path | None, force: bool, no_progress: bool, verbose: bool) -> None:
     """Build a TensorRT engine from MODEL (ONNX) with DETAILED profiling verbosity and cache it.
 
-    A dynamic input without --shapes/--min-shapes/... is built for one default shape: batch 1
-    and 640 for every other dynamic dimension.
+    A dynamic input without --shapes/--min-shapes/... is built for one default shape: batch 1,
+    640 for the height and width of image-like inputs, 128 for any other dynamic dimension.
     """
     from ..capture.trt.build import build_engine
     from ..capture.trt.options import BuildOptions, parse_shapes

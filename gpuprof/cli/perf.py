@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ..analyze.perf import STABILITY_WINDOWS
 from ..errors import BadInputError, CaptureError
 
 
@@ -148,7 +149,7 @@ def _facts(result) -> dict[str, str]:
     facts = {"Server": f"{spec.url} ({spec.protocol})", "Model": f"{model.name} v{model.version}",
              "Inputs": shapes, "Batch size": str(spec.batch_size),
              "Windows": f"{spec.measurement_mode}, {window}, stable within "
-                        f"{spec.stability_pct:g}% over 3 on throughput and "
+                        f"{spec.stability_pct:g}% over {STABILITY_WINDOWS} on throughput and "
                         f"{latency} latency, "
                         f"at most {spec.max_trials}",
              "Latency": "client-side, ms; client = send + receive in the client; net+srv, "

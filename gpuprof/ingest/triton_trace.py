@@ -117,11 +117,6 @@ def read_triton_trace(spec: str | Path | list) -> TritonTrace:
                        partial, issues)
 
 
-def read_requests(spec: str | Path) -> Profile:
-    """Just the ``Profile`` of a trace (see ``read_triton_trace`` for the raw tables)."""
-    return read_triton_trace(spec).profile
-
-
 # --- finding files -------------------------------------------------------------------------
 
 def find_trace_files(spec: str | Path | list) -> list[Path]:

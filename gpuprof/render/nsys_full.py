@@ -7,7 +7,6 @@ import datetime as dt
 
 import pandas as pd
 
-from ..analyze.layers import UNATTRIBUTED  # noqa: F401  (re-exported for renderers' tests)
 from .layer_section import layer_section
 from .report import Report, Section
 

@@ -106,10 +106,7 @@ def _timeline_section(model: str, path: str, layout: pd.DataFrame) -> Section:
                           "gap on the timeline": gap_bars(offsets, gaps)})
     section = Section(f"timeline:{model}:{path}", f"Timeline: {model} ({path})", table=table,
                       notes=notes)
-    art = ascii_timeline(layout["name"].tolist(), offsets, gaps)
-    if "preformatted" in Section.__dataclass_fields__:
-        # the seed's horizontal layout, where the Report contract can carry verbatim lines
-        section.preformatted = art  # type: ignore[attr-defined]
+    section.preformatted = ascii_timeline(layout["name"].tolist(), offsets, gaps)  # the seed's layout
     return section
 
 

@@ -132,6 +132,14 @@ def _given_range(name: str, o: BuildOptions) -> ShapeRange | None:
     return ShapeRange(lo, opt, hi)
 
 
+def run_shapes(given: dict[str, Shape], inputs: Sequence[str]) -> dict[str, Shape]:
+    """--shapes for a run, keyed by the engine's input names: the same rules as the build (a
+    lone shape belongs to the only input; a name the engine lacks is an error, not ignored)."""
+    named = name_unnamed(inputs, BuildOptions(shapes=dict(given))).shapes
+    _check_names({name: () for name in inputs}, BuildOptions(shapes=named))
+    return named
+
+
 def _check_names(inputs: dict[str, Shape], o: BuildOptions) -> None:
     named = set(o.shapes) | set(o.min_shapes) | set(o.opt_shapes) | set(o.max_shapes)
     unknown = sorted(named - set(inputs))

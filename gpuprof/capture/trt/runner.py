@@ -39,7 +39,7 @@ from . import api, device
 from .allocator import AllocationLog, CudaMemory, recording_allocator
 from .cuda_util import Cuda, TensorBuffer, alloc_buffer, copy_async, free_buffer
 from .logger import LogRecords, collecting_logger
-from .options import Shape, parse_shapes
+from .options import Shape, parse_shapes, run_shapes
 from .profiler import LayerTimeLog, recording_profiler
 from .results import write_results
 
@@ -137,7 +137,7 @@ class ProfiledRun:
     def __init__(self, trt: ModuleType, settings: RunSettings, sidecar: dict[str, Any]):
         self.trt, self.settings, self.sidecar = trt, settings, sidecar
         self.cuda = Cuda()
-        self.gpu_count = self.cuda.require_gpu()
+        self.cuda.require_gpu()
         self.log = AllocationLog()
         self.layer_log = LayerTimeLog()
         self.records = LogRecords()
@@ -200,13 +200,14 @@ class ProfiledRun:
     def input_shapes(self) -> dict[str, Shape]:
         """--shapes, else the shape the plan was optimised for (profile opt)."""
         engine, _ = self._live()
+        inputs = [name for name in _io_names(engine)
+                  if engine.get_tensor_mode(name) == self.trt.TensorIOMode.INPUT]
+        given = run_shapes(self.settings.shapes, inputs)
         shapes = {}
-        for name in _io_names(engine):
-            if engine.get_tensor_mode(name) != self.trt.TensorIOMode.INPUT:
-                continue
+        for name in inputs:
             declared = api.shape_of(engine.get_tensor_shape(name))
             opt = api.shape_of(engine.get_tensor_profile_shape(name, 0)[1]) if -1 in declared else declared
-            shapes[name] = self.settings.shapes.get(name, opt)
+            shapes[name] = given.get(name, opt)
         return shapes
 
     def warm_up(self) -> None:
