@@ -37,36 +37,23 @@ def nsys_fixtures() -> list[Path]:
     return sorted(root.glob("*.sqlite")) if root.is_dir() else []
 
 
-def _has_gpu() -> bool:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        return pynvml.nvmlDeviceGetCount() > 0
-    except Exception:
-        return False
-
-
 def _has_module(*names: str) -> bool:
     return any(importlib.util.find_spec(n) is not None for n in names)
 
 
-def _has_trt(needs: str) -> bool:
-    # tensorrt-stubs installs an empty 'tensorrt' package: ask for a real class, not a name.
-    from gpuprof.capture.trt.api import installed
-
-    return installed("tensorrt", needs) or installed("tensorrt_rtx", needs)
-
-
 def _missing_reason(marker: str) -> str | None:
-    if marker == "gpu" and not _has_gpu():
-        return "needs a CUDA GPU with a driver (NVML not available here)"
+    # GPU and TensorRT checks are gpuprof's own (capture/trt/device.py), so a test skips exactly
+    # where `gpuprof engine` would not choose TensorRT.
+    from gpuprof.capture.trt import api, device
+
+    if marker == "gpu" and (why := device.gpu_unavailable_reason()):
+        return f"needs a CUDA GPU with a driver: {why}"
     if marker == "nsys" and shutil.which("nsys") is None:
         return "needs Nsight Systems ('nsys' not on PATH)"
-    if marker == "trt" and not _has_trt("Builder"):
+    if marker == "trt" and not any(api.installed(m, "Builder") for m in api.BUILDER_MODULES):
         return "needs the TensorRT builder (pip install tensorrt-rtx-cu13)"
-    if marker == "trt_runtime" and not (_has_gpu() and _has_trt("Runtime")):
-        return "needs a GPU and a TensorRT runtime to deserialize engines"
+    if marker == "trt_runtime" and (why := device.tensorrt_unavailable_reason()):
+        return f"needs a GPU and a TensorRT runtime to deserialize engines: {why}"
     if marker == "triton" and not (_has_module("pytriton") and _has_module("tritonclient")):
         return ("needs tritonclient and the tritonserver bundled in nvidia-pytriton "
                 "(pip install 'tritonclient[http,grpc]' && pip install --no-deps nvidia-pytriton)")

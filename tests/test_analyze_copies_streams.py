@@ -202,3 +202,34 @@ def test_two_gpus_are_kept_apart():
     assert len(gpus) == 2
     assert (gpus["busy_ns"] <= gpus["work_ns"]).all()
     assert ((gpus["utilisation"] > 0) & (gpus["utilisation"] <= 1)).all()
+
+
+def test_report_builds_each_gpu_timeline_once(monkeypatch):
+    """Regression: the GPU, gap and stream sections each rebuilt the intervals, and the first
+    two the same per-GPU timeline; one report builds the intervals once and each grouping's
+    timeline once, with the same sections as separate calls give."""
+    from gpuprof.analyze import streams
+    from gpuprof.render import nsys_report
+
+    profile = _profile(EXPORTS[0])
+    alone = {s.key: s.table for s in (nsys_report.gpu_section(profile),
+                                      nsys_report.gap_section(profile),
+                                      nsys_report.stream_section(profile))}
+    built = {"intervals": 0, "timelines": []}
+    intervals, timeline = streams.gpu_intervals, streams._Timeline
+
+    def count_intervals(*args):
+        built["intervals"] += 1
+        return intervals(*args)
+
+    def count_timelines(frame, keys):
+        built["timelines"].append(tuple(keys))
+        return timeline(frame, keys)
+
+    monkeypatch.setattr(streams, "gpu_intervals", count_intervals)
+    monkeypatch.setattr(streams, "_Timeline", count_timelines)
+    sections = {s.key: s.table for s in nsys_report.build_sections(profile)}
+    assert built["intervals"] == 1
+    assert sorted(built["timelines"]) == [tuple(streams.GPU_KEYS), tuple(streams.STREAM_KEYS)]
+    for key, table in alone.items():
+        pd.testing.assert_frame_equal(sections[key], table)

@@ -15,10 +15,10 @@ from gpuprof.analyze.common import first_event_ns
 from gpuprof.ingest.nsys import read_nsys
 from gpuprof.model import Profile
 from gpuprof.render.chrome_trace import GPU_PID_BASE, to_chrome_trace, write_chrome_trace
+from gpuprof.units import MIB
 from tests.conftest import fixture_path
 
 REPO = Path(__file__).resolve().parents[1]
-MIB = 1 << 20
 
 EXPORTS = [
     "Lianhang666__gpu4__report2.sqlite",

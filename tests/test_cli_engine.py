@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from gpuprof.analyze import stats
-from gpuprof.capture.ort.fallback import tensorrt_unavailable_reason
+from gpuprof.capture.trt.device import tensorrt_unavailable_reason
 from gpuprof.cli.main import main
 from gpuprof.model import Profile
 
@@ -82,8 +82,8 @@ def test_layer_csv_sums_to_the_profiled_session_time(det_run):
     out, _ = det_run
     profile = Profile.load(out / "run.gpuprof")
     layers = pd.read_csv(out / "layers.csv")
-    unit = 1e3 if "total (us)" in layers else 1e6
-    total_col = "total (us)" if unit == 1e3 else "total (ms)"
+    unit = 1e3 if "total (µs)" in layers else 1e6
+    total_col = "total (µs)" if unit == 1e3 else "total (ms)"
     assert layers[total_col].sum() * unit == pytest.approx(profile.layer_timings["duration_ns"].sum())
     runs = pd.DataFrame(profile.meta.extra["profile_runs"])
     # Tolerance: layer times fall short of ORT's own run time by the executor's work between
@@ -142,6 +142,86 @@ def test_help_lists_the_options(capsys):
     for option in ("--backend", "--iterations", "--warmup", "--shapes", "--out-dir", "--format",
                    "--no-layer-profile"):
         assert option in text
+
+
+# -- options -> each backend's run configuration (pure, no GPU needed) -----------------------
+
+def _configs(**given):
+    from gpuprof.cli.engine import RunArgs, ort_run_config, trt_run_config
+
+    args = RunArgs(Path("m.onnx"), Path("out"), **given)
+    return trt_run_config(args, nsys_available=False), ort_run_config(args)
+
+
+def test_options_not_given_take_each_backends_own_defaults():
+    from gpuprof.capture.ort import OrtRunConfig
+    from gpuprof.capture.trt.pipeline import TrtRunConfig
+
+    trt, ort = _configs()
+    trt_default, ort_default = TrtRunConfig(Path("m"), Path("o")), OrtRunConfig(Path("m"))
+    for name in ("iterations", "min_seconds", "warmup", "profile_iterations"):
+        assert getattr(trt, name) == getattr(trt_default, name), name
+        assert getattr(ort, name) == getattr(ort_default, name), name
+    assert trt.warmup != ort.warmup  # the point: TensorRT no longer gets ONNX Runtime's warm-up
+    assert trt.options.shapes == {} and trt.layer_profile and trt.nsys is False
+    assert trt.out_dir == Path("out") / "trt_run"
+
+
+def test_each_option_reaches_the_tensorrt_run():
+    trt, ort = _configs(iterations=7, warmup=2, profile_iterations=3, shapes="x:1x3x64x64",
+                        layer_profile=False)
+    assert (trt.iterations, trt.warmup, trt.profile_iterations) == (7, 2, 3)
+    assert trt.options.shapes == {"x": (1, 3, 64, 64)} and trt.layer_profile is False
+    assert (ort.iterations, ort.warmup, ort.profile_iterations) == (7, 2, 3)
+    assert ort.shapes == {"x": (1, 3, 64, 64)} and ort.layer_profile is False
+
+
+def test_duration_alone_means_auto_iterations_on_both_backends():
+    trt, ort = _configs(duration=0.5)
+    assert (trt.iterations, trt.min_seconds) == (None, 0.5)
+    assert (ort.iterations, ort.min_seconds) == (None, 0.5)
+    trt, ort = _configs(duration=0.5, iterations=4)  # a count wins, as the help says
+    assert trt.iterations == ort.iterations == 4
+
+
+def test_tensorrt_runner_gets_the_count_or_the_duration():
+    from gpuprof.capture.trt.pipeline import _runner_args
+    from gpuprof.capture.trt.runner import parse_args
+
+    sidecar = {"tensorrt": {"module": "tensorrt_rtx"}}
+    for given, expected in (({"iterations": 7}, (7, None)), ({"duration": 0.5}, (None, 0.5)),
+                            ({}, (50, None))):
+        config, _ = _configs(**given)
+        settings = parse_args(["--plan", "p.plan", "--out", "o", *_runner_args(config, sidecar)])
+        assert settings.iterations == expected[0], given
+        if expected[1] is not None:
+            assert settings.min_seconds == expected[1]
+
+
+def test_timed_pass_length_rule():
+    from gpuprof.capture.timed_count import timed_done
+
+    assert timed_done(3, 0, iterations=3, min_seconds=99) and not timed_done(2, 10**12, 3, 0)
+    # auto: both floors must be met, the cap ends it regardless
+    assert not timed_done(9, 10**12, None, 2.0, min_iterations=10)
+    assert not timed_done(10, 1_999_999_999, None, 2.0, min_iterations=10)
+    assert timed_done(10, 2_000_000_000, None, 2.0, min_iterations=10)
+    assert timed_done(50, 0, None, 2.0, min_iterations=10, max_iterations=50)
+
+
+def test_help_states_the_real_defaults(capsys):
+    from gpuprof.capture.ort import OrtRunConfig
+    from gpuprof.capture.trt.pipeline import TrtRunConfig
+
+    assert main(["engine", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    trt, ort = TrtRunConfig(Path("m"), Path("o")), OrtRunConfig(Path("m"))
+    assert f"Default: {ort.warmup} on ONNX Runtime, {trt.warmup} on TensorRT" in text
+    assert (f"Default: {ort.profile_iterations} on ONNX Runtime, {trt.profile_iterations} on "
+            "TensorRT") in text
+    assert f"at least {ort.min_iterations} and at least --duration" in text
+    assert f"without --duration: {trt.iterations})" in text
+    assert f"Default: {ort.min_seconds:g}." in text
 
 
 # -- bad input: one line, non-zero exit ---------------------------------------------------

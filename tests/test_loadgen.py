@@ -447,6 +447,45 @@ def test_trace_needs_a_server_trace_file():
     assert "--trace-file" in info.value.hint
 
 
+def test_trace_parts_are_parsed_once_while_waiting_for_the_flush(tmp_path, monkeypatch):
+    """Regression: every poll parsed every new part again. A whole part is parsed once; one
+    still being written is parsed again only after it changed."""
+    import time
+    from types import SimpleNamespace
+
+    from gpuprof.capture.loadgen import tracing
+
+    trace_file = tmp_path / "trace.json"
+    whole, growing = tmp_path / "trace.json.0", tmp_path / "trace.json.1"
+
+    class FlushingServer:  # writes one whole part and half of another when tracing is restored
+        url = "127.0.0.1:1"
+
+        def trace_settings(self, model=None):
+            return {"trace_level": ["OFF"], "trace_rate": "1000", "trace_file": str(trace_file)}
+
+        def update_trace_settings(self, settings, model=None):
+            if settings.get("trace_level") == ["OFF"]:
+                whole.write_text('[{"id": 1}]')
+                growing.write_text('[{"id": 2}')
+
+    polls = []
+
+    def poll(seconds):  # the growing part is finished after a few idle polls
+        polls.append(seconds)
+        if len(polls) == 4:
+            growing.write_text('[{"id": 2}, {"id": 3}]')
+
+    parsed = []
+    complete_json = tracing._complete_json
+    monkeypatch.setattr(tracing, "_complete_json", lambda p: parsed.append(p.name) or complete_json(p))
+    monkeypatch.setattr(tracing, "time", SimpleNamespace(monotonic=time.monotonic, sleep=poll))
+    session = tracing.TraceSession(FlushingServer(), "m").start()
+    assert session.finish() == [whole, growing]
+    assert len(polls) == 4
+    assert parsed.count(whole.name) == 1 and parsed.count(growing.name) == 2
+
+
 def test_grpc_trace_settings_are_unified():
     from gpuprof.capture.loadgen.tracing import _plain
 

@@ -144,6 +144,49 @@ def test_make_inputs_dtypes_and_shapes(dtype):
     np.testing.assert_array_equal(feeds["x"], oi.make_inputs(resolved)["x"])  # seeded
 
 
+# The same model input seen by both backends: ONNX element type -> numpy dtype (ONNX Runtime
+# feeds, via onnx), TensorRT DataType -> numpy dtype (the TensorRT runner's buffers, via nptype).
+SAME_INPUT = [(TensorProto.FLOAT, "FLOAT"), (TensorProto.FLOAT16, "HALF"), (TensorProto.INT8, "INT8"),
+              (TensorProto.INT32, "INT32"), (TensorProto.INT64, "INT64"),
+              (TensorProto.UINT8, "UINT8"), (TensorProto.BOOL, "BOOL")]
+
+
+def test_tensorrt_runner_fills_inputs_with_the_same_function():
+    from gpuprof.capture.trt import cuda_util
+
+    assert cuda_util.random_input is oi.random_input
+
+
+@pytest.mark.parametrize("onnx_type, trt_type", SAME_INPUT, ids=[t for _, t in SAME_INPUT])
+def test_both_backends_draw_the_same_data_for_the_same_input(onnx_type, trt_type):
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    from gpuprof.capture.trt import api, cuda_util
+
+    try:
+        trt = api.interface_module()
+    except Exception as exc:
+        pytest.skip(str(exc))
+    shape = (4, 64)
+    onnx_spec = oi.InputSpec("x", np.dtype(tensor_dtype_to_np_dtype(onnx_type)), shape)
+    ort_feed = oi.make_inputs(oi.resolve_shapes([onnx_spec]), seed=3)["x"]
+    # the runner: one generator seeded with --seed, inputs drawn in order (runner.prepare)
+    trt_dtype = np.dtype(trt.nptype(getattr(trt.DataType, trt_type)))
+    trt_fill = cuda_util.random_input(np.random.default_rng(3), "x", trt_dtype, shape)
+    assert trt_fill.dtype == ort_feed.dtype
+    np.testing.assert_array_equal(trt_fill, ort_feed)
+    _assert_range_rule(ort_feed)
+
+
+def _assert_range_rule(data: np.ndarray) -> None:
+    if data.dtype.kind == "f":
+        assert 0 <= data.min() and data.max() < 1
+    elif data.dtype.kind in "iu":
+        assert 0 <= data.min() and data.max() < 10 and len(np.unique(data)) > 1
+    else:
+        assert data.dtype == np.bool_ and data.any() and not data.all()
+
+
 def test_string_inputs_are_refused():
     with pytest.raises(BadInputError, match="cannot generate"):
         oi.make_inputs(oi.resolve_shapes([_spec((1,), "object")]))

@@ -19,6 +19,7 @@ from gpuprof.analyze import latency, layer_times, stats
 from gpuprof.capture.ort import OrtRunConfig, run_onnxruntime
 from gpuprof.capture.ort.fallback import choose_backend
 from gpuprof.capture.ort.session import clean_message
+from gpuprof.capture.trt.device import tensorrt_unavailable_reason
 from gpuprof.errors import BadInputError, CaptureError, MissingDependencyError, NoDataError
 from gpuprof.ingest.onnxruntime_profile import parse_events, read_events
 
@@ -102,15 +103,23 @@ def test_clean_message_drops_ort_prefixes():
 # -- backend choice -----------------------------------------------------------------------
 
 def test_choose_backend_explicit_onnxruntime():
-    assert choose_backend("onnxruntime", tensorrt_wired=False)[0] == "onnxruntime"
+    assert choose_backend("onnxruntime")[0] == "onnxruntime"
 
 
+@pytest.mark.skipif(tensorrt_unavailable_reason() is None, reason="TensorRT can run here")
 def test_auto_falls_back_with_a_reason_and_tensorrt_fails_clearly():
-    backend, reason = choose_backend("auto", tensorrt_wired=False)
-    assert backend == "onnxruntime" and reason.startswith("TensorRT not available here: ")
+    backend, reason = choose_backend("auto")
+    assert backend == "onnxruntime"
+    assert reason == f"TensorRT not available here: {tensorrt_unavailable_reason()}"
     with pytest.raises(MissingDependencyError, match="TensorRT cannot run here") as info:
-        choose_backend("tensorrt", tensorrt_wired=False)
+        choose_backend("tensorrt")
     assert "--backend onnxruntime" in info.value.one_line()
+
+
+@pytest.mark.gpu
+@pytest.mark.trt_runtime
+def test_auto_chooses_tensorrt_where_it_can_run():
+    assert choose_backend("auto") == ("tensorrt", None)
 
 
 # -- a real run: YOLOv8n at 160x160 -------------------------------------------------------

@@ -100,6 +100,30 @@ def test_layers_without_kernels_or_without_iprofiler_are_kept(nsys_with_marks):
     assert np.isnan(table.loc["/conv1/Conv + /relu/Relu", "iprofiler_ns"])
 
 
+def test_reconciliation_reuses_the_runs_cached_projection(nsys_with_marks, monkeypatch):
+    """Regression: reconcile projected kernels onto NVTX ranges again instead of using the
+    projection a loaded Run caches (and its layer table has already made)."""
+    import sys
+
+    from gpuprof.align import nvtx
+    from gpuprof.api import Run
+
+    merged = merge_nsys(_iprofiler_run({"/fc/Gemm": 20_000}), nsys_with_marks)
+    expected = reconcile_layers(merged)
+    projections = []
+    project = nvtx.project_to_ranges
+    # count through every module that imported the projection by name
+    for module in [m for name, m in sys.modules.items() if name.startswith("gpuprof")]:
+        if getattr(module, "project_to_ranges", None) is project:
+            monkeypatch.setattr(module, "project_to_ranges",
+                                lambda *args: projections.append(1) or project(*args))
+    run = Run.of(merged)
+    run.layers()
+    table = reconcile_layers(run)
+    assert len(projections) == 1
+    pd.testing.assert_frame_equal(table, expected)
+
+
 def test_profiler_overhead_and_report_section(nsys_with_marks):
     per_call = _sql_per_call()
     run = _iprofiler_run({name: ns for name, ns in per_call.items()}, compute_ns=700_000)

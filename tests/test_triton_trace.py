@@ -325,11 +325,11 @@ def test_seed_layout_of_the_timeline():
     lines = ascii_timeline(names, offsets, deltas)
     col = len("COMPUTE_OUTPUT_START") + 1
     assert lines[0].split() == names
-    assert lines[1].split() == ["0.0", "us", "526.0", "us", "542.3", "us", "6,312.7", "us"]
+    assert lines[1].split() == ["0.0", "µs", "526.0", "µs", "542.3", "µs", "6,312.7", "µs"]
     assert lines[2].startswith("----+") and lines[2].endswith(">")
     assert [i for i, ch in enumerate(lines[2]) if ch == "+"] == [4 + col * i for i in range(4)]
     # each gap ends just before the column of the timestamp it leads to
-    for i, gap in enumerate(["526.0 us", "16.2 us", "5,770.5 us"], start=1):
+    for i, gap in enumerate(["526.0 µs", "16.2 µs", "5,770.5 µs"], start=1):
         assert lines[3].index(gap) + len(gap) == col * i - 1
 
 
@@ -363,6 +363,27 @@ def test_report_sections(fixture_trace, tmp_path):
     assert rows.query("trace_id == 6")["request"].iloc[0].strip().startswith("└")
 
 
+def test_analysis_builds_the_request_tree_once(tmp_path, monkeypatch):
+    """Regression: each analysis used to walk every request again (7 walks per parse)."""
+    trace = read_triton_trace(write(tmp_path / "ens.json", _ensemble_objects()))
+    requests, stamps, headers = trace.profile.requests, trace.timestamps, trace.headers
+    # each function on its own builds its own tree: the shared one must give the same tables
+    expected = {"summary": A.stage_summary(requests, headers),
+                "layout": A.stage_layout(stamps, headers),
+                "per_request": A.per_request(requests, headers),
+                "incomplete": A.incomplete_requests(stamps, headers)}
+    walks = []
+    build = A.request_tree
+    monkeypatch.setattr(A, "request_tree", lambda headers: walks.append(1) or build(headers))
+    analysis = A.analyze_requests(trace.profile.requests, trace.timestamps, trace.headers,
+                                  trace.tensors)
+    assert len(walks) == 1
+    for name, table in expected.items():
+        pd.testing.assert_frame_equal(getattr(analysis, name), table)
+    A.select_model(trace.headers, "ens")  # membership only: needs no tree
+    assert len(walks) == 1
+
+
 def test_chrome_trace_nests_per_thread(fixture_trace):
     doc = chrome_trace(fixture_trace.profile.requests)
     json.dumps(doc)
@@ -380,6 +401,16 @@ def test_chrome_trace_nests_per_thread(fixture_trace):
                 stack.pop()
             assert not stack or end <= stack[-1] + 1e-6, "slices on one thread must nest"
             stack.append(end)
+
+
+def test_written_trace_is_the_same_document_as_the_dict(fixture_trace, tmp_path):
+    from gpuprof.render.triton_trace_json import write_chrome_trace
+
+    requests = fixture_trace.profile.requests
+    path = write_chrome_trace(tmp_path / "t.json", requests)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc == chrome_trace(requests)
+    assert doc["otherData"]["clock"] == "CLOCK_MONOTONIC" and doc["displayTimeUnit"] == "ms"
 
 
 def test_layouts_are_per_model_and_path(tmp_path):

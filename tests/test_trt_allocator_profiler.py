@@ -17,6 +17,7 @@ import pytest
 
 from gpuprof.capture.trt import api
 from gpuprof.capture.trt.allocator import AllocationLog, allocator_class, recording_allocator
+from gpuprof.capture.trt.device import gpu_present
 from gpuprof.capture.trt.logger import LogRecords, collecting_logger
 from gpuprof.capture.trt.profiler import LayerTimeLog, profiler_class, recording_profiler
 from gpuprof.capture.trt.progress import ProgressState, monitor_class, progress_monitor
@@ -123,15 +124,9 @@ def test_allocation_log_is_thread_safe():
     assert len(log.events) == 4000 and log.live_bytes == 0
 
 
-def _has_gpu() -> bool:
-    from gpuprof.capture.trt.device import gpu_present
-
-    return gpu_present()
-
-
 def test_allocator_with_real_cuda_but_no_driver_fails_softly(trt):
     pytest.importorskip("cuda.bindings.runtime", reason="needs cuda-python (pip install cuda-python)")
-    if _has_gpu():
+    if gpu_present():
         pytest.skip("a GPU is present: test_allocator_on_gpu covers the real path")
     from gpuprof.capture.trt.allocator import CudaMemory
 

@@ -152,14 +152,14 @@ def test_runner_on_gpu(small_plan, tmp_path):
 
 @pytest.mark.trt
 def test_pipeline_without_gpu_raises_capture_error(small_plan, tmp_path):
-    from gpuprof.capture.trt.device import gpu_present
+    from gpuprof.capture.trt.device import gpu_present, tensorrt_unavailable_reason
     from gpuprof.capture.trt.options import BuildOptions
-    from gpuprof.capture.trt.pipeline import TrtRunConfig, run_tensorrt, runner_usable
+    from gpuprof.capture.trt.pipeline import TrtRunConfig, run_tensorrt
     from gpuprof.errors import CaptureError
 
     if gpu_present():
         pytest.skip("a GPU is present: test_pipeline_on_gpu covers the run")
-    assert runner_usable() is False
+    assert tensorrt_unavailable_reason() is not None
     config = TrtRunConfig(CLS, tmp_path / "out", BuildOptions(shapes={"x": (1, 3, 64, 64)}),
                           iterations=3, cache_dir=small_plan.parent)
     with pytest.raises((CaptureError, MissingDependencyError)) as info:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..align.nvtx import NO_RANGE, project_to_ranges
+from ..align.nvtx import NO_RANGE
 from ..model import Profile
-from .layers import ENGINE_WRAPPER, TENSORRT_DOMAIN, layer_name
+from .layers import ENGINE_WRAPPER, TENSORRT_DOMAIN, kernel_ranges, layer_name
 
 IPROFILER = "iprofiler"
 
@@ -25,7 +25,7 @@ IPROFILER = "iprofiler"
 def layer_gpu_per_call(profile: Profile) -> pd.DataFrame:
     """Per layer: calls, mean GPU span and mean summed kernel time per call (ns)."""
     kernels, ranges = profile.kernels, profile.nvtx_ranges
-    rows = project_to_ranges(kernels, profile.api_calls, ranges, TENSORRT_DOMAIN)
+    rows = _tensorrt_attribution(profile)["range_row"].to_numpy()
     inside = rows != NO_RANGE
     per_instance = pd.DataFrame({
         "row": rows[inside],
@@ -40,6 +40,16 @@ def layer_gpu_per_call(profile: Profile) -> pd.DataFrame:
         calls_with_kernels=("span_ns", "size"), span_ns=("span_ns", "mean"),
         kernel_ns=("kernel_ns", "mean"))
     return table[~table.index.str.match(ENGINE_WRAPPER)]
+
+
+def _tensorrt_attribution(profile: Profile) -> pd.DataFrame:
+    """Each kernel's TensorRT range row (``kernel_ranges``, same order as ``profile.kernels``).
+
+    The projection is the costly step: a loaded ``Run`` keeps each domain's result
+    (``Run.attributed``), which its layer table has usually computed already, so use that.
+    """
+    cached = getattr(profile, "attributed", None)  # a plain Profile has none
+    return cached(TENSORRT_DOMAIN) if callable(cached) else kernel_ranges(profile, TENSORRT_DOMAIN)
 
 
 def iprofiler_per_call(profile: Profile) -> pd.DataFrame:

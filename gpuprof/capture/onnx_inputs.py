@@ -196,21 +196,25 @@ def validate_shape(spec: InputSpec, shape: tuple[int, ...]) -> None:
 
 
 def make_inputs(resolved: list[ResolvedInput], seed: int = 0) -> dict[str, np.ndarray]:
-    """Random data of each input's dtype and shape: floats in [0, 1), integers in [0, 10)."""
+    """Random data of each input's dtype and shape (``random_input``), drawn in input order."""
     rng = np.random.default_rng(seed)
-    return {r.spec.name: _random(rng, r.spec, r.shape) for r in resolved}
+    return {r.spec.name: random_input(rng, r.spec.name, r.spec.dtype, r.shape) for r in resolved}
 
 
-def _random(rng: np.random.Generator, spec: InputSpec, shape: tuple[int, ...]) -> np.ndarray:
-    kind = spec.dtype.kind
-    if kind == "f":
-        return rng.random(shape, dtype=np.float32).astype(spec.dtype, copy=False)
-    if kind in "iu":
+def random_input(rng: np.random.Generator, name: str, dtype: np.dtype,
+                 shape: tuple[int, ...]) -> np.ndarray:
+    """Random data for one input, the same rules on every backend (the TensorRT runner fills its
+    pinned buffers with this too): floats in [0, 1), integers in [0, 10), bools 50/50."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        # drawn as float32 and cast, so float16/float64 inputs see the same values
+        return rng.random(shape, dtype=np.float32).astype(dtype, copy=False)
+    if dtype.kind in "iu":
         # Small non-negative values: valid token ids, class indices and gather indices alike.
-        return rng.integers(0, 10, size=shape).astype(spec.dtype)
-    if kind == "b":
+        return rng.integers(0, 10, size=shape).astype(dtype)
+    if dtype.kind == "b":
         return rng.random(shape) < 0.5
-    raise BadInputError(f"input '{spec.name}' has dtype {spec.dtype}, which gpuprof cannot generate",
+    raise BadInputError(f"input '{name}' has dtype {dtype}, which gpuprof cannot generate",
                         "Only numeric and bool inputs are supported")
 
 

@@ -6,6 +6,7 @@ Thin: parse options, pick the backend, call the capture, build and write the rep
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -16,19 +17,37 @@ PHASE_LABELS = {"load": "loading model", "warmup": "warm-up", "timed": "timed pa
                 "profile_load": "loading profiling session", "profiled": "layer profile"}
 
 
+@dataclass(frozen=True)
+class RunArgs:
+    """The run options as the user gave them; None where not given, so that each backend can
+    apply its own default."""
+
+    model: Path
+    out_dir: Path
+    iterations: int | None = None
+    duration: float | None = None
+    warmup: int | None = None
+    profile_iterations: int | None = None
+    shapes: str | None = None
+    layer_profile: bool = True
+
+
 @click.command("engine")
 @click.argument("model", type=str)
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default="auto",
               show_default=True, help="auto: TensorRT when a TensorRT runtime and a GPU are usable, "
               "else ONNX Runtime.")
 @click.option("--iterations", "-n", type=click.IntRange(min=1), default=None,
-              help="Timed iterations. Default: auto, at least 10 and at least --duration seconds.")
-@click.option("--duration", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="Minimum seconds of timed runs when --iterations is not given.")
-@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
-              help="Untimed iterations before the timed pass.")
-@click.option("--profile-iterations", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Iterations of the separate per-layer profiling pass.")
+              help="Timed iterations. Default: auto, at least 10 and at least --duration seconds "
+              "(on TensorRT without --duration: 50).")
+@click.option("--duration", type=click.FloatRange(min=0), default=None,
+              help="Minimum seconds of timed runs when --iterations is not given. Default: 2.")
+@click.option("--warmup", type=click.IntRange(min=0), default=None,
+              help="Untimed iterations before the timed pass. Default: 5 on ONNX Runtime, "
+              "10 on TensorRT.")
+@click.option("--profile-iterations", type=click.IntRange(min=1), default=None,
+              help="Iterations of the separate per-layer profiling pass. Default: 5 on ONNX "
+              "Runtime, 10 on TensorRT.")
 @click.option("--shapes", type=str, default=None, metavar="NAME:1x3x640x640[,...]",
               help="Input shapes for dynamic dims (a lone 1x3x640x640 for one-input models).")
 @click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -46,53 +65,69 @@ def engine_command(model, backend, iterations, duration, warmup, profile_iterati
 
     model_path = Path(model)
     onnx_inputs.load_onnx(model_path)  # fail fast on a bad file, before any backend loads
-    chosen, note = choose_backend(backend, tensorrt_wired=_tensorrt_runner() is not None)
+    chosen, note = choose_backend(backend)
     out_dir = out_dir or Path("gpuprof-out") / (model_path.stem or "model")
-    config = _ort_config(model_path, iterations, duration, warmup, profile_iterations, shapes,
-                         no_layer_profile, out_dir)
-    profile = _capture(chosen, config)
+    args = RunArgs(model_path, out_dir, iterations, duration, warmup, profile_iterations, shapes,
+                   layer_profile=not no_layer_profile)
+    profile = _run_tensorrt(args) if chosen == "tensorrt" else _run_onnxruntime(args)
     _write_and_print(profile, out_dir, fmt, top, note)
 
 
-def _tensorrt_runner():
-    """The TensorRT run path for this command; choose_backend decides whether it can run here."""
-    return _run_tensorrt
-
-
-def _run_tensorrt(config):
+def _run_tensorrt(args: RunArgs):
     """Build (cached) and profile on TensorRT in a child process, under nsys when installed."""
     import shutil
 
+    from ..capture.trt.pipeline import run_tensorrt
+
+    return run_tensorrt(trt_run_config(args, nsys_available=shutil.which("nsys") is not None))
+
+
+def _run_onnxruntime(args: RunArgs):
+    from ..capture.ort import run_onnxruntime
+
+    with _Progress() as progress:
+        return run_onnxruntime(ort_run_config(args), progress=progress)
+
+
+def trt_run_config(args: RunArgs, nsys_available: bool):
+    """The TensorRT run for these options; TensorRT's own defaults (``TrtRunConfig``) where the
+    user gave none, not ONNX Runtime's."""
+    from ..capture import onnx_inputs
     from ..capture.trt.options import BuildOptions
-    from ..capture.trt.pipeline import TrtRunConfig, run_tensorrt
+    from ..capture.trt.pipeline import TrtRunConfig
 
-    out = (config.raw_profile_path.parent if config.raw_profile_path else Path("gpuprof-out")) / "trt_run"
-    trt_config = TrtRunConfig(
-        model=config.model, out_dir=out, options=BuildOptions(shapes=dict(config.shapes)),
-        iterations=config.iterations or 50, warmup=config.warmup,
-        profile_iterations=config.profile_iterations, layer_profile=config.layer_profile,
-        nsys=shutil.which("nsys") is not None)
-    return run_tensorrt(trt_config)
+    return TrtRunConfig(model=args.model, out_dir=args.out_dir / "trt_run",
+                        options=BuildOptions(shapes=onnx_inputs.parse_shapes(args.shapes)),
+                        layer_profile=args.layer_profile, nsys=nsys_available,
+                        **_trt_count(args.iterations, args.duration),
+                        **_given(warmup=args.warmup, profile_iterations=args.profile_iterations))
 
 
-def _ort_config(model_path, iterations, duration, warmup, profile_iterations, shapes,
-                no_layer_profile, out_dir):
+def _trt_count(iterations: int | None, duration: float | None) -> dict:
+    # As on ONNX Runtime, --iterations wins over --duration; --duration alone means auto.
+    if iterations is not None:
+        return {"iterations": iterations}
+    if duration is not None:
+        return {"iterations": None, "min_seconds": duration}
+    return {}
+
+
+def ort_run_config(args: RunArgs):
+    """The ONNX Runtime run for these options; its own defaults (``OrtRunConfig``) elsewhere."""
     from ..capture import onnx_inputs
     from ..capture.ort import OrtRunConfig
 
-    return OrtRunConfig(model=model_path, iterations=iterations, min_seconds=duration,
-                        warmup=warmup, shapes=onnx_inputs.parse_shapes(shapes),
-                        layer_profile=not no_layer_profile, profile_iterations=profile_iterations,
-                        raw_profile_path=out_dir / "onnxruntime_profile.json")
+    return OrtRunConfig(model=args.model, iterations=args.iterations,
+                        shapes=onnx_inputs.parse_shapes(args.shapes),
+                        layer_profile=args.layer_profile,
+                        raw_profile_path=args.out_dir / "onnxruntime_profile.json",
+                        **_given(min_seconds=args.duration, warmup=args.warmup,
+                                 profile_iterations=args.profile_iterations))
 
 
-def _capture(chosen: str, config):
-    from ..capture.ort import run_onnxruntime
-
-    if chosen == "tensorrt":
-        return _tensorrt_runner()(config)
-    with _Progress() as progress:
-        return run_onnxruntime(config, progress=progress)
+def _given(**options) -> dict:
+    """Only the options the user gave, so the config's defaults fill the rest."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def _write_and_print(profile, out_dir: Path, fmt: str, top: int, note: str | None) -> None:

@@ -30,10 +30,13 @@ def write_artifacts(run, report: Report, out_dir: str | Path) -> list[Path]:
 
 
 def write_memory_plot(run, path: str | Path) -> Path:
+    from ..analyze.common import first_event_ns
     from ..analyze.memory import memory_timeline
     from .plots import plot_memory
 
-    return plot_memory(memory_timeline(run.memory_events), path)
+    # the run's time zero, as the report's "Peak at (ms)" and the trace use
+    return plot_memory(memory_timeline(run.memory_events), path,
+                       origin_ns=first_event_ns(run.tables))
 
 
 def _terminal_copy(report: Report) -> Report:

@@ -14,12 +14,16 @@ and say so in their args.
 Timestamps are microseconds relative to the earliest event, as floats with 3 decimals so that
 nanosecond precision survives. Large traces are written event by event in chunks: the whole
 document never exists as one string.
+
+The Trace Event Format primitives (``meta_event``, ``complete_event``, ``flow_events``,
+``trace_document``, ``write_trace_events``) are shared with every other trace gpuprof writes
+(``triton_trace_json``), so there is one writer and one shape per event kind.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +32,7 @@ import pandas as pd
 from ..analyze.common import first_event_ns
 from ..fsutil import atomic_write
 from ..model import Profile
+from ..units import MIB
 
 # Synthetic pids for GPU processes, above any real pid (nsys keeps 24 bits of a pid).
 GPU_PID_BASE = 1 << 24
@@ -38,26 +43,71 @@ PLACED_SEQUENTIALLY = "sequential (profiler gives durations only)"
 RunTracks = dict[tuple[str, str], int]  # (table, source) -> tid on the run process
 FLOW_CATEGORY = "launch"
 CHUNK_EVENTS = 20_000
-MIB = 1024 * 1024
 
 
 def to_chrome_trace(profile: Profile) -> dict:
     """The whole trace as one dict (small profiles, tests); see ``write_chrome_trace``."""
-    return {"traceEvents": list(iter_events(profile)), "displayTimeUnit": "ns"}
+    return trace_document(list(iter_events(profile)))
 
 
 def write_chrome_trace(profile: Profile, path: str | Path) -> Path:
     """Write the trace as JSON, atomically, streaming events in chunks."""
+    return write_trace_events(path, iter_events(profile))
+
+
+# -- Trace Event Format primitives (shared with triton_trace_json) -------------------------
+
+def trace_document(events: list[dict], display_time_unit: str = "ns",
+                   other_data: dict | None = None) -> dict:
+    """The JSON object form of a trace: events plus the viewer's display unit."""
+    return {"traceEvents": events, **_document_head(display_time_unit, other_data)}
+
+
+def write_trace_events(path: str | Path, events: Iterable[dict], display_time_unit: str = "ns",
+                       other_data: dict | None = None) -> Path:
+    """Write ``trace_document(events, ...)`` as JSON, atomically, streaming events in chunks."""
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    head = encode(_document_head(display_time_unit, other_data))
     with atomic_write(path, "w", encoding="utf-8") as handle:
-        handle.write('{"displayTimeUnit":"ns","traceEvents":[\n')
+        handle.write(head[:-1] + ',"traceEvents":[\n')  # the head object, left open
         first = True
-        for chunk in _chunks(iter_events(profile), CHUNK_EVENTS):
+        for chunk in _chunks(iter(events), CHUNK_EVENTS):
             # one encoder call per chunk: per-event calls cost more than the encoding itself
             handle.write(("" if first else ",\n") + encode(chunk)[1:-1])
             first = False
         handle.write("\n]}\n")
     return Path(path)
+
+
+def _document_head(display_time_unit: str, other_data: dict | None) -> dict:
+    head: dict = {"displayTimeUnit": display_time_unit}
+    if other_data:
+        head["otherData"] = other_data
+    return head
+
+
+def meta_event(name: str, pid: int, tid: int, args: dict) -> dict:
+    """Metadata (``ph: M``): process/thread names and sort order."""
+    return {"ph": "M", "name": name, "pid": pid, "tid": tid, "args": args}
+
+
+def complete_event(name: str, cat: str, pid: int, tid: int, ts: float, dur: float,
+                   args: dict | None = None) -> dict:
+    """A slice with start and duration (``ph: X``), in trace microseconds."""
+    event = {"ph": "X", "name": name, "cat": cat, "pid": pid, "tid": tid, "ts": ts, "dur": dur}
+    if args is not None:
+        event["args"] = args
+    return event
+
+
+def flow_events(flow_id: int | str, name: str, cat: str, source: tuple[int, int, float],
+                target: tuple[int, int, float]) -> tuple[dict, dict]:
+    """An arrow from (pid, tid, ts) ``source`` to ``target``; the target end binds to the slice
+    enclosing it (``bp: e``), as viewers expect for launch and request links."""
+    common = {"name": name, "cat": cat, "id": flow_id}
+    (src_pid, src_tid, src_ts), (dst_pid, dst_tid, dst_ts) = source, target
+    return (common | {"ph": "s", "pid": src_pid, "tid": src_tid, "ts": src_ts},
+            common | {"ph": "f", "bp": "e", "pid": dst_pid, "tid": dst_tid, "ts": dst_ts})
 
 
 def _chunks(events: Iterator[dict], size: int) -> Iterator[list[dict]]:
@@ -123,11 +173,11 @@ def _host_metadata(profile: Profile) -> Iterator[dict]:
     host = pd.concat([t[["pid", "tid"]] for t in (profile.api_calls, profile.nvtx_ranges)])
     host = host.drop_duplicates().sort_values(["pid", "tid"])
     for index, pid in enumerate(host["pid"].unique()):
-        yield _meta("process_name", int(pid), 0, {"name": f"Process {pid}"})
-        yield _meta("process_sort_index", int(pid), 0, {"sort_index": index})
+        yield meta_event("process_name", int(pid), 0, {"name": f"Process {pid}"})
+        yield meta_event("process_sort_index", int(pid), 0, {"sort_index": index})
     for pid, tid in host.itertuples(index=False):
-        yield _meta("thread_name", int(pid), int(tid), {"name": f"Thread {tid}"})
-        yield _meta("thread_sort_index", int(pid), int(tid), {"sort_index": int(tid)})
+        yield meta_event("thread_name", int(pid), int(tid), {"name": f"Thread {tid}"})
+        yield meta_event("thread_sort_index", int(pid), int(tid), {"sort_index": int(tid)})
 
 
 def _gpu_metadata(profile: Profile, gpu_tracks: pd.DataFrame) -> Iterator[dict]:
@@ -137,21 +187,17 @@ def _gpu_metadata(profile: Profile, gpu_tracks: pd.DataFrame) -> Iterator[dict]:
     devices = set(gpu_tracks["device_id"]) | set(memory_devices[memory_devices >= 0])
     for device in sorted(int(d) for d in devices):
         label = f"GPU {device}" + (f" ({gpu_names[device]})" if device in gpu_names else "")
-        yield _meta("process_name", GPU_PID_BASE + device, 0, {"name": label})
+        yield meta_event("process_name", GPU_PID_BASE + device, 0, {"name": label})
         # after every host process, in device order
-        yield _meta("process_sort_index", GPU_PID_BASE + device, 0,
+        yield meta_event("process_sort_index", GPU_PID_BASE + device, 0,
                     {"sort_index": GPU_PID_BASE + device})
     # name the process only when several share a GPU: their stream ids may then repeat
     shared = bool(len(gpu_tracks)) and gpu_tracks.groupby("device_id")["pid"].nunique().max() > 1
     for row in gpu_tracks.itertuples(index=False):
         label = f"Stream {row.stream_id}" + (f" (process {row.pid})" if shared else "")
-        yield _meta("thread_name", int(row.trace_pid), int(row.trace_tid), {"name": label})
-        yield _meta("thread_sort_index", int(row.trace_pid), int(row.trace_tid),
+        yield meta_event("thread_name", int(row.trace_pid), int(row.trace_tid), {"name": label})
+        yield meta_event("thread_sort_index", int(row.trace_pid), int(row.trace_tid),
                     {"sort_index": int(row.trace_tid)})
-
-
-def _meta(name: str, pid: int, tid: int, args: dict) -> dict:
-    return {"ph": "M", "name": name, "pid": pid, "tid": tid, "args": args}
 
 
 # -- host side ----------------------------------------------------------------------------
@@ -170,7 +216,7 @@ def _nvtx_events(ranges: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
         if kind == "mark":
             yield base | {"ph": "i", "s": "t"}
         elif kind == "push_pop" and ended:
-            yield base | {"ph": "X", "dur": round(end - start, 3)}
+            yield complete_event(text, domain, pid, tid, start, round(end - start, 3))
         elif kind == "start_end" and ended:
             # start/end ranges may cross threads and overlap: async slices, not nested ones
             async_id = f"nvtx{index}"
@@ -186,8 +232,8 @@ def _api_events(calls: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
                   clock.dur_us(calls["start_ns"], calls["end_ns"]).tolist(),
                   calls["correlation_id"].tolist(), calls["return_value"].tolist(), strict=True)
     for name, pid, tid, ts, dur, corr, ret in columns:
-        yield {"ph": "X", "name": name, "cat": "cuda_api", "pid": pid, "tid": tid, "ts": ts,
-               "dur": dur, "args": {"correlation_id": corr, "return_value": ret}}
+        yield complete_event(name, "cuda_api", pid, tid, ts, dur,
+                             {"correlation_id": corr, "return_value": ret})
 
 
 # -- GPU side -----------------------------------------------------------------------------
@@ -206,8 +252,7 @@ def _gpu_events(table: pd.DataFrame, gpu_tracks: pd.DataFrame, clock: _Clock,
                   clock.dur_us(rows["start_ns"], rows["end_ns"]).tolist(), args_of(rows),
                   strict=True)
     for name, pid, tid, ts, dur, args in columns:
-        yield {"ph": "X", "name": name, "cat": "gpu", "pid": pid, "tid": tid, "ts": ts,
-               "dur": dur, "args": args}
+        yield complete_event(name, "gpu", pid, tid, ts, dur, args)
 
 
 KERNEL_ARGS = ("grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z",
@@ -264,9 +309,8 @@ def _flow_events(profile: Profile, gpu_tracks: pd.DataFrame, clock: _Clock) -> I
                   pairs["trace_tid"].tolist(), clock.us(pairs["start_ns_api"]).tolist(),
                   clock.us(pairs["start_ns_gpu"]).tolist(), strict=True)
     for flow_id, (pid, tid, gpu_pid, gpu_tid, t_api, t_gpu) in enumerate(columns, start=1):
-        common = {"name": "launch", "cat": FLOW_CATEGORY, "id": flow_id}
-        yield common | {"ph": "s", "pid": pid, "tid": tid, "ts": t_api}
-        yield common | {"ph": "f", "bp": "e", "pid": gpu_pid, "tid": gpu_tid, "ts": t_gpu}
+        yield from flow_events(flow_id, "launch", FLOW_CATEGORY, (pid, tid, t_api),
+                               (gpu_pid, gpu_tid, t_gpu))
 
 
 def _memory_counters(events: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
@@ -327,13 +371,13 @@ def _run_metadata(profile: Profile, run_tracks: RunTracks) -> Iterator[dict]:
     if not run_tracks and not (profile.memory_events["device_id"] < 0).any():
         return
     label = f"{profile.meta.tool} run" if profile.meta.tool else "run"
-    yield _meta("process_name", RUN_PID, 0, {"name": label})
+    yield meta_event("process_name", RUN_PID, 0, {"name": label})
     # after every real host process, before the GPUs
-    yield _meta("process_sort_index", RUN_PID, 0, {"sort_index": RUN_PID})
+    yield meta_event("process_sort_index", RUN_PID, 0, {"sort_index": RUN_PID})
     titles = {"iterations": "timed iterations", "layer_timings": "layers"}
     for (table, source), tid in run_tracks.items():
-        yield _meta("thread_name", RUN_PID, tid, {"name": f"{titles[table]} ({source})"})
-        yield _meta("thread_sort_index", RUN_PID, tid, {"sort_index": tid})
+        yield meta_event("thread_name", RUN_PID, tid, {"name": f"{titles[table]} ({source})"})
+        yield meta_event("thread_sort_index", RUN_PID, tid, {"sort_index": tid})
 
 
 def _iteration_events(iterations: pd.DataFrame, run_tracks: RunTracks,
@@ -348,8 +392,8 @@ def _iteration_events(iterations: pd.DataFrame, run_tracks: RunTracks,
     for index, (iteration, source, ts, dur) in enumerate(columns):
         args = {name: round(values[index] / 1000.0, 3) for name, values in stages
                 if values[index] >= 0}
-        yield {"ph": "X", "name": f"iteration {iteration}", "cat": "iteration", "pid": RUN_PID,
-               "tid": run_tracks[("iterations", source)], "ts": ts, "dur": dur, "args": args}
+        yield complete_event(f"iteration {iteration}", "iteration", RUN_PID,
+                             run_tracks[("iterations", source)], ts, dur, args)
 
 
 def _layer_events(profile: Profile, run_tracks: RunTracks, clock: _Clock) -> Iterator[dict]:
@@ -366,8 +410,8 @@ def _layer_events(profile: Profile, run_tracks: RunTracks, clock: _Clock) -> Ite
             args["layer_type"] = layer_type
         if sequential:
             args["placed"] = PLACED_SEQUENTIALLY
-        yield {"ph": "X", "name": name, "cat": "layer", "pid": RUN_PID,
-               "tid": run_tracks[("layer_timings", source)], "ts": ts, "dur": dur, "args": args}
+        yield complete_event(name, "layer", RUN_PID, run_tracks[("layer_timings", source)], ts,
+                             dur, args)
 
 
 def _placed_layers(layers: pd.DataFrame, iterations: pd.DataFrame, origin_ns: int) -> pd.DataFrame:

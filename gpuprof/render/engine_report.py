@@ -1,6 +1,6 @@
 """The ``gpuprof engine`` report: facts, latency, iterations, layers, layer types, memory.
 
-Analysis functions return raw ns/bytes; this module picks display units (ms or us for time,
+Analysis functions return raw ns/bytes; this module picks display units (ms or µs for time,
 MiB for memory) and words. ``write_engine_outputs`` writes every file of an engine run into one
 directory; plots and the trace come from ``plots``/``chrome_trace`` when those are available.
 """
@@ -14,14 +14,15 @@ import numpy as np
 import pandas as pd
 
 from ..analyze import latency, layer_times, stats
+from ..analyze.common import first_event_ns
 from ..errors import GpuprofError
 from ..model import Profile
+from ..units import MIB, MICROSECONDS
 from .report import Report, Section
 
 TOP_LAYERS = 20
 TERMINAL_ITERATIONS = 10
 CV_WARNING = 0.025  # trtexec warns above a 2.5% coefficient of variation
-MIB = 1024 * 1024
 BACKEND_NAMES = {"onnxruntime": "ONNX Runtime", "tensorrt": "TensorRT"}
 FILES = {
     "report.md": "this report (Markdown)",
@@ -60,7 +61,7 @@ def build_engine_report(profile: Profile, top: int = TOP_LAYERS, backend_note: s
     reconciled = reconcile_section(profile)
     if reconciled is not None:
         report.add(reconciled)
-    report.add(_memory_section(profile.memory_events, extra))
+    report.add(_memory_section(profile.memory_events, extra, first_event_ns(profile.tables)))
     if files:
         report.add(Section("files", "Files", pd.DataFrame(
             {"file": list(files), "content": list(files.values())})))
@@ -104,7 +105,7 @@ def _facts(profile: Profile, backend_note: str | None) -> dict[str, str]:
 
 def _time_unit(values: pd.Series) -> tuple[str, float]:
     median = float(np.median(values)) if len(values) else 0.0
-    return ("us", 1e3) if 0 < median < 1e6 else ("ms", 1e6)
+    return (MICROSECONDS, 1e3) if 0 < median < 1e6 else ("ms", 1e6)
 
 
 def _latency_section(iterations: pd.DataFrame, unit: tuple[str, float]) -> Section:
@@ -136,7 +137,7 @@ def _iterations_section(iterations: pd.DataFrame, unit: tuple[str, float]) -> Se
         "iteration": rows["iteration"].astype("int64"),
         "offset (ms)": rows["offset_ns"].astype("float64") / 1e6,
         f"latency ({name})": rows["latency_ns"].astype("float64") / div,
-        "gap before (us)": rows["gap_ns"].astype("float64") / 1e3,
+        f"gap before ({MICROSECONDS})": rows["gap_ns"].astype("float64") / 1e3,
         "x median": rows["vs_median"].astype("float64"),
     })
     notes = ["gap before = host time between the previous run's end and this run's start "
@@ -209,13 +210,17 @@ def _memory_label(source: str, device: int) -> str:
     return label if device < 0 else f"{label}, GPU {device}"
 
 
-def _memory_section(events: pd.DataFrame, extra: dict) -> Section:
+def _memory_section(events: pd.DataFrame, extra: dict, origin_ns: int | None = None) -> Section:
+    """Memory per phase; times in ms from ``origin_ns``, the run's time zero
+    (``first_event_ns``), so they match memory.png, the trace and the nsys report. Without it
+    the first memory event is time zero."""
+    from ..analyze.memory import memory_summary
     from ..analyze.memory_phases import memory_by_phase
 
     phases = memory_by_phase(events)
     if phases.empty:
         return Section("memory", "Memory by phase", None, ["No memory samples were taken."])
-    origin = int(phases["start_ns"].min())
+    origin = first_event_ns({"memory_events": events}) if origin_ns is None else origin_ns
     labels = [_memory_label(s, d) for s, d in zip(phases["source"], phases["device_id"])]
     table = pd.DataFrame({
         "memory": labels, "phase": phases["phase"],
@@ -224,10 +229,12 @@ def _memory_section(events: pd.DataFrame, extra: dict) -> Section:
         "at start (MiB)": phases["start_bytes"] / MIB, "peak (MiB)": phases["peak_bytes"] / MIB,
         "change (MiB)": phases["change_bytes"] / MIB})
     notes = []
+    peak_ms = _peak_ms(memory_summary(events), origin)
     for label, rows in table.groupby("memory", sort=False):
         peak = rows.loc[rows["peak (MiB)"].idxmax()]
         notes.append(f"Peak {label}: {peak['peak (MiB)']:,.1f} MiB, first reached in phase "
-                     f"'{peak['phase']}'.")
+                     f"'{peak['phase']}' at {peak_ms[label]:,.3f} ms (since the run's first "
+                     "event, as in memory.png).")
     if (phases["source"] == "process_rss").any():
         notes.append(f"RSS is sampled by a background thread every {_num(extra.get('rss_interval_ms'))} "
                      f"ms ({_num(extra.get('rss_timed_interval_ms'))} ms during the timed pass, to "
@@ -237,6 +244,13 @@ def _memory_section(events: pd.DataFrame, extra: dict) -> Section:
                      "memory given via context.device_memory and CUDA/cuBLAS/cuDNN internals "
                      "bypass it (compare with nsys CUDA memory where captured).")
     return Section("memory", "Memory by phase", table, notes)
+
+
+def _peak_ms(summary: pd.DataFrame, origin_ns: int) -> dict[str, float]:
+    """When each source/device first reached its peak, in ms from the run's time zero."""
+    labels = (_memory_label(s, d) for s, d in zip(summary["source"], summary["device_id"]))
+    times = (summary["peak_time_ns"] - origin_ns) / 1e6
+    return dict(zip(labels, times))
 
 
 def _num(value) -> str:
@@ -299,7 +313,8 @@ def _plot_memory(profile: Profile, path: Path) -> None:
     from .plots import plot_memory
 
     plot_memory(memory_timeline(profile.memory_events), path,
-                title=f"Process memory (RSS): {profile.meta.extra.get('model', '')}")
+                title=f"Process memory (RSS): {profile.meta.extra.get('model', '')}",
+                origin_ns=first_event_ns(profile.tables))
 
 
 def _write_trace(profile: Profile, path: Path) -> None:

@@ -9,23 +9,25 @@ built elsewhere (``analyze.layers``); the caller composes the ``Report``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pandas as pd
 
+from .. import units
 from ..analyze.common import first_event_ns
 from ..analyze.copies import copy_summary
 from ..analyze.kernels import kernel_summary
 from ..analyze.memory import memory_summary
 from ..analyze.nvtx_summary import nvtx_summary
 from ..analyze.stats import min_samples_for
-from ..analyze.streams import gpu_busy, largest_gaps, stream_busy
+from ..analyze.streams import GPU_KEYS, STREAM_KEYS, GpuActivity
 from ..model import Profile
 from .report import Section
 
 DEFAULT_MAX_ROWS = 20
 MS, US = 1e-6, 1e-3          # ns -> ms, ns -> µs
 MB, GB = 1e-6, 1e-9          # bytes -> MB, bytes -> GB (decimal)
-MIB = 1.0 / (1024 * 1024)    # bytes -> MiB
+MIB = 1.0 / units.MIB        # bytes -> MiB
 PERCENT = 100.0
 GAPS_PER_GPU = 5
 MEMORY_CAPTURE_HINT = "nsys profile --cuda-memory-usage=true ..."
@@ -77,9 +79,13 @@ MEMORY_COLUMNS: Columns = [
 def build_sections(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> list[Section]:
     """Every nsys section except layers, in reading order; sections without data are skipped,
     except memory, which says how to capture it when it is missing."""
+    # the GPU, gap and stream sections read the same intervals, and the first two the same
+    # per-GPU timeline: built once here instead of once per section
+    activity = GpuActivity.of(profile.kernels, profile.copies)
     builders: list[Callable[[Profile, int | None], Section | None]] = [
-        kernel_section, gpu_section, gap_section, stream_section, copy_section, nvtx_section,
-        memory_section]
+        kernel_section, partial(gpu_section, activity=activity),
+        partial(gap_section, activity=activity), partial(stream_section, activity=activity),
+        copy_section, nvtx_section, memory_section]
     sections = (build(profile, max_rows) for build in builders)
     return [s for s in sections if s is not None]
 
@@ -125,8 +131,9 @@ def copy_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> S
                    max_rows)
 
 
-def gpu_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section | None:
-    busy = gpu_busy(profile.kernels, profile.copies)
+def gpu_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
+                activity: GpuActivity | None = None) -> Section | None:
+    busy = _activity(profile, activity).busy(GPU_KEYS)
     if busy.empty:
         return None
     notes = ["Busy time is the union of kernel and copy intervals: concurrent work on several "
@@ -136,8 +143,8 @@ def gpu_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Se
 
 
 def gap_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
-                top: int = GAPS_PER_GPU) -> Section | None:
-    gaps = largest_gaps(profile.kernels, profile.copies, top=top)
+                top: int = GAPS_PER_GPU, activity: GpuActivity | None = None) -> Section | None:
+    gaps = _activity(profile, activity).largest_gaps(top)
     if gaps.empty:
         return None
     gaps["start_ms"] = (gaps["gap_start_ns"] - first_event_ns(profile.tables)) * MS
@@ -147,14 +154,20 @@ def gap_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
     return Section("gaps", "Longest GPU idle gaps", _display(gaps, GAP_COLUMNS), notes, max_rows)
 
 
-def stream_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section | None:
-    busy = stream_busy(profile.kernels, profile.copies)
+def stream_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
+                   activity: GpuActivity | None = None) -> Section | None:
+    busy = _activity(profile, activity).busy(STREAM_KEYS)
     if busy.empty:
         return None
     busy = busy.sort_values(["busy_ns", "device_id", "stream_id"], ascending=[False, True, True])
     notes = ["Per stream: an idle gap is time between consecutive operations on that stream."]
     return Section("streams", "Streams by busy time", _display(busy, BUSY_COLUMNS), notes,
                    max_rows)
+
+
+def _activity(profile: Profile, activity: GpuActivity | None) -> GpuActivity:
+    """The caller's shared ``GpuActivity``, else one for this section alone."""
+    return GpuActivity.of(profile.kernels, profile.copies) if activity is None else activity
 
 
 def memory_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section:

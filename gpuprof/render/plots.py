@@ -7,41 +7,70 @@ and no figure registry in the caller's process, and it works on machines without
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import NoDataError, require_module
 from ..fsutil import atomic_path
+from ..units import MIB
 
-MIB = 1024 * 1024
 MAX_LABEL_CHARS = 60
 
 
-def plot_memory(timeline: pd.DataFrame, path: str | Path, title: str = "GPU memory in use") -> Path:
-    """Memory in use over time (ms from the first event, MiB), one step line per
+def plot_memory(timeline: pd.DataFrame, path: str | Path, title: str = "GPU memory in use",
+                origin_ns: int | None = None) -> Path:
+    """Memory in use over time (ms from ``origin_ns``, MiB), one step line per
     (device, source), each line's peak annotated. ``timeline`` is ``memory_timeline``'s output.
+
+    Pass the run's time zero (``analyze.common.first_event_ns(run.tables)``) as ``origin_ns``,
+    so a peak sits at the same ms as in the reports and the Chrome trace; without it the
+    first memory event is time zero.
     """
     if timeline.empty:
         raise NoDataError("no memory events to plot",
                           "Capture them with: nsys profile --cuda-memory-usage=true ...")
-    origin = int(timeline["time_ns"].min())
     fig = _figure((10, 4.5))
     ax = fig.add_subplot()
-    groups = timeline.groupby(["device_id", "source"], observed=True, sort=True)
-    for (device, source), line in groups:
-        x_ms = (line["time_ns"].to_numpy() - origin) / 1e6
-        y_mib = line["used_bytes"].to_numpy() / MIB
-        where = f"GPU {device}" if device >= 0 else "host"  # device -1: process memory (RSS)
-        ax.step(x_ms, y_mib, where="post", label=_text(f"{where} ({source})"))
-        peak = int(y_mib.argmax())
-        ax.annotate(f"peak {y_mib[peak]:,.1f} MiB", (x_ms[peak], y_mib[peak]),
+    for line in memory_lines(timeline, origin_ns):
+        ax.step(line.x_ms, line.y_mib, where="post", label=_text(line.label))
+        ax.annotate(f"peak {line.peak_mib:,.1f} MiB", (line.peak_ms, line.peak_mib),
                     textcoords="offset points", xytext=(4, 6), fontsize=8)
-    ax.set(xlabel="time since first event (ms)", ylabel="memory in use (MiB)", title=_text(title))
+    zero = "the run's first event" if origin_ns is not None else "the first memory event"
+    ax.set(xlabel=f"time since {zero} (ms)", ylabel="memory in use (MiB)", title=_text(title))
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     return _save(fig, path)
+
+
+@dataclass(frozen=True)
+class MemoryLine:
+    """One plotted line: x in ms from the time zero, y in MiB, and where its peak is."""
+
+    label: str
+    x_ms: np.ndarray
+    y_mib: np.ndarray
+    peak_ms: float
+    peak_mib: float
+
+
+def memory_lines(timeline: pd.DataFrame, origin_ns: int | None = None) -> list[MemoryLine]:
+    """The lines ``plot_memory`` draws, one per (device, source): kept apart from the drawing
+    so the plotted peak positions can be checked against the reports."""
+    origin = int(timeline["time_ns"].min()) if origin_ns is None else int(origin_ns)
+    lines = []
+    groups = timeline.groupby(["device_id", "source"], observed=True, sort=True)
+    for (device, source), rows in groups:
+        x_ms = (rows["time_ns"].to_numpy(dtype=np.int64) - origin) / 1e6
+        y_mib = rows["used_bytes"].to_numpy() / MIB
+        where = f"GPU {device}" if device >= 0 else "host"  # device -1: process memory (RSS)
+        peak = int(y_mib.argmax())  # argmax: the first time the peak is reached, as the reports
+        lines.append(MemoryLine(f"{where} ({source})", x_ms, y_mib, float(x_ms[peak]),
+                                float(y_mib[peak])))
+    return lines
 
 
 def plot_layers(table: pd.DataFrame, path: str | Path, label: str = "layer",

@@ -14,9 +14,10 @@ import pandas as pd
 
 from ..analyze.requests import RequestAnalysis
 from ..analyze.stats import DEFAULT_PERCENTILES, min_samples_for, percentile_label
+from ..units import MICROSECONDS, NS_PER_US
 from .report import Report, Section
 
-NS_PER_US = 1000.0
+US = f"({MICROSECONDS})"  # column-name suffix
 ART_WIDTH = 112        # the timeline art, indented by 2 in the terminal, fits 120 columns
 BAR_WIDTH = 32
 REQUEST_ROWS = 60      # per-request stage rows shown in terminal/Markdown
@@ -62,7 +63,7 @@ def _summary_section(analysis: RequestAnalysis) -> Section:
                           "count": summary["count"].astype("int64")})
     # no max column: with it the table no longer fits a 120-column terminal (p99.9 is near it)
     for col in ["mean", *labels]:
-        table[f"{col} (us)"] = summary[col].astype("float64") / NS_PER_US
+        table[f"{col} {US}"] = summary[col].astype("float64") / NS_PER_US
     table["unreliable"] = [_tail(text, labels) for text in summary["unreliable"]]
     return Section("summary", "Stages per model", table=table, notes=_summary_notes(analysis))
 
@@ -101,8 +102,8 @@ def _timeline_section(model: str, path: str, layout: pd.DataFrame) -> Section:
         notes.append("GRPC_WAITREAD_START is left out: it includes waiting for the client to send.")
     offsets, gaps = layout["mean_offset_ns"].tolist(), layout["delta_ns"].tolist()
     table = pd.DataFrame({"timestamp": layout["name"].astype(str).tolist(),
-                          "offset (us)": [o / NS_PER_US for o in offsets],
-                          "gap (us)": [g / NS_PER_US for g in gaps],
+                          f"offset {US}": [o / NS_PER_US for o in offsets],
+                          f"gap {US}": [g / NS_PER_US for g in gaps],
                           "gap on the timeline": gap_bars(offsets, gaps)})
     section = Section(f"timeline:{model}:{path}", f"Timeline: {model} ({path})", table=table,
                       notes=notes)
@@ -151,7 +152,7 @@ def _block(names: list[str], offsets: list[float], deltas: list[float], col: int
 
 
 def _fmt(ns: float) -> str:
-    return f"{ns / NS_PER_US:,.1f} us"
+    return f"{ns / NS_PER_US:,.1f} {MICROSECONDS}"
 
 
 # --- requests ------------------------------------------------------------------------------
@@ -164,7 +165,7 @@ def _requests_section(analysis: RequestAnalysis) -> Section:
 
 
 def request_rows(wide: pd.DataFrame) -> pd.DataFrame:
-    """The wide per-request table as long rows: request, model, stage, offset and duration (us)."""
+    """The wide per-request table as long rows: request, model, stage, offset and duration (µs)."""
     stages = [c[:-len("_offset_ns")] for c in wide.columns if c.endswith("_offset_ns")]
     depth = wide["depth"].astype("int64")
     prefix = {d: "  " * d + ("└ " if d else "") for d in depth.unique()}
@@ -174,11 +175,11 @@ def request_rows(wide: pd.DataFrame) -> pd.DataFrame:
                          "request_id": wide["request_id"].astype(object).fillna("-"),
                          "_row": range(len(wide))})
     parts = [base.assign(stage=stage, _order=i, **{
-        "offset (us)": wide[f"{stage}_offset_ns"] / NS_PER_US,
-        "duration (us)": wide[f"{stage}_ns"] / NS_PER_US}) for i, stage in enumerate(stages)]
+        f"offset {US}": wide[f"{stage}_offset_ns"] / NS_PER_US,
+        f"duration {US}": wide[f"{stage}_ns"] / NS_PER_US}) for i, stage in enumerate(stages)]
     if not parts:
-        return base.drop(columns="_row").assign(stage=[], **{"offset (us)": [], "duration (us)": []})
-    rows = pd.concat(parts, ignore_index=True).dropna(subset=["duration (us)"])
+        return base.drop(columns="_row").assign(stage=[], **{f"offset {US}": [], f"duration {US}": []})
+    rows = pd.concat(parts, ignore_index=True).dropna(subset=[f"duration {US}"])
     rows = rows.sort_values(["_row", "_order"], kind="stable")
     return rows.drop(columns=["_row", "_order"]).reset_index(drop=True)
 

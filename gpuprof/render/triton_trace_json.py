@@ -6,59 +6,69 @@ separate lanes; each lane has a "network" thread (END_TO_END, HTTP/gRPC receive 
 "server" thread (REQUEST, QUEUE, COMPUTE...), because REQUEST_END can fall after the send
 starts and overlapping slices on one thread do not nest. Flow arrows link each ensemble/BLS
 parent request to its children.
+
+Events are built and written with ``chrome_trace``'s Trace Event Format primitives.
 """
 
 from __future__ import annotations
 
 import heapq
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from ..fsutil import atomic_write
 from ..ingest.triton_trace import END_TO_END, FRONTEND_PREFIXES, STAGES
+from .chrome_trace import (
+    complete_event,
+    flow_events,
+    meta_event,
+    trace_document,
+    write_trace_events,
+)
 
 THREADS_PER_LANE = 3   # network, server, other (unknown timestamp pairs)
 NETWORK, SERVER, OTHER = range(THREADS_PER_LANE)
+DISPLAY_TIME_UNIT = "ms"
+OTHER_DATA = {"source": "gpuprof triton", "clock": "CLOCK_MONOTONIC"}
 
 
 def chrome_trace(requests: pd.DataFrame) -> dict:
     """The Trace Event Format document for a ``requests`` table."""
+    return trace_document(trace_events(requests), DISPLAY_TIME_UNIT, OTHER_DATA)
+
+
+def write_chrome_trace(path: str | Path, requests: pd.DataFrame) -> Path:
+    return write_trace_events(path, trace_events(requests), DISPLAY_TIME_UNIT, OTHER_DATA)
+
+
+def trace_events(requests: pd.DataFrame) -> list[dict]:
+    """Every event of the trace: per model, its metadata and slices; then the flow arrows."""
     events: list[dict] = []
     spans = requests.astype({"source": "object", "model": "object", "stage": "object"})
     placed = []
     for pid, (model, group) in enumerate(spans.groupby("model", sort=True), start=1):
-        events.append(_meta("process_name", pid, 0, {"name": f"triton: {model}"}))
-        events.append(_meta("process_sort_index", pid, 0, {"sort_index": pid}))
+        events.append(meta_event("process_name", pid, 0, {"name": f"triton: {model}"}))
+        events.append(meta_event("process_sort_index", pid, 0, {"sort_index": pid}))
         group = group.merge(_lanes(group), on=["source", "trace_id"]).assign(pid=pid)
         events += _model_events(pid, group)
         placed.append(group)
     if placed:
         events += _flows(pd.concat(placed, ignore_index=True))
-    return {"traceEvents": events, "displayTimeUnit": "ms",
-            "otherData": {"source": "gpuprof triton", "clock": "CLOCK_MONOTONIC"}}
-
-
-def write_chrome_trace(path: str | Path, requests: pd.DataFrame) -> Path:
-    doc = chrome_trace(requests)
-    with atomic_write(path, "w", encoding="utf-8") as handle:
-        json.dump(doc, handle, ensure_ascii=False)
-    return Path(path)
+    return events
 
 
 def _model_events(pid: int, spans: pd.DataFrame) -> list[dict]:
     spans = spans.sort_values(["start_ns", "end_ns"], ascending=[True, False], kind="stable")
     kinds = {stage: _thread_kind(stage) for stage in spans["stage"].unique()}
     tids = _tid(spans["lane"], spans["stage"].map(kinds).astype("int64"))
-    events = [_meta("thread_name", pid, int(tid), {"name": _thread_name(int(tid))})
+    events = [meta_event("thread_name", pid, int(tid), {"name": _thread_name(int(tid))})
               for tid in sorted(tids.unique())]
     args = _args(spans)
     # plain loops over columns: building a dict per slice is the cost, so keep it to that
     for name, tid, start, end, arg in zip(spans["stage"].tolist(), tids.tolist(),
                                           spans["start_ns"].tolist(), spans["end_ns"].tolist(), args):
-        events.append({"name": name, "cat": "triton", "ph": "X", "pid": pid, "tid": tid,
-                       "ts": start / 1000.0, "dur": (end - start) / 1000.0, "args": arg})
+        events.append(complete_event(name, "triton", pid, tid, start / 1000.0,
+                                     (end - start) / 1000.0, arg))
     return events
 
 
@@ -71,15 +81,12 @@ def _flows(spans: pd.DataFrame) -> list[dict]:
     parents = first[key + ["pid", "lane"]].rename(
         columns={"trace_id": "parent_id", "pid": "parent_pid", "lane": "parent_lane"})
     links = first.merge(parents, on=["source", "parent_id"])
-    events = []
+    events: list[dict] = []
     for n, link in enumerate(links.itertuples(index=False), start=1):
         ts = link.start / 1000.0
-        events.append({"name": "child request", "cat": "triton", "ph": "s", "id": n, "ts": ts,
-                       "pid": int(link.parent_pid),
-                       "tid": int(_tid(link.parent_lane, SERVER))})
-        events.append({"name": "child request", "cat": "triton", "ph": "f", "bp": "e", "id": n,
-                       "ts": ts, "pid": int(link.pid),
-                       "tid": int(_tid(link.lane, SERVER))})
+        events += flow_events(n, "child request", "triton",
+                              (int(link.parent_pid), int(_tid(link.parent_lane, SERVER)), ts),
+                              (int(link.pid), int(_tid(link.lane, SERVER)), ts))
     return events
 
 
@@ -127,7 +134,3 @@ def _thread_kind(stage: str) -> int:
 def _thread_name(tid: int) -> str:
     lane, kind = divmod(tid - 1, THREADS_PER_LANE)
     return f"lane {lane} {('network', 'server', 'other')[kind]}"
-
-
-def _meta(name: str, pid: int, tid: int, args: dict) -> dict:
-    return {"name": name, "ph": "M", "pid": pid, "tid": tid, "args": args}

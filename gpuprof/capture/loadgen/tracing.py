@@ -32,6 +32,8 @@ class TraceSession:
         self.original: dict = {}
         self.file: Path | None = None
         self.before: dict[Path, tuple[int, int]] = {}   # trace files as they were at start
+        # per part, the (mtime ns, size) it was last parsed at and whether it was whole JSON
+        self.checked: dict[Path, tuple[tuple[int, int], bool]] = {}
 
     def start(self) -> TraceSession:
         current = _plain(self.api.trace_settings(self.model))
@@ -55,7 +57,8 @@ class TraceSession:
         ``PATH.<n>`` once the last request using it is released, so we wait for a part that was
         not there before the restore (up to ``FLUSH_WAIT_S``: a run whose trace count was an
         exact multiple of ``LOG_FREQUENCY`` has nothing left to flush) and for every new part
-        to be whole.
+        to be whole. Each part is parsed while waiting only when it changed since its last
+        check, so a whole part is parsed once here, not on every poll.
         """
         at_restore = set(self._stamps())  # the flush goes to a part that does not exist yet
         self.api.update_trace_settings(dict(self.original) or {"trace_level": ["OFF"]},
@@ -64,11 +67,23 @@ class TraceSession:
         while True:
             stamps = self._new_stamps()
             flushed = any(path not in at_restore for path in stamps)
-            if flushed and all(_complete_json(p) for p in stamps):
+            if flushed and all(self._whole(p, s) for p, s in stamps.items()):
                 return sorted(stamps, key=_index)
             if time.monotonic() > deadline:
-                return sorted((p for p in stamps if _complete_json(p)), key=_index)
+                return sorted((p for p, s in stamps.items() if self._whole(p, s)), key=_index)
             time.sleep(0.05)
+
+    def _whole(self, path: Path, stamp: tuple[int, int]) -> bool:
+        """Whether ``path`` is whole JSON, parsing it only if its ``stamp`` is new.
+
+        The stamp is taken before the parse, so a part that grows during the parse has a new
+        stamp at the next poll and is parsed again.
+        """
+        seen = self.checked.get(path)
+        if seen is None or seen[0] != stamp:
+            seen = (stamp, _complete_json(path))
+            self.checked[path] = seen
+        return seen[1]
 
     def _stamps(self) -> dict[Path, tuple[int, int]]:
         """``PATH`` and ``PATH.<n>`` with their (mtime ns, size)."""

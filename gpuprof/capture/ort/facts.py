@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 
 from ...model.meta import SourceFile
-from .. import onnx_inputs
+from .. import onnx_inputs, timed_count
 
 
 def source_file(path: Path) -> SourceFile:
@@ -45,8 +45,8 @@ def run_facts(config, resolved, providers, captured) -> dict:
         "cpu_cores_logical": os.cpu_count(),
         "cpu_cores_physical": psutil.cpu_count(logical=False),
         "iterations": len(captured.ends),
-        "iterations_requested": config.iterations if config.iterations is not None else
-        f"auto (>= {config.min_iterations} and >= {config.min_seconds:g} s)",
+        "iterations_requested": timed_count.describe(config.iterations, config.min_seconds,
+                                                     config.min_iterations),
         "warmup": config.warmup,
         "profile_iterations": config.profile_iterations if config.layer_profile else 0,
         "profile_warmup": config.profile_warmup if config.layer_profile else 0,

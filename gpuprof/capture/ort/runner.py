@@ -23,7 +23,7 @@ import pandas as pd
 
 from ...model.meta import ClockDomain, RunMeta
 from ...model.profile import Profile
-from .. import onnx_inputs
+from .. import onnx_inputs, timed_count
 from . import facts
 from . import session as ort_session
 from .rss import DEFAULT_INTERVAL_S, QUIET_INTERVAL_S, RssSampler
@@ -36,10 +36,10 @@ TICK_NS = 50_000_000  # report progress at most every 50 ms: keeps the callback 
 @dataclass
 class OrtRunConfig:
     model: Path
-    iterations: int | None = None      # None: auto, like trtexec (min_iterations and min_seconds)
-    min_iterations: int = 10
-    min_seconds: float = 2.0
-    max_iterations: int = 100_000
+    iterations: int | None = None      # None: auto, see capture/timed_count.py
+    min_iterations: int = timed_count.MIN_AUTO_ITERATIONS
+    min_seconds: float = timed_count.DEFAULT_MIN_SECONDS
+    max_iterations: int = timed_count.MAX_AUTO_ITERATIONS
     warmup: int = 5
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     layer_profile: bool = True
@@ -137,10 +137,8 @@ def timed_loop(config: OrtRunConfig, session, feeds, starts: list[int], ends: li
 
 
 def _timed_done(config: OrtRunConfig, n: int, elapsed_ns: int) -> bool:
-    if config.iterations is not None:
-        return n >= config.iterations
-    return n >= config.max_iterations or (
-        n >= config.min_iterations and elapsed_ns >= config.min_seconds * 1e9)
+    return timed_count.timed_done(n, elapsed_ns, config.iterations, config.min_seconds,
+                                  config.min_iterations, config.max_iterations)
 
 
 def _run(config, session, feeds):

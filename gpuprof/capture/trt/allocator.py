@@ -20,18 +20,20 @@ import ctypes
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 SOURCE = "trt_allocator"
 # Phases of a run, in order; the runner switches the log between them.
 PHASES = ("deserialize", "context_creation", "shape_change", "inference", "teardown")
 
 
-@dataclass(frozen=True)
-class MemoryEvent:
-    """One allocator call. ``bytes`` is positive for an allocation, negative for a free."""
+class MemoryEvent(NamedTuple):
+    """One allocator call. ``bytes`` is positive for an allocation, negative for a free.
+
+    A NamedTuple, not a frozen dataclass: one is built inside every TensorRT allocator callback,
+    and a frozen dataclass costs several times more to build (tools/bench/bench_allocator.py).
+    """
 
     time_ns: int
     kind: str          # "alloc", "free", "alloc_failed", "free_failed", "realloc_refused"
@@ -100,7 +102,7 @@ class AllocationLog:
         """Rows for the ``memory_events`` table (plus alignment/flags/stream for the CSV)."""
         with self._lock:
             events = list(self.events)
-        return [{**asdict(e), "device_id": device_id, "pid": pid, "source": SOURCE,
+        return [{**e._asdict(), "device_id": device_id, "pid": pid, "source": SOURCE,
                  "detail": _detail(e)} for e in events]
 
 
@@ -148,19 +150,31 @@ def _check(rt: Any, err: Any, call: str) -> None:
         raise MemoryError(f"{call} failed: {err!r}")
 
 
+# PyCapsule_GetPointer with its own prototype (not the shared ctypes.pythonapi entry, whose
+# restype/argtypes any other code may change); PYFUNCTYPE turns a failure into ValueError.
+_capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+    ("PyCapsule_GetPointer", ctypes.pythonapi))
+
+
 def pointer_value(memory: Any) -> int:
-    """The address TensorRT hands back: an int (what we returned) or a PyCapsule holding it."""
+    """The address TensorRT hands back: an int (what we returned) or a PyCapsule holding it.
+
+    TensorRT passes a capsule on every free, so that case is checked before trying ``int()``
+    (a raised and caught TypeError costs more than the whole lookup).
+    """
     if memory is None:
         return 0
+    if isinstance(memory, int):
+        return int(memory)
+    if type(memory).__name__ == "PyCapsule":
+        try:
+            return int(_capsule_pointer(memory, None) or 0)
+        except ValueError:  # a capsule with a name: record it as unknown rather than crash
+            return 0
     try:
         return int(memory)
-    except (TypeError, ValueError):
-        get = ctypes.pythonapi.PyCapsule_GetPointer
-        get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-        try:
-            return int(get(memory, None) or 0)
-        except ValueError:  # not a capsule either; record it as unknown rather than crash
-            return 0
+    except (TypeError, ValueError):  # neither an int nor a capsule: unknown
+        return 0
 
 
 _CLASSES: dict[str, type] = {}

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import CaptureError
+from ..onnx_inputs import random_input
 from .allocator import cuda_runtime
 
 
@@ -65,24 +66,17 @@ class TensorBuffer:
 
 def alloc_buffer(cuda: Cuda, name: str, is_input: bool, shape: tuple[int, ...],
                  dtype: np.dtype, rng: np.random.Generator) -> TensorBuffer:
+    # drawn before any allocation: an input gpuprof cannot generate must not leak pinned memory
+    data = random_input(rng, name, dtype, shape) if is_input else None
     nbytes = max(int(np.prod(shape)) * dtype.itemsize, 1)
     host_ptr = int(cuda.call("cudaMallocHost", nbytes))
     raw = (ctypes.c_byte * nbytes).from_address(host_ptr)
     used = int(np.prod(shape)) * dtype.itemsize
     host = np.frombuffer(memoryview(raw).cast("B"), dtype=np.uint8)[:used].view(dtype).reshape(shape)
-    if is_input:
-        host[...] = _random(rng, dtype, shape)
+    if data is not None:
+        host[...] = data
     device_ptr = int(cuda.call("cudaMalloc", nbytes))
     return TensorBuffer(name, is_input, shape, dtype, host_ptr, device_ptr, host)
-
-
-def _random(rng: np.random.Generator, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    # Same conventions as onnx_inputs.make_inputs: floats in [0, 1), small non-negative ints.
-    if dtype.kind == "f":
-        return rng.random(shape, dtype=np.float32).astype(dtype)
-    if dtype.kind == "b":
-        return rng.random(shape) < 0.5
-    return rng.integers(0, 10, size=shape).astype(dtype)
 
 
 def free_buffer(cuda: Cuda, buf: TensorBuffer) -> None:

@@ -1,32 +1,78 @@
 """The GPU a plan is built for or run on, read through NVML (never through a TensorRT runtime:
-without a GPU, ``trt.Runtime`` returns an object that crashes the process on use)."""
+without a GPU, ``trt.Runtime`` returns an object that crashes the process on use).
+
+The one place that answers "is there a GPU here" and "can TensorRT run here": the backend
+choice of ``gpuprof engine``, the TensorRT pipeline and the test suite's skips all ask these.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
+
+from . import api
+
+TENSORRT_RUNTIME_HINT = "pip install tensorrt-cu13, or tensorrt-rtx-cu13"
+
+
+def gpu_unavailable_reason() -> str | None:
+    """None when NVML sees at least one GPU, else why not (one short phrase)."""
+    try:
+        with _nvml() as nvml:
+            count = nvml.nvmlDeviceGetCount()
+    except ImportError:
+        return "nvidia-ml-py is not installed, so no GPU can be detected"
+    except Exception as exc:  # pynvml raises NVMLError subclasses named after the cause
+        return f"no usable NVIDIA GPU driver ({type(exc).__name__})"
+    return None if count > 0 else "NVML reports no GPU"
+
+
+def gpu_present() -> bool:
+    return gpu_unavailable_reason() is None
+
+
+def tensorrt_runtime_installed() -> bool:
+    """Whether a module that can deserialize plans (``tensorrt`` or ``tensorrt_rtx``) is here."""
+    # tensorrt-stubs installs an empty 'tensorrt' package: ask for a real Runtime class.
+    return any(api.installed(module, "Runtime") for module in api.BUILDER_MODULES)
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """None when a TensorRT engine can run here (a GPU and a real runtime), else why not.
+
+    The GPU is checked first: creating TensorRT objects without a GPU can crash the process.
+    """
+    gpu = gpu_unavailable_reason()
+    if gpu:
+        return gpu
+    if not tensorrt_runtime_installed():
+        return f"no TensorRT runtime is installed ({TENSORRT_RUNTIME_HINT})"
+    return None
 
 
 def gpu_info() -> list[dict[str, Any]]:
     """One dict per visible GPU (name, compute capability, memory, clocks, driver); [] if none."""
     try:
-        import pynvml
+        with _nvml() as nvml:
+            driver = _text(nvml.nvmlSystemGetDriverVersion())
+            return [_one(nvml, i, driver) for i in range(nvml.nvmlDeviceGetCount())]
+    except Exception:
+        return []
 
-        pynvml.nvmlInit()
-    except Exception:
-        return []
+
+@contextlib.contextmanager
+def _nvml() -> Iterator[ModuleType]:
+    """pynvml, initialised for the block; ImportError or NVMLError when there is no NVML."""
+    import pynvml
+
+    pynvml.nvmlInit()
     try:
-        driver = _text(pynvml.nvmlSystemGetDriverVersion())
-        return [_one(pynvml, i, driver) for i in range(pynvml.nvmlDeviceGetCount())]
-    except Exception:
-        return []
+        yield pynvml
     finally:
         with contextlib.suppress(Exception):
             pynvml.nvmlShutdown()
-
-
-def gpu_present() -> bool:
-    return bool(gpu_info())
 
 
 def _one(nvml: Any, index: int, driver: str) -> dict[str, Any]:

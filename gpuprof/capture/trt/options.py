@@ -21,6 +21,10 @@ from typing import Any
 from ...errors import BadInputError
 
 PRECISIONS = ("fp16", "bf16", "int8")
+# Run defaults of the TensorRT backend (pipeline and runner child alike), where a command gives none.
+RUN_ITERATIONS = 50
+RUN_WARMUP = 10
+RUN_PROFILE_ITERATIONS = 10
 
 Shape = tuple[int, ...]
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...model import Profile
-from . import api, device
+from .. import timed_count
 from .build import build_engine
 from .nsys_cmd import NsysOptions, profile_and_export, run_tool, runner_argv
-from .options import BuildOptions
+from .options import RUN_ITERATIONS, RUN_PROFILE_ITERATIONS, RUN_WARMUP, BuildOptions
 from .progress import Listener
 from .results import load_results
 
@@ -25,19 +25,15 @@ class TrtRunConfig:
     model: Path
     out_dir: Path
     options: BuildOptions = field(default_factory=BuildOptions)
-    iterations: int = 50
-    warmup: int = 10
-    profile_iterations: int = 10
+    iterations: int | None = RUN_ITERATIONS  # None: auto, at least min_seconds (timed_count)
+    min_seconds: float = timed_count.DEFAULT_MIN_SECONDS
+    warmup: int = RUN_WARMUP
+    profile_iterations: int = RUN_PROFILE_ITERATIONS
     layer_profile: bool = True
     cache_dir: Path | None = None
     nsys: bool = False
     nsys_options: NsysOptions = field(default_factory=NsysOptions)
     timeout_s: float = 600
-
-
-def runner_usable() -> bool:
-    """Whether a profiled TensorRT run can work here: a GPU and a real TensorRT runtime."""
-    return device.gpu_present() and any(api.installed(m, "Runtime") for m in api.BUILDER_MODULES)
 
 
 def run_tensorrt(config: TrtRunConfig, progress: Listener | None = None) -> Profile:
@@ -82,7 +78,9 @@ def _attach_layer_info(profile: Profile, layers_json: Path) -> None:
 
 
 def _runner_args(config: TrtRunConfig, sidecar: dict) -> list[str]:
-    args = ["-n", str(config.iterations), "--warmup", str(config.warmup),
+    count = (["-n", str(config.iterations)] if config.iterations is not None
+             else ["--duration", repr(config.min_seconds)])
+    args = [*count, "--warmup", str(config.warmup),
             "--profile-iterations", str(config.profile_iterations),
             "--module", sidecar["tensorrt"]["module"]]
     return args if config.layer_profile else [*args, "--no-layer-profile"]

@@ -1,6 +1,6 @@
 """The profiled TensorRT run, in its own process (GPU only).
 
-``python -m gpuprof.capture.trt.runner --plan P --out DIR [-n 50] [--warmup 10] ...``
+``python -m gpuprof.capture.trt.runner --plan P --out DIR [-n 50 | --duration S] [--warmup 10] ...``
 
 Run as a child (under nsys, see ``nsys_cmd``) so the engine build never appears in the
 profile. In order:
@@ -9,7 +9,8 @@ profile. In order:
    as the context's temporary allocator, the log switched through the phases deserialize,
    context_creation, shape_change, inference and teardown;
 2. warm-up iterations, outside the capture range;
-3. ``cudaProfilerStart``; N iterations, each in an NVTX range, timed with CUDA events
+3. ``cudaProfilerStart``; N iterations (``-n``, or auto with ``--duration``: ``timed_count``),
+   each in an NVTX range, timed with CUDA events
    (H2D, compute, D2H) and the host clock; ``cudaProfilerStop``. NVTX marks in the domain
    "gpuprof" before and after carry ``time.monotonic_ns()`` (message and int64 payload), so an
    nsys export can be put on the host monotonic clock exactly;
@@ -35,11 +36,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...errors import BadInputError, CaptureError, GpuprofError
+from .. import timed_count
 from . import api, device
 from .allocator import AllocationLog, CudaMemory, recording_allocator
 from .cuda_util import Cuda, TensorBuffer, alloc_buffer, copy_async, free_buffer
 from .logger import LogRecords, collecting_logger
-from .options import Shape, parse_shapes, run_shapes
+from .options import (
+    RUN_ITERATIONS,
+    RUN_PROFILE_ITERATIONS,
+    RUN_WARMUP,
+    Shape,
+    parse_shapes,
+    run_shapes,
+)
 from .profiler import LayerTimeLog, recording_profiler
 from .results import write_results
 
@@ -54,9 +63,10 @@ CLOCK_MARK = "gpuprof-clock monotonic_ns={ns} at={label}"
 class RunSettings:
     plan: Path
     out: Path
-    iterations: int = 50
-    warmup: int = 10
-    profile_iterations: int = 10
+    iterations: int | None = RUN_ITERATIONS  # None: auto, at least min_seconds (timed_count)
+    warmup: int = RUN_WARMUP
+    profile_iterations: int = RUN_PROFILE_ITERATIONS
+    min_seconds: float = timed_count.DEFAULT_MIN_SECONDS
     shapes: dict[str, Shape] = field(default_factory=dict)
     module: str | None = None
     layer_profile: bool = True
@@ -82,18 +92,36 @@ def parse_args(argv: Sequence[str] | None) -> RunSettings:
                                 description="Profiled TensorRT run of a serialized plan (needs a GPU).")
     p.add_argument("--plan", type=Path, required=True, help="serialized engine (.plan)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("-n", "--iterations", type=int, default=50, help="timed iterations")
-    p.add_argument("--warmup", type=int, default=10, help="untimed iterations before the capture")
-    p.add_argument("--profile-iterations", type=int, default=10, help="iterations of the layer pass")
+    p.add_argument("-n", "--iterations", type=int, default=None,
+                   help=f"timed iterations (default {RUN_ITERATIONS}, or auto with --duration)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="without -n: run at least this many seconds and "
+                        f"{timed_count.MIN_AUTO_ITERATIONS} iterations")
+    p.add_argument("--warmup", type=int, default=RUN_WARMUP, help="untimed iterations before the capture")
+    p.add_argument("--profile-iterations", type=int, default=RUN_PROFILE_ITERATIONS,
+                   help="iterations of the layer pass")
     p.add_argument("--shapes", action="append", default=[], help="NAME:DIMS[,NAME:DIMS...]")
     p.add_argument("--module", help="TensorRT module that built the plan (default: from its sidecar)")
     p.add_argument("--no-layer-profile", action="store_true", help="skip the IProfiler pass")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input data")
     a = p.parse_args(argv)
-    if a.iterations < 1 or a.warmup < 0 or a.profile_iterations < 1:
+    if (a.iterations is not None and a.iterations < 1) or a.warmup < 0 or a.profile_iterations < 1:
         p.error("iterations and profile iterations must be >= 1, warm-up >= 0")
-    return RunSettings(a.plan, a.out, a.iterations, a.warmup, a.profile_iterations,
-                       parse_shapes(a.shapes), a.module, not a.no_layer_profile, a.seed)
+    if a.duration is not None and a.duration < 0:
+        p.error("--duration must be >= 0")
+    return RunSettings(
+        plan=a.plan, out=a.out, iterations=_iterations(a.iterations, a.duration), warmup=a.warmup,
+        profile_iterations=a.profile_iterations,
+        min_seconds=timed_count.DEFAULT_MIN_SECONDS if a.duration is None else a.duration,
+        shapes=parse_shapes(a.shapes), module=a.module, layer_profile=not a.no_layer_profile,
+        seed=a.seed)
+
+
+def _iterations(given: int | None, duration: float | None) -> int | None:
+    """-n wins; --duration alone means auto (None); neither means the default count."""
+    if given is not None:
+        return given
+    return None if duration is not None else RUN_ITERATIONS
 
 
 def run(settings: RunSettings) -> list[Path]:
@@ -220,17 +248,23 @@ class ProfiledRun:
         import nvtx
 
         events = [self.cuda.call("cudaEventCreate") for _ in range(4)]
-        rows = []
+        rows: list[dict[str, Any]] = []
         # NVML readings (clocks, after the warm-up) are taken outside the capture range.
         self.gpu_before = device.gpu_info()
         with self.log.in_phase("inference"), self._capture():
-            for i in range(self.settings.iterations):
+            begin = time.monotonic_ns()
+            while not self._timed_done(len(rows), time.monotonic_ns() - begin):
+                i = len(rows)
                 with nvtx.annotate(f"gpuprof iteration {i}", domain=NVTX_DOMAIN):
                     rows.append(self._timed_iteration(i, events))
         self.gpu_after = device.gpu_info()
         for event in events:
             self.cuda.call("cudaEventDestroy", event)
         return rows
+
+    def _timed_done(self, done: int, elapsed_ns: int) -> bool:
+        return timed_count.timed_done(done, elapsed_ns, self.settings.iterations,
+                                      self.settings.min_seconds)
 
     @contextmanager
     def _capture(self) -> Iterator[None]:
@@ -332,6 +366,8 @@ class ProfiledRun:
                                                                 "target", "model", "profile")}},
             "settings": {**asdict(self.settings), "plan": self.settings.plan.name,
                          "out": self.settings.out.name},
+            "iterations_requested": timed_count.describe(self.settings.iterations,
+                                                         self.settings.min_seconds),
             "clock_marks": self.marks,
             "nvtx_domain": NVTX_DOMAIN,
             "allocator_peak_bytes": self.log.peak_bytes,
