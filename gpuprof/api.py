@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .model import Profile
@@ -28,6 +29,20 @@ def load(path: str | Path, details: bool = False) -> Run:
     return Run.of(read_nsys(path, details=details))
 
 
+# Bump when the NVTX projection's result for the same tables changes: saved attributions made
+# by another version are then ignored and recomputed.
+ATTRIBUTION_VERSION = 1
+
+
+def _attribution_name(domain: str | None) -> str:
+    # the domain goes into a zip member name as hex: any user string is safe there
+    return "attribution_all" if domain is None else f"attribution_{domain.encode().hex()}"
+
+
+def _narrow(rows: np.ndarray) -> np.ndarray:
+    return rows.astype(np.int32) if len(rows) == 0 or rows.max() < 2**31 else rows
+
+
 class Run(Profile):
     """A loaded run: the model's tables plus analysis methods."""
 
@@ -39,13 +54,36 @@ class Run(Profile):
     # The projection is the expensive step; one report asks for it several times per domain
     # (layer table, coverage, artefacts), so each domain's result is computed once per run.
     def attributed(self, domain: str | None = None) -> pd.DataFrame:
-        """Kernels with the nvtx_ranges row they are attributed to (``kernel_ranges``)."""
-        cache = self.__dict__.setdefault("_attributed_by_domain", {})
+        """Kernels with the nvtx_ranges row they are attributed to (``kernel_ranges``).
+
+        A saved run may hold this attribution already (see ``save``): then it is read, not
+        recomputed, so re-analysing a saved run skips the NVTX projection."""
+        cache = self._attributed_by_domain
         if domain not in cache:
             from .analyze.layers import kernel_ranges
 
-            cache[domain] = kernel_ranges(self, domain)
+            rows = self.derived(_attribution_name(domain), ATTRIBUTION_VERSION)
+            if rows is not None and len(rows) != len(self.frame("kernels", ["start_ns"])):
+                rows = None  # not this run's kernels: recompute rather than misattribute
+            cache[domain] = kernel_ranges(self, domain, None if rows is None else rows["range_row"])
         return cache[domain]
+
+    @property
+    def _attributed_by_domain(self) -> dict:
+        return self.__dict__.setdefault("_attributed_cache", {})
+
+    def save(self, path: str | Path, derived=None) -> Path:
+        """Save the run with the NVTX attribution computed so far (and the TensorRT layers'
+        one), so that a re-analysis of the saved run does not repeat the projection."""
+        from .analyze.layers import TENSORRT_DOMAIN
+
+        if self.is_tensorrt():
+            self.attributed(TENSORRT_DOMAIN)
+        derived = dict(derived or {})
+        for domain, frame in self._attributed_by_domain.items():
+            derived[_attribution_name(domain)] = (
+                ATTRIBUTION_VERSION, pd.DataFrame({"range_row": _narrow(frame["range_row"].to_numpy())}))
+        return super().save(path, derived)
 
     def is_tensorrt(self) -> bool:
         from .analyze.layers import is_tensorrt

@@ -4,6 +4,7 @@ nothing identifying from the export's metadata leaks into the run."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 
 import pytest
@@ -158,3 +159,22 @@ def test_saved_run_round_trips(tmp_path):
         if len(a):
             assert a.astype(str).equals(b.astype(str))
     assert loaded.meta == profile.meta
+
+
+def test_nvtx_payloads_are_read_with_details(tmp_path):
+    """Payloads cost ~40% of the NVTX read, so they are a detail; none of the shared exports
+    sets one, so a copy of a real export gets a few, in different union members."""
+    path = tmp_path / "payloads.sqlite"
+    shutil.copy(fixture_path("nsys", "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite"), path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE NVTX_EVENTS SET int64Value = rowid * 7 WHERE eventType = 59 AND rowid % 5 = 0")
+        db.execute("UPDATE NVTX_EVENTS SET doubleValue = rowid / 4.0 WHERE eventType = 59 AND rowid % 5 = 1")
+        expected = db.execute(
+            "SELECT start, COALESCE(int64Value, doubleValue) FROM NVTX_EVENTS WHERE eventType = 59 "
+            "AND COALESCE(int64Value, doubleValue) IS NOT NULL ORDER BY start").fetchall()
+    with_details = read_nsys(path, details=True)
+    ranges = with_details.nvtx_ranges.dropna(subset=["payload"]).sort_values("start_ns", kind="stable")
+    assert list(zip(ranges["start_ns"], ranges["payload"])) == [(s, float(v)) for s, v in expected]
+    assert with_details.meta.extra["details"] is True
+    lean = read_nsys(path)
+    assert lean.nvtx_ranges["payload"].isna().all() and lean.meta.extra["details"] is False

@@ -24,16 +24,21 @@ UNATTRIBUTED = "(outside any layer)"
 
 
 def is_tensorrt(profile: Profile) -> bool:
-    return bool((profile.nvtx_ranges["domain"] == TENSORRT_DOMAIN).any())
+    return bool((profile.frame("nvtx_ranges", ["domain"])["domain"] == TENSORRT_DOMAIN).any())
 
 
-def kernel_ranges(profile: Profile, domain: str | None = None) -> pd.DataFrame:
+def kernel_ranges(profile: Profile, domain: str | None = None,
+                  range_rows: np.ndarray | None = None) -> pd.DataFrame:
     """Kernels with ``range_row`` (row in nvtx_ranges, -1 if none), ``duration_ns`` and
-    ``kernel`` (the kernel name as a categorical, so millions of rows stay cheap)."""
-    kernels = profile.kernels
-    rows = project_to_ranges(kernels, profile.api_calls, profile.nvtx_ranges, domain)
+    ``kernel`` (the kernel name as a categorical, so millions of rows stay cheap).
+
+    ``range_rows`` is a projection computed earlier (saved with the run); without it the
+    kernels are projected onto the ranges now."""
+    if range_rows is None:
+        range_rows = project_to_ranges(profile.kernels, profile.api_calls, profile.nvtx_ranges, domain)
+    kernels = profile.frame("kernels", ["start_ns", "end_ns", "name"])
     return pd.DataFrame({
-        "range_row": rows,
+        "range_row": np.asarray(range_rows, dtype=np.int64),
         "duration_ns": (kernels["end_ns"].to_numpy() - kernels["start_ns"].to_numpy()),
         "kernel": kernels["name"].array,
     }, copy=False)
@@ -71,7 +76,7 @@ def gpu_time_by_range(profile: Profile, domain: str | None = None,
     share and cumulative share of attributed GPU time, and the heaviest kernels."""
     if attributed is None:
         attributed = kernel_ranges(profile, domain)
-    ranges = profile.nvtx_ranges
+    ranges = profile.frame("nvtx_ranges", ["range_kind", "domain", "text"])
     instances = _instances(ranges, domain)
     if instances.empty:
         return pd.DataFrame(columns=RANGE_TABLE_COLUMNS)
@@ -220,15 +225,16 @@ def _instances(ranges: pd.DataFrame, domain: str | None) -> pd.DataFrame:
 
     Names are decoded once per distinct range text, not once per instance.
     """
-    mask = (ranges["range_kind"] == "push_pop").to_numpy()
+    mask = _codes_equal(ranges["range_kind"].array, "push_pop")
     if domain is not None:
-        mask = mask & (ranges["domain"] == domain).to_numpy()  # to_numpy may be a read-only view
+        mask &= _codes_equal(ranges["domain"].array, domain)
     rows = np.flatnonzero(mask)
+    del mask
     text = ranges["text"].array
     decoded = pd.Series([layer_name(c) for c in text.categories], dtype=object)
     name_of_code, names = pd.factorize(decoded)
-    codes = text.codes[rows]
-    name_codes = np.where(codes >= 0, name_of_code[np.maximum(codes, 0)] if len(name_of_code) else -1, -1)
+    # a code of -1 (no text) takes the appended -1: one gather, no temporaries per instance
+    name_codes = np.append(name_of_code, -1).astype(np.int32, copy=False)[text.codes[rows]]
     return pd.DataFrame({
         "row": rows,
         "domain": ranges["domain"].array.take(rows),
@@ -236,14 +242,23 @@ def _instances(ranges: pd.DataFrame, domain: str | None) -> pd.DataFrame:
     }, copy=False)
 
 
+def _codes_equal(values: pd.Categorical, label: str) -> np.ndarray:
+    """``values == label`` through the categorical codes (one integer compare per row)."""
+    if label not in values.categories:
+        return np.zeros(len(values), dtype=bool)
+    return values.codes == values.categories.get_loc(label)
+
+
 def _per_row_totals(attributed: pd.DataFrame, n_ranges: int) -> tuple[np.ndarray, np.ndarray]:
     """Summed kernel ns and kernel count per nvtx_ranges row."""
     rows = attributed["range_row"].to_numpy()
-    inside = rows != NO_RANGE
-    durations = attributed["duration_ns"].to_numpy()[inside]
+    durations = attributed["duration_ns"].to_numpy()
+    if len(rows) and rows.min() == NO_RANGE:
+        inside = rows != NO_RANGE
+        rows, durations = rows[inside], durations[inside]
     # float64 sums are exact below 2**53 ns (104 days of kernel time per range)
-    time = np.bincount(rows[inside], weights=durations, minlength=n_ranges)
-    count = np.bincount(rows[inside], minlength=n_ranges)
+    time = np.bincount(rows, weights=durations, minlength=n_ranges)
+    count = np.bincount(rows, minlength=n_ranges)
     return time, count
 
 

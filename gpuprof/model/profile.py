@@ -2,6 +2,10 @@
 
 A saved run (``.gpuprof``) is an uncompressed zip of one Parquet file per non-empty table and a
 ``meta.json``. It can be re-analysed later, on another machine, without the original export.
+It may also hold derived tables (``derived/NAME.parquet``, listed in the header with the
+version of the analysis that made them) so that a re-analysis can skip expensive steps; a
+reader that does not know a derived table, or finds another version, ignores it.
+Loading is lazy (``saved.LazyTables``): tables are decoded when first used.
 """
 
 from __future__ import annotations
@@ -13,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 
-from ..errors import BadInputError
 from ..fsutil import atomic_path
 from .meta import RunMeta
+from .saved import LazyTables, SavedRunFile, table_columns, unreadable
 from .tables import SCHEMAS, TABLE_NAMES, conform, empty_table
 
 FORMAT_NAME = "gpuprof-run"
@@ -33,6 +36,8 @@ class Profile:
     meta: RunMeta = field(default_factory=RunMeta)
 
     def __post_init__(self) -> None:
+        if isinstance(self.tables, LazyTables):
+            return  # conformed as each table is decoded
         unknown = set(self.tables) - set(SCHEMAS)
         if unknown:
             raise ValueError(f"unknown tables: {sorted(unknown)}")
@@ -47,19 +52,34 @@ class Profile:
             return tables[name]
         raise AttributeError(name)
 
-    def save(self, path: str | Path) -> Path:
+    def frame(self, name: str, columns: list[str]) -> pd.DataFrame:
+        """Only ``columns`` of table ``name``: from a saved run, decodes just those columns."""
+        return table_columns(self.tables, name, columns)
+
+    def save(self, path: str | Path, derived: dict[str, tuple[int, pd.DataFrame]] | None = None) -> Path:
+        """Write the run; ``derived`` maps a name to (analysis version, table) to store beside it."""
         path = Path(path)
         if path.suffix != SUFFIX:
             path = path.with_name(path.name + SUFFIX)
-        header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "meta": self.meta.to_dict()}
+        derived = derived or {}
+        header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "meta": self.meta.to_dict(),
+                  "derived": {name: version for name, (version, _) in derived.items()}}
         with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
             zf.writestr("meta.json", json.dumps(header, indent=1, default=str))
             for name, frame in self.tables.items():
                 if len(frame):
-                    buf = io.BytesIO()
-                    frame.to_parquet(buf, index=False, compression="zstd")
-                    zf.writestr(f"{name}.parquet", buf.getvalue())
+                    zf.writestr(f"{name}.parquet", _parquet_bytes(frame))
+            for name, (_, frame) in derived.items():
+                zf.writestr(f"{DERIVED}{name}.parquet", _parquet_bytes(frame))
         return path
+
+    def derived(self, name: str, version: int) -> pd.DataFrame | None:
+        """A derived table saved with the run by analysis ``version``; None if absent or stale."""
+        tables = self.tables
+        if not isinstance(tables, LazyTables) or tables.derived_versions.get(name) != version \
+                or not tables.source.has(f"{DERIVED}{name}.parquet"):
+            return None
+        return tables.source.read(f"{DERIVED}{name}.parquet")
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:
@@ -69,25 +89,19 @@ class Profile:
                 header = json.loads(zf.read("meta.json"))
                 if header.get("format") != FORMAT_NAME:
                     raise KeyError("format")
-                names = set(zf.namelist())
-                tables = {
-                    name: _read_table(zf.read(f"{name}.parquet"))
-                    for name in TABLE_NAMES
-                    if f"{name}.parquet" in names
-                }
+                source = SavedRunFile(path, zf.infolist())
         except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-            raise BadInputError(
-                f"{path.name} is not a readable gpuprof run file ({exc.__class__.__name__})",
-                "Re-create it with 'gpuprof nsys EXPORT --save RUN.gpuprof'",
-            ) from exc
+            raise unreadable(path, exc) from exc
+        source.check()
+        tables = LazyTables(source)
+        tables.derived_versions = dict(header.get("derived") or {})
         return cls(tables=tables, meta=RunMeta.from_dict(header["meta"]))
 
 
-def _read_table(data: bytes) -> pd.DataFrame:
-    # One block per column and Arrow buffers released as they are converted: no consolidation
-    # copy of millions of rows and no moment where both copies of a table are held.
-    frame = pd.read_parquet(io.BytesIO(data),
-                            to_pandas_kwargs={"split_blocks": True, "self_destruct": True})
-    # Decoding buffers are freed by now; hand their pages back instead of keeping them pooled.
-    pa.default_memory_pool().release_unused()
-    return frame
+DERIVED = "derived/"
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False, compression="zstd")
+    return buf.getvalue()

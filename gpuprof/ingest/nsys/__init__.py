@@ -33,12 +33,13 @@ ABSENT_REASONS = {
 
 def read_nsys(path: str | Path, details: bool = False) -> Profile:
     """Read an export. ``details`` adds each kernel's launch configuration (grid, block,
-    registers, shared memory, graph node) and API return values; unread, they are -1."""
+    registers, shared memory, graph node), API return values (unread: -1) and NVTX payloads
+    (unread: NaN). ``meta.extra["details"]`` says whether they were read."""
     sqlite_path = ensure_sqlite(Path(path))
     export = ExportFile(sqlite_path)
     try:
         strings = StringTable(export)
-        nvtx, open_ranges = read_nvtx(export, strings)
+        nvtx, open_ranges = read_nvtx(export, strings, details)
         kernels, launches = read_kernels(export, strings, details)
         tables = {
             "kernels": kernels,
@@ -50,7 +51,7 @@ def read_nsys(path: str | Path, details: bool = False) -> Profile:
         meta = read_meta(export)
     finally:
         export.close()
-    meta.extra["launch_details"] = details
+    meta.extra["details"] = details
     meta.absent = {name: ABSENT_REASONS[name] for name, frame in tables.items() if frame is None}
     if launches is not None:
         tables["kernel_launches"] = launches

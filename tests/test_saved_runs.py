@@ -1,0 +1,134 @@
+"""Saved runs (.gpuprof) load lazily and keep the NVTX attribution, so re-analysing one
+decodes only what the analysis touches and skips the projection; the results are the same."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import pandas as pd
+import pytest
+
+import gpuprof
+from gpuprof.analyze import layers as layers_module
+from gpuprof.api import ATTRIBUTION_VERSION, Run
+from gpuprof.errors import BadInputError
+from gpuprof.model import Profile
+from gpuprof.model.saved import LazyTables
+
+from .conftest import fixture_path
+
+RESNET = "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite"
+
+
+@pytest.fixture(scope="module")
+def resnet_saved(tmp_path_factory):
+    run = gpuprof.load(fixture_path("nsys", RESNET))
+    expected = run.layers()
+    path = run.save(tmp_path_factory.mktemp("saved") / "resnet.gpuprof")
+    return path, expected, run
+
+
+def _no_projection(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the saved attribution should have been used")
+    monkeypatch.setattr(layers_module, "project_to_ranges", refuse)
+
+
+def test_saved_run_keeps_the_attribution_and_skips_the_projection(resnet_saved, monkeypatch):
+    path, expected, _ = resnet_saved
+    _no_projection(monkeypatch)
+    again = gpuprof.load(path)
+    pd.testing.assert_frame_equal(again.layers(), expected)
+
+
+def test_layer_report_decodes_only_the_columns_it_needs(resnet_saved):
+    path, _, _ = resnet_saved
+    run = gpuprof.load(path)
+    assert isinstance(run.tables, LazyTables)
+    run.layers()
+    assert run.tables._loaded == {}  # no whole table was decoded
+    assert set(run.tables._partial) == {"kernels", "nvtx_ranges"}
+    assert "api_calls" not in run.tables._partial  # only the projection needs launches
+
+
+def test_lazy_tables_equal_the_ingested_ones(resnet_saved):
+    path, _, run = resnet_saved
+    loaded = Profile.load(path)
+    for name in ("kernels", "api_calls", "nvtx_ranges", "copies"):
+        pd.testing.assert_frame_equal(loaded.tables[name], run.tables[name], check_categorical=False)
+    partial = Profile.load(path).frame("kernels", ["end_ns", "name"])
+    pd.testing.assert_frame_equal(partial, run.kernels[["end_ns", "name"]], check_categorical=False)
+
+
+def _rewrite_header(src, dst, change):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "meta.json":
+                header = json.loads(data)
+                change(header)
+                data = json.dumps(header).encode()
+            zout.writestr(info, data)
+
+
+def test_attribution_of_another_version_is_recomputed(resnet_saved, tmp_path):
+    path, expected, _ = resnet_saved
+    stale = tmp_path / "stale.gpuprof"
+    _rewrite_header(path, stale, lambda h: h["derived"].update(
+        {k: ATTRIBUTION_VERSION + 1 for k in h["derived"]}))
+    run = gpuprof.load(stale)
+    assert run.derived("attribution_" + b"TensorRT".hex(), ATTRIBUTION_VERSION) is None
+    pd.testing.assert_frame_equal(run.layers(), expected)
+
+
+def test_runs_saved_without_derived_tables_still_load(resnet_saved, tmp_path):
+    path, expected, _ = resnet_saved
+    old = tmp_path / "old.gpuprof"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(old, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            if not info.filename.startswith("derived/"):
+                data = zin.read(info)
+                if info.filename == "meta.json":
+                    header = json.loads(data)
+                    header.pop("derived")
+                    data = json.dumps(header).encode()
+                zout.writestr(info, data)
+    pd.testing.assert_frame_equal(gpuprof.load(old).layers(), expected)
+
+
+def test_compressed_members_are_read_too(resnet_saved, tmp_path):
+    """A saved run re-zipped with deflate (by a user's tool) is still a valid saved run."""
+    path, expected, _ = resnet_saved
+    deflated = tmp_path / "deflated.gpuprof"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info))
+    pd.testing.assert_frame_equal(gpuprof.load(deflated).layers(), expected)
+
+
+def test_truncated_saved_run_is_one_clear_error(resnet_saved, tmp_path):
+    path, _, _ = resnet_saved
+    data = path.read_bytes()
+    for keep in (len(data) // 3, len(data) - 100):
+        broken = tmp_path / f"cut{keep}.gpuprof"
+        broken.write_bytes(data[:keep])
+        with pytest.raises(BadInputError, match="not a readable gpuprof run file"):
+            gpuprof.load(broken).layers()
+
+
+def test_damaged_column_data_is_one_clear_error(resnet_saved, tmp_path):
+    """Damage inside a member (its footer intact) surfaces when the column is decoded."""
+    path, _, _ = resnet_saved
+    broken = tmp_path / "damaged.gpuprof"
+    shutil.copy(path, broken)
+    with zipfile.ZipFile(broken) as zf:
+        info = zf.getinfo("kernels.parquet")
+    raw = bytearray(broken.read_bytes())
+    start = info.header_offset + 30 + len(info.filename)
+    for i in range(start + 64, start + info.file_size // 2):
+        raw[i] ^= 0x5A
+    broken.write_bytes(bytes(raw))
+    with pytest.raises(BadInputError, match="not a readable gpuprof run file"):
+        Run.of(Profile.load(broken)).layers()
