@@ -148,6 +148,10 @@ def test_runner_on_gpu(small_plan, tmp_path):
     assert set(profile.layer_timings["iteration"]) == {0, 1, 2}
     marks = profile.meta.extra["clock_marks"]
     assert [m["label"] for m in marks] == ["capture_start", "capture_stop"]
+    extra = profile.meta.extra  # how the run measured, for the report (runner.run_facts)
+    assert (extra["iterations"], extra["warmup"], extra["profile_iterations"]) == (10, 3, 3)
+    assert extra["layer_profiler"]["enqueue_emits_profile"] is False
+    assert extra["inputs"][0]["shape"] == [1, 3, 64, 64] and extra["input_shapes"].startswith("x: 1x3x64x64")
 
 
 @pytest.mark.trt
@@ -178,6 +182,13 @@ def test_pipeline_on_gpu(small_plan, tmp_path):
                           iterations=5, warmup=2, profile_iterations=2, cache_dir=small_plan.parent)
     profile = run_tensorrt(config)
     assert len(profile.iterations) == 5 and profile.meta.extra["engine"]["cache_hit"] is True
+    from gpuprof.render.engine_report import build_engine_report
+
+    facts = build_engine_report(profile).facts
+    assert facts["Timed pass"].startswith("5 iterations (requested: 5) after 2 warm-up; CUDA events")
+    assert facts["Layer profile"].startswith("2 iterations") and "IProfiler" in facts["Layer profile"]
+    assert facts["nsys"].startswith("not captured (nsys capture was not requested)")
+    assert facts["Model"].startswith(CLS.name) and "GPU" in facts
 
 
 def test_run_shapes_follow_the_build_rules():

@@ -47,3 +47,24 @@ def iteration_table(iterations: pd.DataFrame) -> pd.DataFrame:
         "gap_ns": np.r_[0, start[1:] - frame["end_ns"].to_numpy()[:-1]],
         "vs_median": frame["latency_ns"].to_numpy() / median if median > 0 else np.nan,
     })
+
+
+STAGES = ("h2d_ns", "compute_ns", "d2h_ns")
+
+
+def stage_medians(iterations: pd.DataFrame) -> dict[str, float]:
+    """Median per iteration of each timed stage a backend recorded (``h2d_ns``, ``compute_ns``,
+    ``d2h_ns``; -1 means not recorded) and of the host clock around it (``host_ns``: end - start).
+
+    A stage no row recorded is left out; empty when there are no iterations.
+    """
+    if iterations.empty:
+        return {}
+    out = {}
+    for column in STAGES:
+        values = iterations[column].to_numpy(dtype="float64") if column in iterations else np.array([])
+        values = values[values >= 0]
+        if len(values):
+            out[column] = float(np.median(values))
+    out["host_ns"] = float(np.median((iterations["end_ns"] - iterations["start_ns"]).to_numpy(dtype="float64")))
+    return out

@@ -13,6 +13,7 @@ import click
 
 from ..render.report import FORMATS
 
+NO_NSYS = "nsys (Nsight Systems) is not on PATH"
 PHASE_LABELS = {"load": "loading model", "warmup": "warm-up", "timed": "timed pass",
                 "profile_load": "loading profiling session", "profiled": "layer profile"}
 
@@ -100,7 +101,8 @@ def trt_run_config(args: RunArgs, nsys_available: bool):
                         options=BuildOptions(shapes=onnx_inputs.parse_shapes(args.shapes)),
                         layer_profile=args.layer_profile, nsys=nsys_available,
                         **_trt_count(args.iterations, args.duration),
-                        **_given(warmup=args.warmup, profile_iterations=args.profile_iterations))
+                        **_given(warmup=args.warmup, profile_iterations=args.profile_iterations,
+                                 no_nsys_reason=None if nsys_available else NO_NSYS))
 
 
 def _trt_count(iterations: int | None, duration: float | None) -> dict:

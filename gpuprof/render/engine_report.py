@@ -34,6 +34,10 @@ FILES = {
     "onnxruntime_profile.json": "ONNX Runtime's own per-node trace (Chrome format)",
     "run.gpuprof": "the captured run, re-analysable later",
 }
+# The TensorRT runner's own output folder (``capture/trt/results``), beside the report's files.
+RUNNER_FOLDER = ("the TensorRT runner's own output: iterations.csv, layer_timings.csv, "
+                 "memory_events.csv, run.json")
+RUNNER_NSYS_FILES = "; nsys report {report} and its SQLite export {export}"
 
 
 @dataclass
@@ -71,34 +75,151 @@ def build_engine_report(profile: Profile, top: int = TOP_LAYERS, backend_note: s
 # -- facts --------------------------------------------------------------------------------
 
 def _facts(profile: Profile, backend_note: str | None) -> dict[str, str]:
+    """The run's facts, each from what the backend that ran recorded (``meta.extra``)."""
     meta, extra = profile.meta, profile.meta.extra
-    providers = ", ".join(extra.get("providers_used") or extra.get("providers_requested") or [])
-    backend = f"{BACKEND_NAMES.get(meta.tool, meta.tool)} {meta.tool_version or ''}".strip()
-    backend += f" ({providers})" if providers else ""
-    facts = {"Backend": backend + (f" — {backend_note}" if backend_note else "")}
+    tensorrt = _is_tensorrt(profile)
+    facts = {"Backend": _backend(profile) + (f" — {backend_note}" if backend_note else "")}
     if extra.get("partial"):
         facts["Status"] = (f"PARTIAL: interrupted (Ctrl-C) during the {extra.get('interrupted_phase')} "
                            "phase; the tables hold what was captured before it")
-    source = meta.sources[0] if meta.sources else None
+    source = next((s for s in meta.sources if s.kind == "onnx"), None)
     if source:
-        facts["Model"] = f"{source.name} ({source.size_bytes / 1e6:.1f} MB, sha256 {source.sha256[:12]})"
+        digest = f", sha256 {source.sha256[:12]}" if source.sha256 else ""
+        facts["Model"] = f"{source.name} ({source.size_bytes / 1e6:.1f} MB{digest})"
     facts["Inputs"] = extra.get("input_shapes", "?")
     if any(i.get("guessed_axes") for i in extra.get("inputs", [])):
         facts["Inputs"] += " — guessed dims follow gpuprof's default rule; set them with --shapes"
-    facts["CPU"] = f"{extra.get('cpu_model', '?')}, {extra.get('cpu_cores_logical', '?')} logical cores"
+    if tensorrt and meta.gpus:
+        facts["GPU"] = _gpu_fact(profile)
+    if not tensorrt or extra.get("cpu_model"):
+        facts["CPU"] = f"{extra.get('cpu_model', '?')}, {extra.get('cpu_cores_logical', '?')} logical cores"
     if extra.get("session_settings"):
         facts["Session"] = extra["session_settings"]
     if any(p != "CPUExecutionProvider" for p in extra.get("providers_used", [])):
         facts["Session"] = (facts.get("Session", "") + "; inputs are numpy arrays, so each timed "
                             "run includes the host-to-device copies").lstrip("; ")
-    facts["Timed pass"] = (f"{extra.get('iterations', 0)} iterations (requested: "
-                           f"{extra.get('iterations_requested')}) after {extra.get('warmup')} warm-up; "
+    if tensorrt and extra.get("engine"):
+        facts["Engine"] = _engine_fact(extra)
+    settings = extra.get("settings") or {}  # a TensorRT run saved before these keys existed
+    count = extra.get("iterations", len(profile.iterations) if tensorrt else 0)
+    facts["Timed pass"] = (f"{count} iterations (requested: "
+                           f"{extra.get('iterations_requested')}) after "
+                           f"{extra.get('warmup', settings.get('warmup'))} warm-up; "
                            f"{extra.get('timer', '')}")
-    facts["Layer profile"] = (
+    facts["Layer profile"] = _trt_layer_profile(profile) if tensorrt else (
         f"{extra.get('profile_iterations')} iterations (+{extra.get('profile_warmup')} warm-up) in a "
         "separate session with ORT profiling on, so its overhead is not in the timed pass"
         if extra.get("profile_iterations") else meta.absent.get("layer_timings", "none"))
+    if tensorrt:
+        facts["nsys"] = _nsys_fact(profile)
     return facts
+
+
+def _is_tensorrt(profile: Profile) -> bool:
+    return profile.meta.tool == "tensorrt"
+
+
+def _backend(profile: Profile) -> str:
+    meta, extra = profile.meta, profile.meta.extra
+    backend = f"{BACKEND_NAMES.get(meta.tool, meta.tool)} {meta.tool_version or ''}".strip()
+    if _is_tensorrt(profile):
+        module = (extra.get("tensorrt") or {}).get("module")
+        return backend + (f" (Python module {module})" if module else "")
+    providers = ", ".join(extra.get("providers_used") or extra.get("providers_requested") or [])
+    return backend + (f" ({providers})" if providers else "")
+
+
+def _gpu_fact(profile: Profile) -> str:
+    """Each GPU with its SM clock around the timed pass (NVML), and the CUDA versions."""
+    extra = profile.meta.extra
+    before = {g.get("device_id"): g for g in extra.get("gpus_before_timed_pass") or []}
+    after = {g.get("device_id"): g for g in extra.get("gpus_after_timed_pass") or []}
+    parts = []
+    for gpu in profile.meta.gpus:
+        text = gpu.name + (f" (compute {gpu.compute_capability})" if gpu.compute_capability else "")
+        if gpu.memory_bytes:
+            text += f", {gpu.memory_bytes / (1 << 30):.0f} GiB"
+        clocks = [f"{g[gpu.device_id]['sm_clock_mhz']} MHz {when}"
+                  for when, g in (("before", before), ("after", after))
+                  if "sm_clock_mhz" in g.get(gpu.device_id, {})]
+        if clocks:
+            peak = f" (max {gpu.clock_khz // 1000} MHz)" if gpu.clock_khz else ""
+            text += f"; SM clock {' / '.join(clocks)} the timed pass{peak}"
+        parts.append(text)
+    driver = next((g.get("driver_version") for g in extra.get("gpus_after_timed_pass") or []
+                   if g.get("driver_version")), None)
+    cuda = extra.get("cuda") or {}
+    versions = [f"driver {driver}" if driver else ""] + [
+        f"{label} {_cuda_version(cuda[key])}" for key, label in
+        (("cuda_runtime", "CUDA runtime"), ("cuda_driver", "CUDA driver API")) if cuda.get(key)]
+    versions = [v for v in versions if v]
+    return "; ".join(parts) + (f" — {', '.join(versions)}" if versions else "")
+
+
+def _cuda_version(value: int) -> str:
+    return f"{int(value) // 1000}.{int(value) % 1000 // 10}"
+
+
+def _engine_fact(extra: dict) -> str:
+    engine = extra["engine"]
+    built = ("from gpuprof's plan cache" if engine.get("cache_hit")
+             else f"built in {_num(engine.get('build_seconds'))} s")
+    precisions = engine.get("precisions")
+    text = f"{engine.get('plan')} ({built})"
+    if precisions is not None:
+        text += f"; reduced-precision flags: {', '.join(precisions) or 'none'}"
+    kind = engine.get("layer_info_kind")
+    if kind:
+        text += f"; layer types from {LAYER_INFO_KINDS.get(kind, kind)}"
+    return text
+
+
+LAYER_INFO_KINDS = {"engine_inspector": "TensorRT's engine inspector",
+                    "network_pre_optimisation": "the network before TensorRT's optimisation "
+                                                "(fused layers have no type)"}
+
+
+def _trt_layer_profile(profile: Profile) -> str:
+    """How TensorRT's per-layer times were taken, as the runner recorded it."""
+    extra = profile.meta.extra
+    settings = extra.get("settings") or {}
+    count = extra.get("profile_iterations",
+                      settings.get("profile_iterations") if settings.get("layer_profile") else 0)
+    if not count or profile.layer_timings.empty:
+        return profile.meta.absent.get("layer_timings", "none")
+    how = extra.get("layer_profiler") or {}
+    text = f"{count} iterations in {how.get('pass', 'a separate pass')}"
+    if how.get("warmup") == 0:
+        text += " (no warm-up of its own)"
+    text += f", with TensorRT's {how.get('api', 'IProfiler')} attached"
+    details = []
+    if "enqueue_emits_profile" in how:
+        details.append(f"context.enqueue_emits_profile = {how['enqueue_emits_profile']}")
+    if how.get("report"):
+        details.append(how["report"])
+    if details:
+        text += ": " + " and ".join(details)
+    return text + ", so the profiler's overhead is not in the timed pass"
+
+
+def _nsys_fact(profile: Profile) -> str:
+    """Whether nsys recorded the run, what it covered and how it was put on the run's clock."""
+    meta, extra = profile.meta, profile.meta.extra
+    nsys = extra.get("nsys") or {}
+    if not nsys.get("captured", not profile.kernels.empty):
+        reason = nsys.get("reason") or meta.absent.get("kernels", "not recorded")
+        return (f"not captured ({reason}): no kernels, CUDA API calls or NVTX ranges, so no "
+                "kernel-level check of the layer times")
+    version = f" {extra['nsys_version']}" if extra.get("nsys_version") else ""
+    text = f"nsys{version} profile --capture-range={nsys.get('capture_range', 'cudaProfilerApi')}"
+    if extra.get("capture_range"):
+        text += f" ({extra['capture_range']}: warm-up and the layer pass are outside it)"
+    text += f"; {len(profile.kernels):,} kernels, {len(profile.api_calls):,} CUDA API calls"
+    clock = meta.clocks.get("nsys")
+    if clock is not None:
+        text += (f"; on the run's clock by {clock.method} (± {clock.error_ns / 1e3:,.1f} {MICROSECONDS})"
+                 if clock.error_ns >= 0 else f"; not on the run's clock ({clock.method})")
+    return text
 
 
 # -- latency ------------------------------------------------------------------------------
@@ -109,6 +230,7 @@ def _time_unit(values: pd.Series) -> tuple[str, float]:
 
 
 def _latency_section(iterations: pd.DataFrame, unit: tuple[str, float]) -> Section:
+    """Latency statistics; the note names the clock the backend timed with (the rows' source)."""
     name, div = unit
     summary = latency.latency_summary(iterations)
     count = int(summary["count"])
@@ -119,15 +241,39 @@ def _latency_section(iterations: pd.DataFrame, unit: tuple[str, float]) -> Secti
         for k in keys]
     rows.append(("throughput (inferences/s, one at a time)", summary["throughput_per_s"], ""))
     table = pd.DataFrame(rows, columns=["statistic", f"value ({name})", "note"])
-    notes = [f"{count} timed iterations (host wall clock around each run). Percentiles: "
+    notes = [f"{count} timed iterations ({_clock_phrase(iterations)}). Percentiles: "
              f"numpy '{summary['method']}' interpolation between closest ranks; a percentile "
              f"needs {stats.TAIL_SAMPLES_FOR_RELIABLE} samples beyond it to be reliable "
              f"(p99 {stats.min_samples_for(99):,}, p99.9 {stats.min_samples_for(99.9):,} samples)."]
+    if _cuda_events(iterations):
+        notes.append(_stage_note(iterations, unit))
     if summary["cv"] == summary["cv"] and summary["cv"] > CV_WARNING:
         notes.append(f"Latency varies: coefficient of variation {summary['cv']:.1%} > "
                      f"{CV_WARNING:.1%} (trtexec's threshold). The machine may be busy; rerun "
                      "with more --iterations or on an idle machine.")
     return Section("latency", f"Latency (timed pass, {count} samples)", table, notes)
+
+
+def _cuda_events(iterations: pd.DataFrame) -> bool:
+    return len(iterations) > 0 and bool((iterations["source"].astype(str) == "cuda_events").all())
+
+
+def _clock_phrase(iterations: pd.DataFrame) -> str:
+    if _cuda_events(iterations):
+        return ("CUDA events on the inference stream, from before the input copies to after the "
+                "output copies")
+    return "host wall clock around each run"
+
+
+def _stage_note(iterations: pd.DataFrame, unit: tuple[str, float]) -> str:
+    name, div = unit
+    medians = latency.stage_medians(iterations)
+    stages = [f"{label} {medians[key] / div:,.3f} {name}" for key, label in
+              (("h2d_ns", "H2D copies"), ("compute_ns", "inference"), ("d2h_ns", "D2H copies"))
+              if key in medians]
+    return (f"Median per iteration (CUDA events): {', '.join(stages)}. The host clock "
+            f"(time.monotonic_ns) around each iteration, which adds enqueue and synchronisation, "
+            f"has a median of {medians['host_ns'] / div:,.3f} {name}.")
 
 
 def _iterations_section(iterations: pd.DataFrame, unit: tuple[str, float]) -> Section:
@@ -142,6 +288,11 @@ def _iterations_section(iterations: pd.DataFrame, unit: tuple[str, float]) -> Se
     })
     notes = ["gap before = host time between the previous run's end and this run's start "
              "(gpuprof's own loop cost)."]
+    if _cuda_events(iterations):
+        notes = ["latency from CUDA events; offset and gap before from the host clock "
+                 "(time.monotonic_ns) around each iteration: gap before = host time between the "
+                 "previous iteration's end (its last event synchronised) and this one's start "
+                 "(gpuprof's own loop cost)."]
     return Section("iterations", "Per-iteration latency", table, notes, max_rows=TERMINAL_ITERATIONS)
 
 
@@ -180,10 +331,28 @@ def _coverage_notes(profile: Profile) -> list[str]:
         if timed > 0:
             notes.append(f"Profiled runs took {np.median(runs['run_ns']) / timed:.2f}x the timed "
                          "pass's median: per-node profiling overhead (and the machine's noise).")
+    if _is_tensorrt(profile):
+        notes += _trt_layer_notes(profile)
     if extra.get("backend") == "onnxruntime":
         providers = ", ".join(f"{k} {v}" for k, v in (extra.get("node_providers") or {}).items())
         notes.append("Layer names are ONNX Runtime's optimized-graph nodes (fused nodes such as "
                      f"*_nchwc differ from the .onnx file's). Node runs by provider: {providers or '-'}.")
+    return notes
+
+
+def _trt_layer_notes(profile: Profile) -> list[str]:
+    from ..analyze.reconcile import profiler_overhead
+
+    notes = ["Layer names are the engine's layers as TensorRT's IProfiler reports them (TensorRT "
+             "fuses ONNX nodes; a fused layer is named after them, e.g. 'A + B')."]
+    overhead = profiler_overhead(profile)
+    if overhead and profile.kernels.empty:  # with nsys kernels the reconciliation section says it
+        ratio = overhead["ratio"]
+        why = ("the excess is the profiler's per-layer overhead" if ratio > 1 else
+               "the rest is time TensorRT attributes to no layer")
+        notes.append(f"Layer times sum to {ratio:.2f}x the timed pass's median inference time "
+                     f"(CUDA events; median per iteration {overhead['iprofiler_sum_ns'] / 1e3:,.1f} vs "
+                     f"{overhead['timed_compute_ns'] / 1e3:,.1f} {MICROSECONDS}): {why}.")
     return notes
 
 
@@ -277,11 +446,34 @@ def write_engine_outputs(profile: Profile, directory: str | Path, top: int = TOP
     out.written.append("run.gpuprof")
     tables = ["layers.csv"] if not profile.layer_timings.empty else []
     names = ["report.md", "report.json", *tables, "iterations.csv", *out.written]
-    report = build_engine_report(profile, top, backend_note, {n: FILES[n] for n in names})
+    listed = {n: FILES[n] for n in names}
+    if "memory.png" in listed:
+        listed["memory.png"] = _memory_png_content(profile.memory_events)
+    listed.update(_runner_files(profile, out.directory))
+    report = build_engine_report(profile, top, backend_note, listed)
     _write_reports(report, out)
     for stale in set(FILES) - set(out.written):
         (out.directory / stale).unlink(missing_ok=True)
     return report, out
+
+
+def _memory_png_content(events: pd.DataFrame) -> str:
+    sources = list(dict.fromkeys(events["source"].astype(str)))
+    if sources in ([], ["process_rss"]):
+        return FILES["memory.png"]
+    return "memory over time: " + ", ".join(MEMORY_SOURCES.get(s, s) for s in sources)
+
+
+def _runner_files(profile: Profile, directory: Path) -> dict[str, str]:
+    """The TensorRT runner's folder (and nsys's files in it), where it lies in ``directory``."""
+    folder = profile.meta.extra.get("runner_folder")
+    if not _is_tensorrt(profile) or not folder or not (directory / folder).is_dir():
+        return {}
+    nsys = profile.meta.extra.get("nsys") or {}
+    content = RUNNER_FOLDER
+    if nsys.get("captured") and nsys.get("report") and nsys.get("export"):
+        content += RUNNER_NSYS_FILES.format(report=nsys["report"], export=nsys["export"])
+    return {f"{folder}/": content}
 
 
 def _write_reports(report: Report, out: EngineOutputs) -> None:
@@ -312,8 +504,11 @@ def _plot_memory(profile: Profile, path: Path) -> None:
     from ..analyze.memory import memory_timeline
     from .plots import plot_memory
 
+    sources = list(dict.fromkeys(profile.memory_events["source"].astype(str)))
+    what = ("Process memory (RSS)" if sources in ([], ["process_rss"])
+            else "Memory (" + ", ".join(MEMORY_SOURCES.get(s, s) for s in sources) + ")")
     plot_memory(memory_timeline(profile.memory_events), path,
-                title=f"Process memory (RSS): {profile.meta.extra.get('model', '')}",
+                title=f"{what}: {profile.meta.extra.get('model', '')}",
                 origin_ns=first_event_ns(profile.tables))
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ...model import Profile
+from ...model import Profile, SourceFile
 from .. import timed_count
-from .build import build_engine
+from .build import BuildResult, build_engine
 from .nsys_cmd import NsysOptions, profile_and_export, run_tool, runner_argv
-from .options import RUN_ITERATIONS, RUN_PROFILE_ITERATIONS, RUN_WARMUP, BuildOptions
+from .options import PRECISIONS, RUN_ITERATIONS, RUN_PROFILE_ITERATIONS, RUN_WARMUP, BuildOptions
 from .progress import Listener
 from .results import load_results
 
@@ -32,8 +33,13 @@ class TrtRunConfig:
     layer_profile: bool = True
     cache_dir: Path | None = None
     nsys: bool = False
+    no_nsys_reason: str = "nsys capture was not requested"  # stated in the report when nsys is False
     nsys_options: NsysOptions = field(default_factory=NsysOptions)
     timeout_s: float = 600
+
+
+# The tables only an nsys capture fills; without one they are absent, with the reason.
+NSYS_TABLES = ("kernels", "api_calls", "copies", "nvtx_ranges")
 
 
 def run_tensorrt(config: TrtRunConfig, progress: Listener | None = None) -> Profile:
@@ -48,20 +54,56 @@ def run_tensorrt(config: TrtRunConfig, progress: Listener | None = None) -> Prof
         sqlite = profile_and_export(built.plan, out, extra, config.nsys_options, config.timeout_s)
     else:
         run_tool(runner_argv(built.plan, out, extra), config.timeout_s, "the TensorRT runner")
+    return profile_from_results(out, built, config, sqlite)
+
+
+def profile_from_results(out: Path, built: BuildResult, config: TrtRunConfig,
+                         sqlite: Path | None = None) -> Profile:
+    """The runner's output folder (``results``), the build that made its plan and the nsys
+    export when there is one, as one ``Profile``: what ``gpuprof engine`` reports."""
     profile = load_results(out)
     _attach_layer_info(profile, built.entry.layers)
-    profile.meta.extra["engine"] = {"plan": built.plan.name, "cache_hit": built.cache_hit,
-                                    "build_seconds": built.sidecar.get("build_seconds"),
-                                    "layer_info": built.entry.layers.name}
-    if sqlite is not None:
-        from ...align.clock import merge_nsys
-        from ...ingest.nsys import read_nsys
+    meta = profile.meta
+    meta.extra["engine"] = {"plan": built.plan.name, "cache_hit": built.cache_hit,
+                            "build_seconds": built.sidecar.get("build_seconds"),
+                            "layer_info": built.entry.layers.name,
+                            "layer_info_kind": built.sidecar.get("layer_info_kind"),
+                            "precisions": _precisions(built.sidecar.get("options") or {})}
+    meta.extra["runner_folder"] = out.name
+    model = built.sidecar.get("model") or {}
+    if model.get("name"):
+        # the ONNX model first, as on ONNX Runtime; the runner's own files follow
+        meta.sources.insert(0, SourceFile("onnx", str(model["name"]), int(model.get("bytes") or 0),
+                                          str(model.get("sha256") or "")))
+    meta.extra["nsys"] = _nsys_facts(config, sqlite)
+    if sqlite is None:
+        for name in NSYS_TABLES:
+            meta.absent.setdefault(name, f"no nsys capture: {config.no_nsys_reason}")
+        return profile
+    from ...align.clock import merge_nsys
+    from ...ingest.nsys import read_nsys
 
-        # kernels, API calls, NVTX layer ranges and nsys memory events join the run's own
-        # tables, moved onto its monotonic clock through the runner's NVTX clock marks
-        profile = merge_nsys(profile, read_nsys(sqlite, details=True))
-        profile.meta.extra["nsys_sqlite"] = os.fspath(sqlite.name)
+    # kernels, API calls, NVTX layer ranges and nsys memory events join the run's own
+    # tables, moved onto its monotonic clock through the runner's NVTX clock marks
+    profile = merge_nsys(profile, read_nsys(sqlite, details=True))
+    profile.meta.extra["nsys_sqlite"] = os.fspath(sqlite.name)
     return profile
+
+
+def _nsys_facts(config: TrtRunConfig, sqlite: Path | None) -> dict[str, Any]:
+    """Whether nsys recorded the run, how, or why not."""
+    if sqlite is None:
+        return {"captured": False, "reason": config.no_nsys_reason}
+    options = config.nsys_options
+    return {"captured": True, "capture_range": "cudaProfilerApi", "capture_range_end": "stop",
+            "trace": list(options.trace), "cuda_memory_usage": options.cuda_memory_usage,
+            "cuda_graph_trace_node": options.cuda_graph_trace_node,
+            "report": f"{sqlite.stem}.nsys-rep", "export": sqlite.name}
+
+
+def _precisions(options: dict[str, Any]) -> list[str]:
+    """Reduced precisions the build enabled (``BuildOptions.precisions``, from its key dict)."""
+    return list(PRECISIONS) if options.get("best") else [p for p in PRECISIONS if options.get(p)]
 
 
 def _attach_layer_info(profile: Profile, layers_json: Path) -> None:

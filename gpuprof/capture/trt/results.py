@@ -6,7 +6,8 @@ The folder holds plain files, so a run can be inspected without gpuprof:
 - ``iterations.csv``: per-iteration CUDA-event and host-clock times (table ``iterations``,
   source "cuda_events"; ``host_latency_ns`` is the host clock's end-to-end time),
 - ``layer_timings.csv``: IProfiler per-layer times (table ``layer_timings``, source "iprofiler"),
-- ``run.json``: versions, GPUs and clocks, settings, the plan's sidecar and the NVTX clock marks.
+- ``run.json``: versions, GPUs and clocks, settings, the plan's sidecar, the NVTX clock marks
+  and how the run measured (``runner.run_facts``: warm-up, iterations, timer, layer profiler).
 
 All times are ``time.monotonic_ns()`` of the runner process (CLOCK_MONOTONIC), the clock the
 Triton and bpftrace sources use too; the NVTX marks in ``run.json`` carry the same values, so an

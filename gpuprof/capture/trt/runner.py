@@ -57,6 +57,14 @@ if TYPE_CHECKING:
 
 NVTX_DOMAIN = "gpuprof"
 CLOCK_MARK = "gpuprof-clock monotonic_ns={ns} at={label}"
+# How this runner measures, recorded in run.json so a report states the method that ran.
+TIMER = ("CUDA events on the inference stream from before the input copies (H2D) to after the "
+         "output copies (D2H), around execute_async_v3; time.monotonic_ns around each iteration "
+         "is kept as its start/end")
+LAYER_PROFILER = {"api": "IProfiler", "enqueue_emits_profile": False,
+                  "report": "context.report_to_profiler() after each iteration",
+                  "pass": "a separate pass after the timed pass", "warmup": 0}
+CAPTURE_RANGE = "cudaProfilerStart/Stop around the timed iterations only"
 
 
 @dataclass
@@ -177,6 +185,8 @@ class ProfiledRun:
         self.buffers: list[TensorBuffer] = []
         self.stream: Any = None
         self.marks: list[dict[str, Any]] = []
+        self.inputs: list[dict[str, Any]] = []
+        self.timed_iterations = 0
         self.gpu_before: list[dict[str, Any]] = []
         self.gpu_after: list[dict[str, Any]] = []
 
@@ -203,13 +213,23 @@ class ProfiledRun:
         engine, context = self._live()
         rng = np.random.default_rng(self.settings.seed)
         self.stream = self.cuda.call("cudaStreamCreate")
+        shapes = self.input_shapes()
         with self.log.in_phase("shape_change"):
-            for name, shape in self.input_shapes().items():
+            for name, shape in shapes.items():
                 if not context.set_input_shape(name, shape):
                     raise BadInputError(f"shape {shape} is outside the engine's profile for '{name}'",
                                         "Pass --shapes within the min/max the plan was built for")
             for name in _io_names(engine):
                 self._bind(name, rng)
+        self.inputs = [self._input_fact(buf) for buf in self.buffers if buf.is_input]
+
+    def _input_fact(self, buf: TensorBuffer) -> dict[str, Any]:
+        """One input as run: shape, dtype and which dims gpuprof chose (not --shapes, not the plan)."""
+        engine, _ = self._live()
+        declared = api.shape_of(engine.get_tensor_shape(buf.name))
+        return {"name": buf.name, "dtype": str(buf.dtype), "declared": list(declared),
+                "shape": list(buf.shape),
+                "guessed_axes": guessed_axes(buf.name, declared, self.settings.shapes, self.sidecar)}
 
     def _bind(self, name: str, rng: np.random.Generator) -> None:
         engine, context = self._live()
@@ -258,6 +278,7 @@ class ProfiledRun:
                 with nvtx.annotate(f"gpuprof iteration {i}", domain=NVTX_DOMAIN):
                     rows.append(self._timed_iteration(i, events))
         self.gpu_after = device.gpu_info()
+        self.timed_iterations = len(rows)
         for event in events:
             self.cuda.call("cudaEventDestroy", event)
         return rows
@@ -360,6 +381,7 @@ class ProfiledRun:
             "tensorrt": api.describe(self.trt),
             "cuda": self.cuda.versions(),
             "gpus": self.gpu_before or device.gpu_info(),
+            "gpus_before_timed_pass": self.gpu_before,
             "gpus_after_timed_pass": self.gpu_after,
             "plan": {"file": self.settings.plan.name, "bytes": self.settings.plan.stat().st_size,
                      "build": {k: self.sidecar.get(k) for k in ("key", "tensorrt", "options",
@@ -374,7 +396,54 @@ class ProfiledRun:
             "absent": {"layer_timings": "the per-layer pass was skipped (--no-layer-profile)"}
             if not self.settings.layer_profile else {},
             "pid": os.getpid(),
+            **run_facts(self.settings, self.sidecar, self.inputs, self.timed_iterations),
         }
+
+
+def run_facts(settings: RunSettings, sidecar: dict[str, Any], inputs: list[dict[str, Any]],
+              iterations: int) -> dict[str, Any]:
+    """What a report needs to say how this run measured (the same keys ONNX Runtime records
+    where the fact is the same: model, input_shapes, inputs, iterations, warmup, timer, ...)."""
+    from ..ort.facts import cpu_model
+
+    model = sidecar.get("model") or {}
+    return {
+        "backend": "tensorrt",
+        "model": model.get("name") or settings.plan.name,
+        "input_shapes": describe_inputs(inputs),
+        "inputs": inputs,
+        "iterations": iterations,
+        "warmup": settings.warmup,
+        "timer": TIMER,
+        "profile_iterations": settings.profile_iterations if settings.layer_profile else 0,
+        "profile_warmup": 0,
+        "layer_profiler": dict(LAYER_PROFILER) if settings.layer_profile else None,
+        "capture_range": CAPTURE_RANGE,
+        "cpu_model": cpu_model(),
+        "cpu_cores_logical": os.cpu_count(),
+    }
+
+
+def guessed_axes(name: str, declared: Shape, run_given: dict[str, Shape],
+                 sidecar: dict[str, Any]) -> list[int]:
+    """The dynamic axes of ``name`` that neither the run's nor the build's shapes fixed: the
+    plan was built for gpuprof's default shape there (sidecar ``profile_source`` "default")."""
+    options = sidecar.get("options") or {}
+    given = set(run_given) | {n for key in ("shapes", "min_shapes", "opt_shapes", "max_shapes")
+                              for n in options.get(key) or {}}
+    if sidecar.get("profile_source") != "default" or name in given or "" in given:
+        return []
+    return [axis for axis, dim in enumerate(declared) if dim < 0]
+
+
+def describe_inputs(inputs: list[dict[str, Any]]) -> str:
+    """``x: 1x3x640x640 (float32; guessed axes 0,2,3)`` joined by ``; ``, as ONNX Runtime's."""
+    parts = []
+    for i in inputs:
+        axes = i.get("guessed_axes") or []
+        note = f"; guessed axes {','.join(map(str, axes))}" if axes else ""
+        parts.append(f"{i['name']}: {'x'.join(map(str, i['shape']))} ({i['dtype']}{note})")
+    return "; ".join(parts)
 
 
 def _io_names(engine: trt_types.ICudaEngine) -> list[str]:
