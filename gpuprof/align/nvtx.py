@@ -19,6 +19,11 @@ import pandas as pd
 NO_RANGE = -1
 
 
+def _index_dtype(n: int) -> type:
+    """int32 positions where they fit: per-row index arrays of millions halve in size."""
+    return np.int32 if n < 2**31 else np.int64
+
+
 def project_to_ranges(work: pd.DataFrame, api_calls: pd.DataFrame, ranges: pd.DataFrame,
                       domain: str | None = None) -> np.ndarray:
     """Row position in ``ranges`` of each ``work`` row's innermost enclosing range, or -1.
@@ -30,7 +35,7 @@ def project_to_ranges(work: pd.DataFrame, api_calls: pd.DataFrame, ranges: pd.Da
     is_launched = call_pos >= 0
     cand_rows = _push_pop_rows(ranges, domain)
     if not is_launched.any() or cand_rows.size == 0:
-        return np.full(len(work), NO_RANGE, dtype=np.int64)
+        return np.full(len(work), NO_RANGE, dtype=_index_dtype(len(ranges)))
     if is_launched.all():  # every row was launched: index nothing
         launched, pos = slice(None), call_pos
     else:
@@ -59,7 +64,7 @@ def project_to_ranges(work: pd.DataFrame, api_calls: pd.DataFrame, ranges: pd.Da
     if one_thread and call_tid is None and all_tid[0] == range_tid[0] and isinstance(launched, slice):
         # the common case: every row launched from the one thread that has ranges
         return _innermost(range_start, range_end, cand_rows, call_start, call_end)
-    result = np.full(len(work), NO_RANGE, dtype=np.int64)
+    result = np.full(len(work), NO_RANGE, dtype=_index_dtype(len(ranges)))
     for gtid in (range_tid[:1] if one_thread else np.unique(range_tid)):
         if call_tid is None:
             if all_tid[0] != gtid:
@@ -152,8 +157,8 @@ def _match_dense(work: pd.DataFrame, api_calls: pd.DataFrame) -> np.ndarray | No
     else:
         usable = ((work_pid & LOW32) == same) & (work_low < size)
     if usable is None:
-        return table[work_low].astype(np.int64)
-    found = table[np.where(usable, work_low, 0)].astype(np.int64)
+        return table[work_low]
+    found = table[np.where(usable, work_low, 0)]
     found[~usable] = NO_RANGE
     return found
 
@@ -164,10 +169,20 @@ def _key(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _push_pop_rows(ranges: pd.DataFrame, domain: str | None) -> np.ndarray:
-    mask = (ranges["range_kind"] == "push_pop").to_numpy()
+    mask = _equals(ranges["range_kind"], "push_pop")
     if domain is not None:
-        mask = mask & (ranges["domain"] == domain).to_numpy()
-    return np.flatnonzero(mask)
+        mask &= _equals(ranges["domain"], domain)
+    return np.flatnonzero(mask).astype(_index_dtype(len(ranges)), copy=False)
+
+
+def _equals(column: pd.Series, label: str) -> np.ndarray:
+    """``column == label`` for a categorical, through its codes (no pandas temporaries)."""
+    values = column.array
+    if not isinstance(values, pd.Categorical):
+        return (column == label).to_numpy(dtype=bool)
+    if label not in values.categories:
+        return np.zeros(len(values), dtype=bool)
+    return values.codes == values.categories.get_loc(label)
 
 
 def _innermost(r_start: np.ndarray, r_end: np.ndarray, rows: np.ndarray,
@@ -230,9 +245,13 @@ class _Parents:
 
     def __init__(self, start: np.ndarray, end: np.ndarray):
         n = len(start)
-        ended_before = np.searchsorted(np.sort(end), start, side="right")
+        dtype = _index_dtype(n)
+        # in place and in int32 where it fits: this runs over millions of ranges
+        depth = np.arange(n, dtype=dtype)
+        depth -= np.searchsorted(np.sort(end), start, side="right").astype(dtype, copy=False)
         # A zero-length range counts its own end among those "ended before" it; undo that.
-        self.depth = np.arange(n) - ended_before + (end <= start)
+        depth += end <= start
+        self.depth = depth
         self._at_level: dict[int, np.ndarray] = {}
 
     def of(self, index: np.ndarray) -> np.ndarray:

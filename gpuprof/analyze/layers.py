@@ -38,7 +38,7 @@ def kernel_ranges(profile: Profile, domain: str | None = None,
         range_rows = project_to_ranges(profile.kernels, profile.api_calls, profile.nvtx_ranges, domain)
     kernels = profile.frame("kernels", ["start_ns", "end_ns", "name"])
     return pd.DataFrame({
-        "range_row": np.asarray(range_rows, dtype=np.int64),
+        "range_row": np.asarray(range_rows),
         "duration_ns": (kernels["end_ns"].to_numpy() - kernels["start_ns"].to_numpy()),
         "kernel": kernels["name"].array,
     }, copy=False)

@@ -8,6 +8,7 @@ exported to SQLite first when ``nsys`` is installed.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ...model import Profile
@@ -37,19 +38,27 @@ def read_nsys(path: str | Path, details: bool = False) -> Profile:
     (unread: NaN). ``meta.extra["details"]`` says whether they were read."""
     sqlite_path = ensure_sqlite(Path(path))
     export = ExportFile(sqlite_path)
+    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="gpuprof-read")
     try:
         strings = StringTable(export)
-        nvtx, open_ranges = read_nvtx(export, strings, details)
-        kernels, launches = read_kernels(export, strings, details)
+        # The three big tables are read side by side, each scan on one core (see ExportFile).
+        big = [pool.submit(read_nvtx, export, strings, details),
+               pool.submit(read_kernels, export, strings, details),
+               pool.submit(read_api_calls, export, strings, details)]
+        (nvtx, open_ranges), (kernels, launches), api_calls = (f.result() for f in big)
         tables = {
             "kernels": kernels,
-            "api_calls": read_api_calls(export, strings, details),
+            "api_calls": api_calls,
             "copies": read_copies(export),
             "nvtx_ranges": nvtx,
             "memory_events": read_memory_events(export),
         }
         meta = read_meta(export)
+    except BaseException:
+        export.interrupt()  # a failed read or Ctrl-C stops the other reads now
+        raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # no read outlives the connections
         export.close()
     meta.extra["details"] = details
     meta.absent = {name: ABSENT_REASONS[name] for name, frame in tables.items() if frame is None}

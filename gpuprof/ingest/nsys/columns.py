@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -25,3 +28,104 @@ def to_float64(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
         return pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
     return pd.to_numeric(pd.Series(column.to_pylist(), dtype=object), errors="coerce").to_numpy(np.float64)
+
+
+class StreamedColumns:
+    """A query result collected batch by batch, each batch released as soon as it is copied.
+
+    Arrow batches imported from DuckDB or ADBC are freed as a whole, only once every column
+    of the batch is released; holding a whole result while converting it doubles the memory
+    of a read. Here integer columns are copied straight into one numpy array each (sized by
+    ``capacity``, an upper bound of the rows, when known: no per-batch pieces and no final
+    concatenation), other columns into detached Arrow copies; readers then take each column
+    once (``ints`` / ``pop``), so a column's memory is held once.
+    """
+
+    def __init__(self, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
+                 check: Callable[[pa.RecordBatch], None] = lambda batch: None,
+                 capacity: int = 0):
+        self.num_rows = 0
+        builders = {name: _Builder(capacity) for name in schema.names}
+        for batch in batches:
+            check(batch)
+            for name, column in zip(schema.names, batch.columns):
+                builders[name].append(column, self.num_rows)
+            self.num_rows += batch.num_rows
+            del batch
+        self._columns = {name: builders.pop(name).finish(self.num_rows, schema.field(name).type)
+                         for name in schema.names}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._columns
+
+    def pop(self, name: str) -> pa.ChunkedArray:
+        """A column as Arrow (text, reals): integer columns are turned back into Arrow."""
+        column = self._columns.pop(name)
+        if isinstance(column, _Ints):
+            return pa.chunked_array([pa.array(column.values, mask=column.nulls)])
+        return column
+
+    def ints(self, name: str, fill: int = -1) -> np.ndarray:
+        """A column as int64 with ``fill`` where it is NULL or not a number; a column the
+        query did not select is all ``fill``."""
+        column = self._columns.pop(name, None)
+        if column is None:
+            # np.zeros maps zero pages lazily: a column of zeros costs nothing until written
+            return np.zeros(self.num_rows, np.int64) if fill == 0 else np.full(self.num_rows, fill, np.int64)
+        if isinstance(column, _Ints):
+            if column.nulls is not None:
+                column.values[column.nulls] = fill
+            return column.values
+        return to_int64(column, fill)
+
+
+class _Ints(NamedTuple):
+    values: np.ndarray  # int64, owned (not a view of an Arrow batch)
+    nulls: np.ndarray | None  # True where NULL; None when there is none
+
+
+class _Builder:
+    """One column being collected: integers into a growing int64 array (np.empty pages are
+    not resident until written, so an upper-bound capacity costs only what is filled)."""
+
+    def __init__(self, capacity: int):
+        self.values = np.empty(capacity, np.int64)
+        self.nulls: np.ndarray | None = None
+        self.arrow: list[pa.Array] | None = None
+
+    def append(self, column: pa.Array, at: int) -> None:
+        if self.arrow is not None or not pa.types.is_integer(column.type):
+            self._append_arrow(column, at)
+            return
+        end = at + len(column)
+        if end > len(self.values):
+            self.values = _grown(self.values, end)
+            if self.nulls is not None:
+                self.nulls = _grown(self.nulls, end)
+        if column.null_count:
+            if self.nulls is None:
+                self.nulls = np.zeros(len(self.values), bool)
+            self.nulls[at:end] = column.is_null().to_numpy(zero_copy_only=False)
+            column = pc.fill_null(column, 0)
+        self.values[at:end] = column.to_numpy()  # a view of the batch, copied here
+
+    def _append_arrow(self, column: pa.Array, at: int) -> None:
+        if self.arrow is None:
+            self.arrow = []
+            if at:  # integers so far (not in practice: a reader's batches share one schema)
+                self.arrow.append(pa.array(self.values[:at], mask=None if self.nulls is None else self.nulls[:at]))
+        self.arrow.append(pa.concat_arrays([column]))  # copies the buffers
+
+    def finish(self, rows: int, arrow_type: pa.DataType):
+        if self.arrow is not None:
+            return pa.chunked_array(self.arrow, type=self.arrow[0].type)
+        if not pa.types.is_integer(arrow_type) and rows == 0:
+            return pa.chunked_array([], type=arrow_type)
+        nulls = None if self.nulls is None else self.nulls[:rows]
+        return _Ints(self.values[:rows], nulls)
+
+
+def _grown(values: np.ndarray, needed: int) -> np.ndarray:
+    grown = np.empty(max(needed, 2 * len(values)), values.dtype)
+    grown[:len(values)] = values
+    return grown

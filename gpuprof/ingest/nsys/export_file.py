@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
+import threading
 from pathlib import Path
 
 import pyarrow as pa
 
 from ...errors import BadInputError
 from . import schema
+from .columns import StreamedColumns
 
 LOG = logging.getLogger(__name__)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # SQLite reports some damage with messages that are themselves invalid UTF-8.
 CORRUPTION = (sqlite3.DatabaseError, UnicodeDecodeError)
+BATCH_ROWS = 1_000_000  # rows per streamed batch: what a big read holds beyond its result
+MAX_PREALLOCATED_ROWS = 1 << 28  # address space reserved per column at most (2 GiB, untouched)
 REEXPORT_HINT = "Re-export it with: nsys export --type sqlite --force-overwrite true REPORT.nsys-rep"
 
 
@@ -32,14 +37,19 @@ def check_path(path: Path) -> None:
 
 
 class ExportFile:
-    """A read-only nsys export: which tables and columns it has, and fast reads as Arrow."""
+    """A read-only nsys export: which tables and columns it has, and fast reads as Arrow.
+
+    Safe to read from several threads at once (``read_nsys`` reads its big tables
+    concurrently): each DuckDB read runs on its own cursor; the standard-library and ADBC
+    connections, which must not run two statements at once, are used under a lock.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         check_path(path)
         uri = f"file:{path.resolve().as_posix()}?mode=ro&immutable=1"
         try:
-            self._db = sqlite3.connect(uri, uri=True)
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
             # Corrupt or foreign files can hold invalid UTF-8; never let decoding crash a read.
             self._db.text_factory = lambda raw: raw.decode("utf-8", "replace")
             rows = self._db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
@@ -52,23 +62,24 @@ class ExportFile:
         self._columns: dict[str, list[str]] = {}
         self._adbc = None
         self._duck = None  # a DuckDB connection, or False once it proved unavailable
+        self._lock = threading.RLock()  # guards the sqlite3 and ADBC connections, and opening
+        self.closed = False  # set by interrupt()/close(): no read starts, no fallback is tried
+        self._reading: set = set()  # DuckDB cursors with a read running, for interrupt()
 
     def has(self, table: str) -> bool:
         return table in self.tables
 
     def columns(self, table: str) -> list[str]:
         if table not in self._columns:
-            try:
-                info = self._db.execute(f"PRAGMA table_info('{table}')").fetchall()
-            except CORRUPTION as exc:
-                raise corrupt(self.path, exc) from exc
+            info = self.rows(f"PRAGMA table_info('{table}')")
             self._columns[table] = [row[1] for row in info]
         return self._columns[table]
 
     def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
         """Small reads (metadata, enums, strings) through the standard library."""
         try:
-            return self._db.execute(sql, params).fetchall()
+            with self._lock:
+                return self._db.execute(sql, params).fetchall()
         except CORRUPTION as exc:
             raise corrupt(self.path, exc) from exc
 
@@ -82,28 +93,97 @@ class ExportFile:
         """
         for reader in (self._arrow_via_duckdb, self._arrow_via_adbc):
             try:
-                table = reader(sql)
-                _check_utf8(table)
-                return table
+                result = reader(sql)
+                _check_utf8(result)
+                return result
             except Exception as exc:  # noqa: BLE001 - any failure falls back to the next reader
+                if self.closed:  # interrupted by close(): no fallback read
+                    raise
                 LOG.debug("%s failed on %s (%s); trying the next reader", reader.__name__, sql, exc)
                 continue
         return self._arrow_via_sqlite3(sql)
 
+    def read_columns(self, sql: str, table: str) -> StreamedColumns:
+        """A big read of ``table``, streamed: batches are copied into columns and released
+        one by one (see ``StreamedColumns``). Readers and fallbacks as for ``arrow``."""
+        capacity = self._row_bound(table)
+        for stream in (self._stream_duckdb, self._stream_adbc):
+            try:
+                return stream(sql, capacity)
+            except Exception as exc:  # noqa: BLE001 - any failure falls back to the next reader
+                if self.closed:  # interrupted by close(): no fallback read
+                    raise
+                LOG.debug("%s failed on %s (%s); trying the next reader", stream.__name__, sql, exc)
+        result = self._arrow_via_sqlite3(sql)
+        return StreamedColumns(result.schema, result.to_batches(), capacity=capacity)
+
+    def _row_bound(self, table: str) -> int:
+        """An upper bound of the rows of ``table`` from its rowid span (two index lookups),
+        capped: a damaged file may hold any rowid; 0 when unknown (columns then grow)."""
+        try:
+            low, high = self.rows(f"SELECT MIN(rowid), MAX(rowid) FROM {table}")[0]
+        except BadInputError:
+            return 0
+        if not isinstance(low, int) or not isinstance(high, int) or high < low:
+            return 0
+        return min(high - low + 1, MAX_PREALLOCATED_ROWS)
+
+    def _stream_duckdb(self, sql: str, capacity: int) -> StreamedColumns:
+        with self._duck_cursor() as cursor:
+            reader = cursor.execute(sql).to_arrow_reader(BATCH_ROWS)
+            return StreamedColumns(reader.schema, reader, check=_check_utf8, capacity=capacity)
+
+    def _stream_adbc(self, sql: str, capacity: int) -> StreamedColumns:
+        with self._lock:
+            cursor = self._adbc_connection().cursor()
+            try:
+                cursor.execute(sql)
+                reader = cursor.fetch_record_batch()
+                return StreamedColumns(reader.schema, reader, check=_check_utf8, capacity=capacity)
+            finally:
+                cursor.close()
+
+    @contextlib.contextmanager
+    def _duck_cursor(self):
+        """A DuckDB cursor of its own for one read (reads may run in several threads),
+        registered so that ``interrupt`` can stop it."""
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("export closed")
+            if self._duck is None:
+                self._duck = open_duckdb(self.path)
+            if self._duck is False:
+                raise RuntimeError("DuckDB SQLite scanner not available")
+            cursor = self._duck.cursor()
+            self._reading.add(cursor)
+        try:
+            cursor.execute(f"USE {DUCKDB_SCHEMA}")  # a cursor does not inherit USE
+            yield cursor
+        finally:
+            with self._lock:
+                self._reading.discard(cursor)
+            cursor.close()
+
+    def interrupt(self) -> None:
+        """Stop the DuckDB reads running in other threads (their callers get an error) and
+        start no other read: what Ctrl-C or a failed sibling read needs."""
+        with self._lock:
+            self.closed = True
+            for cursor in self._reading:
+                cursor.interrupt()
+
     def _arrow_via_duckdb(self, sql: str) -> pa.Table:
-        if self._duck is None:
-            self._duck = open_duckdb(self.path)
-        if self._duck is False:
-            raise RuntimeError("DuckDB SQLite scanner not available")
-        return self._duck.execute(sql).to_arrow_table()
+        with self._duck_cursor() as cursor:
+            return cursor.execute(sql).to_arrow_table()
 
     def _arrow_via_adbc(self, sql: str) -> pa.Table:
-        cursor = self._adbc_connection().cursor()
-        try:
-            cursor.execute(sql)
-            return cursor.fetch_arrow_table()
-        finally:
-            cursor.close()
+        with self._lock:
+            cursor = self._adbc_connection().cursor()
+            try:
+                cursor.execute(sql)
+                return cursor.fetch_arrow_table()
+            finally:
+                cursor.close()
 
     def _adbc_connection(self):
         if self._adbc is None:
@@ -115,15 +195,18 @@ class ExportFile:
 
     def _arrow_via_sqlite3(self, sql: str) -> pa.Table:
         try:
-            cursor = self._db.execute(sql)
-            names = [d[0] for d in cursor.description]
-            columns = list(zip(*cursor.fetchall())) or [[] for _ in names]
+            with self._lock:
+                cursor = self._db.execute(sql)
+                names = [d[0] for d in cursor.description]
+                columns = list(zip(*cursor.fetchall())) or [[] for _ in names]
         except CORRUPTION as exc:
             raise corrupt(self.path, exc) from exc
         arrays = [_to_arrow(col) for col in columns]
         return pa.table(dict(zip(names, arrays)))
 
     def close(self) -> None:
+        """Close every connection; call it once no read runs (``interrupt`` stops them)."""
+        self.closed = True
         if self._duck:
             self._duck.close()
         self._duck = None
@@ -152,12 +235,15 @@ def open_duckdb(path: Path):
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute(f"LOAD '{_sql_str(found[0])}'")
-        con.execute(f"ATTACH '{_sql_str(path.resolve())}' AS export (TYPE sqlite, READ_ONLY)")
-        con.execute("USE export")
+        con.execute(f"ATTACH '{_sql_str(path.resolve())}' AS {DUCKDB_SCHEMA} (TYPE sqlite, READ_ONLY)")
+        con.execute(f"USE {DUCKDB_SCHEMA}")
     except Exception:  # noqa: BLE001 - an unusable scanner just means the slower readers
         con.close()
         return False
     return con
+
+
+DUCKDB_SCHEMA = "export"
 
 
 def _sql_str(value) -> str:
@@ -165,12 +251,12 @@ def _sql_str(value) -> str:
 
 
 def _threads() -> int:
-    import os
+    # One thread per query: read_nsys runs its big reads side by side instead, which costs
+    # less CPU than DuckDB splitting each scan (measured: docs/BENCHMARKS.md).
+    return 1
 
-    return max(1, min(4, len(os.sched_getaffinity(0))))
 
-
-def _check_utf8(table: pa.Table) -> None:
+def _check_utf8(table: pa.Table | pa.RecordBatch) -> None:
     """Raise ArrowInvalid if a text column holds invalid UTF-8 or BLOBs (only text is scanned).
 
     No column gpuprof reads is a BLOB in a sound export, so a binary column means damage.

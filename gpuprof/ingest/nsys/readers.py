@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import schema
-from .columns import to_float64, to_int64
+from .columns import StreamedColumns, to_float64, to_int64
 from .export_file import ExportFile
 from .strings import StringTable, coalesce, code_dtype, text_categorical
 
@@ -17,6 +17,17 @@ def _select(export: ExportFile, table: str, fields: dict[str, tuple[str, ...]],
             where: str = "", computed: dict[str, str | None] | None = None) -> pa.Table:
     """SELECT each alias from the first candidate column the table has (omitted if none),
     plus ``computed`` SQL expressions (skipped when None)."""
+    return export.arrow(_select_sql(export, table, fields, where, computed))
+
+
+def _select_big(export: ExportFile, table: str, fields: dict[str, tuple[str, ...]],
+                where: str = "", computed: dict[str, str | None] | None = None) -> StreamedColumns:
+    """``_select`` for the tables of millions of rows: streamed, column by column."""
+    return export.read_columns(_select_sql(export, table, fields, where, computed), table)
+
+
+def _select_sql(export: ExportFile, table: str, fields: dict[str, tuple[str, ...]],
+                where: str, computed: dict[str, str | None] | None) -> str:
     have = set(export.columns(table))
     parts = []
     for alias, candidates in fields.items():
@@ -24,7 +35,7 @@ def _select(export: ExportFile, table: str, fields: dict[str, tuple[str, ...]],
         if column is not None:
             parts.append(f'"{column}" AS {alias}')
     parts += [f"{expr} AS {alias}" for alias, expr in (computed or {}).items() if expr]
-    return export.arrow(f"SELECT {', '.join(parts)} FROM {table} {where}")
+    return f"SELECT {', '.join(parts)} FROM {table} {where}"
 
 
 def _ints(table: pa.Table, name: str, fill: int = -1) -> np.ndarray:
@@ -44,23 +55,13 @@ def _release() -> None:
     pa.default_memory_pool().release_unused()
 
 
-class _Columns:
-    """A query result handed over column by column: each Arrow column is released as soon as
-    it is converted, so Arrow and numpy copies of a whole table never coexist."""
-
-    def __init__(self, table: pa.Table):
-        self.num_rows = table.num_rows
-        self._columns = dict(zip(table.column_names, table.columns))
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._columns
-
-    def pop(self, name: str):
-        return self._columns.pop(name)
-
-    def ints(self, name: str, fill: int = -1) -> np.ndarray:
-        column = self._columns.pop(name, None)
-        return _filled(self.num_rows, fill) if column is None else to_int64(column, fill)
+def _positions(keep: np.ndarray) -> slice | np.ndarray:
+    """Where ``keep`` is True, as a slice when that is one run (then rows are taken as views,
+    not copies: an export's NVTX domain creations, the rows dropped, usually come first)."""
+    where = np.flatnonzero(keep)
+    if len(where) and where[-1] - where[0] + 1 == len(where):
+        return slice(int(where[0]), int(where[-1]) + 1)
+    return where
 
 
 def _frame(columns: dict) -> pd.DataFrame:
@@ -105,11 +106,11 @@ def read_kernels(export: ExportFile, strings: StringTable,
     """The kernels table, and with ``details`` their launch configurations."""
     if not export.has(schema.KERNEL):
         return None, None
-    t = _Columns(_select(export, schema.KERNEL,
-                         KERNEL_FIELDS | (KERNEL_DETAIL_FIELDS if details else {})))
+    t = _select_big(export, schema.KERNEL,
+                         KERNEL_FIELDS | (KERNEL_DETAIL_FIELDS if details else {}))
     start, end = t.ints("start"), t.ints("end")
     keep = (end >= start) & (start >= 0)  # rows that cannot be placed in time are dropped
-    kept = None if keep.all() else np.flatnonzero(keep)
+    kept = None if keep.all() else _positions(keep)
     del keep
 
     def col(name, fill=-1, dtype=np.int64, values=None):
@@ -147,7 +148,7 @@ def read_api_calls(export: ExportFile, strings: StringTable, details: bool = Fal
         return None
     fields = {"start": ("start",), "end": ("end",), "gtid": ("globalTid",),
               "corr": ("correlationId",), "name": ("nameId",)}
-    t = _Columns(_select(export, schema.RUNTIME, fields | ({"ret": ("returnValue",)} if details else {})))
+    t = _select_big(export, schema.RUNTIME, fields | ({"ret": ("returnValue",)} if details else {}))
     gtid = t.ints("gtid", 0)
     frame = _frame({
         "start_ns": t.ints("start"), "end_ns": t.ints("end"), "pid": _pid(gtid),
@@ -222,10 +223,10 @@ def read_nvtx(export: ExportFile, strings: StringTable,
     if not export.has(schema.NVTX):
         return None, 0
     kinds = ", ".join(str(k) for k in (*schema.NVTX_RANGE_KINDS, schema.NVTX_DOMAIN_CREATE))
-    t = _Columns(_select(export, schema.NVTX, {
+    t = _select_big(export, schema.NVTX, {
         "start": ("start",), "end": ("end",), "type": ("eventType",), "text": ("text",),
         "text_id": ("textId",), "domain": ("domainId",), "gtid": ("globalTid",),
-    }, where=f"WHERE eventType IN ({kinds})", computed={"payload": _payload_sql(export) if details else None}))
+    }, where=f"WHERE eventType IN ({kinds})", computed={"payload": _payload_sql(export) if details else None})
     event_type = t.ints("type")
     gtid = t.ints("gtid", 0)
     pid = _pid(gtid)
@@ -234,14 +235,16 @@ def read_nvtx(export: ExportFile, strings: StringTable,
     keep = event_type != schema.NVTX_DOMAIN_CREATE
     start, end = t.ints("start"), t.ints("end")
     is_mark = event_type == schema.NVTX_MARK
-    end = np.where(is_mark, start, end)
+    if is_mark.any():  # a mark is an instant: it ends where it starts (in place: millions of rows)
+        end = end if end.flags.writeable else end.copy()
+        np.copyto(end, start, where=is_mark)
     open_range = keep & ~is_mark & (end < start)
     keep &= ~open_range
     del is_mark
     payload = _payload(t)
     # Keep rows before building the frame: filtering numpy arrays and codes is far cheaper
     # than filtering a DataFrame of categoricals.
-    kept = None if keep.all() else np.flatnonzero(keep)
+    kept = None if keep.all() else _positions(keep)
 
     def rows(values):
         return values if kept is None else values[kept]
@@ -275,7 +278,7 @@ def _range_kind_codes(event_type: np.ndarray) -> np.ndarray:
     return np.searchsorted(RANGE_KIND_TYPES, event_type)
 
 
-def _nvtx_text(t: _Columns, strings: StringTable) -> pd.Categorical:
+def _nvtx_text(t: StreamedColumns, strings: StringTable) -> pd.Categorical:
     has_text, has_id = "text" in t, "text_id" in t
     by_id = strings.categorical(t.pop("text_id")) if has_id else None
     inline = text_categorical(t.pop("text")) if has_text else None
@@ -307,7 +310,7 @@ def _categorical_from(codes: np.ndarray, labels: list[str]) -> pd.Categorical:
     return pd.Categorical.from_codes(label_codes[codes], categories=pd.Index(categories, dtype=object))
 
 
-def _payload(t: _Columns) -> np.ndarray:
+def _payload(t: StreamedColumns) -> np.ndarray:
     if "payload" not in t:
         return np.full(t.num_rows, np.nan)
     return to_float64(t.pop("payload"))
