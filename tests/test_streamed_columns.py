@@ -1,0 +1,69 @@
+"""StreamedColumns: a query result collected batch by batch gives the same columns as the
+whole result read at once, whatever the batch boundaries, NULLs and capacity hint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from gpuprof.ingest.nsys.columns import StreamedColumns, to_int64
+from gpuprof.ingest.nsys.export_file import ExportFile
+
+from .conftest import fixture_path
+
+SCHEMA = pa.schema([("a", pa.int64()), ("b", pa.int32()), ("text", pa.string())])
+
+
+def _batches():
+    return [
+        pa.record_batch([pa.array([1, 2, 3]), pa.array([10, 20, 30], pa.int32()),
+                         pa.array(["x", None, "y"])], schema=SCHEMA),
+        pa.record_batch([pa.array([4, None]), pa.array([None, 50], pa.int32()),
+                         pa.array([None, "z"])], schema=SCHEMA),
+    ]
+
+
+@pytest.mark.parametrize("capacity", [0, 1, 5, 1000])
+def test_batches_join_into_the_whole_columns(capacity):
+    columns = StreamedColumns(SCHEMA, _batches(), capacity=capacity)
+    whole = pa.Table.from_batches(_batches())
+    assert columns.num_rows == 5
+    assert columns.ints("a", -7).tolist() == to_int64(whole.column("a"), -7).tolist() == [1, 2, 3, 4, -7]
+    assert columns.ints("b", 0).tolist() == [10, 20, 30, 0, 50]
+    assert columns.pop("text").to_pylist() == ["x", None, "y", None, "z"]
+    assert columns.ints("missing", -1).tolist() == [-1] * 5
+
+
+def test_integer_columns_do_not_keep_the_batches_alive():
+    """The point of streaming: what a reader keeps owns its memory (no view of a batch)."""
+    values = StreamedColumns(SCHEMA, _batches(), capacity=8).ints("a")
+    assert values.flags.writeable
+    assert values.base is None or isinstance(values.base, np.ndarray)
+
+
+def test_an_empty_result_has_typed_empty_columns():
+    columns = StreamedColumns(SCHEMA, [], capacity=0)
+    assert columns.num_rows == 0
+    assert columns.ints("a").dtype == np.int64 and len(columns.ints("b")) == 0
+    assert columns.pop("text").type == pa.string()
+
+
+def test_integers_popped_as_arrow_keep_their_nulls():
+    columns = StreamedColumns(SCHEMA, _batches())
+    assert columns.pop("b").to_pylist() == [10, 20, 30, None, 50]
+
+
+def test_streamed_read_of_a_real_export_equals_the_whole_read():
+    path = fixture_path("nsys", "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite")
+    export = ExportFile(path)
+    try:
+        sql = 'SELECT start, "end", textId, text, globalTid FROM NVTX_EVENTS'
+        streamed = export.read_columns(sql, "NVTX_EVENTS")
+        whole = export.arrow(sql)
+    finally:
+        export.close()
+    assert streamed.num_rows == whole.num_rows
+    for name in ("start", "end", "textId", "globalTid"):
+        assert streamed.ints(name).tolist() == to_int64(whole.column(name), -1).tolist()
+    assert streamed.pop("text").to_pylist() == whole.column("text").to_pylist()
