@@ -18,24 +18,34 @@ from .conftest import fixture_path
 
 RESNET = "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite"
 
-# Independent computation: for each kernel, its runtime call (same correlation id and process),
-# then the innermost push/pop range of the TensorRT domain enclosing that call on its thread.
-SQL_LAYER_TOTALS = """
-WITH trt AS (SELECT domainId FROM NVTX_EVENTS WHERE eventType = 75 AND text = 'TensorRT'),
-ranges AS (
+def sql_range_totals(domain: str | None = None) -> str:
+    """Independent computation, in plain SQL: for each kernel, its runtime call (same correlation
+    id and process), then the innermost push/pop range enclosing that call on its thread, of NVTX
+    domain ``domain`` only when given. Rows: (range name or NULL, total_ns, kernels)."""
+    in_domain = "" if domain is None else (
+        " AND n.domainId IN (SELECT domainId FROM NVTX_EVENTS"
+        f" WHERE eventType = 75 AND text = '{domain}')")
+    return f"""
+WITH ranges AS (
   SELECT n.start, n.end, n.globalTid, COALESCE(n.text, s.value) AS name
-  FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId
-  WHERE n.eventType = 59 AND n.domainId IN (SELECT domainId FROM trt)),
+  FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId WHERE n.eventType = 59{in_domain}),
 launched AS (
   SELECT k.end - k.start AS dur, r.start AS rs, r.end AS re, r.globalTid AS tid
   FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN CUPTI_ACTIVITY_KIND_RUNTIME r
     ON r.correlationId = k.correlationId
    AND ((r.globalTid >> 24) & 16777215) = ((k.globalPid >> 24) & 16777215))
 SELECT (SELECT name FROM ranges g WHERE g.globalTid = l.tid AND g.start <= l.rs AND g.end >= l.re
-        ORDER BY g.start DESC, g.end ASC LIMIT 1) AS layer,
+        ORDER BY g.start DESC, g.end ASC LIMIT 1) AS range_name,
        SUM(dur) AS total_ns, COUNT(*) AS kernels
-FROM launched l GROUP BY layer
+FROM launched l GROUP BY range_name
 """
+
+
+# The TensorRT layer table: kernels in the TensorRT domain's ranges.
+SQL_LAYER_TOTALS = sql_range_totals("TensorRT")
+# Any program's NVTX ranges (not TensorRT), as the independent side of the "GPU time by NVTX
+# range" section and its coverage line.
+SQL_RANGE_TOTALS = sql_range_totals()
 
 
 @pytest.fixture(scope="module")
@@ -147,25 +157,6 @@ def test_range_table_without_nvtx_is_empty_not_an_error():
     assert run.gpu_time_by_range().empty and run.layers().empty
 
 
-# Any program's NVTX ranges (not TensorRT): each kernel's innermost enclosing push/pop range on
-# the launching thread, in plain SQL, as the independent side of the "GPU time by NVTX range"
-# section and its coverage line.
-SQL_RANGE_TOTALS = """
-WITH ranges AS (
-  SELECT n.start, n.end, n.globalTid, COALESCE(n.text, s.value) AS name
-  FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId WHERE n.eventType = 59),
-launched AS (
-  SELECT k.end - k.start AS dur, r.start AS rs, r.end AS re, r.globalTid AS tid
-  FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN CUPTI_ACTIVITY_KIND_RUNTIME r
-    ON r.correlationId = k.correlationId
-   AND ((r.globalTid >> 24) & 16777215) = ((k.globalPid >> 24) & 16777215))
-SELECT (SELECT name FROM ranges g WHERE g.globalTid = l.tid AND g.start <= l.rs AND g.end >= l.re
-        ORDER BY g.start DESC, g.end ASC LIMIT 1) AS range_name,
-       SUM(dur) AS total_ns, COUNT(*) AS kernels
-FROM launched l GROUP BY range_name
-"""
-
-
 @pytest.mark.parametrize("name", ["caoye310__Lower-Triangular-Solves__la.sqlite",
                                   "MohanadOdema__DLProf__w_Relu__nsys_profile.sqlite"])
 def test_gpu_time_by_range_and_coverage_equal_plain_sql(name):
@@ -183,3 +174,38 @@ def test_gpu_time_by_range_and_coverage_equal_plain_sql(name):
     assert (got.loc[inside.index, "total_ns"].astype("int64") == inside["total_ns"]).all()
     assert (got.loc[inside.index, "kernels"].astype("int64") == inside["kernels"]).all()
     assert run.nvtx_coverage() == pytest.approx(inside["total_ns"].sum() / total_kernel_ns)
+
+
+def test_sorted_and_scattered_row_totals_agree():
+    """The segment-sum path (kernels in range order) gives exactly what bincount gives."""
+    import numpy as np
+
+    from gpuprof.analyze.layers import _sorted_row_totals
+
+    rng = np.random.default_rng(7)
+    rows = np.sort(rng.integers(0, 5_000, 40_000)).astype(np.int32)
+    durations = rng.integers(0, 10**9, len(rows))
+    time, count = _sorted_row_totals(rows, durations, 6_000)
+    assert (time == np.bincount(rows, weights=durations, minlength=6_000)).all()
+    assert (count == np.bincount(rows, minlength=6_000)).all()
+    assert time.dtype == np.float64 and count.dtype == np.int64
+
+
+@pytest.mark.parametrize("name", [RESNET, "MohanadOdema__DLProf__w_Relu__nsys_profile.sqlite",
+                                  "GindaChen__nsys-ai__tests__fixtures__mfu_2gpu_before.sqlite"])
+@pytest.mark.parametrize("domain", ["TensorRT", None])
+def test_pandas_fallback_equals_the_numpy_path(name, domain, monkeypatch):
+    """Very many groups or sums past 2**53 ns take the pandas path; forced here (limit 0),
+    it must give the numpy path's table."""
+    from gpuprof.analyze import layers
+
+    run = load(fixture_path("nsys", name))
+    attributed = layers.kernel_ranges(run, domain)
+    fast = layers.gpu_time_by_range(run, domain, attributed)
+    monkeypatch.setattr(layers, "MAX_GROUPS", 0)
+    slow = layers.gpu_time_by_range(run, domain, attributed)
+    if fast.empty:
+        assert slow.empty
+        return
+    pd.testing.assert_frame_equal(slow.reset_index(drop=True), fast.reset_index(drop=True),
+                                  check_dtype=False)

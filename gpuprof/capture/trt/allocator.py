@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, NamedTuple, Protocol
 
+from .interfaces import interface_subclass
+
 SOURCE = "trt_allocator"
 # Phases of a run, in order; the runner switches the log between them.
 PHASES = ("deserialize", "context_creation", "shape_change", "inference", "teardown")
@@ -177,14 +179,9 @@ def pointer_value(memory: Any) -> int:
         return 0
 
 
-_CLASSES: dict[str, type] = {}
-
-
 def allocator_class(trt: ModuleType) -> type:
     """A subclass of ``trt.IGpuAsyncAllocator`` for this TensorRT flavour (cached)."""
-    if trt.__name__ not in _CLASSES:
-        _CLASSES[trt.__name__] = _make_allocator_class(trt.IGpuAsyncAllocator)
-    return _CLASSES[trt.__name__]
+    return interface_subclass(trt, "IGpuAsyncAllocator", _make_allocator_class)
 
 
 def recording_allocator(trt: ModuleType, log: AllocationLog, memory: DeviceMemory) -> Any:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from .interfaces import interface_subclass
+
 # (severity name, message)
 LogCallback = Callable[[str, str], None]
 MAX_KEPT = 500
@@ -37,13 +39,8 @@ class LogRecords:
         return found[-last:]
 
 
-_CLASSES: dict[str, type] = {}
-
-
 def logger_class(trt: ModuleType) -> type:
-    if trt.__name__ not in _CLASSES:
-        _CLASSES[trt.__name__] = _make_logger_class(trt.ILogger)
-    return _CLASSES[trt.__name__]
+    return interface_subclass(trt, "ILogger", _make_logger_class)
 
 
 def collecting_logger(trt: ModuleType, records: LogRecords, min_severity: str = "WARNING") -> Any:

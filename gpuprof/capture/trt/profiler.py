@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from .interfaces import interface_subclass
+
 SOURCE = "iprofiler"
 
 
@@ -50,14 +52,9 @@ class LayerTimeLog:
                  "order": r.order, "source": SOURCE} for r in records]
 
 
-_CLASSES: dict[str, type] = {}
-
-
 def profiler_class(trt: ModuleType) -> type:
     """A subclass of ``trt.IProfiler`` for this TensorRT flavour (cached)."""
-    if trt.__name__ not in _CLASSES:
-        _CLASSES[trt.__name__] = _make_profiler_class(trt.IProfiler)
-    return _CLASSES[trt.__name__]
+    return interface_subclass(trt, "IProfiler", _make_profiler_class)
 
 
 def recording_profiler(trt: ModuleType, log: LayerTimeLog) -> Any:

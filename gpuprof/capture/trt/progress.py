@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from .interfaces import interface_subclass
+
 # (event, phase, parent, step_or_num_steps): event is "start", "step" or "finish".
 Listener = Callable[[str, str, "str | None", int], None]
 
@@ -81,14 +83,9 @@ class ProgressState:
                 self.listener(event, phase, parent, value)
 
 
-_CLASSES: dict[str, type] = {}
-
-
 def monitor_class(trt: ModuleType) -> type:
     """A subclass of ``trt.IProgressMonitor`` for this TensorRT flavour (cached)."""
-    if trt.__name__ not in _CLASSES:
-        _CLASSES[trt.__name__] = _make_monitor_class(trt.IProgressMonitor)
-    return _CLASSES[trt.__name__]
+    return interface_subclass(trt, "IProgressMonitor", _make_monitor_class)
 
 
 def progress_monitor(trt: ModuleType, state: ProgressState) -> Any:
