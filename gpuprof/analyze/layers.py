@@ -257,8 +257,24 @@ def _per_row_totals(attributed: pd.DataFrame, n_ranges: int) -> tuple[np.ndarray
         inside = rows != NO_RANGE
         rows, durations = rows[inside], durations[inside]
     # float64 sums are exact below 2**53 ns (104 days of kernel time per range)
+    if len(rows) > 1 and (rows[1:] >= rows[:-1]).all():
+        return _sorted_row_totals(rows, durations, n_ranges)
     time = np.bincount(rows, weights=durations, minlength=n_ranges)
     count = np.bincount(rows, minlength=n_ranges)
+    return time, count
+
+
+def _sorted_row_totals(rows: np.ndarray, durations: np.ndarray,
+                       n_ranges: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_per_row_totals`` when kernels come in range order (kernels and ranges are both in
+    time order, the usual case): one sequential pass of segment sums instead of a scattered
+    weighted bincount, several times faster on millions of kernels; same values."""
+    starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 1))
+    present = rows[starts]
+    time = np.zeros(n_ranges, dtype=np.float64)
+    time[present] = np.add.reduceat(durations, starts)
+    count = np.zeros(n_ranges, dtype=np.int64)
+    count[present] = np.diff(starts, append=len(rows))
     return time, count
 
 
