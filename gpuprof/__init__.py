@@ -9,11 +9,12 @@ from .errors import GpuprofError
 __version__ = "0.1.0"
 
 
-def load(path):
-    """Load an nsys export (.sqlite / .nsys-rep) or a saved run (.gpuprof) as a ``Run``."""
+def load(path, details: bool = False):
+    """Load an nsys export (.sqlite / .nsys-rep) or a saved run (.gpuprof) as a ``Run``;
+    ``details`` also reads launch configurations, API return values and NVTX payloads."""
     from .api import load as _load
 
-    return _load(path)
+    return _load(path, details=details)
 
 
 __all__ = ["GpuprofError", "load", "__version__"]

@@ -132,3 +132,8 @@ def test_damaged_column_data_is_one_clear_error(resnet_saved, tmp_path):
     broken.write_bytes(bytes(raw))
     with pytest.raises(BadInputError, match="not a readable gpuprof run file"):
         Run.of(Profile.load(broken)).layers()
+
+
+def test_top_level_load_passes_details():
+    run = gpuprof.load(fixture_path("nsys", RESNET), details=True)
+    assert run.meta.extra["details"] is True and len(run.kernel_launches) == len(run.kernels)
