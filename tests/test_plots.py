@@ -55,3 +55,17 @@ def test_plot_layers_with_layer_table(tmp_path):
     assert plot_layers(layers, tmp_path / "layers.png").read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(NoDataError):
         plot_layers(layers.iloc[:0], tmp_path / "none.png")
+
+
+def test_phase_spans_follow_runs_of_one_phase():
+    import pandas as pd
+
+    from gpuprof.render.plots import phase_spans
+
+    timeline = pd.DataFrame({
+        "time_ns": [1_000_000, 2_000_000, 3_000_000, 5_000_000, 9_000_000, 9_500_000],
+        "phase": ["load", "load", "timed", "timed", "profiled", None],
+    })
+    assert phase_spans(timeline, origin_ns=0) == [("load", 1.0, 3.0), ("timed", 3.0, 9.0),
+                                                   ("profiled", 9.0, 9.0)]
+    assert phase_spans(timeline.assign(phase=None)) == []

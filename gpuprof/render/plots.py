@@ -34,16 +34,59 @@ def plot_memory(timeline: pd.DataFrame, path: str | Path, title: str = "GPU memo
                           "Capture them with: nsys profile --cuda-memory-usage=true ...")
     fig = _figure((10, 4.5))
     ax = fig.add_subplot()
-    for line in memory_lines(timeline, origin_ns):
+    lines = memory_lines(timeline, origin_ns)
+    x_end = max(float(line.x_ms.max()) for line in lines)
+    for line in lines:
         ax.step(line.x_ms, line.y_mib, where="post", label=_text(line.label))
+        # right-aligned near the right edge, so the note stays inside the plot
+        right = line.peak_ms > 0.75 * x_end
         ax.annotate(f"peak {line.peak_mib:,.1f} MiB", (line.peak_ms, line.peak_mib),
-                    textcoords="offset points", xytext=(4, 6), fontsize=8)
+                    textcoords="offset points", xytext=(-4 if right else 4, 6), fontsize=8,
+                    ha="right" if right else "left")
+    top = max(line.peak_mib for line in lines) * HEADROOM or 1.0
+    _shade_phases(ax, phase_spans(timeline, origin_ns), top)
     zero = "the run's first event" if origin_ns is not None else "the first memory event"
     ax.set(xlabel=f"time since {zero} (ms)", ylabel="memory in use (MiB)", title=_text(title))
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(bottom=0, top=top)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
+
+
+HEADROOM = 1.2  # room above the highest peak for its note and the phase names
+
+
+def phase_spans(timeline: pd.DataFrame, origin_ns: int | None = None) -> list[tuple[str, float, float]]:
+    """(phase, start ms, end ms) for each run of consecutive events in one phase, from the
+    events that carry a phase; a span ends where the next one starts (the last at its last
+    event). Empty when no event carries a phase."""
+    rows = timeline[timeline["phase"].notna()] if "phase" in timeline else timeline.iloc[0:0]
+    if rows.empty:
+        return []
+    origin = int(timeline["time_ns"].min()) if origin_ns is None else int(origin_ns)
+    rows = rows.sort_values("time_ns", kind="stable")
+    names = rows["phase"].astype(str).to_numpy()
+    x_ms = (rows["time_ns"].to_numpy(dtype=np.int64) - origin) / 1e6
+    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
+    ends = np.r_[x_ms[starts[1:]], x_ms[-1]]
+    return [(names[i], float(x_ms[i]), float(end)) for i, end in zip(starts, ends)]
+
+
+MIN_LABELLED_SPAN = 0.06  # of the time axis: narrower phases are shaded but not named
+
+
+def _shade_phases(ax, spans: list[tuple[str, float, float]], top: float) -> None:
+    """Alternate light bands behind the lines, phases wide enough named at the top (names of
+    short phases would overlap; the report's memory table lists every phase)."""
+    if not spans:
+        return
+    width = max(spans[-1][2] - spans[0][1], 1e-9)
+    for i, (name, start, end) in enumerate(spans):
+        if i % 2 == 0:
+            ax.axvspan(start, end, color="0.5", alpha=0.08, lw=0)
+        if (end - start) / width >= MIN_LABELLED_SPAN:
+            ax.text((start + end) / 2, top * 0.98, _text(name), ha="center", va="top",
+                    fontsize=7, color="0.35", clip_on=True)
 
 
 @dataclass(frozen=True)
