@@ -476,14 +476,88 @@ def test_trace_parts_are_parsed_once_while_waiting_for_the_flush(tmp_path, monke
         if len(polls) == 4:
             growing.write_text('[{"id": 2}, {"id": 3}]')
 
-    parsed = []
-    complete_json = tracing._complete_json
-    monkeypatch.setattr(tracing, "_complete_json", lambda p: parsed.append(p.name) or complete_json(p))
+    parsed = _count_part_parses(monkeypatch)
     monkeypatch.setattr(tracing, "time", SimpleNamespace(monotonic=time.monotonic, sleep=poll))
     session = tracing.TraceSession(FlushingServer(), "m").start()
     assert session.finish() == [whole, growing]
     assert len(polls) == 4
     assert parsed.count(whole.name) == 1 and parsed.count(growing.name) == 2
+
+
+def _count_part_parses(monkeypatch) -> list[str]:
+    """Names of the files ingest's part parser reads, in call order."""
+    from gpuprof.ingest import triton_trace
+
+    parsed: list[str] = []
+    parse = triton_trace.parse_trace_part
+    monkeypatch.setattr(triton_trace, "parse_trace_part",
+                        lambda path, **kw: parsed.append(path.name) or parse(path, **kw))
+    return parsed
+
+
+def _triton_objects(trace_id: int, t0: int) -> list[dict]:
+    names = ["HTTP_RECV_START", "HTTP_RECV_END", "REQUEST_START", "QUEUE_START", "COMPUTE_START",
+             "COMPUTE_END", "REQUEST_END", "HTTP_SEND_START", "HTTP_SEND_END"]
+    return [{"id": trace_id, "model_name": "m", "model_version": 1,
+             "request_id": f"r{trace_id}"},
+            *({"id": trace_id, "timestamps": [{"name": n, "ns": t0 + i * 100}]}
+              for i, n in enumerate(names))]
+
+
+def test_trace_parts_are_parsed_once_across_the_flush_wait_and_ingest(tmp_path, monkeypatch):
+    """The records read while waiting for the flush are the ones ingest uses: the JSON of each
+    part is parsed once per version of it (the part still being written twice), not again by
+    read_trace_requests, which gives the table read_triton_trace gives for exactly these parts."""
+    import shutil
+    import time
+    from types import SimpleNamespace
+
+    from gpuprof.capture.loadgen import tracing
+    from gpuprof.ingest import triton_trace
+
+    trace_file = tmp_path / "trace.json"
+    stale = tmp_path / "trace.json.7"  # an earlier server run's part: same ids, not this run's
+    stale.write_text(json.dumps(_triton_objects(1, 10**9)))
+    first, last = tmp_path / "trace.json.0", tmp_path / "trace.json.1"
+    last_text = json.dumps(_triton_objects(2, 5000) + _triton_objects(3, 9000))
+
+    class FlushingServer:
+        url = "127.0.0.1:1"
+
+        def trace_settings(self, model=None):
+            return {"trace_level": ["OFF"], "trace_rate": "1000", "trace_file": str(trace_file)}
+
+        def update_trace_settings(self, settings, model=None):
+            if settings.get("trace_level") == ["OFF"]:
+                first.write_text(json.dumps(_triton_objects(1, 1000)))
+                last.write_text(last_text[: len(last_text) // 2])  # still being written
+
+    def poll(seconds):
+        last.write_text(last_text)
+
+    loads = []
+    real_loads = json.loads
+    monkeypatch.setattr(triton_trace, "json", SimpleNamespace(
+        loads=lambda text, **kw: loads.append(len(text)) or real_loads(text, **kw),
+        JSONDecoder=json.JSONDecoder, JSONDecodeError=json.JSONDecodeError))
+    parsed = _count_part_parses(monkeypatch)
+    monkeypatch.setattr(tracing, "time", SimpleNamespace(monotonic=time.monotonic, sleep=poll))
+    files = tracing.TraceSession(FlushingServer(), "m").start().finish()
+    assert files == [first, last]
+    polled = (list(parsed), list(loads))
+    assert polled[0] == [first.name, last.name, last.name]
+    got = tracing.read_trace_requests(files)
+    assert (parsed, loads) == polled  # ingest parsed nothing again
+    assert sorted(got["request_id"].unique()) == ["r1", "r2", "r3"]
+
+    monkeypatch.undo()
+    by_files = tmp_path / "copies"  # the old way: exactly these parts, copied and read again
+    by_files.mkdir()
+    for path in files:
+        shutil.copyfile(path, by_files / path.name)
+    expected = triton_trace.read_triton_trace(by_files).profile.tables["requests"]
+    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(tracing.read_trace_requests(list(files)), expected)
 
 
 def test_grpc_trace_settings_are_unified():

@@ -16,11 +16,16 @@ from hypothesis import strategies as st
 
 from gpuprof.analyze import requests as A
 from gpuprof.errors import BadInputError, NoDataError
-from gpuprof.ingest.triton_trace import find_trace_files, read_triton_trace
+from gpuprof.ingest.triton_trace import (
+    find_trace_files,
+    parse_trace_part,
+    read_triton_trace,
+    trace_from_records,
+)
 from gpuprof.model import SCHEMAS
 from gpuprof.render.triton_report import ascii_timeline, build_triton_report, gap_bars, trace_facts
 from gpuprof.render.triton_trace_json import chrome_trace
-from tests.conftest import fixture_path
+from tests.conftest import fixture_path, fixtures_root
 
 FIXTURE = "cmpark0126__ml-serving-system-building__sync_poison.json"
 
@@ -225,6 +230,62 @@ def test_log_frequency_parts(tmp_path):
         assert len(find_trace_files(spec)) == 4
     one = read_triton_trace(tmp_path / "trace.json.1")
     assert one.profile.requests["trace_id"].unique().tolist() == [2]
+
+
+def _same_trace(got, expected):
+    for table in ("timestamps", "headers", "tensors"):
+        pd.testing.assert_frame_equal(getattr(got, table), getattr(expected, table))
+    pd.testing.assert_frame_equal(got.profile.tables["requests"], expected.profile.tables["requests"])
+    assert (got.partial, got.issues) == (expected.partial, expected.issues)
+
+
+def test_records_entry_point_matches_reading_the_files(tmp_path):
+    """trace_from_records, given what parse_trace_part read, is read_triton_trace without the
+    second parse: on every real Triton trace fixture, whole and split into numbered parts."""
+    fixtures = sorted(p for p in (fixtures_root() / "triton").glob("*.json*") if p.is_file())
+    if not fixtures:
+        pytest.skip("no shared Triton trace fixtures (set GPUPROF_FIXTURES)")
+    for fixture in fixtures:
+        records, whole = parse_trace_part(fixture)
+        assert whole
+        expected = read_triton_trace(fixture)
+        _same_trace(trace_from_records([(fixture, records)], sources=[fixture]), expected)
+        _same_trace(trace_from_records([(fixture.name, records.objects)]), expected)
+        assert [s.name for s in expected.profile.meta.sources] == [fixture.name]
+
+        # numbered parts of one run, handed over out of order, against the files in a folder
+        run = tmp_path / fixture.stem
+        run.mkdir()
+        objects = records.objects
+        cuts = [0, len(objects) // 3, len(objects) // 2, len(objects)]
+        parts = []
+        for index, (lo, hi) in enumerate(zip(cuts, cuts[1:])):
+            path = write(run / f"trace.json.{(index * 9) % 11}", objects[lo:hi])  # .0 .9 .7
+            parts.append((path, parse_trace_part(path)[0]))
+        expected = read_triton_trace(run)
+        got = trace_from_records(parts[::-1], sources=sorted(p for p, _ in parts))
+        _same_trace(got, expected)
+        assert got.profile.meta.sources == expected.profile.meta.sources
+        assert set(got.profile.tables["requests"]["source"].astype(str)) == {"trace.json"}
+
+
+def test_records_entry_point_reports_parts_as_the_files_are(tmp_path):
+    good = write(tmp_path / "trace.json.0", records(1, "m", HTTP, 0))
+    chrome = write(tmp_path / "trace.json.1", [], '{"traceEvents": []}')
+    cut = write(tmp_path / "trace.json.2", [], json.dumps(records(2, "m", HTTP, 10**6))[:-40])
+
+    def read(path):
+        try:
+            return parse_trace_part(path)[0]
+        except BadInputError as exc:
+            return exc
+
+    _same_trace(trace_from_records([(p, read(p)) for p in (good, chrome, cut)]),
+                read_triton_trace(tmp_path))
+    assert parse_trace_part(cut, salvage=False) == (None, False)  # cut short is never whole
+    assert parse_trace_part(write(tmp_path / "empty.json", [], ""), salvage=False) == (None, False)
+    with pytest.raises(BadInputError, match="Chrome trace"):
+        trace_from_records([(chrome, read(chrome))])
 
 
 def test_two_runs_with_the_same_ids_stay_apart(tmp_path):

@@ -21,6 +21,7 @@ import glob
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +76,9 @@ class TritonTrace:
 
 
 @dataclass
-class _FileRecords:
+class PartRecords:
+    """The objects read from one trace file, and what was lost reading it."""
+
     objects: list
     lost_bytes: int = 0
     lost_objects: int = 0
@@ -85,13 +88,37 @@ class _FileRecords:
 def read_triton_trace(spec: str | Path | list) -> TritonTrace:
     """Parse a trace file, its numbered parts, a directory of them, a glob, or a list of these."""
     files = find_trace_files(spec)
+    return _trace([(path, _loader(path)) for path in files], _label(spec), files)
+
+
+def trace_from_records(parts: list[tuple[str | Path, PartRecords | list | BadInputError]],
+                       sources: list[Path] | None = None) -> TritonTrace:
+    """Build a trace from parts already read, as ``read_triton_trace`` would from their files.
+
+    Each part is ``(name, records)``: the name stands for the file (its run name keys the
+    trace ids, numbered parts go in part order) and the records are what ``parse_trace_part``
+    returned for it, a plain list of objects for a whole part, or the ``BadInputError`` it
+    raised (reported and skipped when there are several parts, raised when it is alone).
+    Exactly these parts are used: nothing else is looked for beside them. ``sources``, when
+    given, are the files described in the metadata (size, sha256); otherwise only the parts'
+    names are.
+    """
+    ordered = sorted(((Path(name), records) for name, records in parts),
+                     key=lambda part: _part_order(part[0]))
+    return _trace([(path, _given(records)) for path, records in ordered],
+                  _label([path for path, _ in ordered]), sources)
+
+
+def _trace(parts: list[tuple[Path, Callable[[], PartRecords]]], label: str,
+           sources: list[Path] | None) -> TritonTrace:
+    """The trace of these parts, in this order; each part's records come from its loader."""
     stamps: list[_Stamps] = []
     headers: list[tuple] = []
     tensors: list[tuple] = []
     issues: list[str] = []
     partial, skipped = False, 0
-    for path in files:
-        recs, lost = _load_or_skip(path, len(files) > 1, issues)
+    for path, load in parts:
+        recs, lost = _load_or_skip(path, load, len(parts) > 1, issues)
         partial |= lost
         if recs is None:
             continue
@@ -102,19 +129,31 @@ def read_triton_trace(spec: str | Path | list) -> TritonTrace:
         issues.append(f"{skipped} object(s) were not Triton trace records and were skipped")
     timestamps = _stamp_frame(stamps)
     if not stamps:
-        raise BadInputError(f"none of the {len(files)} files is a readable Triton trace ({issues[0]})",
+        raise BadInputError(f"none of the {len(parts)} files is a readable Triton trace ({issues[0]})",
                             "Pass the trace file itself, or a glob such as 'trace.json*'")
     if timestamps.empty and not headers:
-        raise NoDataError(f"{_label(spec)} holds no Triton trace records",
+        raise NoDataError(f"{label} holds no Triton trace records",
                           "Start tritonserver with --trace-config level=TIMESTAMPS and send requests")
     header_frame = _headers(_frame(headers, HEADER_COLUMNS), timestamps)
     requests, negative = derive_stages(timestamps, header_frame)
     if negative:
         issues.append(f"{negative} stage(s) ended before they started and were left out")
-    meta = _meta(files, partial, issues)
+    meta = _meta(sources, [path for path, _ in parts], partial, issues)
     profile = Profile(tables={"requests": requests}, meta=meta)
     return TritonTrace(profile, timestamps, header_frame, _frame(tensors, TENSOR_COLUMNS),
                        partial, issues)
+
+
+def _loader(path: Path) -> Callable[[], PartRecords]:
+    return lambda: _load_records(path)
+
+
+def _given(records: PartRecords | list | BadInputError) -> Callable[[], PartRecords]:
+    def load() -> PartRecords:
+        if isinstance(records, BadInputError):
+            raise records
+        return records if isinstance(records, PartRecords) else PartRecords(records)
+    return load
 
 
 # --- finding files -------------------------------------------------------------------------
@@ -179,13 +218,14 @@ class NotATraceError(BadInputError):
     """Valid JSON, but not a Triton trace (e.g. the Chrome trace gpuprof wrote beside it)."""
 
 
-def _load_or_skip(path: Path, lenient: bool, issues: list[str]) -> tuple[_FileRecords | None, bool]:
+def _load_or_skip(path: Path, load: Callable[[], PartRecords], lenient: bool,
+                  issues: list[str]) -> tuple[PartRecords | None, bool]:
     """With several files, one that is damaged or not a trace is reported and skipped.
 
     Returns the records (None when skipped) and whether trace records were lost.
     """
     try:
-        return _load_records(path), False
+        return load(), False
     except NotATraceError as exc:
         if not lenient:
             raise
@@ -198,22 +238,34 @@ def _load_or_skip(path: Path, lenient: bool, issues: list[str]) -> tuple[_FileRe
         return None, True
 
 
-def _load_records(path: Path) -> _FileRecords:
+def _load_records(path: Path) -> PartRecords:
+    return parse_trace_part(path)[0]
+
+
+def parse_trace_part(path: Path, *, salvage: bool = True) -> tuple[PartRecords | None, bool]:
+    """One trace file read as ``read_triton_trace`` reads it: its records, and whether it is
+    whole JSON.
+
+    Whole JSON that is not a list raises ``NotATraceError``. A file that is empty or not whole
+    JSON (cut short, or still being written) is never whole: with ``salvage`` its complete
+    objects are kept (``BadInputError`` when it is damaged before its end); without, its
+    records are None, which is all that someone waiting for a part to be finished needs.
+    """
     # Tensor data of UINT8/BYTES tensors is written raw by Triton: tolerate bad UTF-8 and
     # control characters rather than reject a whole trace for one tensor's bytes.
     text = path.read_bytes().decode("utf-8", errors="replace")
     if not text.strip():
-        return _FileRecords([])
+        return (PartRecords([]) if salvage else None), False
     try:
         data = json.loads(text, strict=False)
     except json.JSONDecodeError as exc:
-        return _salvage(path, text, exc)
+        return (_salvage(path, text, exc) if salvage else None), False
     if isinstance(data, dict):
         raise NotATraceError(_not_a_list(path, data), "Pass a file written by --trace-config triton,file=...")
     if not isinstance(data, list):
         raise NotATraceError(f"{path.name} is JSON but not a Triton trace (a list of objects)",
                             "Pass a file written by --trace-config triton,file=...")
-    return _FileRecords(data)
+    return PartRecords(data), True
 
 
 def _not_a_list(path: Path, data: dict) -> str:
@@ -222,14 +274,14 @@ def _not_a_list(path: Path, data: dict) -> str:
     return f"{path.name} is a JSON object, not a Triton trace (a list of objects)"
 
 
-def _salvage(path: Path, text: str, error: json.JSONDecodeError) -> _FileRecords:
+def _salvage(path: Path, text: str, error: json.JSONDecodeError) -> PartRecords:
     """Keep the complete objects of a list that was cut short; reject damage anywhere else."""
     body = text.rstrip().rstrip(",")
     if not body.lstrip().startswith("["):
         raise _malformed(path, error)
     closed = _try_list(body + "]")
     if closed is not None:
-        return _FileRecords(closed, missing_bracket=True)
+        return PartRecords(closed, missing_bracket=True)
     starts = [m.start() for m in _OBJECT_START.finditer(body)]
     for cut in reversed(starts[-5:]):
         if _complete_object(body[cut:]):
@@ -238,7 +290,7 @@ def _salvage(path: Path, text: str, error: json.JSONDecodeError) -> _FileRecords
         objects = _try_list(head + "]")
         if objects is not None:
             lost = sum(1 for s in starts if s >= cut)
-            return _FileRecords(objects, lost_bytes=len(text.encode()) - len(head.encode()),
+            return PartRecords(objects, lost_bytes=len(text.encode()) - len(head.encode()),
                                 lost_objects=lost)
     raise _malformed(path, error)
 
@@ -265,7 +317,7 @@ def _malformed(path: Path, error: json.JSONDecodeError) -> BadInputError:
         "It is damaged before its end, so it cannot be salvaged: capture the trace again")
 
 
-def _note_damage(path: Path, recs: _FileRecords, issues: list[str]) -> bool:
+def _note_damage(path: Path, recs: PartRecords, issues: list[str]) -> bool:
     if recs.lost_objects:
         issues.append(f"{path.name} is truncated: kept {len(recs.objects)} complete objects, "
                       f"lost the last {recs.lost_bytes} bytes (about {recs.lost_objects} object(s))")
@@ -441,9 +493,12 @@ def _with_headers(rows: pd.DataFrame, headers: pd.DataFrame) -> pd.DataFrame:
 
 # --- metadata ------------------------------------------------------------------------------
 
-def _meta(files: list[Path], partial: bool, issues: list[str]) -> RunMeta:
-    sources = [SourceFile(kind="triton-trace", name=p.name, size_bytes=p.stat().st_size,
-                          sha256=_sha256(p)) for p in files]
+def _meta(files: list[Path] | None, names: list[Path], partial: bool,
+          issues: list[str]) -> RunMeta:
+    """Sources are ``files`` described in full, or without them only the parts' ``names``."""
+    sources = ([SourceFile(kind="triton-trace", name=p.name, size_bytes=p.stat().st_size,
+                           sha256=_sha256(p)) for p in files] if files is not None else
+               [SourceFile(kind="triton-trace", name=p.name) for p in names])
     return RunMeta(
         tool="triton", sources=sources,
         clocks={"triton": ClockDomain("triton", method="CLOCK_MONOTONIC")},

@@ -10,20 +10,20 @@ it flush the remaining traces. The files are on this machine: gpuprof only talks
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from ...errors import BadInputError
+from ...ingest import triton_trace
 from .server_api import ServerAPI
 
 LOG_FREQUENCY = 1000
 RESTORED_KEYS = ("trace_level", "trace_rate", "log_frequency")
 FLUSH_WAIT_S = 5.0
+# what a part was read as: its records, why it is not a trace, or nothing (not whole)
+_Records = triton_trace.PartRecords | BadInputError | None
 
 
 class TraceSession:
@@ -32,8 +32,9 @@ class TraceSession:
         self.original: dict = {}
         self.file: Path | None = None
         self.before: dict[Path, tuple[int, int]] = {}   # trace files as they were at start
-        # per part, the (mtime ns, size) it was last parsed at and whether it was whole JSON
-        self.checked: dict[Path, tuple[tuple[int, int], bool]] = {}
+        # per part, the (mtime ns, size) it was last parsed at, whether it was whole JSON and,
+        # when it was, its records (or why it is not a trace) for ingest
+        self.checked: dict[Path, tuple[tuple[int, int], bool, _Records]] = {}
 
     def start(self) -> TraceSession:
         current = _plain(self.api.trace_settings(self.model))
@@ -50,7 +51,7 @@ class TraceSession:
                                         "log_frequency": str(LOG_FREQUENCY)}, self.model)
         return self
 
-    def finish(self) -> list[Path]:
+    def finish(self) -> TraceParts:
         """Restore the settings and wait for the flush of the traces Triton still holds.
 
         Restoring replaces our trace setting; Triton writes its remaining traces to a new part
@@ -58,7 +59,8 @@ class TraceSession:
         not there before the restore (up to ``FLUSH_WAIT_S``: a run whose trace count was an
         exact multiple of ``LOG_FREQUENCY`` has nothing left to flush) and for every new part
         to be whole. Each part is parsed while waiting only when it changed since its last
-        check, so a whole part is parsed once here, not on every poll.
+        check, so a whole part is parsed once here, not on every poll; the parts come back with
+        their records, so ``read_trace_requests`` does not parse them again.
         """
         at_restore = set(self._stamps())  # the flush goes to a part that does not exist yet
         self.api.update_trace_settings(dict(self.original) or {"trace_level": ["OFF"]},
@@ -68,10 +70,15 @@ class TraceSession:
             stamps = self._new_stamps()
             flushed = any(path not in at_restore for path in stamps)
             if flushed and all(self._whole(p, s) for p, s in stamps.items()):
-                return sorted(stamps, key=_index)
+                return self._parts(stamps)
             if time.monotonic() > deadline:
-                return sorted((p for p, s in stamps.items() if self._whole(p, s)), key=_index)
+                return self._parts([p for p, s in stamps.items() if self._whole(p, s)])
             time.sleep(0.05)
+
+    def _parts(self, paths) -> TraceParts:
+        """These whole parts in index order, with the stamp and records of their last parse."""
+        ordered = sorted(paths, key=_index)
+        return TraceParts(ordered, {p: (self.checked[p][0], self.checked[p][2]) for p in ordered})
 
     def _whole(self, path: Path, stamp: tuple[int, int]) -> bool:
         """Whether ``path`` is whole JSON, parsing it only if its ``stamp`` is new.
@@ -81,7 +88,7 @@ class TraceSession:
         """
         seen = self.checked.get(path)
         if seen is None or seen[0] != stamp:
-            seen = (stamp, _complete_json(path))
+            seen = (stamp, *_parse_part(path))
             self.checked[path] = seen
         return seen[1]
 
@@ -119,27 +126,54 @@ def _plain(settings: dict) -> dict:
     return out
 
 
-def _complete_json(path: Path) -> bool:
+class TraceParts(list):
+    """The trace part files of one run (a list of paths, in index order) with the records read
+    from each while waiting for it: ``{path: ((mtime ns, size) when read, records)}``."""
+
+    def __init__(self, paths=(), parsed: dict | None = None):
+        super().__init__(paths)
+        self.parsed: dict[Path, tuple[tuple[int, int], _Records]] = dict(parsed or {})
+
+
+def _parse_part(path: Path) -> tuple[bool, _Records]:
+    """Whether ``path`` is whole JSON, read as ingest reads it, and then its records.
+
+    A part still being written is not whole (it is not salvaged here); one that is whole JSON
+    but not a trace is whole, and keeps the error ingest reports for it.
+    """
     try:
-        json.loads(path.read_text())
-        return True
-    except (OSError, ValueError):
-        return False
+        records, whole = triton_trace.parse_trace_part(path, salvage=False)
+    except triton_trace.NotATraceError as exc:
+        return True, exc
+    except OSError:
+        return False, None
+    return whole, records
 
 
 def read_trace_requests(files: list[Path]) -> pd.DataFrame:
     """The ``requests`` table of exactly these trace files (gpuprof.ingest.triton_trace).
 
-    They are copied into a fresh folder first: Triton restarts part numbers and trace ids in
-    every server run, so stale parts beside them must not be read as part of this run.
+    Triton restarts part numbers and trace ids in every server run, so only these parts are
+    read, never stale parts beside them. Each is named as a part of one trace
+    (``trace.json.<n>``, or ``trace.json`` without a number) and used in part order. The records
+    ``TraceSession.finish`` read are used for a part unchanged since; any other is read here.
     """
-    from ...ingest.triton_trace import read_triton_trace
-
     if not files:
         return pd.DataFrame(columns=["request_id", "stage", "start_ns", "end_ns"])
-    with tempfile.TemporaryDirectory(prefix="gpuprof-trace-") as tmp:
-        for path in files:
-            suffix = path.name.rsplit(".", 1)[-1]
-            name = f"trace.json.{suffix}" if suffix.isdigit() else "trace.json"
-            shutil.copyfile(path, Path(tmp) / name)
-        return read_triton_trace(tmp).profile.tables["requests"]
+    parsed = getattr(files, "parsed", {})
+    parts: dict[str, _Records] = {}
+    for path in files:
+        suffix = path.name.rsplit(".", 1)[-1]
+        name = f"trace.json.{suffix}" if suffix.isdigit() else "trace.json"
+        parts[name] = _records_of(path, parsed.get(path))  # a later file of one name wins
+    return triton_trace.trace_from_records(list(parts.items())).profile.tables["requests"]
+
+
+def _records_of(path: Path, seen: tuple[tuple[int, int], _Records] | None) -> _Records:
+    stat = path.stat()  # a part that is gone is an error, as it always was
+    if seen is not None and seen[1] is not None and seen[0] == (stat.st_mtime_ns, stat.st_size):
+        return seen[1]
+    try:
+        return triton_trace.parse_trace_part(path)[0]
+    except BadInputError as exc:
+        return exc
