@@ -169,6 +169,10 @@ def test_tensorrt_report_states_tensorrt_facts(tmp_path):
             f"{COMPUTE / 1e3:,.3f} µs, D2H copies {D2H / 1e3:,.3f} µs") in latency.notes[1]
     assert f"median of {HOST / 1e3:,.3f} µs" in latency.notes[1]
     assert "latency from CUDA events" in report.section("iterations").notes[0]
+    stats_rows = dict(zip(latency.table["statistic"], latency.table.iloc[:, 1]))
+    host_ns = (profile.iterations["end_ns"] - profile.iterations["start_ns"]).sum()
+    assert stats_rows["throughput, host clock (inferences/s)"] == pytest.approx(
+        len(profile.iterations) * 1e9 / host_ns)  # independent: iterations over host time
     layers = report.section("layers")
     assert set(layers.table["type"]) == {"CaskConvolution", "CaskPooling", "CaskGemm"}
     notes = " ".join(layers.notes)

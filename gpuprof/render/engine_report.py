@@ -240,6 +240,10 @@ def _latency_section(iterations: pd.DataFrame, unit: tuple[str, float]) -> Secti
          f"{stats.TAIL_SAMPLES_FOR_RELIABLE} samples beyond it" if k in summary["unreliable"] else "")
         for k in keys]
     rows.append(("throughput (inferences/s, one at a time)", summary["throughput_per_s"], ""))
+    if _cuda_events(iterations):
+        # CUDA events leave out the host's enqueue and synchronisation: state what the host saw
+        rows.append(("throughput, host clock (inferences/s)", _host_throughput(iterations),
+                     "includes enqueue and synchronisation on the host"))
     table = pd.DataFrame(rows, columns=["statistic", f"value ({name})", "note"])
     notes = [f"{count} timed iterations ({_clock_phrase(iterations)}). Percentiles: "
              f"numpy '{summary['method']}' interpolation between closest ranks; a percentile "
@@ -252,6 +256,12 @@ def _latency_section(iterations: pd.DataFrame, unit: tuple[str, float]) -> Secti
                      f"{CV_WARNING:.1%} (trtexec's threshold). The machine may be busy; rerun "
                      "with more --iterations or on an idle machine.")
     return Section("latency", f"Latency (timed pass, {count} samples)", table, notes)
+
+
+def _host_throughput(iterations: pd.DataFrame) -> float:
+    """Iterations per second of host-clock time spent in them (end - start of each)."""
+    host_ns = float((iterations["end_ns"] - iterations["start_ns"]).sum())
+    return len(iterations) * 1e9 / host_ns if host_ns > 0 else float("nan")
 
 
 def _cuda_events(iterations: pd.DataFrame) -> bool:
