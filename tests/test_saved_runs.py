@@ -137,3 +137,25 @@ def test_damaged_column_data_is_one_clear_error(resnet_saved, tmp_path):
 def test_top_level_load_passes_details():
     run = gpuprof.load(fixture_path("nsys", RESNET), details=True)
     assert run.meta.extra["details"] is True and len(run.kernel_launches) == len(run.kernels)
+
+
+def test_a_column_missing_from_an_older_saved_run_is_filled(resnet_saved, tmp_path):
+    """Runs saved before a column existed still answer column reads, as whole loads do."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    path, _, run = resnet_saved
+    older = tmp_path / "older.gpuprof"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(older, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "kernels.parquet":
+                table = pq.read_table(io.BytesIO(data)).drop_columns(["demangled_name"])
+                buf = io.BytesIO()
+                pq.write_table(table, buf)
+                data = buf.getvalue()
+            zout.writestr(info, data)
+    partial = Profile.load(older).frame("kernels", ["start_ns", "demangled_name"])
+    assert partial["demangled_name"].isna().all()
+    assert partial["start_ns"].tolist() == run.kernels["start_ns"].tolist()

@@ -44,6 +44,11 @@ class SavedRunFile:
                 with self._reading(member):
                     pq.ParquetFile(self._source(member)).metadata  # noqa: B018 - reads the footer
 
+    def columns(self, member: str) -> set[str]:
+        """The column names stored in a member (from its Parquet footer)."""
+        with self._reading(member):
+            return set(pq.ParquetFile(self._source(member)).schema_arrow.names)
+
     def read(self, member: str, columns: list[str] | None = None) -> pd.DataFrame:
         with self._reading(member):
             table = pq.read_table(self._source(member), columns=columns)
@@ -132,8 +137,12 @@ class LazyTables(MutableMapping):
         if not self.source.has(member):
             frame = empty_table(name)
             return frame if columns is None else frame[columns]
-        frame = self.source.read(member, columns)
-        return conform(name, frame) if columns is None else frame
+        stored = self.source.columns(member)
+        if columns is None or not set(columns) <= stored:
+            # a whole table, or a run saved before a column existed: conform fills it in
+            whole = conform(name, self.source.read(member))
+            return whole if columns is None else whole[columns]
+        return self.source.read(member, columns)
 
 
 def unreadable(path: Path, exc: Exception) -> BadInputError:
