@@ -209,3 +209,17 @@ def test_pandas_fallback_equals_the_numpy_path(name, domain, monkeypatch):
         return
     pd.testing.assert_frame_equal(slow.reset_index(drop=True), fast.reset_index(drop=True),
                                   check_dtype=False)
+
+
+@pytest.mark.parametrize("steps", [0, 1, 3])
+@pytest.mark.parametrize("name", [RESNET, "GindaChen__nsys-ai__tests__fixtures__mfu_2gpu_before.sqlite",
+                                  "MohanadOdema__DLProf__w_Relu__nsys_profile.sqlite"])
+def test_short_walk_and_parent_climb_agree(name, steps, monkeypatch):
+    """Calls resolved by stepping back, by climbing parents, or by both give one answer."""
+    import gpuprof.align.nvtx as nvtx
+
+    profile = read_nsys(fixture_path("nsys", name))
+    walked = project_to_ranges(profile.kernels, profile.api_calls, profile.nvtx_ranges)
+    monkeypatch.setattr(nvtx, "WALK_STEPS", steps)
+    climbed = project_to_ranges(profile.kernels, profile.api_calls, profile.nvtx_ranges)
+    assert (walked == climbed).all()

@@ -199,6 +199,8 @@ def _innermost(r_start: np.ndarray, r_end: np.ndarray, rows: np.ndarray,
     # parents are found only for the ranges that need them.
     active = np.concatenate([_ending_before(r_end, cand, end, a, min(a + CHUNK, len(cand)))
                              for a in range(0, len(cand), CHUNK)] or [np.empty(0, dtype=np.int64)])
+    active = _drop_unenclosed(r_end, cand, end, active)
+    active = _walk_back(r_end, cand, end, active)
     parents = _Parents(r_start, r_end) if active.size else None
     for _ in range(len(r_start) + 1):  # at most the nesting depth; bounded for damaged input
         if active.size == 0:
@@ -212,6 +214,42 @@ def _innermost(r_start: np.ndarray, r_end: np.ndarray, rows: np.ndarray,
 
 
 CHUNK = 1 << 20  # calls per step where a step needs temporaries per call
+# Ranges a call's candidate steps back before parents are computed for all ranges: the range
+# enclosing such a call (between two layers: the engine's enqueue range) is usually a few
+# dozen ranges back, and the parents of millions of ranges cost a sort of all their ends.
+WALK_STEPS = 128
+
+
+def _drop_unenclosed(r_end: np.ndarray, cand: np.ndarray, end, active: np.ndarray) -> np.ndarray:
+    """Calls that no range encloses (none of the ranges starting before them reaches their
+    end: the running maximum of range ends says so in one pass) get no range (-1, in place);
+    the other active calls are returned."""
+    if active.size == 0:
+        return active
+    reach = np.maximum.accumulate(r_end)
+    pos = cand[active]
+    outside = (pos < 0) | (reach[np.maximum(pos, 0)] < end[active])
+    cand[active[outside]] = -1
+    return active[~outside]
+
+
+def _walk_back(r_end: np.ndarray, cand: np.ndarray, end, active: np.ndarray) -> np.ndarray:
+    """Step the candidates of ``active`` calls back one range at a time (in place) until one
+    encloses the call or none is left; return the calls still unresolved after WALK_STEPS.
+
+    Ranges nest, so the innermost range enclosing a call is the last one before its
+    candidate that ends at or after the call (it starts before, so it encloses); a call
+    still unresolved climbs parents from where its walk stopped, which is still below that
+    range."""
+    for _ in range(WALK_STEPS):
+        if active.size == 0:
+            break
+        cand[active] -= 1
+        pos = cand[active]
+        open_ = pos >= 0  # -1: no range left, so none encloses the call
+        active, pos = active[open_], pos[open_]
+        active = active[r_end[pos] < end[active]]
+    return active
 
 
 def _ending_before(r_end: np.ndarray, cand: np.ndarray, end, a: int, b: int) -> np.ndarray:
