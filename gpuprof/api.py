@@ -31,7 +31,7 @@ def load(path: str | Path, details: bool = False) -> Run:
 
 # Bump when the NVTX projection's result for the same tables changes: saved attributions made
 # by another version are then ignored and recomputed.
-ATTRIBUTION_VERSION = 1
+ATTRIBUTION_VERSION = 2  # 2: with kernel durations
 
 
 def _attribution_name(domain: str | None) -> str:
@@ -39,8 +39,10 @@ def _attribution_name(domain: str | None) -> str:
     return "attribution_all" if domain is None else f"attribution_{domain.encode().hex()}"
 
 
-def _narrow(rows: np.ndarray) -> np.ndarray:
-    return rows.astype(np.int32) if len(rows) == 0 or rows.max() < 2**31 else rows
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """int32 where every value fits (halves what a saved run stores and decodes)."""
+    fits = len(values) == 0 or (values.min() >= -(2**31) and values.max() < 2**31)
+    return values.astype(np.int32) if fits else values
 
 
 class Run(Profile):
@@ -62,10 +64,14 @@ class Run(Profile):
         if domain not in cache:
             from .analyze.layers import kernel_ranges
 
-            rows = self.derived(_attribution_name(domain), ATTRIBUTION_VERSION)
-            if rows is not None and len(rows) != len(self.frame("kernels", ["start_ns"])):
-                rows = None  # not this run's kernels: recompute rather than misattribute
-            cache[domain] = kernel_ranges(self, domain, None if rows is None else rows["range_row"])
+            saved = self.derived(_attribution_name(domain), ATTRIBUTION_VERSION)
+            if saved is not None and len(saved) != self.num_rows("kernels"):
+                saved = None  # not this run's kernels: recompute rather than misattribute
+            if saved is None:
+                cache[domain] = kernel_ranges(self, domain)
+            else:
+                cache[domain] = kernel_ranges(self, domain, saved["range_row"].to_numpy(),
+                                              saved["duration_ns"].to_numpy())
         return cache[domain]
 
     @property
@@ -81,8 +87,10 @@ class Run(Profile):
             self.attributed(TENSORRT_DOMAIN)
         derived = dict(derived or {})
         for domain, frame in self._attributed_by_domain.items():
-            derived[_attribution_name(domain)] = (
-                ATTRIBUTION_VERSION, pd.DataFrame({"range_row": _narrow(frame["range_row"].to_numpy())}))
+            derived[_attribution_name(domain)] = (ATTRIBUTION_VERSION, pd.DataFrame({
+                "range_row": _narrow(frame["range_row"].to_numpy()),
+                # durations too: a re-analysis then decodes no kernel start/end times
+                "duration_ns": _narrow(frame["duration_ns"].to_numpy())}))
         return super().save(path, derived)
 
     def is_tensorrt(self) -> bool:

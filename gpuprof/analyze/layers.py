@@ -28,19 +28,22 @@ def is_tensorrt(profile: Profile) -> bool:
 
 
 def kernel_ranges(profile: Profile, domain: str | None = None,
-                  range_rows: np.ndarray | None = None) -> pd.DataFrame:
+                  range_rows: np.ndarray | None = None,
+                  durations: np.ndarray | None = None) -> pd.DataFrame:
     """Kernels with ``range_row`` (row in nvtx_ranges, -1 if none), ``duration_ns`` and
     ``kernel`` (the kernel name as a categorical, so millions of rows stay cheap).
 
-    ``range_rows`` is a projection computed earlier (saved with the run); without it the
-    kernels are projected onto the ranges now."""
+    ``range_rows`` (and ``durations``) computed earlier, saved with the run, are used as
+    given; without them the kernels are projected onto the ranges now."""
     if range_rows is None:
         range_rows = project_to_ranges(profile.kernels, profile.api_calls, profile.nvtx_ranges, domain)
-    kernels = profile.frame("kernels", ["start_ns", "end_ns", "name"])
+    if durations is None:
+        times = profile.frame("kernels", ["start_ns", "end_ns"])
+        durations = times["end_ns"].to_numpy() - times["start_ns"].to_numpy()
     return pd.DataFrame({
         "range_row": np.asarray(range_rows),
-        "duration_ns": (kernels["end_ns"].to_numpy() - kernels["start_ns"].to_numpy()),
-        "kernel": kernels["name"].array,
+        "duration_ns": np.asarray(durations, dtype=np.int64),  # sums stay int64-exact
+        "kernel": profile.frame("kernels", ["name"])["name"].array,
     }, copy=False)
 
 

@@ -52,6 +52,11 @@ class Profile:
             return tables[name]
         raise AttributeError(name)
 
+    def num_rows(self, name: str) -> int:
+        """Rows of table ``name``; from a saved run, without decoding the table."""
+        tables = self.tables
+        return tables.num_rows(name) if isinstance(tables, LazyTables) else len(tables[name])
+
     def frame(self, name: str, columns: list[str]) -> pd.DataFrame:
         """Only ``columns`` of table ``name``: from a saved run, decodes just those columns."""
         return table_columns(self.tables, name, columns)

@@ -49,6 +49,11 @@ class SavedRunFile:
         with self._reading(member):
             return set(pq.ParquetFile(self._source(member)).schema_arrow.names)
 
+    def num_rows(self, member: str) -> int:
+        """A member's row count, from its Parquet footer (no column decoded)."""
+        with self._reading(member):
+            return pq.ParquetFile(self._source(member)).metadata.num_rows
+
     def read(self, member: str, columns: list[str] | None = None) -> pd.DataFrame:
         with self._reading(member):
             table = pq.read_table(self._source(member), columns=columns)
@@ -121,6 +126,13 @@ class LazyTables(MutableMapping):
 
     def __len__(self) -> int:
         return len(TABLE_NAMES)
+
+    def num_rows(self, name: str) -> int:
+        """Rows of table ``name`` without decoding it."""
+        if name in self._loaded:
+            return len(self._loaded[name])
+        member = f"{name}.parquet"
+        return self.source.num_rows(member) if self.source.has(member) else 0
 
     def columns(self, name: str, columns: list[str]) -> pd.DataFrame:
         """Only ``columns`` of table ``name``, decoding just those when it is not loaded."""
