@@ -33,7 +33,7 @@ def project_to_ranges(work: pd.DataFrame, api_calls: pd.DataFrame, ranges: pd.Da
     """
     call_pos = match_calls(work, api_calls)
     is_launched = call_pos >= 0
-    cand_rows = _push_pop_rows(ranges, domain)
+    cand_rows = push_pop_rows(ranges, domain)
     if not is_launched.any() or cand_rows.size == 0:
         return np.full(len(work), NO_RANGE, dtype=_index_dtype(len(ranges)))
     if is_launched.all():  # every row was launched: index nothing
@@ -168,7 +168,8 @@ def _key(frame: pd.DataFrame) -> np.ndarray:
     return (frame["pid"].to_numpy(np.int64) << 32) | (frame["correlation_id"].to_numpy(np.int64) & 0xFFFFFFFF)
 
 
-def _push_pop_rows(ranges: pd.DataFrame, domain: str | None) -> np.ndarray:
+def push_pop_rows(ranges: pd.DataFrame, domain: str | None) -> np.ndarray:
+    """Positions in ``ranges`` of the push/pop ranges (of ``domain`` when given)."""
     mask = _equals(ranges["range_kind"], "push_pop")
     if domain is not None:
         mask &= _equals(ranges["domain"], domain)

@@ -27,8 +27,8 @@ def layer_table(layer_timings: pd.DataFrame) -> pd.DataFrame:
                                       "p50": "median_ns", "min": "min_ns", "max": "max_ns"})
     grouped = grouped.sort_values(["total_ns", "layer"], ascending=[False, True], kind="stable")
     grouped["calls_per_iteration"] = grouped["calls"] / max(frame["iteration"].nunique(), 1)
-    share = 100.0 * grouped["total_ns"] / grouped["total_ns"].sum()
-    grouped["pct"], grouped["cum_pct"] = share, share.cumsum()
+    share, cumulative = stats.shares(grouped["total_ns"])
+    grouped["pct"], grouped["cum_pct"] = 100.0 * share, 100.0 * cumulative
     grouped["rank"] = np.arange(1, len(grouped) + 1)
     return grouped[LAYER_COLUMNS].reset_index(drop=True)
 
@@ -43,7 +43,7 @@ def layer_type_table(layer_timings: pd.DataFrame) -> pd.DataFrame:
     out = frame.groupby("layer_type").agg(layers=("layer", "nunique"), calls=("duration_ns", "size"),
                                           total_ns=("duration_ns", "sum")).reset_index()
     out["mean_ns"] = out["total_ns"] / out["calls"]
-    out["pct"] = 100.0 * out["total_ns"] / out["total_ns"].sum()
+    out["pct"] = 100.0 * stats.shares(out["total_ns"])[0]
     return out.sort_values(["total_ns", "layer_type"], ascending=[False, True])[cols].reset_index(drop=True)
 
 
@@ -57,7 +57,7 @@ def layers_for_share(layers: pd.DataFrame, pct: float) -> int:
     """How many of the slowest layers it takes to reach ``pct`` % of layer time."""
     if layers.empty:
         return 0
-    return int(np.searchsorted(layers["cum_pct"].to_numpy(), pct - 1e-9) + 1)
+    return stats.count_to_reach(layers["cum_pct"] / 100.0, pct / 100.0)
 
 
 def coverage(layer_timings: pd.DataFrame, run_ns: pd.Series) -> pd.DataFrame:

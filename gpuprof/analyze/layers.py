@@ -13,8 +13,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from ..align.nvtx import NO_RANGE, project_to_ranges
+from ..align.nvtx import NO_RANGE, project_to_ranges, push_pop_rows
 from ..model import Profile
+from . import stats
 
 TENSORRT_DOMAIN = "TensorRT"
 # Outer ranges TensorRT wraps around a whole inference; kernels directly in them belong to no layer.
@@ -137,9 +138,7 @@ def _by_range_numpy(instances: pd.DataFrame, attributed: pd.DataFrame, n_ranges:
     table["kernels_per_call"] = table["kernels"] / table["calls"]
     order = np.argsort(-total, kind="stable")
     table = table.take(order).reset_index(drop=True)
-    grand = table["total_ns"].sum()
-    table["share"] = table["total_ns"] / grand if grand > 0 else np.nan
-    table["cumulative_share"] = table["share"].cumsum()
+    table["share"], table["cumulative_share"] = stats.shares(table["total_ns"])
     tops = _top_kernels(attributed, group, rows, n_groups, n_ranges, top)
     if tops is None:
         return None
@@ -228,11 +227,7 @@ def _instances(ranges: pd.DataFrame, domain: str | None) -> pd.DataFrame:
 
     Names are decoded once per distinct range text, not once per instance.
     """
-    mask = _codes_equal(ranges["range_kind"].array, "push_pop")
-    if domain is not None:
-        mask &= _codes_equal(ranges["domain"].array, domain)
-    rows = np.flatnonzero(mask)
-    del mask
+    rows = push_pop_rows(ranges, domain)
     text = ranges["text"].array
     decoded = pd.Series([layer_name(c) for c in text.categories], dtype=object)
     name_of_code, names = pd.factorize(decoded)
@@ -243,13 +238,6 @@ def _instances(ranges: pd.DataFrame, domain: str | None) -> pd.DataFrame:
         "domain": ranges["domain"].array.take(rows),
         "name": pd.Categorical.from_codes(name_codes, categories=pd.Index(names, dtype=object)),
     }, copy=False)
-
-
-def _codes_equal(values: pd.Categorical, label: str) -> np.ndarray:
-    """``values == label`` through the categorical codes (one integer compare per row)."""
-    if label not in values.categories:
-        return np.zeros(len(values), dtype=bool)
-    return values.codes == values.categories.get_loc(label)
 
 
 def _per_row_totals(attributed: pd.DataFrame, n_ranges: int) -> tuple[np.ndarray, np.ndarray]:
@@ -290,9 +278,7 @@ def _summarise_calls(per_call: pd.DataFrame) -> pd.DataFrame:
     table["mean_ns"] = table["total_ns"] / table["calls"]
     table["kernels_per_call"] = table["kernels"] / table["calls"]
     table = table.sort_values("total_ns", ascending=False, kind="stable").reset_index(drop=True)
-    total = table["total_ns"].sum()
-    table["share"] = table["total_ns"] / total if total > 0 else np.nan
-    table["cumulative_share"] = table["share"].cumsum()
+    table["share"], table["cumulative_share"] = stats.shares(table["total_ns"])
     return table
 
 
@@ -347,9 +333,7 @@ def layer_table(profile: Profile, attributed: pd.DataFrame | None = None) -> pd.
 
 def _reshare(layers: pd.DataFrame) -> pd.DataFrame:
     layers = layers.sort_values("total_ns", ascending=False, kind="stable").reset_index(drop=True)
-    total = layers["total_ns"].sum()
-    layers["share"] = layers["total_ns"] / total if total > 0 else np.nan
-    layers["cumulative_share"] = layers["share"].cumsum()
+    layers["share"], layers["cumulative_share"] = stats.shares(layers["total_ns"])
     layers["mean_ns"] = layers["total_ns"] / layers["calls"]
     layers["kernels_per_call"] = layers["kernels"] / layers["calls"]
     return layers
@@ -359,6 +343,5 @@ def pareto(layers: pd.DataFrame, share: float = 0.8) -> tuple[int, float]:
     """Fewest layers whose GPU time reaches ``share`` of the total, and their exact share."""
     if layers.empty or not layers["total_ns"].sum():
         return 0, float("nan")
-    n = int(np.searchsorted(layers["cumulative_share"].to_numpy(), share - 1e-12) + 1)
-    n = min(n, len(layers))
+    n = stats.count_to_reach(layers["cumulative_share"], share)
     return n, float(layers["cumulative_share"].iloc[n - 1])

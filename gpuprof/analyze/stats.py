@@ -1,4 +1,5 @@
-"""Latency statistics shared by every report: one percentile method, stated in the output.
+"""Statistics shared by every report: one percentile method, stated in the output, and the
+share / cumulative share that every "heaviest first" table ranks by.
 
 Percentiles use linear interpolation between closest ranks (numpy's default, "linear"; the
 same as Excel's PERCENTILE.INC). A percentile is flagged unreliable when fewer than
@@ -74,3 +75,18 @@ def describe_by(frame: pd.DataFrame, key: str | list[str], value: str,
         frac = pos - lo
         out[percentile_label(q)] = vals[starts + lo] * (1 - frac) + vals[starts + hi] * frac
     return out
+
+
+def shares(totals: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Each total's fraction of their sum (0..1; NaN when the sum is not positive) and the
+    running fraction in the given order: the Pareto view of a table sorted heaviest first."""
+    grand = totals.sum()
+    share = totals / grand if grand > 0 else pd.Series(np.nan, index=totals.index)
+    return share, share.cumsum()
+
+
+def count_to_reach(cumulative: Sequence[float], target: float) -> int:
+    """How many leading rows it takes for ``cumulative`` (a running share) to reach
+    ``target``; all of them when it never does."""
+    values = np.asarray(cumulative, dtype=np.float64)
+    return min(int(np.searchsorted(values, target - 1e-12) + 1), len(values))

@@ -32,6 +32,7 @@ class SavedRunFile:
         self.path = path
         self._members = {info.filename: info for info in members}
         self._mapped: pa.Buffer | None = None
+        self._files: dict[str, pq.ParquetFile] = {}
 
     def has(self, member: str) -> bool:
         return member in self._members
@@ -41,26 +42,30 @@ class SavedRunFile:
         halfway through an analysis."""
         for member in self._members:
             if member.endswith(".parquet"):
-                with self._reading(member):
-                    pq.ParquetFile(self._source(member)).metadata  # noqa: B018 - reads the footer
+                self._parquet(member)
 
     def columns(self, member: str) -> set[str]:
         """The column names stored in a member (from its Parquet footer)."""
-        with self._reading(member):
-            return set(pq.ParquetFile(self._source(member)).schema_arrow.names)
+        return set(self._parquet(member).schema_arrow.names)
 
     def num_rows(self, member: str) -> int:
         """A member's row count, from its Parquet footer (no column decoded)."""
-        with self._reading(member):
-            return pq.ParquetFile(self._source(member)).metadata.num_rows
+        return self._parquet(member).metadata.num_rows
 
     def read(self, member: str, columns: list[str] | None = None) -> pd.DataFrame:
         with self._reading(member):
-            table = pq.read_table(self._source(member), columns=columns)
+            table = self._parquet(member).read(columns=columns)
         frame = table.to_pandas(**TO_PANDAS)
         # Decoding buffers are freed by now; hand their pages back instead of keeping them pooled.
         pa.default_memory_pool().release_unused()
         return frame
+
+    def _parquet(self, member: str) -> pq.ParquetFile:
+        """The member opened as Parquet, its footer parsed once and kept."""
+        if member not in self._files:
+            with self._reading(member):
+                self._files[member] = pq.ParquetFile(self._source(member))
+        return self._files[member]
 
     @contextlib.contextmanager
     def _reading(self, member: str):

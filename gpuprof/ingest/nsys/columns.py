@@ -30,6 +30,12 @@ def to_float64(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return pd.to_numeric(pd.Series(column.to_pylist(), dtype=object), errors="coerce").to_numpy(np.float64)
 
 
+def filled(n: int, fill: int) -> np.ndarray:
+    """An int64 column of ``fill`` (a column an export lacks)."""
+    # np.zeros maps zero pages lazily: a column of zeros costs no memory until written
+    return np.zeros(n, dtype=np.int64) if fill == 0 else np.full(n, fill, dtype=np.int64)
+
+
 class StreamedColumns:
     """A query result collected batch by batch, each batch released as soon as it is copied.
 
@@ -44,22 +50,23 @@ class StreamedColumns:
     def __init__(self, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
                  check: Callable[[pa.RecordBatch], None] = lambda batch: None,
                  capacity: int = 0):
+        # A reader's batches share its schema, so each column's kind is known up front.
+        builders = {field.name: _IntBuilder(capacity) if pa.types.is_integer(field.type)
+                    else _ArrowBuilder(field.type) for field in schema}
         self.num_rows = 0
-        builders = {name: _Builder(capacity) for name in schema.names}
         for batch in batches:
             check(batch)
-            for name, column in zip(schema.names, batch.columns):
-                builders[name].append(column, self.num_rows)
+            for builder, column in zip(builders.values(), batch.columns):
+                builder.append(column, self.num_rows)
             self.num_rows += batch.num_rows
             del batch
-        self._columns = {name: builders.pop(name).finish(self.num_rows, schema.field(name).type)
-                         for name in schema.names}
+        self._columns = {name: builders.pop(name).finish(self.num_rows) for name in schema.names}
 
     def __contains__(self, name: str) -> bool:
         return name in self._columns
 
     def pop(self, name: str) -> pa.ChunkedArray:
-        """A column as Arrow (text, reals): integer columns are turned back into Arrow."""
+        """A column as Arrow (text, reals); an integer column is turned back into Arrow."""
         column = self._columns.pop(name)
         if isinstance(column, _Ints):
             return pa.chunked_array([pa.array(column.values, mask=column.nulls)])
@@ -70,8 +77,7 @@ class StreamedColumns:
         query did not select is all ``fill``."""
         column = self._columns.pop(name, None)
         if column is None:
-            # np.zeros maps zero pages lazily: a column of zeros costs nothing until written
-            return np.zeros(self.num_rows, np.int64) if fill == 0 else np.full(self.num_rows, fill, np.int64)
+            return filled(self.num_rows, fill)
         if isinstance(column, _Ints):
             if column.nulls is not None:
                 column.values[column.nulls] = fill
@@ -84,19 +90,15 @@ class _Ints(NamedTuple):
     nulls: np.ndarray | None  # True where NULL; None when there is none
 
 
-class _Builder:
-    """One column being collected: integers into a growing int64 array (np.empty pages are
-    not resident until written, so an upper-bound capacity costs only what is filled)."""
+class _IntBuilder:
+    """An integer column collected into one int64 array (np.empty pages are not resident
+    until written, so an upper-bound capacity costs only what is filled)."""
 
     def __init__(self, capacity: int):
         self.values = np.empty(capacity, np.int64)
         self.nulls: np.ndarray | None = None
-        self.arrow: list[pa.Array] | None = None
 
     def append(self, column: pa.Array, at: int) -> None:
-        if self.arrow is not None or not pa.types.is_integer(column.type):
-            self._append_arrow(column, at)
-            return
         end = at + len(column)
         if end > len(self.values):
             self.values = _grown(self.values, end)
@@ -109,20 +111,22 @@ class _Builder:
             column = pc.fill_null(column, 0)
         self.values[at:end] = column.to_numpy()  # a view of the batch, copied here
 
-    def _append_arrow(self, column: pa.Array, at: int) -> None:
-        if self.arrow is None:
-            self.arrow = []
-            if at:  # integers so far (not in practice: a reader's batches share one schema)
-                self.arrow.append(pa.array(self.values[:at], mask=None if self.nulls is None else self.nulls[:at]))
-        self.arrow.append(pa.concat_arrays([column]))  # copies the buffers
+    def finish(self, rows: int) -> _Ints:
+        return _Ints(self.values[:rows], None if self.nulls is None else self.nulls[:rows])
 
-    def finish(self, rows: int, arrow_type: pa.DataType):
-        if self.arrow is not None:
-            return pa.chunked_array(self.arrow, type=self.arrow[0].type)
-        if not pa.types.is_integer(arrow_type) and rows == 0:
-            return pa.chunked_array([], type=arrow_type)
-        nulls = None if self.nulls is None else self.nulls[:rows]
-        return _Ints(self.values[:rows], nulls)
+
+class _ArrowBuilder:
+    """Any other column, as copies of each batch's piece (so no batch stays alive)."""
+
+    def __init__(self, arrow_type: pa.DataType):
+        self.type = arrow_type
+        self.pieces: list[pa.Array] = []
+
+    def append(self, column: pa.Array, at: int) -> None:
+        self.pieces.append(pa.concat_arrays([column]))  # copies the buffers
+
+    def finish(self, rows: int) -> pa.ChunkedArray:
+        return pa.chunked_array(self.pieces, type=self.type)
 
 
 def _grown(values: np.ndarray, needed: int) -> np.ndarray:

@@ -84,38 +84,38 @@ class ExportFile:
             raise corrupt(self.path, exc) from exc
 
     def arrow(self, sql: str) -> pa.Table:
-        """Bulk reads straight into Arrow columns: no Python object per row.
-
-        Readers are tried fastest first: DuckDB's SQLite scanner (parallel), then ADBC's SQLite
-        driver. Both infer or enforce column types and check text encoding, so a file with
-        mixed types (mutated by a post-processing tool) or invalid UTF-8 (damage) fails there
-        and is read again through the standard library: slower, but tolerant.
-        """
-        for reader in (self._arrow_via_duckdb, self._arrow_via_adbc):
-            try:
-                result = reader(sql)
-                _check_utf8(result)
-                return result
-            except Exception as exc:  # noqa: BLE001 - any failure falls back to the next reader
-                if self.closed:  # interrupted by close(): no fallback read
-                    raise
-                LOG.debug("%s failed on %s (%s); trying the next reader", reader.__name__, sql, exc)
-                continue
-        return self._arrow_via_sqlite3(sql)
+        """Bulk reads straight into Arrow columns: no Python object per row (small tables)."""
+        return self._first_reader(
+            [lambda: _checked(self._arrow_via_duckdb(sql)), lambda: _checked(self._arrow_via_adbc(sql))],
+            lambda: self._arrow_via_sqlite3(sql), sql)
 
     def read_columns(self, sql: str, table: str) -> StreamedColumns:
         """A big read of ``table``, streamed: batches are copied into columns and released
-        one by one (see ``StreamedColumns``). Readers and fallbacks as for ``arrow``."""
+        one by one (see ``StreamedColumns``)."""
         capacity = self._row_bound(table)
-        for stream in (self._stream_duckdb, self._stream_adbc):
+
+        def via_sqlite3() -> StreamedColumns:
+            result = self._arrow_via_sqlite3(sql)
+            return StreamedColumns(result.schema, result.to_batches(), capacity=capacity)
+
+        return self._first_reader([lambda: self._stream_duckdb(sql, capacity),
+                                   lambda: self._stream_adbc(sql, capacity)], via_sqlite3, sql)
+
+    def _first_reader(self, readers: list, tolerant, sql: str):
+        """The first of ``readers`` that succeeds, else ``tolerant``.
+
+        Readers are tried fastest first: DuckDB's SQLite scanner, then ADBC's SQLite driver.
+        Both infer or enforce column types and check text encoding, so a file with mixed
+        types (mutated by a post-processing tool) or invalid UTF-8 (damage) fails there and
+        is read again through the standard library: slower, but tolerant."""
+        for read in readers:
             try:
-                return stream(sql, capacity)
+                return read()
             except Exception as exc:  # noqa: BLE001 - any failure falls back to the next reader
-                if self.closed:  # interrupted by close(): no fallback read
+                if self.closed:  # interrupted by interrupt()/close(): no fallback read
                     raise
-                LOG.debug("%s failed on %s (%s); trying the next reader", stream.__name__, sql, exc)
-        result = self._arrow_via_sqlite3(sql)
-        return StreamedColumns(result.schema, result.to_batches(), capacity=capacity)
+                LOG.debug("a reader failed on %s (%s); trying the next one", sql, exc)
+        return tolerant()
 
     def _row_bound(self, table: str) -> int:
         """An upper bound of the rows of ``table`` from its rowid span (two index lookups),
@@ -134,14 +134,9 @@ class ExportFile:
             return StreamedColumns(reader.schema, reader, check=_check_utf8, capacity=capacity)
 
     def _stream_adbc(self, sql: str, capacity: int) -> StreamedColumns:
-        with self._lock:
-            cursor = self._adbc_connection().cursor()
-            try:
-                cursor.execute(sql)
-                reader = cursor.fetch_record_batch()
-                return StreamedColumns(reader.schema, reader, check=_check_utf8, capacity=capacity)
-            finally:
-                cursor.close()
+        with self._adbc_cursor(sql) as cursor:
+            reader = cursor.fetch_record_batch()
+            return StreamedColumns(reader.schema, reader, check=_check_utf8, capacity=capacity)
 
     @contextlib.contextmanager
     def _duck_cursor(self):
@@ -177,11 +172,18 @@ class ExportFile:
             return cursor.execute(sql).to_arrow_table()
 
     def _arrow_via_adbc(self, sql: str) -> pa.Table:
+        with self._adbc_cursor(sql) as cursor:
+            return cursor.fetch_arrow_table()
+
+    @contextlib.contextmanager
+    def _adbc_cursor(self, sql: str):
+        """An ADBC cursor that has run ``sql``, held under the lock: one ADBC connection
+        must not run two statements at once."""
         with self._lock:
             cursor = self._adbc_connection().cursor()
             try:
                 cursor.execute(sql)
-                return cursor.fetch_arrow_table()
+                yield cursor
             finally:
                 cursor.close()
 
@@ -231,7 +233,7 @@ def open_duckdb(path: Path):
     if not found:
         return False
     con = duckdb.connect(config={"autoinstall_known_extensions": False,
-                                 "autoload_known_extensions": False, "threads": _threads()})
+                                 "autoload_known_extensions": False, "threads": DUCKDB_THREADS})
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute(f"LOAD '{_sql_str(found[0])}'")
@@ -250,10 +252,14 @@ def _sql_str(value) -> str:
     return str(value).replace("'", "''")
 
 
-def _threads() -> int:
-    # One thread per query: read_nsys runs its big reads side by side instead, which costs
-    # less CPU than DuckDB splitting each scan (measured: docs/BENCHMARKS.md).
-    return 1
+# One thread per query: read_nsys runs its big reads side by side instead, which costs less
+# CPU than DuckDB splitting each scan (measured: docs/BENCHMARKS.md).
+DUCKDB_THREADS = 1
+
+
+def _checked(table: pa.Table) -> pa.Table:
+    _check_utf8(table)
+    return table
 
 
 def _check_utf8(table: pa.Table | pa.RecordBatch) -> None:

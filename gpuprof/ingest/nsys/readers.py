@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import schema
-from .columns import StreamedColumns, to_float64, to_int64
+from .columns import StreamedColumns, filled, to_float64, to_int64
 from .export_file import ExportFile
 from .strings import StringTable, coalesce, code_dtype, text_categorical
 
@@ -40,13 +40,8 @@ def _select_sql(export: ExportFile, table: str, fields: dict[str, tuple[str, ...
 
 def _ints(table: pa.Table, name: str, fill: int = -1) -> np.ndarray:
     if name not in table.column_names:
-        return _filled(table.num_rows, fill)
+        return filled(table.num_rows, fill)
     return to_int64(table.column(name), fill)
-
-
-def _filled(n: int, fill: int) -> np.ndarray:
-    # np.zeros maps zero pages lazily: a column of zeros costs no memory until written
-    return np.zeros(n, dtype=np.int64) if fill == 0 else np.full(n, fill, dtype=np.int64)
 
 
 def _release() -> None:
@@ -280,7 +275,7 @@ def _range_kind_codes(event_type: np.ndarray) -> np.ndarray:
 
 def _nvtx_text(t: StreamedColumns, strings: StringTable) -> pd.Categorical:
     has_text, has_id = "text" in t, "text_id" in t
-    by_id = strings.categorical(t.pop("text_id")) if has_id else None
+    by_id = strings.categorical(t.ints("text_id", -1)) if has_id else None
     inline = text_categorical(t.pop("text")) if has_text else None
     if inline is not None and by_id is not None:
         return coalesce(inline, by_id)
