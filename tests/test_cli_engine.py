@@ -209,6 +209,17 @@ def test_timed_pass_length_rule():
     assert timed_done(50, 0, None, 2.0, min_iterations=10, max_iterations=50)
 
 
+def test_requested_count_rule():
+    """-n wins; --duration alone means auto; neither gives the backend's default count."""
+    from gpuprof.capture.timed_count import DEFAULT_MIN_SECONDS, requested
+
+    assert requested(7, None, 50) == (7, DEFAULT_MIN_SECONDS)
+    assert requested(7, 0.5, 50) == (7, 0.5)
+    assert requested(None, 0.5, 50) == (None, 0.5)
+    assert requested(None, None, 50) == (50, DEFAULT_MIN_SECONDS)
+    assert requested(None, None, None) == (None, DEFAULT_MIN_SECONDS)
+
+
 def test_help_states_the_real_defaults(capsys):
     from gpuprof.capture.ort import OrtRunConfig
     from gpuprof.capture.trt.pipeline import TrtRunConfig
@@ -329,7 +340,7 @@ def test_memory_section_labels_each_source():
         "kind": ["alloc", "alloc", "free", "alloc", "sample", "sample"],
         "bytes": [4 << 20, 2 << 20, -(2 << 20), 1 << 20, 100 << 20, 5 << 20],
         "phase": ["deserialize", "context", "inference", "inference", "load", "timed"]}))
-    section = _memory_section(events, {})
+    section = _memory_section(events, {}, origin_ns=0)
     labels = set(section.table["memory"])
     assert labels == {"TensorRT allocator, GPU 0", "process RSS"}
     notes = " ".join(section.notes)

@@ -193,8 +193,19 @@ def test_string_inputs_are_refused():
 
 
 def test_describe_resolved_names_guessed_axes():
-    text = oi.describe_resolved(oi.resolve_shapes([_spec(("n", 3, "h", "w"))]))
+    text = oi.describe_inputs(oi.resolved_facts(oi.resolve_shapes([_spec(("n", 3, "h", "w"))])))
     assert text == "x: 1x3x640x640 (float32; guessed axes 0,2,3)"
+
+
+def test_input_facts_are_one_dict_for_every_backend():
+    """ONNX Runtime (from resolved inputs) and the TensorRT runner (from the engine, -1 for a
+    dynamic dim) build the same dict through ``input_fact``."""
+    [fact] = oi.resolved_facts(oi.resolve_shapes([_spec((None, 3, None, None))]))
+    assert fact == {"name": "x", "dtype": "float32", "declared": "?x3x?x?",
+                    "shape": [1, 3, 640, 640], "guessed_axes": [0, 2, 3]}
+    assert oi.input_fact("x", np.float32, oi.format_dims((-1, 3, -1, -1)), (1, 3, 640, 640),
+                         (0, 2, 3)) == fact
+    assert oi.format_dims(None) == "unknown rank"
 
 
 # -- bad files ----------------------------------------------------------------------------

@@ -56,6 +56,7 @@ def test_det_build_writes_plan_sidecar_and_layers(det320):
     assert side["profile"] == {"x": {"min": [1, 3, 320, 320], "opt": [1, 3, 320, 320],
                                      "max": [1, 3, 320, 320]}}
     assert side["profile_source"] == "given"
+    assert side["guessed_axes"] == {} and side["precisions"] == []
     assert side["inputs"] == {"x": [-1, 3, -1, -1]}
     assert side["model"]["name"] == "ppocrv4_det.onnx" and len(side["model"]["sha256"]) == 64
     layers = json.loads(result.entry.layers.read_text())
@@ -115,6 +116,7 @@ def test_cls_default_profile_is_documented_and_noted(trt, tmp_path):
     assert result.sidecar["profile_source"] == "default"
     # onnx_inputs' shared rule: batch 1, 640 for the spatial dims of an NCHW image input.
     assert result.sidecar["profile"]["x"]["opt"] == [1, 3, 640, 640]
+    assert result.sidecar["guessed_axes"] == {"x": [0, 2, 3]}  # what a run reports as guessed
     assert any("default profile" in note for note in result.notes)
 
 

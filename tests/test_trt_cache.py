@@ -71,6 +71,19 @@ def test_entry_complete_only_with_consistent_sidecar(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sidecar_of_an_older_version_is_a_miss(tmp_path):
+    """Older sidecars lack keys a run reads (precisions, guessed_axes): rebuild, never guess."""
+    from gpuprof.capture.trt.cache import SIDECAR_VERSION
+
+    entry = CacheEntry.for_key(tmp_path, "m.onnx", "2" * 64)
+    entry.write_plan(b"PLAN", {"kind": "network_pre_optimisation", "layers": []})
+    entry.write_sidecar({"build_seconds": 1.0})
+    assert entry.read_sidecar()["version"] == SIDECAR_VERSION
+    data = json.loads(entry.sidecar.read_text())
+    entry.sidecar.write_text(json.dumps({**data, "version": SIDECAR_VERSION - 1}))
+    assert entry.read_sidecar() is None
+
+
 def test_no_partial_file_after_failed_write(tmp_path):
     entry = CacheEntry.for_key(tmp_path, "m.onnx", "1" * 64)
     with pytest.raises(TypeError):

@@ -11,6 +11,7 @@ import pytest
 
 from gpuprof.errors import BadInputError
 from gpuprof.ingest.trt_layer_info import (
+    layer_info_by_name,
     precision_of,
     read_layer_info,
     read_trtexec_profile,
@@ -55,6 +56,22 @@ def test_trtexec_profile_matches_its_file():
     # the same engine's layer info gives every profiled layer its type
     typed = with_layer_types(timings, read_layer_info(fixture_path("trtexec", f"{TREX}.graph.json")))
     assert typed["layer_type"].notna().all()
+
+
+def test_layer_info_by_name_keeps_one_whole_row_per_name():
+    """A repeated name keeps its most complete row (the first on a tie), for every join."""
+    engine = conform("engine_layers", pd.DataFrame({
+        "index": [0, 1, 2, 3], "layer": ["a", "b", "a", "b"],
+        "layer_type": [None, "Reformat", "CaskConvolution", "Other"],
+        "precision": ["FP16", None, "FP32", None], "tactic": [None, None, "t1", None],
+        "onnx_nodes": [None] * 4, "info_kind": ["engine_inspector"] * 4}))
+    info = layer_info_by_name(engine)
+    assert info.loc["a"].tolist() == ["CaskConvolution", "FP32", "t1"]
+    assert info.loc["b", "layer_type"] == "Reformat"
+    timings = conform("layer_timings", pd.DataFrame({"iteration": [0, 0], "layer": ["a", "c"],
+                                                     "duration_ns": [5, 6], "source": "iprofiler"}))
+    typed = with_layer_types(timings, engine).set_index("layer")["layer_type"]
+    assert typed["a"] == "CaskConvolution" and pd.isna(typed["c"])
 
 
 @pytest.mark.parametrize("text, precision", [("Row major linear FP32", "FP32"), ("Half", "FP16"),

@@ -59,8 +59,9 @@ def _fake_run_tables() -> dict:
 
 def test_results_round_trip_into_profile(tmp_path):
     meta = {"tensorrt": {"module": "tensorrt", "version": "10.13.0"},
-            "gpus": [{"device_id": 0, "name": "NVIDIA H100", "compute_capability": "9.0",
-                      "memory_bytes": 80 << 30, "max_sm_clock_mhz": 1980}],
+            "gpus_before_timed_pass": [{"device_id": 0, "name": "NVIDIA H100",
+                                        "compute_capability": "9.0", "memory_bytes": 80 << 30,
+                                        "max_sm_clock_mhz": 1980}],
             "clock_marks": [{"label": "capture_start", "monotonic_ns": 5,
                              "text": CLOCK_MARK.format(ns=5, label="capture_start")}]}
     files = write_results(tmp_path, _fake_run_tables(), meta)

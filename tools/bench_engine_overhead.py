@@ -73,7 +73,7 @@ def overhead(model: Path, shapes: str | None, rounds: int, per_round: int) -> fl
         ratios.append(wall / bare - 1)
         ratios_lat.append(lat / bare - 1)
         ratios_rss.append(wall / wall_no_rss - 1)
-    print(f"model {model.name} {onnx_inputs.describe_resolved(resolved)}; {rounds} rounds x "
+    print(f"model {model.name} {onnx_inputs.describe_inputs(onnx_inputs.resolved_facts(resolved))}; {rounds} rounds x "
           f"{per_round} iterations, interleaved")
     print(f"  bare session.run loop: median {statistics.median(bares) / 1e6:.3f} ms/iteration")
     print(f"  gpuprof timed loop (wall) vs bare: median {statistics.median(ratios):+.2%} "
@@ -106,7 +106,7 @@ def sampler_cost(samples: int = 2000) -> None:
     sampler = RssSampler()
     t0 = time.perf_counter_ns()
     for _ in range(samples):
-        sampler._record("sample")  # the exact work the thread does per tick
+        sampler.sample()  # the same reading the thread takes per tick
     per = (time.perf_counter_ns() - t0) / samples
     print(f"RSS sample: {per / 1e3:.1f} us each; at the default {DEFAULT_INTERVAL_S * 1e3:g} ms "
           f"interval that is {per / (DEFAULT_INTERVAL_S * 1e9):.3%} of one core "

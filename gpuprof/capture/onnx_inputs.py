@@ -43,9 +43,7 @@ class InputSpec:
 
     @property
     def declared(self) -> str:
-        if self.dims is None:
-            return "unknown rank"
-        return "x".join("?" if d is None else str(d) for d in self.dims)
+        return format_dims(self.dims)
 
 
 @dataclass(frozen=True)
@@ -218,10 +216,34 @@ def random_input(rng: np.random.Generator, name: str, dtype: np.dtype,
                         "Only numeric and bool inputs are supported")
 
 
-def describe_resolved(resolved: list[ResolvedInput]) -> str:
-    """``x: 1x3x640x640 (float32; guessed axes 0,2,3)`` joined by ``; `` for report facts."""
+def format_dims(dims) -> str:
+    """Declared dims as ``batchx3x?x?``: a symbolic name as itself, an unknown dim (None, or -1
+    as TensorRT writes it) as ``?``; ``unknown rank`` when there are no dims at all (None)."""
+    if dims is None:
+        return "unknown rank"
+    return "x".join("?" if d is None or (isinstance(d, int) and d < 0) else str(d) for d in dims)
+
+
+def input_fact(name: str, dtype, declared: str, shape, guessed_axes) -> dict:
+    """One input as a run used it, for ``RunMeta.extra["inputs"]``: the same dict on every
+    backend (``declared`` as ``format_dims`` writes it; ``guessed_axes``: axes gpuprof's default
+    rule chose rather than the model or --shapes)."""
+    return {"name": name, "dtype": str(np.dtype(dtype)), "declared": declared,
+            "shape": [int(v) for v in shape], "guessed_axes": [int(a) for a in guessed_axes]}
+
+
+def resolved_facts(resolved: list[ResolvedInput]) -> list[dict]:
+    """``input_fact`` of each resolved input."""
+    return [input_fact(r.spec.name, r.spec.dtype, r.spec.declared, r.shape, r.guessed_axes)
+            for r in resolved]
+
+
+def describe_inputs(inputs: list[dict]) -> str:
+    """``x: 1x3x640x640 (float32; guessed axes 0,2,3)`` joined by ``; `` for report facts, from
+    ``input_fact`` dicts."""
     parts = []
-    for r in resolved:
-        note = f"; guessed axes {','.join(map(str, r.guessed_axes))}" if r.guessed_axes else ""
-        parts.append(f"{r.spec.name}: {'x'.join(map(str, r.shape))} ({r.spec.dtype}{note})")
+    for i in inputs:
+        axes = i.get("guessed_axes") or []
+        note = f"; guessed axes {','.join(map(str, axes))}" if axes else ""
+        parts.append(f"{i['name']}: {'x'.join(map(str, i['shape']))} ({i['dtype']}{note})")
     return "; ".join(parts)

@@ -4,9 +4,27 @@ iterations when one is given, else "auto": at least ``min_iterations`` and at le
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 MIN_AUTO_ITERATIONS = 10
 MAX_AUTO_ITERATIONS = 100_000
 DEFAULT_MIN_SECONDS = 2.0
+
+
+class TimedCount(NamedTuple):
+    iterations: int | None  # None: auto
+    min_seconds: float      # the auto rule's time floor (unused with a fixed count)
+
+
+def requested(iterations: int | None, duration: float | None,
+              default_iterations: int | None) -> TimedCount:
+    """The count a command's options ask for, on every backend: ``-n`` wins; ``--duration``
+    alone means auto; neither means the backend's default (``default_iterations``, None: auto).
+    ``min_seconds`` is ``--duration`` where given, else ``DEFAULT_MIN_SECONDS``."""
+    min_seconds = DEFAULT_MIN_SECONDS if duration is None else duration
+    if iterations is not None:
+        return TimedCount(iterations, min_seconds)
+    return TimedCount(None if duration is not None else default_iterations, min_seconds)
 
 
 def timed_done(done: int, elapsed_ns: int, iterations: int | None, min_seconds: float,

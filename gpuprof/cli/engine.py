@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ..render.report import FORMATS
+from ..render.formats import FORMATS
 
 NO_NSYS = "nsys (Nsight Systems) is not on PATH"
 PHASE_LABELS = {"load": "loading model", "warmup": "warm-up", "timed": "timed pass",
@@ -93,38 +93,31 @@ def _run_onnxruntime(args: RunArgs):
 def trt_run_config(args: RunArgs, nsys_available: bool):
     """The TensorRT run for these options; TensorRT's own defaults (``TrtRunConfig``) where the
     user gave none, not ONNX Runtime's."""
-    from ..capture import onnx_inputs
+    from ..capture import onnx_inputs, timed_count
     from ..capture.trt.options import BuildOptions
     from ..capture.trt.pipeline import TrtRunConfig
 
+    count = timed_count.requested(args.iterations, args.duration, TrtRunConfig.iterations)
     return TrtRunConfig(model=args.model, out_dir=args.out_dir / "trt_run",
                         options=BuildOptions(shapes=onnx_inputs.parse_shapes(args.shapes)),
+                        iterations=count.iterations, min_seconds=count.min_seconds,
                         layer_profile=args.layer_profile, nsys=nsys_available,
-                        **_trt_count(args.iterations, args.duration),
                         **_given(warmup=args.warmup, profile_iterations=args.profile_iterations,
                                  no_nsys_reason=None if nsys_available else NO_NSYS))
 
 
-def _trt_count(iterations: int | None, duration: float | None) -> dict:
-    # As on ONNX Runtime, --iterations wins over --duration; --duration alone means auto.
-    if iterations is not None:
-        return {"iterations": iterations}
-    if duration is not None:
-        return {"iterations": None, "min_seconds": duration}
-    return {}
-
-
 def ort_run_config(args: RunArgs):
     """The ONNX Runtime run for these options; its own defaults (``OrtRunConfig``) elsewhere."""
-    from ..capture import onnx_inputs
+    from ..capture import onnx_inputs, timed_count
     from ..capture.ort import OrtRunConfig
 
-    return OrtRunConfig(model=args.model, iterations=args.iterations,
+    count = timed_count.requested(args.iterations, args.duration, OrtRunConfig.iterations)
+    return OrtRunConfig(model=args.model, iterations=count.iterations,
+                        min_seconds=count.min_seconds,
                         shapes=onnx_inputs.parse_shapes(args.shapes),
                         layer_profile=args.layer_profile,
                         raw_profile_path=args.out_dir / "onnxruntime_profile.json",
-                        **_given(min_seconds=args.duration, warmup=args.warmup,
-                                 profile_iterations=args.profile_iterations))
+                        **_given(warmup=args.warmup, profile_iterations=args.profile_iterations))
 
 
 def _given(**options) -> dict:

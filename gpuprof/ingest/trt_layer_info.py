@@ -112,11 +112,29 @@ def read_trtexec_profile(source: str | Path | list) -> pd.DataFrame:
     return conform("layer_timings", pd.DataFrame(rows))
 
 
+LAYER_INFO_COLUMNS = ("layer_type", "precision", "tactic")
+
+
+def layer_info_by_name(engine_layers: pd.DataFrame,
+                       columns: tuple[str, ...] = LAYER_INFO_COLUMNS) -> pd.DataFrame:
+    """``columns`` of ``engine_layers`` indexed by layer name, one row per name, for every join
+    of layer rows on ``layer`` (IProfiler times, the reconciliation table).
+
+    A name the engine lists more than once keeps one of its rows whole: the one with the most of
+    ``columns`` recorded, the first in engine order on a tie. Values are objects (not
+    categoricals), so a join keeps them whatever the other side's categories.
+    """
+    frame = engine_layers[["layer", *columns]].astype(object)
+    missing = frame[list(columns)].isna().sum(axis=1)
+    best = frame.iloc[missing.to_numpy().argsort(kind="stable")]
+    return best.drop_duplicates("layer").set_index("layer")[list(columns)]
+
+
 def with_layer_types(layer_timings: pd.DataFrame, engine_layers: pd.DataFrame) -> pd.DataFrame:
     """``layer_timings`` whose missing layer types are filled from the engine's layers."""
     if engine_layers.empty or layer_timings.empty:
         return layer_timings
-    types = engine_layers.dropna(subset=["layer_type"]).drop_duplicates("layer").set_index("layer")["layer_type"]
-    filled = layer_timings["layer"].astype(object).map(types.astype(object))
+    types = layer_info_by_name(engine_layers, ("layer_type",))["layer_type"]
+    filled = layer_timings["layer"].astype(object).map(types)
     current = layer_timings["layer_type"].astype(object)
     return layer_timings.assign(layer_type=current.where(current.notna(), filled).astype("category"))

@@ -58,6 +58,7 @@ from gpuprof.capture.trt.allocator import (  # noqa: E402
     recording_allocator,
 )
 from gpuprof.capture.trt.device import gpu_present  # noqa: E402
+from gpuprof.capture.trt.nsys_cmd import runner_argv  # noqa: E402
 
 SIZE, ALIGNMENT, FLAGS, STREAM = 1 << 20, 256, 0, 7  # a typical activation-sized request
 # CPU time of this thread, not wall time: on a shared machine, time spent preempted by other
@@ -212,8 +213,7 @@ def count_run(plan: Path) -> Counter | None:
     import pandas as pd
 
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "gpuprof.capture.trt.runner", "--plan", str(plan),
-               "--out", out, "-n", "20", "--warmup", "5", "--profile-iterations", "5"]
+        cmd = runner_argv(plan, out, ["-n", "20", "--warmup", "5", "--profile-iterations", "5"])
         subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
         events = pd.read_csv(Path(out) / "memory_events.csv")
     events = events[(events["source"] == SOURCE) & (events["api"] != "runner_io_buffer")]

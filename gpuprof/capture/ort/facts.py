@@ -1,14 +1,12 @@
-"""Facts about an ONNX Runtime run for ``RunMeta``: model file, host CPU, settings, gaps."""
+"""Facts about an ONNX Runtime run for ``RunMeta``: model file, settings, gaps (host CPU: ``capture.host``)."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import platform
 from pathlib import Path
 
 from ...model.meta import SourceFile
-from .. import onnx_inputs, timed_count
+from .. import host, onnx_inputs, timed_count
 
 
 def source_file(path: Path) -> SourceFile:
@@ -19,30 +17,17 @@ def source_file(path: Path) -> SourceFile:
     return SourceFile("onnx", path.name, path.stat().st_size, digest.hexdigest())
 
 
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo; ``platform.processor()`` elsewhere."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run_facts(config, resolved, providers, captured) -> dict:
     import psutil
 
+    inputs = onnx_inputs.resolved_facts(resolved)
     return {
         "backend": "onnxruntime",
         "model": config.model.name,
-        "input_shapes": onnx_inputs.describe_resolved(resolved),
-        "inputs": [{"name": r.spec.name, "dtype": str(r.spec.dtype), "declared": r.spec.declared,
-                    "shape": list(r.shape), "guessed_axes": list(r.guessed_axes)} for r in resolved],
+        "input_shapes": onnx_inputs.describe_inputs(inputs),
+        "inputs": inputs,
         "providers_requested": providers,
-        "cpu_model": cpu_model(),
-        "cpu_cores_logical": os.cpu_count(),
+        **host.cpu_facts(),
         "cpu_cores_physical": psutil.cpu_count(logical=False),
         "iterations": len(captured.ends),
         "iterations_requested": timed_count.describe(config.iterations, config.min_seconds,

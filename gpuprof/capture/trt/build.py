@@ -34,6 +34,8 @@ from .progress import Listener, ProgressState, cancel_on_sigint, progress_monito
 if TYPE_CHECKING:
     import tensorrt as trt_types
 
+    from ..onnx_inputs import ResolvedInput
+
 NETWORK_LAYERS_NOTE = ("Layers of the parsed network BEFORE TensorRT's optimisation (fusion, "
                        "reformatting, tactic choice): no GPU was available to deserialize the "
                        "engine for the engine inspector.")
@@ -120,7 +122,7 @@ def _build_into(trt: ModuleType, entry: CacheEntry, model: Path, options: BuildO
                 log: LogCallback | None) -> tuple[dict[str, Any], list[str]]:
     parsed = parse_onnx(trt, model, log)
     inputs = network_inputs(parsed.network)
-    ranges, profile_source = resolve_profile(inputs, options, default_shapes(model, inputs))
+    ranges, profile_source, guessed = shape_profile(model, inputs, options)
     monitor = progress_monitor(trt, state)  # must outlive the build
     config = make_config(trt, parsed, options, ranges, monitor)
     notes = _apply_timing_cache(trt, config, timing_cache) + _int8_notes(trt, parsed, options)
@@ -130,7 +132,8 @@ def _build_into(trt: ModuleType, entry: CacheEntry, model: Path, options: BuildO
     _save_timing_cache(trt, config, timing_cache)
     layers = layer_info(trt, plan, parsed)
     entry.write_plan(plan, layers)
-    sidecar = _sidecar(trt, options, inputs, ranges, profile_source, layers, build_s, state)
+    sidecar = _sidecar(trt, options, inputs, ranges, profile_source, guessed, layers, build_s,
+                       state)
     sidecar["plan_sha256"] = hashlib.sha256(plan).hexdigest()
     return sidecar, notes + _profile_notes(ranges, profile_source)
 
@@ -193,14 +196,25 @@ def network_inputs(network: trt_types.INetworkDefinition) -> dict[str, Shape]:
     return {t.name: api.shape_of(t.shape) for t in tensors}
 
 
-def default_shapes(model: Path, inputs: dict[str, Shape]) -> dict[str, Shape]:
-    """The shared default shape of each dynamic input (see ``options``), read from the ONNX file."""
+def shape_profile(model: Path, inputs: dict[str, Shape], options: BuildOptions
+                  ) -> tuple[dict[str, ShapeRange], str, dict[str, list[int]]]:
+    """The build's shape ranges and their source (``resolve_profile``), and for each input built
+    for the shared default shape the axes that default guessed (sidecar ``guessed_axes``)."""
+    defaults = default_inputs(model, inputs)
+    ranges, source, defaulted = resolve_profile(inputs, options,
+                                                {n: r.shape for n, r in defaults.items()})
+    return ranges, source, {name: list(defaults[name].guessed_axes) for name in defaulted}
+
+
+def default_inputs(model: Path, inputs: dict[str, Shape]) -> dict[str, ResolvedInput]:
+    """The shared default shape of each input (see ``options``) with the axes it guessed, read
+    from the ONNX file; {} when no input is dynamic."""
     if all(-1 not in dims for dims in inputs.values()):
         return {}
     from .. import onnx_inputs
 
     specs = onnx_inputs.read_inputs(onnx_inputs.load_onnx(model))
-    return {r.spec.name: r.shape for r in onnx_inputs.resolve_shapes(specs)}
+    return {r.spec.name: r for r in onnx_inputs.resolve_shapes(specs)}
 
 
 def make_config(trt: ModuleType, parsed: Parsed, options: BuildOptions,
@@ -326,10 +340,11 @@ def _enum_name(value: Any) -> str:
 
 
 def _sidecar(trt: ModuleType, options: BuildOptions, inputs: dict[str, Shape],
-             ranges: dict[str, ShapeRange], profile_source: str, layers: dict[str, Any],
-             build_s: float, state: ProgressState) -> dict[str, Any]:
+             ranges: dict[str, ShapeRange], profile_source: str, guessed: dict[str, list[int]],
+             layers: dict[str, Any], build_s: float, state: ProgressState) -> dict[str, Any]:
     return {
         "options": options.key_dict(),
+        "precisions": options.precisions(),
         "tensorrt": api.describe(trt),
         "profiling_verbosity": "DETAILED",
         "built_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -338,6 +353,8 @@ def _sidecar(trt: ModuleType, options: BuildOptions, inputs: dict[str, Shape],
         "profile": {n: {"min": list(r.min), "opt": list(r.opt), "max": list(r.max)}
                     for n, r in ranges.items()},
         "profile_source": profile_source,
+        # input -> axes built for gpuprof's default shape (a run reports them as guessed)
+        "guessed_axes": guessed,
         "layer_info_kind": layers["kind"],
         "layer_count": _layer_count(layers),
         "build_phases": _top_phases(state),

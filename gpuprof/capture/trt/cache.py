@@ -6,7 +6,8 @@ GPU). Each entry is three files sharing one stem ``<model>-<key[:16]>``:
 - ``.plan``: the serialized engine,
 - ``.layers.json``: layer information (engine inspector JSON, or the parsed network's layers
   before optimisation when no GPU can deserialize the engine; ``kind`` says which),
-- ``.json``: the sidecar (options, versions, build time, layer count, sizes).
+- ``.json``: the sidecar (options, versions, build time, layer count, sizes); a sidecar of an
+  older ``SIDECAR_VERSION`` is a miss, so the entry is rebuilt with every current key.
 
 Every file is written by atomic rename and the sidecar last, so an entry without a sidecar (a
 build killed half-way) is a miss and a half-written plan never becomes a hit.
@@ -26,7 +27,7 @@ from ...fsutil import atomic_write
 
 ENV_VAR = "GPUPROF_ENGINE_CACHE"
 SIDECAR_FORMAT = "gpuprof-engine"
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2  # 2: precisions and guessed_axes (older entries are rebuilt)
 _REPO_ENGINES = Path(__file__).resolve().parents[3] / "engines"
 
 
@@ -88,7 +89,8 @@ class CacheEntry:
             complete = self.plan.stat().st_size == data["plan_bytes"] and self.layers.exists()
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return data if complete and data.get("format") == SIDECAR_FORMAT else None
+        current = data.get("format") == SIDECAR_FORMAT and data.get("version") == SIDECAR_VERSION
+        return data if complete and current else None
 
     def write_plan(self, plan: bytes, layers: dict[str, Any]) -> None:
         """Store the plan and its layer information (not yet a hit: no sidecar)."""

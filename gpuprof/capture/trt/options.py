@@ -78,9 +78,10 @@ def parse_shapes(text: str | Sequence[str] | None) -> dict[str, Shape]:
     return shapes
 
 
-def resolve_profile(inputs: dict[str, Shape], options: BuildOptions,
-                    defaults: dict[str, Shape]) -> tuple[dict[str, ShapeRange], str]:
-    """Shape ranges for the dynamic inputs and where they came from.
+def resolve_profile(inputs: dict[str, Shape], options: BuildOptions, defaults: dict[str, Shape]
+                    ) -> tuple[dict[str, ShapeRange], str, list[str]]:
+    """Shape ranges for the dynamic inputs, where they came from, and the inputs built for their
+    default shape.
 
     ``inputs`` maps each network input to its shape with -1 for dynamic dimensions;
     ``defaults`` holds the shared default shape of each input. The source is "given",
@@ -89,17 +90,19 @@ def resolve_profile(inputs: dict[str, Shape], options: BuildOptions,
     options = name_unnamed(list(inputs), options)
     _check_names(inputs, options)
     ranges: dict[str, ShapeRange] = {}
-    source = "given"
+    defaulted: list[str] = []
     for name, dims in inputs.items():
         given = _given_range(name, options)
         if given is None and -1 not in dims:
             continue
         if given is None:
             shape = defaults.get(name) or _no_default(name, dims)
-            given, source = ShapeRange(shape, shape, shape), "default"
+            given = ShapeRange(shape, shape, shape)
+            defaulted.append(name)
         _check_rank(name, dims, given)
         ranges[name] = given
-    return ranges, source if ranges else "static"
+    source = "static" if not ranges else "default" if defaulted else "given"
+    return ranges, source, defaulted
 
 
 def _no_default(name: str, dims: Shape) -> Shape:

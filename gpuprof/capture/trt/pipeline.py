@@ -16,7 +16,7 @@ from ...model import Profile, SourceFile
 from .. import timed_count
 from .build import BuildResult, build_engine
 from .nsys_cmd import NsysOptions, profile_and_export, run_tool, runner_argv
-from .options import PRECISIONS, RUN_ITERATIONS, RUN_PROFILE_ITERATIONS, RUN_WARMUP, BuildOptions
+from .options import RUN_ITERATIONS, RUN_PROFILE_ITERATIONS, RUN_WARMUP, BuildOptions
 from .progress import Listener
 from .results import load_results
 
@@ -68,7 +68,7 @@ def profile_from_results(out: Path, built: BuildResult, config: TrtRunConfig,
                             "build_seconds": built.sidecar.get("build_seconds"),
                             "layer_info": built.entry.layers.name,
                             "layer_info_kind": built.sidecar.get("layer_info_kind"),
-                            "precisions": _precisions(built.sidecar.get("options") or {})}
+                            "precisions": built.sidecar.get("precisions")}
     meta.extra["runner_folder"] = out.name
     model = built.sidecar.get("model") or {}
     if model.get("name"):
@@ -101,11 +101,6 @@ def _nsys_facts(config: TrtRunConfig, sqlite: Path | None) -> dict[str, Any]:
             "report": f"{sqlite.stem}.nsys-rep", "export": sqlite.name}
 
 
-def _precisions(options: dict[str, Any]) -> list[str]:
-    """Reduced precisions the build enabled (``BuildOptions.precisions``, from its key dict)."""
-    return list(PRECISIONS) if options.get("best") else [p for p in PRECISIONS if options.get(p)]
-
-
 def _attach_layer_info(profile: Profile, layers_json: Path) -> None:
     """The engine's layers (type, precision, tactic) as a table; IProfiler rows get their types."""
     from ...ingest.trt_layer_info import read_layer_info, with_layer_types
@@ -120,9 +115,9 @@ def _attach_layer_info(profile: Profile, layers_json: Path) -> None:
 
 
 def _runner_args(config: TrtRunConfig, sidecar: dict) -> list[str]:
-    count = (["-n", str(config.iterations)] if config.iterations is not None
-             else ["--duration", repr(config.min_seconds)])
-    args = [*count, "--warmup", str(config.warmup),
+    # the runner applies timed_count.requested to these: -n (when a count is set) wins
+    count = ["-n", str(config.iterations)] if config.iterations is not None else []
+    args = [*count, "--duration", repr(config.min_seconds), "--warmup", str(config.warmup),
             "--profile-iterations", str(config.profile_iterations),
             "--module", sidecar["tensorrt"]["module"]]
     return args if config.layer_profile else [*args, "--no-layer-profile"]

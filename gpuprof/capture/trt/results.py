@@ -6,7 +6,7 @@ The folder holds plain files, so a run can be inspected without gpuprof:
 - ``iterations.csv``: per-iteration CUDA-event and host-clock times (table ``iterations``,
   source "cuda_events"; ``host_latency_ns`` is the host clock's end-to-end time),
 - ``layer_timings.csv``: IProfiler per-layer times (table ``layer_timings``, source "iprofiler"),
-- ``run.json``: versions, GPUs and clocks, settings, the plan's sidecar, the NVTX clock marks
+- ``run.json``: versions, GPUs and clocks before and after the timed pass, settings, the plan's sidecar, the NVTX clock marks
   and how the run measured (``runner.run_facts``: warm-up, iterations, timer, layer profiler).
 
 All times are ``time.monotonic_ns()`` of the runner process (CLOCK_MONOTONIC), the clock the
@@ -33,6 +33,9 @@ TABLE_FILES = {"memory_events": "memory_events.csv", "iterations": "iterations.c
 META_FILE = "run.json"
 FORMAT = "gpuprof-trt-run"
 CLOCK = "host_monotonic"
+# NVML's reading of the GPUs just before the timed pass: the run's GPUs (``RunMeta.gpus``); the
+# SM clocks of it and of "gpus_after_timed_pass" stay in ``extra`` for the report.
+GPUS_KEY = "gpus_before_timed_pass"
 
 
 def write_results(out_dir: str | os.PathLike, tables: Mapping[str, Sequence[dict[str, Any]]],
@@ -83,13 +86,13 @@ def _run_meta(out: Path, meta: dict[str, Any], tables: dict[str, pd.DataFrame | 
     trt = meta.get("tensorrt", {})
     return RunMeta(
         tool="tensorrt", tool_version=trt.get("version"),
-        gpus=[_gpu(g) for g in meta.get("gpus", [])],
+        gpus=[_gpu(g) for g in meta.get(GPUS_KEY) or []],
         sources=[SourceFile("trt_runner", f.name, f.stat().st_size)
                  for f in sorted(out.iterdir()) if f.name in (*TABLE_FILES.values(), META_FILE)],
         clocks={CLOCK: ClockDomain(CLOCK, 0, "identity", 0)},
         absent={name: meta.get("absent", {}).get(name, "the run recorded no rows")
                 for name, frame in tables.items() if frame is None or frame.empty},
-        extra={k: v for k, v in meta.items() if k not in ("format", "version", "gpus", "absent")},
+        extra={k: v for k, v in meta.items() if k not in ("format", "version", "absent")},
     )
 
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...errors import BadInputError, CaptureError, GpuprofError
-from .. import timed_count
+from .. import host, onnx_inputs, timed_count
 from . import api, device
 from .allocator import AllocationLog, CudaMemory, recording_allocator
 from .cuda_util import Cuda, TensorBuffer, alloc_buffer, copy_async, free_buffer
@@ -63,7 +63,7 @@ TIMER = ("CUDA events on the inference stream from before the input copies (H2D)
          "is kept as its start/end")
 LAYER_PROFILER = {"api": "IProfiler", "enqueue_emits_profile": False,
                   "report": "context.report_to_profiler() after each iteration",
-                  "pass": "a separate pass after the timed pass", "warmup": 0}
+                  "pass": "a separate pass after the timed pass", "warmup": 0}  # no warm-up of its own
 CAPTURE_RANGE = "cudaProfilerStart/Stop around the timed iterations only"
 
 
@@ -117,19 +117,11 @@ def parse_args(argv: Sequence[str] | None) -> RunSettings:
         p.error("iterations and profile iterations must be >= 1, warm-up >= 0")
     if a.duration is not None and a.duration < 0:
         p.error("--duration must be >= 0")
+    count = timed_count.requested(a.iterations, a.duration, RUN_ITERATIONS)
     return RunSettings(
-        plan=a.plan, out=a.out, iterations=_iterations(a.iterations, a.duration), warmup=a.warmup,
-        profile_iterations=a.profile_iterations,
-        min_seconds=timed_count.DEFAULT_MIN_SECONDS if a.duration is None else a.duration,
-        shapes=parse_shapes(a.shapes), module=a.module, layer_profile=not a.no_layer_profile,
-        seed=a.seed)
-
-
-def _iterations(given: int | None, duration: float | None) -> int | None:
-    """-n wins; --duration alone means auto (None); neither means the default count."""
-    if given is not None:
-        return given
-    return None if duration is not None else RUN_ITERATIONS
+        plan=a.plan, out=a.out, iterations=count.iterations, min_seconds=count.min_seconds,
+        warmup=a.warmup, profile_iterations=a.profile_iterations, shapes=parse_shapes(a.shapes),
+        module=a.module, layer_profile=not a.no_layer_profile, seed=a.seed)
 
 
 def run(settings: RunSettings) -> list[Path]:
@@ -148,7 +140,7 @@ def run(settings: RunSettings) -> list[Path]:
         session.close()
     tables = {"memory_events": session.log.rows(device_id=0, pid=os.getpid()),
               "iterations": iterations, "layer_timings": layers}
-    return write_results(settings.out, tables, session.meta())
+    return write_results(settings.out, tables, session.meta(len(iterations)))
 
 
 def _read_plan(path: Path) -> bytes:
@@ -186,7 +178,6 @@ class ProfiledRun:
         self.stream: Any = None
         self.marks: list[dict[str, Any]] = []
         self.inputs: list[dict[str, Any]] = []
-        self.timed_iterations = 0
         self.gpu_before: list[dict[str, Any]] = []
         self.gpu_after: list[dict[str, Any]] = []
 
@@ -213,7 +204,8 @@ class ProfiledRun:
         engine, context = self._live()
         rng = np.random.default_rng(self.settings.seed)
         self.stream = self.cuda.call("cudaStreamCreate")
-        shapes = self.input_shapes()
+        given = run_shapes(self.settings.shapes, self._input_names())
+        shapes = self.input_shapes(given)
         with self.log.in_phase("shape_change"):
             for name, shape in shapes.items():
                 if not context.set_input_shape(name, shape):
@@ -221,15 +213,14 @@ class ProfiledRun:
                                         "Pass --shapes within the min/max the plan was built for")
             for name in _io_names(engine):
                 self._bind(name, rng)
-        self.inputs = [self._input_fact(buf) for buf in self.buffers if buf.is_input]
+        self.inputs = [self._input_fact(buf, given) for buf in self.buffers if buf.is_input]
 
-    def _input_fact(self, buf: TensorBuffer) -> dict[str, Any]:
-        """One input as run: shape, dtype and which dims gpuprof chose (not --shapes, not the plan)."""
+    def _input_fact(self, buf: TensorBuffer, given: dict[str, Shape]) -> dict[str, Any]:
+        """One input as run: shape, dtype and which dims gpuprof guessed (``guessed_axes``)."""
         engine, _ = self._live()
-        declared = api.shape_of(engine.get_tensor_shape(buf.name))
-        return {"name": buf.name, "dtype": str(buf.dtype), "declared": list(declared),
-                "shape": list(buf.shape),
-                "guessed_axes": guessed_axes(buf.name, declared, self.settings.shapes, self.sidecar)}
+        declared = onnx_inputs.format_dims(api.shape_of(engine.get_tensor_shape(buf.name)))
+        return onnx_inputs.input_fact(buf.name, buf.dtype, declared, buf.shape,
+                                      guessed_axes(buf.name, given, self.sidecar))
 
     def _bind(self, name: str, rng: np.random.Generator) -> None:
         engine, context = self._live()
@@ -245,14 +236,17 @@ class ProfiledRun:
         self.log.record_alloc(buf.device_ptr, buf.nbytes, 256, 0, 0, "runner_io_buffer")
         context.set_tensor_address(name, buf.device_ptr)
 
-    def input_shapes(self) -> dict[str, Shape]:
-        """--shapes, else the shape the plan was optimised for (profile opt)."""
+    def _input_names(self) -> list[str]:
         engine, _ = self._live()
-        inputs = [name for name in _io_names(engine)
-                  if engine.get_tensor_mode(name) == self.trt.TensorIOMode.INPUT]
-        given = run_shapes(self.settings.shapes, inputs)
+        return [name for name in _io_names(engine)
+                if engine.get_tensor_mode(name) == self.trt.TensorIOMode.INPUT]
+
+    def input_shapes(self, given: dict[str, Shape]) -> dict[str, Shape]:
+        """``given`` (the run's --shapes by input name), else the shape the plan was optimised
+        for (profile opt)."""
+        engine, _ = self._live()
         shapes = {}
-        for name in inputs:
+        for name in self._input_names():
             declared = api.shape_of(engine.get_tensor_shape(name))
             opt = api.shape_of(engine.get_tensor_profile_shape(name, 0)[1]) if -1 in declared else declared
             shapes[name] = given.get(name, opt)
@@ -278,7 +272,6 @@ class ProfiledRun:
                 with nvtx.annotate(f"gpuprof iteration {i}", domain=NVTX_DOMAIN):
                     rows.append(self._timed_iteration(i, events))
         self.gpu_after = device.gpu_info()
-        self.timed_iterations = len(rows)
         for event in events:
             self.cuda.call("cudaEventDestroy", event)
         return rows
@@ -376,11 +369,12 @@ class ProfiledRun:
     def _trt_errors(self) -> str:
         return " | ".join(self.records.errors()) or "no error message from TensorRT"
 
-    def meta(self) -> dict[str, Any]:
+    def meta(self, iterations: int) -> dict[str, Any]:
+        """run.json's content after ``iterations`` timed iterations (``results``)."""
         return {
             "tensorrt": api.describe(self.trt),
             "cuda": self.cuda.versions(),
-            "gpus": self.gpu_before or device.gpu_info(),
+            # NVML's readings around the timed pass; the first are the run's GPUs (results.py)
             "gpus_before_timed_pass": self.gpu_before,
             "gpus_after_timed_pass": self.gpu_after,
             "plan": {"file": self.settings.plan.name, "bytes": self.settings.plan.stat().st_size,
@@ -388,15 +382,13 @@ class ProfiledRun:
                                                                 "target", "model", "profile")}},
             "settings": {**asdict(self.settings), "plan": self.settings.plan.name,
                          "out": self.settings.out.name},
-            "iterations_requested": timed_count.describe(self.settings.iterations,
-                                                         self.settings.min_seconds),
             "clock_marks": self.marks,
             "nvtx_domain": NVTX_DOMAIN,
             "allocator_peak_bytes": self.log.peak_bytes,
             "absent": {"layer_timings": "the per-layer pass was skipped (--no-layer-profile)"}
             if not self.settings.layer_profile else {},
             "pid": os.getpid(),
-            **run_facts(self.settings, self.sidecar, self.inputs, self.timed_iterations),
+            **run_facts(self.settings, self.sidecar, self.inputs, iterations),
         }
 
 
@@ -404,46 +396,29 @@ def run_facts(settings: RunSettings, sidecar: dict[str, Any], inputs: list[dict[
               iterations: int) -> dict[str, Any]:
     """What a report needs to say how this run measured (the same keys ONNX Runtime records
     where the fact is the same: model, input_shapes, inputs, iterations, warmup, timer, ...)."""
-    from ..ort.facts import cpu_model
-
     model = sidecar.get("model") or {}
     return {
         "backend": "tensorrt",
         "model": model.get("name") or settings.plan.name,
-        "input_shapes": describe_inputs(inputs),
+        "input_shapes": onnx_inputs.describe_inputs(inputs),
         "inputs": inputs,
         "iterations": iterations,
+        "iterations_requested": timed_count.describe(settings.iterations, settings.min_seconds),
         "warmup": settings.warmup,
         "timer": TIMER,
         "profile_iterations": settings.profile_iterations if settings.layer_profile else 0,
-        "profile_warmup": 0,
         "layer_profiler": dict(LAYER_PROFILER) if settings.layer_profile else None,
         "capture_range": CAPTURE_RANGE,
-        "cpu_model": cpu_model(),
-        "cpu_cores_logical": os.cpu_count(),
+        **host.cpu_facts(),
     }
 
 
-def guessed_axes(name: str, declared: Shape, run_given: dict[str, Shape],
-                 sidecar: dict[str, Any]) -> list[int]:
-    """The dynamic axes of ``name`` that neither the run's nor the build's shapes fixed: the
-    plan was built for gpuprof's default shape there (sidecar ``profile_source`` "default")."""
-    options = sidecar.get("options") or {}
-    given = set(run_given) | {n for key in ("shapes", "min_shapes", "opt_shapes", "max_shapes")
-                              for n in options.get(key) or {}}
-    if sidecar.get("profile_source") != "default" or name in given or "" in given:
+def guessed_axes(name: str, run_given: dict[str, Shape], sidecar: dict[str, Any]) -> list[int]:
+    """The axes of ``name`` the plan was built for gpuprof's default shape on (the build
+    sidecar's ``guessed_axes``); none when the run's own --shapes (by input name) gave it."""
+    if name in run_given:
         return []
-    return [axis for axis, dim in enumerate(declared) if dim < 0]
-
-
-def describe_inputs(inputs: list[dict[str, Any]]) -> str:
-    """``x: 1x3x640x640 (float32; guessed axes 0,2,3)`` joined by ``; ``, as ONNX Runtime's."""
-    parts = []
-    for i in inputs:
-        axes = i.get("guessed_axes") or []
-        note = f"; guessed axes {','.join(map(str, axes))}" if axes else ""
-        parts.append(f"{i['name']}: {'x'.join(map(str, i['shape']))} ({i['dtype']}{note})")
-    return "; ".join(parts)
+    return list((sidecar.get("guessed_axes") or {}).get(name, []))
 
 
 def _io_names(engine: trt_types.ICudaEngine) -> list[str]:
