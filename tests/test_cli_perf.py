@@ -83,3 +83,17 @@ def test_perf_rejects_two_modes(capsys):
 
 def test_perf_help():
     assert main(["perf", "--help"]) == 0
+
+
+@pytest.mark.parametrize("mode,level,shown", [("concurrency", 2, "concurrency 2 (2/3)"),
+                                              ("request_rate", 12.5, "12.5 req/s (2/3)")])
+def test_live_display_names_the_level(mode, level, shown, capsys):
+    from types import SimpleNamespace
+
+    from gpuprof.cli.perf_live import LiveDisplay
+
+    with LiveDisplay(enabled=True) as display:  # not a terminal: one line per finished level
+        display("level", {"level": level, "mode": mode, "index": 1, "total": 3})
+        done = SimpleNamespace(metrics={"throughput_infer_s": 10.0}, stable=True)
+        display("level_done", {"level": level, "result": done})
+    assert f"{shown}: 10.0 infer/s (stable)" in capsys.readouterr().err

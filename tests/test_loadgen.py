@@ -347,7 +347,6 @@ def test_trace_joins_client_and_server_and_agrees_with_statistics(server):
     from gpuprof.analyze import perf_trace
     from gpuprof.capture.loadgen import run_sweep
     from gpuprof.capture.loadgen.server_api import ServerAPI
-    from gpuprof.capture.loadgen.tracing import read_trace_requests
 
     api = ServerAPI(server.http_url)
     before = api.stats(server.model_name)
@@ -355,7 +354,7 @@ def test_trace_joins_client_and_server_and_agrees_with_statistics(server):
     delta = stats_delta(before, api.stats(server.model_name))
     api.close()
     assert result.trace_files and result.trace_error is None
-    trace = read_trace_requests(result.trace_files)
+    trace = result.trace_requests
     totals = perf_trace.stage_totals(trace, result.prefix)
     for stage, (count, ns) in totals.items():
         assert count == delta[stage][0], stage
@@ -374,12 +373,11 @@ def test_trace_joins_client_and_server_and_agrees_with_statistics(server):
 def test_back_to_back_traced_runs_each_collect_their_own_traces(server):
     from gpuprof.analyze import perf_trace
     from gpuprof.capture.loadgen import run_sweep
-    from gpuprof.capture.loadgen.tracing import read_trace_requests
 
     for _ in range(2):
         result = run_sweep(_spec(server, trace=True, url=server.grpc_url, protocol="grpc",
                                  max_trials=1))
-        spans = perf_trace.server_spans(read_trace_requests(result.trace_files), result.prefix)
+        spans = perf_trace.server_spans(result.trace_requests, result.prefix)
         measured = result.requests_table()
         assert set(measured["request_id"]) <= set(spans["request_id"])
 
@@ -507,7 +505,7 @@ def _triton_objects(trace_id: int, t0: int) -> list[dict]:
 def test_trace_parts_are_parsed_once_across_the_flush_wait_and_ingest(tmp_path, monkeypatch):
     """The records read while waiting for the flush are the ones ingest uses: the JSON of each
     part is parsed once per version of it (the part still being written twice), not again by
-    read_trace_requests, which gives the table read_triton_trace gives for exactly these parts."""
+    the session's read, which gives the table read_triton_trace gives for exactly these parts."""
     import shutil
     import time
     from types import SimpleNamespace
@@ -542,11 +540,12 @@ def test_trace_parts_are_parsed_once_across_the_flush_wait_and_ingest(tmp_path, 
         JSONDecoder=json.JSONDecoder, JSONDecodeError=json.JSONDecodeError))
     parsed = _count_part_parses(monkeypatch)
     monkeypatch.setattr(tracing, "time", SimpleNamespace(monotonic=time.monotonic, sleep=poll))
-    files = tracing.TraceSession(FlushingServer(), "m").start().finish()
+    session = tracing.TraceSession(FlushingServer(), "m").start()
+    files = session.finish()
     assert files == [first, last]
     polled = (list(parsed), list(loads))
     assert polled[0] == [first.name, last.name, last.name]
-    got = tracing.read_trace_requests(files)
+    got = session.read(files).profile.tables["requests"]
     assert (parsed, loads) == polled  # ingest parsed nothing again
     assert sorted(got["request_id"].unique()) == ["r1", "r2", "r3"]
 
@@ -558,6 +557,60 @@ def test_trace_parts_are_parsed_once_across_the_flush_wait_and_ingest(tmp_path, 
     expected = triton_trace.read_triton_trace(by_files).profile.tables["requests"]
     pd.testing.assert_frame_equal(got, expected)
     pd.testing.assert_frame_equal(tracing.read_trace_requests(list(files)), expected)
+
+
+class _FlushingServer:
+    """The trace-setting API of a server writing to ``trace_file``: restoring the settings
+    (tracing OFF) writes ``flush`` ({path: text}), as Triton flushes its last traces."""
+
+    url = "127.0.0.1:1"
+
+    def __init__(self, trace_file, flush: dict):
+        self.trace_file, self.flush = trace_file, flush
+
+    def trace_settings(self, model=None):
+        return {"trace_level": ["OFF"], "trace_rate": "1000", "trace_file": str(self.trace_file)}
+
+    def update_trace_settings(self, settings, model=None):
+        if settings.get("trace_level") == ["OFF"]:
+            for path, text in self.flush.items():
+                path.write_text(text)
+
+
+def _swept(tmp_path, monkeypatch, flush: dict):
+    """A SweepResult after the runner collected the trace that ``flush`` writes."""
+    from gpuprof.capture.loadgen import runner, tracing
+
+    monkeypatch.setattr(tracing, "FLUSH_WAIT_S", 0.3)
+    result = runner.SweepResult(LoadSpec(model="m"), None, {}, "r")
+    session = tracing.TraceSession(_FlushingServer(tmp_path / "trace.json", flush), "m").start()
+    runner._finish_trace(session, result)
+    assert session.parsed == {}  # no raw record outlives the read
+    return result
+
+
+def test_a_part_still_written_at_the_deadline_is_salvaged_and_reported(tmp_path, monkeypatch):
+    """Regression: at the flush deadline a part Triton was still writing was dropped without a
+    word. It is read like any cut-short file: its complete objects kept, the damage reported."""
+    first, last = tmp_path / "trace.json.0", tmp_path / "trace.json.1"
+    last_text = json.dumps(_triton_objects(2, 5000) + _triton_objects(3, 9000))
+    parsed = _count_part_parses(monkeypatch)
+    result = _swept(tmp_path, monkeypatch, {first: json.dumps(_triton_objects(1, 1000)),
+                                            last: last_text[:-30]})  # never finished
+    assert result.trace_files == [first, last] and result.trace_error is None
+    assert sorted(result.trace_requests["request_id"].unique()) == ["r1", "r2", "r3"]
+    assert any(last.name in issue and "truncated" in issue for issue in result.trace_issues)
+    # the whole part once; the cut one once while waiting, once salvaged by ingest
+    assert parsed.count(first.name) == 1 and parsed.count(last.name) == 2
+
+
+def test_a_trace_ingest_cannot_read_is_a_trace_error(tmp_path, monkeypatch):
+    """Any error reading the trace (here: its only part is a Chrome trace) leaves the run's
+    results and says why there is no trace, as a server gone during the flush does."""
+    only = tmp_path / "trace.json.0"
+    result = _swept(tmp_path, monkeypatch, {only: '{"traceEvents": []}'})
+    assert result.trace_files == [only] and result.trace_requests is None
+    assert "Chrome trace" in result.trace_error
 
 
 def test_grpc_trace_settings_are_unified():

@@ -15,7 +15,7 @@ import pytest
 
 from gpuprof.capture import triton_backends
 from gpuprof.capture.triton_server import TraceConfig, TritonServer, free_port, serve_onnx
-from gpuprof.errors import CaptureError, MissingDependencyError
+from gpuprof.errors import BadInputError, CaptureError, MissingDependencyError
 from tests.conftest import REPO
 
 MODEL = REPO / "models" / "ppocr_mobile_v2_cls.onnx"
@@ -109,6 +109,21 @@ def test_missing_pytriton_is_a_clear_error(monkeypatch):
     with pytest.raises(MissingDependencyError) as info:
         triton_backends.find_triton()
     assert "pip install nvidia-pytriton" in info.value.one_line()
+
+
+def test_a_failed_repository_write_removes_the_temporary_repository(tmp_path, monkeypatch):
+    from gpuprof.capture import triton_server
+
+    repo = tmp_path / "repo"
+
+    def mkdtemp(**kwargs):
+        repo.mkdir()
+        return str(repo)
+
+    monkeypatch.setattr(triton_server.tempfile, "mkdtemp", mkdtemp)
+    with pytest.raises(BadInputError, match="not found"):
+        serve_onnx(tmp_path / "missing.onnx")
+    assert not repo.exists()
 
 
 def test_free_port_is_bindable_on_loopback():

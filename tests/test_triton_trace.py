@@ -19,8 +19,8 @@ from gpuprof.errors import BadInputError, NoDataError
 from gpuprof.ingest.triton_trace import (
     find_trace_files,
     parse_trace_part,
+    read_trace_parts,
     read_triton_trace,
-    trace_from_records,
 )
 from gpuprof.model import SCHEMAS
 from gpuprof.render.triton_report import ascii_timeline, build_triton_report, gap_bars, trace_facts
@@ -94,7 +94,8 @@ def test_fixture_stage_means_match_a_direct_computation(fixture_trace):
              "COMPUTE_INFER": ("COMPUTE_INPUT_END", "COMPUTE_OUTPUT_START"),
              "HTTP_RECV": ("HTTP_RECV_START", "HTTP_RECV_END"),
              "END_TO_END": ("HTTP_RECV_START", "HTTP_SEND_END")}
-    summary = A.stage_summary(fixture_trace.profile.requests, fixture_trace.headers).set_index("stage")
+    tree = A.request_tree(fixture_trace.headers)
+    summary = A.stage_summary(fixture_trace.profile.requests, tree).set_index("stage")
     for stage, (start, end) in pairs.items():
         durations = [s[end] - s[start] for s in by_id.values()]
         assert summary.loc[stage, "mean"] == pytest.approx(sum(durations) / len(durations))
@@ -105,7 +106,8 @@ def test_fixture_stage_means_match_a_direct_computation(fixture_trace):
 
 def test_fixture_layout_matches_the_seed_computation(fixture_trace):
     by_id = _independent_stamps(fixture_path("triton", FIXTURE))
-    layout = A.stage_layout(fixture_trace.timestamps, fixture_trace.headers).set_index("name")
+    tree = A.request_tree(fixture_trace.headers)
+    layout = A.stage_layout(fixture_trace.timestamps, tree).set_index("name")
     for name in HTTP:
         expected = sum(s[name] - s["HTTP_RECV_START"] for s in by_id.values()) / len(by_id)
         assert layout.loc[name, "mean_offset_ns"] == pytest.approx(expected)
@@ -115,7 +117,7 @@ def test_fixture_layout_matches_the_seed_computation(fixture_trace):
 
 
 def test_fixture_has_no_incomplete_requests(fixture_trace):
-    assert A.incomplete_requests(fixture_trace.timestamps, fixture_trace.headers).empty
+    assert A.incomplete_requests(fixture_trace.timestamps, A.request_tree(fixture_trace.headers)).empty
 
 
 # --- Triton's file layouts -----------------------------------------------------------------
@@ -129,10 +131,10 @@ def test_grpc_stages_and_receive_anchor(tmp_path):
     # received at GRPC_WAITREAD_END (index 1): wait/read includes waiting for the client
     assert req.loc["END_TO_END", "start_ns"] == 10_100
     assert req.loc["END_TO_END", "end_ns"] == 10_000 + 100 * (len(GRPC) - 1)
-    layout = A.stage_layout(trace.timestamps, trace.headers)
+    layout = A.stage_layout(trace.timestamps, A.request_tree(trace.headers))
     assert layout["name"].iloc[0] == "GRPC_WAITREAD_END"
     assert "GRPC_WAITREAD_START" not in set(layout["name"])
-    assert A.incomplete_requests(trace.timestamps, trace.headers).empty
+    assert A.incomplete_requests(trace.timestamps, A.request_tree(trace.headers)).empty
 
 
 def test_tensors_level_records(tmp_path):
@@ -192,9 +194,9 @@ def test_ensemble_children_sit_under_their_parent(tmp_path):
     assert tree["trace_id"].tolist() == [1, 5, 6, 7]
     assert tree.set_index("trace_id").loc[[6, 7], "depth"].tolist() == [1, 1]
     assert tree.set_index("trace_id").loc[7, "root_id"] == 5
-    assert A.incomplete_requests(trace.timestamps, trace.headers).empty
+    assert A.incomplete_requests(trace.timestamps, tree).empty
     assert A.model_callers(trace.headers) == {"pre": ["ens"], "infer": ["ens"]}
-    wide = A.per_request(trace.profile.requests, trace.headers).set_index("trace_id")
+    wide = A.per_request(trace.profile.requests, tree).set_index("trace_id")
     # a child's offsets are measured from its root's first receive
     assert wide.loc[6, "REQUEST_offset_ns"] == 25_000
     assert wide.loc[5, "REQUEST_offset_ns"] == 20_000
@@ -239,8 +241,8 @@ def _same_trace(got, expected):
     assert (got.partial, got.issues) == (expected.partial, expected.issues)
 
 
-def test_records_entry_point_matches_reading_the_files(tmp_path):
-    """trace_from_records, given what parse_trace_part read, is read_triton_trace without the
+def test_parts_entry_point_matches_reading_the_files(tmp_path):
+    """read_trace_parts, given what parse_trace_part read, is read_triton_trace without the
     second parse: on every real Triton trace fixture, whole and split into numbered parts."""
     fixtures = sorted(p for p in (fixtures_root() / "triton").glob("*.json*") if p.is_file())
     if not fixtures:
@@ -249,8 +251,9 @@ def test_records_entry_point_matches_reading_the_files(tmp_path):
         records, whole = parse_trace_part(fixture)
         assert whole
         expected = read_triton_trace(fixture)
-        _same_trace(trace_from_records([(fixture, records)], sources=[fixture]), expected)
-        _same_trace(trace_from_records([(fixture.name, records.objects)]), expected)
+        preread = {fixture: records}
+        _same_trace(read_trace_parts([fixture], preread), expected)
+        assert preread == {}  # the records were taken, not kept alive by the caller's dict
         assert [s.name for s in expected.profile.meta.sources] == [fixture.name]
 
         # numbered parts of one run, handed over out of order, against the files in a folder
@@ -258,34 +261,29 @@ def test_records_entry_point_matches_reading_the_files(tmp_path):
         run.mkdir()
         objects = records.objects
         cuts = [0, len(objects) // 3, len(objects) // 2, len(objects)]
-        parts = []
+        parts = {}
         for index, (lo, hi) in enumerate(zip(cuts, cuts[1:])):
             path = write(run / f"trace.json.{(index * 9) % 11}", objects[lo:hi])  # .0 .9 .7
-            parts.append((path, parse_trace_part(path)[0]))
+            parts[path] = parse_trace_part(path)[0]
         expected = read_triton_trace(run)
-        got = trace_from_records(parts[::-1], sources=sorted(p for p, _ in parts))
+        got = read_trace_parts(list(parts)[::-1], parts)
         _same_trace(got, expected)
         assert got.profile.meta.sources == expected.profile.meta.sources
         assert set(got.profile.tables["requests"]["source"].astype(str)) == {"trace.json"}
 
 
-def test_records_entry_point_reports_parts_as_the_files_are(tmp_path):
+def test_parts_entry_point_reports_parts_as_the_files_are(tmp_path):
+    """Parts not read before (not a trace, cut short) are read and reported as the files are."""
     good = write(tmp_path / "trace.json.0", records(1, "m", HTTP, 0))
     chrome = write(tmp_path / "trace.json.1", [], '{"traceEvents": []}')
     cut = write(tmp_path / "trace.json.2", [], json.dumps(records(2, "m", HTTP, 10**6))[:-40])
 
-    def read(path):
-        try:
-            return parse_trace_part(path)[0]
-        except BadInputError as exc:
-            return exc
-
-    _same_trace(trace_from_records([(p, read(p)) for p in (good, chrome, cut)]),
+    _same_trace(read_trace_parts([good, chrome, cut], {good: parse_trace_part(good)[0]}),
                 read_triton_trace(tmp_path))
     assert parse_trace_part(cut, salvage=False) == (None, False)  # cut short is never whole
     assert parse_trace_part(write(tmp_path / "empty.json", [], ""), salvage=False) == (None, False)
     with pytest.raises(BadInputError, match="Chrome trace"):
-        trace_from_records([(chrome, read(chrome))])
+        read_trace_parts([chrome], {})
 
 
 def test_two_runs_with_the_same_ids_stay_apart(tmp_path):
@@ -302,7 +300,7 @@ def test_unknown_timestamp_names_are_kept(tmp_path):
     trace = read_triton_trace(write(tmp_path / "u.json", records(1, "m", names, 0)))
     assert set(trace.timestamps["name"].astype(str)) == set(names)
     assert "CUSTOM_PREP" in set(trace.profile.requests["stage"].astype(str))
-    assert "MY_MARK" in set(A.stage_layout(trace.timestamps, trace.headers)["name"])
+    assert "MY_MARK" in set(A.stage_layout(trace.timestamps, A.request_tree(trace.headers))["name"])
 
 
 def test_incomplete_requests_are_counted_not_dropped(tmp_path):
@@ -310,7 +308,7 @@ def test_incomplete_requests_are_counted_not_dropped(tmp_path):
     objs = records(1, "m", HTTP, 0) + records(2, "m", cut, 50_000)
     objs += [{"id": 3, "timestamps": [{"name": "REQUEST_START", "ns": 9}]}]  # no header at all
     trace = read_triton_trace(write(tmp_path / "inc.json", objs))
-    bad = A.incomplete_requests(trace.timestamps, trace.headers).set_index("trace_id")
+    bad = A.incomplete_requests(trace.timestamps, A.request_tree(trace.headers)).set_index("trace_id")
     assert sorted(bad.index) == [2, 3]
     assert bad.loc[2, "missing"] == "REQUEST_END, HTTP_SEND_END"
     assert bad.loc[3, "missing"].startswith("model header")
@@ -331,7 +329,7 @@ def test_truncated_file_is_salvaged_and_labelled_partial(tmp_path):
     assert trace.partial and trace.profile.meta.extra["partial"]
     assert "truncated" in trace.issues[0] and "about 1 object" in trace.issues[0]
     assert trace.timestamps.query("trace_id == 2")["name"].nunique() == len(HTTP) - 2
-    bad = A.incomplete_requests(trace.timestamps, trace.headers)
+    bad = A.incomplete_requests(trace.timestamps, A.request_tree(trace.headers))
     assert bad["trace_id"].tolist() == [2]
 
 
@@ -427,12 +425,12 @@ def test_report_sections(fixture_trace, tmp_path):
 def test_analysis_builds_the_request_tree_once(tmp_path, monkeypatch):
     """Regression: each analysis used to walk every request again (7 walks per parse)."""
     trace = read_triton_trace(write(tmp_path / "ens.json", _ensemble_objects()))
-    requests, stamps, headers = trace.profile.requests, trace.timestamps, trace.headers
-    # each function on its own builds its own tree: the shared one must give the same tables
-    expected = {"summary": A.stage_summary(requests, headers),
-                "layout": A.stage_layout(stamps, headers),
-                "per_request": A.per_request(requests, headers),
-                "incomplete": A.incomplete_requests(stamps, headers)}
+    requests, stamps = trace.profile.requests, trace.timestamps
+    # each function given its own tree: the shared one must give the same tables
+    expected = {"summary": A.stage_summary(requests, A.request_tree(trace.headers)),
+                "layout": A.stage_layout(stamps, A.request_tree(trace.headers)),
+                "per_request": A.per_request(requests, A.request_tree(trace.headers)),
+                "incomplete": A.incomplete_requests(stamps, A.request_tree(trace.headers))}
     walks = []
     build = A.request_tree
     monkeypatch.setattr(A, "request_tree", lambda headers: walks.append(1) or build(headers))
@@ -478,10 +476,11 @@ def test_layouts_are_per_model_and_path(tmp_path):
     objs = _ensemble_objects() + records(9, "infer", GRPC, t0=200_000)
     objs += records(10, "infer", CORE, t0=300_000)  # in-process API: no frontend timestamps
     trace = read_triton_trace(write(tmp_path / "paths.json", objs))
-    paths = A.request_paths(trace.timestamps, trace.headers).set_index("trace_id")["path"]
+    tree = A.request_tree(trace.headers)
+    paths = A.request_paths(trace.timestamps, tree).set_index("trace_id")["path"]
     assert paths.to_dict() == {1: "HTTP", 5: "HTTP", 6: "in ens", 7: "in ens", 9: "gRPC",
                                10: "direct"}
-    layout = A.stage_layout(trace.timestamps, trace.headers)
+    layout = A.stage_layout(trace.timestamps, tree)
     groups = list(dict.fromkeys(zip(layout["model"], layout["path"])))
     assert groups == [("infer", "HTTP"), ("infer", "gRPC"), ("infer", "direct"),
                       ("infer", "in ens"), ("ens", "HTTP"), ("pre", "in ens")]

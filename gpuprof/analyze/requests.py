@@ -5,8 +5,8 @@ A request is keyed by ``(source, trace_id)``. Ensemble and BLS children carry th
 trace id in ``parent_id`` (-1 for a top-level request); ``request_tree`` orders requests so each
 child follows its parent, and children's offsets are measured from their root's receive time.
 
-Functions that need the tree take it as an optional ``tree`` argument: ``analyze_requests``
-builds it once and hands it to each of them, because walking every request is the costly step.
+Functions that need the tree take it, not the headers: walking every request is the costly
+step, so ``analyze_requests`` builds the tree once and hands it to each of them.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ LAYOUT_MIN_SHARE = 0.5
 # --- parents and children ------------------------------------------------------------------
 
 def request_tree(headers: pd.DataFrame) -> pd.DataFrame:
-    """``headers`` plus ``root_id`` and ``depth``, ordered depth-first (each child under its parent)."""
+    """``headers`` plus ``root_id`` and ``depth``, ordered depth-first (each child under its
+    parent); ``source`` is a plain object column."""
     if headers.empty:
-        return headers.assign(root_id=pd.Series(dtype="int64"), depth=pd.Series(dtype="int64"))
+        return headers.astype({"source": "object"}).assign(
+            root_id=pd.Series(dtype="int64"), depth=pd.Series(dtype="int64"))
     rows = []
     for _, group in headers.groupby("source", observed=True, sort=True):
         rows += _walk(group)
@@ -65,14 +67,8 @@ def _walk(group: pd.DataFrame) -> list[tuple]:
     return out
 
 
-def _tree_of(headers: pd.DataFrame, tree: pd.DataFrame | None) -> pd.DataFrame:
-    """The caller's ``request_tree(headers)`` when it has one, else a new one."""
-    return request_tree(headers) if tree is None else tree
-
-
-def model_order(headers: pd.DataFrame, tree: pd.DataFrame | None = None) -> list[str]:
-    """Models with each child model listed after the first model that calls it."""
-    tree = _tree_of(headers, tree)
+def model_order(tree: pd.DataFrame) -> list[str]:
+    """Models of ``request_tree``, each child model listed after the first model that calls it."""
     return list(dict.fromkeys(tree["model"].astype(str).tolist()))
 
 
@@ -102,14 +98,12 @@ def keep_keys(frame: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
 
 # --- per request ---------------------------------------------------------------------------
 
-def per_request(requests: pd.DataFrame, headers: pd.DataFrame,
-                tree: pd.DataFrame | None = None) -> pd.DataFrame:
+def per_request(requests: pd.DataFrame, tree: pd.DataFrame) -> pd.DataFrame:
     """One row per request, tree-ordered: each stage's start offset and duration (ns).
 
     Offsets are from the root request's receive (END_TO_END start), else from the root's
     earliest stage, so a child's stages line up inside its parent.
     """
-    tree = _tree_of(headers, tree)
     spans = requests.astype({"source": "object", "stage": "object"})
     own = spans.groupby(KEY)["start_ns"].min().rename("anchor_ns")
     e2e = spans[spans["stage"] == END_TO_END].set_index(KEY)["start_ns"]
@@ -142,8 +136,8 @@ def _stages_in(spans: pd.DataFrame) -> list[str]:
 
 # --- summary -------------------------------------------------------------------------------
 
-def stage_summary(requests: pd.DataFrame, headers: pd.DataFrame,
-                  percentiles=DEFAULT_PERCENTILES, tree: pd.DataFrame | None = None) -> pd.DataFrame:
+def stage_summary(requests: pd.DataFrame, tree: pd.DataFrame,
+                  percentiles=DEFAULT_PERCENTILES) -> pd.DataFrame:
     """Per (model, stage): count, total, mean, min, max, percentiles (ns) and ``unreliable``."""
     spans = requests.astype({"model": "object", "stage": "object"})
     spans = spans.assign(duration_ns=spans["end_ns"] - spans["start_ns"])
@@ -151,7 +145,7 @@ def stage_summary(requests: pd.DataFrame, headers: pd.DataFrame,
     if out.empty:
         return out.assign(unreliable=pd.Series(dtype="object"))
     out["unreliable"] = [", ".join(unreliable_percentiles(int(n), percentiles)) for n in out["count"]]
-    models = {m: i for i, m in enumerate(model_order(headers, tree))}
+    models = {m: i for i, m in enumerate(model_order(tree))}
     stages = {s: i for i, s in enumerate(_stages_in(spans))}
     out = out.assign(_m=out["model"].map(models).fillna(len(models)),
                      _s=out["stage"].map(stages).fillna(len(stages)))
@@ -160,8 +154,7 @@ def stage_summary(requests: pd.DataFrame, headers: pd.DataFrame,
 
 # --- the seed's layout: timestamps in order, offsets and gaps ------------------------------
 
-def stage_layout(timestamps: pd.DataFrame, headers: pd.DataFrame,
-                 tree: pd.DataFrame | None = None) -> pd.DataFrame:
+def stage_layout(timestamps: pd.DataFrame, tree: pd.DataFrame) -> pd.DataFrame:
     """Per model and path, the timestamp names in time order with mean offset and gap.
 
     Columns: model, path (see ``request_paths``), name, mean_offset_ns, delta_ns, requests (how
@@ -169,25 +162,23 @@ def stage_layout(timestamps: pd.DataFrame, headers: pd.DataFrame,
     half of them are left out, and only requests holding every remaining name are averaged,
     so the gaps add up to the offsets.
     """
-    tree = _tree_of(headers, tree)
-    offsets = _offsets(timestamps, tree).merge(request_paths(timestamps, headers, tree), on=KEY)
+    offsets = _offsets(timestamps, tree).merge(request_paths(timestamps, tree), on=KEY)
     parts = [_model_layout(model, path, group)
              for (model, path), group in offsets.groupby(["model", "path"], sort=False)]
     parts = [p for p in parts if not p.empty]
     cols = ["model", "path", "name", "mean_offset_ns", "delta_ns", "requests", "of"]
     if not parts:
         return pd.DataFrame(columns=cols)
-    order = {m: i for i, m in enumerate(model_order(headers, tree))}
+    order = {m: i for i, m in enumerate(model_order(tree))}
     out = pd.concat(parts, ignore_index=True)
     out["_m"] = out["model"].map(order).fillna(len(order))
     out["_p"] = out["path"].map(_path_rank)
     return out.sort_values(["_m", "_p", "path"], kind="stable").reset_index(drop=True)[cols]
 
 
-def request_paths(timestamps: pd.DataFrame, headers: pd.DataFrame,
-                  tree: pd.DataFrame | None = None) -> pd.DataFrame:
+def request_paths(timestamps: pd.DataFrame, tree: pd.DataFrame) -> pd.DataFrame:
     """How each request arrived: "HTTP", "gRPC", "direct" (in-process API) or "in <parent model>"."""
-    tree = _tree_of(headers, tree).astype({"source": "object", "model": "object"})
+    tree = tree.astype({"model": "object"})
     names = timestamps[[*KEY, "name"]].astype({"source": "object", "name": "object"})
     names = names.assign(http=names["name"].str.startswith("HTTP_"),
                          grpc=names["name"].str.startswith("GRPC_"))
@@ -247,15 +238,13 @@ _FRONTEND = {"HTTP_": ("HTTP_RECV_START", "HTTP_RECV_END", "HTTP_SEND_START", "H
              "GRPC_": ("GRPC_WAITREAD_START", "GRPC_WAITREAD_END", "GRPC_SEND_START", "GRPC_SEND_END")}
 
 
-def incomplete_requests(timestamps: pd.DataFrame, headers: pd.DataFrame,
-                        tree: pd.DataFrame | None = None) -> pd.DataFrame:
+def incomplete_requests(timestamps: pd.DataFrame, tree: pd.DataFrame) -> pd.DataFrame:
     """Requests missing a header or timestamps they should have; column ``missing`` says which.
 
     Every request needs REQUEST_START/END; one half of a pair needs the other; a top-level
     request that used HTTP or gRPC needs that protocol's receive and send; a request that was
     queued needs its compute, unless it has children (an ensemble schedules, it does not compute).
     """
-    tree = _tree_of(headers, tree).astype({"source": "object"})
     have = _presence(timestamps, tree)
     has_kids = pd.Series(list(zip(tree["source"], tree["trace_id"]))).isin(
         set(zip(tree["source"], tree["parent_id"]))).to_numpy()
@@ -341,9 +330,8 @@ def analyze_requests(requests: pd.DataFrame, timestamps: pd.DataFrame, headers: 
                      tensors: pd.DataFrame) -> RequestAnalysis:
     tree = request_tree(headers)  # once: every analysis below reads it, none changes it
     return RequestAnalysis(
-        tree=tree, summary=stage_summary(requests, headers, tree=tree),
-        layout=stage_layout(timestamps, headers, tree), per_request=per_request(requests, headers, tree),
-        incomplete=incomplete_requests(timestamps, headers, tree),
+        tree=tree, summary=stage_summary(requests, tree), layout=stage_layout(timestamps, tree),
+        per_request=per_request(requests, tree), incomplete=incomplete_requests(timestamps, tree),
         tensors=tensor_summary(tensors, headers), callers=model_callers(headers))
 
 

@@ -192,16 +192,14 @@ def serve_onnx(model_path: str | Path, name: str | None = None, repo_dir: str | 
     from .triton_repo import write_repository
 
     repo = Path(repo_dir) if repo_dir else Path(tempfile.mkdtemp(prefix="gpuprof-triton-repo-"))
-    owned = [] if repo_dir else [repo]
+    server = TritonServer(repo, owned_paths=[] if repo_dir else [repo], **server_kwargs)
     try:
-        model_name = write_repository(model_path, repo, name, instances, intra_op_threads)
+        server.model_name = write_repository(model_path, repo, name, instances, intra_op_threads)
     except BaseException:
-        for path in owned:
-            shutil.rmtree(path, ignore_errors=True)
+        server._remove_files()  # a temporary repository goes with the failed write
         raise
-    server = TritonServer(repo, model_name=model_name, owned_paths=owned, **server_kwargs)
     server.start()
-    _wait_model_ready(server, model_name)
+    _wait_model_ready(server, server.model_name)
     return server
 
 

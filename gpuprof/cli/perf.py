@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..analyze.perf import STABILITY_WINDOWS
+from ..capture.loadgen.options import STABILITY_PERCENTILES
 from ..errors import BadInputError, CaptureError
 
 
@@ -35,7 +35,7 @@ from ..errors import BadInputError, CaptureError
 @click.option("--measurement-request-count", default=50, show_default=True,
               help="Requests per window (count_windows).")
 @click.option("-s", "--stability-percentage", default=10.0, show_default=True)
-@click.option("--percentile", type=click.Choice(["50", "90", "95", "99"]),
+@click.option("--percentile", type=click.Choice([f"{q:g}" for q in STABILITY_PERCENTILES]),
               help="Stabilise on this latency percentile instead of the mean.")
 @click.option("-r", "--max-trials", default=10, show_default=True,
               help="Windows per level at most.")
@@ -123,12 +123,11 @@ def _write_outputs(result, opts: dict) -> None:
 
 
 def _joined(result, opts: dict):
-    if not result.spec.trace or not result.trace_files:
+    if result.trace_requests is None:
         return None
     from ..analyze import perf_trace
-    from ..capture.loadgen.tracing import read_trace_requests
 
-    spans = perf_trace.server_spans(read_trace_requests(result.trace_files), result.prefix)
+    spans = perf_trace.server_spans(result.trace_requests, result.prefix)
     return perf_trace.join_requests(result.requests_table(), spans)
 
 
@@ -141,16 +140,17 @@ def _write_frame(frame, path) -> Path:
 
 
 def _facts(result) -> dict[str, str]:
+    from ..analyze.perf import STABILITY_WINDOWS
+
     spec, model = result.spec, result.model
     shapes = "; ".join(f"{k} [{','.join(map(str, v))}]" for k, v in result.shapes.items())
     window = (f"{spec.measurement_interval_ms:g} ms" if spec.measurement_mode == "time_windows"
               else f"{spec.measurement_request_count} requests")
-    latency = f"p{spec.percentile:g}" if spec.percentile else "mean"
     facts = {"Server": f"{spec.url} ({spec.protocol})", "Model": f"{model.name} v{model.version}",
              "Inputs": shapes, "Batch size": str(spec.batch_size),
              "Windows": f"{spec.measurement_mode}, {window}, stable within "
                         f"{spec.stability_pct:g}% over {STABILITY_WINDOWS} on throughput and "
-                        f"{latency} latency, "
+                        f"{spec.latency_label} latency, "
                         f"at most {spec.max_trials}",
              "Latency": "client-side, ms; client = send + receive in the client; net+srv, "
                         "queue, compute: per-request averages (statistics extension), as in "
@@ -182,4 +182,5 @@ def _notes(result, table) -> list[str]:
                          "late (raise --max-threads or lower the rate)")
     if result.trace_error:
         notes.append(f"trace not collected: {result.trace_error}")
+    notes += [f"trace: {issue}" for issue in result.trace_issues]
     return notes

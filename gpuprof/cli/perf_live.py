@@ -35,7 +35,7 @@ class LiveDisplay:
 
     def __call__(self, kind: str, data: dict) -> None:
         if kind == "level":
-            self.level_text = f"{data['label']} ({data['index'] + 1}/{data['total']})"
+            self.level_text = f"{_level(data)} ({data['index'] + 1}/{data['total']})"
             self._show(f"{self.level_text}  warming up")
         elif kind == "window":
             m = data["metrics"]
@@ -52,6 +52,11 @@ class LiveDisplay:
         if self.live:
             elapsed = time.monotonic() - self.started
             self.live.update(Text(f"[{elapsed:5.1f}s] {text}", no_wrap=True, overflow="ellipsis"))
+
+
+def _level(data: dict) -> str:
+    level = data["level"]
+    return f"concurrency {level:g}" if data["mode"] == "concurrency" else f"{level:g} req/s"
 
 
 def _ms(ns: float) -> str:

@@ -21,7 +21,6 @@ import glob
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,38 +86,32 @@ class PartRecords:
 
 def read_triton_trace(spec: str | Path | list) -> TritonTrace:
     """Parse a trace file, its numbered parts, a directory of them, a glob, or a list of these."""
-    files = find_trace_files(spec)
-    return _trace([(path, _loader(path)) for path in files], _label(spec), files)
+    return _trace(find_trace_files(spec), _label(spec), {})
 
 
-def trace_from_records(parts: list[tuple[str | Path, PartRecords | list | BadInputError]],
-                       sources: list[Path] | None = None) -> TritonTrace:
-    """Build a trace from parts already read, as ``read_triton_trace`` would from their files.
+def read_trace_parts(files: list[Path], preread: dict[Path, PartRecords]) -> TritonTrace:
+    """The trace of exactly these files, in part order, as ``read_triton_trace`` reads them.
 
-    Each part is ``(name, records)``: the name stands for the file (its run name keys the
-    trace ids, numbered parts go in part order) and the records are what ``parse_trace_part``
-    returned for it, a plain list of objects for a whole part, or the ``BadInputError`` it
-    raised (reported and skipped when there are several parts, raised when it is alone).
-    Exactly these parts are used: nothing else is looked for beside them. ``sources``, when
-    given, are the files described in the metadata (size, sha256); otherwise only the parts'
-    names are.
+    Nothing else is looked for beside them (Triton restarts part numbers and trace ids in
+    every server run, so a stale part next to them is not part of this run). ``preread`` holds
+    the records ``parse_trace_part`` already read for some of them; those are used, and taken
+    out of it, instead of parsing the file again. Any other file is read here.
     """
-    ordered = sorted(((Path(name), records) for name, records in parts),
-                     key=lambda part: _part_order(part[0]))
-    return _trace([(path, _given(records)) for path, records in ordered],
-                  _label([path for path, _ in ordered]), sources)
+    return _trace(sorted(files, key=_part_order), _label(list(files)), preread)
 
 
-def _trace(parts: list[tuple[Path, Callable[[], PartRecords]]], label: str,
-           sources: list[Path] | None) -> TritonTrace:
-    """The trace of these parts, in this order; each part's records come from its loader."""
+def _trace(files: list[Path], label: str, preread: dict[Path, PartRecords]) -> TritonTrace:
+    """The trace of these files, in this order."""
+    if not files:
+        raise BadInputError("no Triton trace file to read",
+                            "Pass the trace file itself, or a glob such as 'trace.json*'")
     stamps: list[_Stamps] = []
     headers: list[tuple] = []
     tensors: list[tuple] = []
     issues: list[str] = []
     partial, skipped = False, 0
-    for path, load in parts:
-        recs, lost = _load_or_skip(path, load, len(parts) > 1, issues)
+    for path in files:
+        recs, lost = _load_or_skip(path, preread, len(files) > 1, issues)
         partial |= lost
         if recs is None:
             continue
@@ -129,7 +122,7 @@ def _trace(parts: list[tuple[Path, Callable[[], PartRecords]]], label: str,
         issues.append(f"{skipped} object(s) were not Triton trace records and were skipped")
     timestamps = _stamp_frame(stamps)
     if not stamps:
-        raise BadInputError(f"none of the {len(parts)} files is a readable Triton trace ({issues[0]})",
+        raise BadInputError(f"none of the {len(files)} files is a readable Triton trace ({issues[0]})",
                             "Pass the trace file itself, or a glob such as 'trace.json*'")
     if timestamps.empty and not headers:
         raise NoDataError(f"{label} holds no Triton trace records",
@@ -138,22 +131,9 @@ def _trace(parts: list[tuple[Path, Callable[[], PartRecords]]], label: str,
     requests, negative = derive_stages(timestamps, header_frame)
     if negative:
         issues.append(f"{negative} stage(s) ended before they started and were left out")
-    meta = _meta(sources, [path for path, _ in parts], partial, issues)
-    profile = Profile(tables={"requests": requests}, meta=meta)
+    profile = Profile(tables={"requests": requests}, meta=_meta(files, partial, issues))
     return TritonTrace(profile, timestamps, header_frame, _frame(tensors, TENSOR_COLUMNS),
                        partial, issues)
-
-
-def _loader(path: Path) -> Callable[[], PartRecords]:
-    return lambda: _load_records(path)
-
-
-def _given(records: PartRecords | list | BadInputError) -> Callable[[], PartRecords]:
-    def load() -> PartRecords:
-        if isinstance(records, BadInputError):
-            raise records
-        return records if isinstance(records, PartRecords) else PartRecords(records)
-    return load
 
 
 # --- finding files -------------------------------------------------------------------------
@@ -218,14 +198,15 @@ class NotATraceError(BadInputError):
     """Valid JSON, but not a Triton trace (e.g. the Chrome trace gpuprof wrote beside it)."""
 
 
-def _load_or_skip(path: Path, load: Callable[[], PartRecords], lenient: bool,
+def _load_or_skip(path: Path, preread: dict[Path, PartRecords], lenient: bool,
                   issues: list[str]) -> tuple[PartRecords | None, bool]:
-    """With several files, one that is damaged or not a trace is reported and skipped.
+    """The records of ``path``, read before or now. With several files, one that is damaged
+    or not a trace is reported and skipped.
 
     Returns the records (None when skipped) and whether trace records were lost.
     """
     try:
-        return load(), False
+        return preread.pop(path, None) or _load_records(path), False
     except NotATraceError as exc:
         if not lenient:
             raise
@@ -493,12 +474,9 @@ def _with_headers(rows: pd.DataFrame, headers: pd.DataFrame) -> pd.DataFrame:
 
 # --- metadata ------------------------------------------------------------------------------
 
-def _meta(files: list[Path] | None, names: list[Path], partial: bool,
-          issues: list[str]) -> RunMeta:
-    """Sources are ``files`` described in full, or without them only the parts' ``names``."""
-    sources = ([SourceFile(kind="triton-trace", name=p.name, size_bytes=p.stat().st_size,
-                           sha256=_sha256(p)) for p in files] if files is not None else
-               [SourceFile(kind="triton-trace", name=p.name) for p in names])
+def _meta(files: list[Path], partial: bool, issues: list[str]) -> RunMeta:
+    sources = [SourceFile(kind="triton-trace", name=p.name, size_bytes=p.stat().st_size,
+                          sha256=_sha256(p)) for p in files]
     return RunMeta(
         tool="triton", sources=sources,
         clocks={"triton": ClockDomain("triton", method="CLOCK_MONOTONIC")},

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..analyze.requests import RequestAnalysis
+from ..analyze.requests import RequestAnalysis, model_order
 from ..analyze.stats import DEFAULT_PERCENTILES, min_samples_for, percentile_label
 from ..units import MICROSECONDS, NS_PER_US
 from .report import Report, Section
@@ -40,7 +40,7 @@ def build_triton_report(analysis: RequestAnalysis, facts: dict[str, str],
 
 def trace_facts(files: list[str], analysis: RequestAnalysis, partial: bool) -> dict[str, str]:
     tree = analysis.tree
-    models = list(dict.fromkeys(tree["model"].astype(str)))
+    models = model_order(tree)
     top = int((tree["depth"] == 0).sum())
     facts = {
         "Files": ", ".join(files[:4]) + (f" (+{len(files) - 4} more)" if len(files) > 4 else ""),

@@ -6,6 +6,14 @@
 """
 
 from .options import LoadSpec, parse_range, parse_shape
-from .runner import SweepResult, run_sweep
 
 __all__ = ["LoadSpec", "SweepResult", "parse_range", "parse_shape", "run_sweep"]
+
+
+def __getattr__(name: str):
+    # the runner (pandas, numpy) loads on first use: `gpuprof perf --help` reads only options
+    if name in ("SweepResult", "run_sweep"):
+        from . import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,6 @@ MODES = ("concurrency", "request_rate")
 MEASUREMENT_MODES = ("time_windows", "count_windows")
 DISTRIBUTIONS = ("constant", "poisson")
 PROTOCOLS = ("http", "grpc")
-STABILITY_WINDOWS = 3
 STABILITY_PERCENTILES = (50, 90, 95, 99)
 
 
@@ -45,9 +44,17 @@ class LoadSpec:
     seed: int = 0
 
     @property
+    def latency_label(self) -> str:
+        """The latency that must be stable: "mean" (perf_analyzer's default) or a percentile's
+        label ("p95")."""
+        from ...analyze.stats import percentile_label  # not at import: `perf --help` stays light
+
+        return "mean" if self.percentile is None else percentile_label(self.percentile)
+
+    @property
     def latency_key(self) -> str:
-        """The latency that must be stable: the mean (perf_analyzer's default) or a percentile."""
-        return "latency_mean_ns" if self.percentile is None else f"latency_p{self.percentile:g}_ns"
+        """The ``analyze.perf.window_metrics`` key of that latency."""
+        return f"latency_{self.latency_label}_ns"
 
     @property
     def count_window_cap_s(self) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...analyze import perf
-from ...errors import BadInputError
+from ...errors import BadInputError, GpuprofError
 from .drivers import Budget, LoadDriver
 from .inputs import ModelInfo, make_payloads, request_shapes
 from .options import LoadSpec
@@ -37,8 +37,10 @@ class SweepResult:
     reason: str | None = None
     started_ns: int = 0
     finished_ns: int = 0
-    trace_files: list[Path] = field(default_factory=list)
-    trace_error: str | None = None
+    trace_files: list[Path] = field(default_factory=list)  # --trace: this run's trace parts
+    trace_requests: pd.DataFrame | None = None   # ... read into ingest's requests table
+    trace_issues: list[str] = field(default_factory=list)  # ... what reading them found
+    trace_error: str | None = None               # ... or why there is no table
 
     def level_table(self) -> pd.DataFrame:
         """One row per finished level (merged windows), raw units (ns)."""
@@ -99,8 +101,8 @@ def _measure_levels(spec, api, factory, n_payloads, result: SweepResult, progres
     try:
         for index, level in enumerate(spec.levels):
             if progress:
-                progress("level", {"level": level, "index": index, "total": len(spec.levels),
-                                   "label": _label(spec, level)})
+                progress("level", {"level": level, "mode": spec.mode, "index": index,
+                                   "total": len(spec.levels)})
             _start_level(driver, spec, level, index)
             result.levels.append(LevelResult(level))
             meter.measure(result.levels[-1])
@@ -116,10 +118,6 @@ def _measure_levels(spec, api, factory, n_payloads, result: SweepResult, progres
         _mark_partial(result, "interrupted by the user")
     finally:
         driver.close()
-
-
-def _label(spec: LoadSpec, level: float) -> str:
-    return f"concurrency {level:g}" if spec.mode == "concurrency" else f"{level:g} req/s"
 
 
 def _start_level(driver: LoadDriver, spec: LoadSpec, level: float, index: int) -> None:
@@ -158,7 +156,13 @@ def _tracer(spec: LoadSpec, api: ServerAPI):
 
 
 def _finish_trace(tracer, result: SweepResult) -> None:
+    """Collect the run's trace parts and read them at once, so no raw trace record outlives
+    this call; a server that is gone or a trace ingest cannot read becomes ``trace_error``."""
     try:
         result.trace_files = tracer.finish()
-    except ServerGone as exc:
+        trace = tracer.read(result.trace_files)
+    except GpuprofError as exc:
         result.trace_error = exc.message
+        return
+    result.trace_requests = trace.profile.tables["requests"]
+    result.trace_issues = trace.issues

@@ -22,8 +22,6 @@ from .server_api import ServerAPI
 LOG_FREQUENCY = 1000
 RESTORED_KEYS = ("trace_level", "trace_rate", "log_frequency")
 FLUSH_WAIT_S = 5.0
-# what a part was read as: its records, why it is not a trace, or nothing (not whole)
-_Records = triton_trace.PartRecords | BadInputError | None
 
 
 class TraceSession:
@@ -32,9 +30,9 @@ class TraceSession:
         self.original: dict = {}
         self.file: Path | None = None
         self.before: dict[Path, tuple[int, int]] = {}   # trace files as they were at start
-        # per part, the (mtime ns, size) it was last parsed at, whether it was whole JSON and,
-        # when it was, its records (or why it is not a trace) for ingest
-        self.checked: dict[Path, tuple[tuple[int, int], bool, _Records]] = {}
+        # per part, the (mtime ns, size) it was last parsed at and whether it was whole JSON
+        self.checked: dict[Path, tuple[tuple[int, int], bool]] = {}
+        self.parsed: dict[Path, triton_trace.PartRecords] = {}  # whole parts' records, for read
 
     def start(self) -> TraceSession:
         current = _plain(self.api.trace_settings(self.model))
@@ -51,16 +49,18 @@ class TraceSession:
                                         "log_frequency": str(LOG_FREQUENCY)}, self.model)
         return self
 
-    def finish(self) -> TraceParts:
-        """Restore the settings and wait for the flush of the traces Triton still holds.
+    def finish(self) -> list[Path]:
+        """Restore the settings, wait for the flush of the traces Triton still holds, and
+        return this run's parts in index order.
 
         Restoring replaces our trace setting; Triton writes its remaining traces to a new part
         ``PATH.<n>`` once the last request using it is released, so we wait for a part that was
-        not there before the restore (up to ``FLUSH_WAIT_S``: a run whose trace count was an
-        exact multiple of ``LOG_FREQUENCY`` has nothing left to flush) and for every new part
-        to be whole. Each part is parsed while waiting only when it changed since its last
-        check, so a whole part is parsed once here, not on every poll; the parts come back with
-        their records, so ``read_trace_requests`` does not parse them again.
+        not there before the restore and for every new part to be whole, up to ``FLUSH_WAIT_S``
+        (a run whose trace count was an exact multiple of ``LOG_FREQUENCY`` has nothing left to
+        flush). At that deadline every part is returned, whole or not: ``read`` keeps the
+        complete objects of one cut short and reports the damage. A part is parsed while waiting
+        only when it changed since its last check, and the records of each whole part are kept
+        for ``read``, so each part is parsed once.
         """
         at_restore = set(self._stamps())  # the flush goes to a part that does not exist yet
         self.api.update_trace_settings(dict(self.original) or {"trace_level": ["OFF"]},
@@ -69,16 +69,16 @@ class TraceSession:
         while True:
             stamps = self._new_stamps()
             flushed = any(path not in at_restore for path in stamps)
-            if flushed and all(self._whole(p, s) for p, s in stamps.items()):
-                return self._parts(stamps)
-            if time.monotonic() > deadline:
-                return self._parts([p for p, s in stamps.items() if self._whole(p, s)])
+            # every part is checked (no short cut), so the records kept are those of its last stamp
+            whole = [self._whole(p, s) for p, s in stamps.items()] if flushed else [False]
+            if all(whole) or time.monotonic() > deadline:
+                return sorted(stamps, key=_index)
             time.sleep(0.05)
 
-    def _parts(self, paths) -> TraceParts:
-        """These whole parts in index order, with the stamp and records of their last parse."""
-        ordered = sorted(paths, key=_index)
-        return TraceParts(ordered, {p: (self.checked[p][0], self.checked[p][2]) for p in ordered})
+    def read(self, files: list[Path]) -> triton_trace.TritonTrace:
+        """The trace of exactly these parts; the records ``finish`` read are used and let go."""
+        preread, self.parsed = self.parsed, {}
+        return triton_trace.read_trace_parts(files, preread)
 
     def _whole(self, path: Path, stamp: tuple[int, int]) -> bool:
         """Whether ``path`` is whole JSON, parsing it only if its ``stamp`` is new.
@@ -88,8 +88,12 @@ class TraceSession:
         """
         seen = self.checked.get(path)
         if seen is None or seen[0] != stamp:
-            seen = (stamp, *_parse_part(path))
-            self.checked[path] = seen
+            whole, records = _parse_part(path)
+            self.checked[path] = seen = (stamp, whole)
+            if records is None:
+                self.parsed.pop(path, None)
+            else:
+                self.parsed[path] = records
         return seen[1]
 
     def _stamps(self) -> dict[Path, tuple[int, int]]:
@@ -126,54 +130,21 @@ def _plain(settings: dict) -> dict:
     return out
 
 
-class TraceParts(list):
-    """The trace part files of one run (a list of paths, in index order) with the records read
-    from each while waiting for it: ``{path: ((mtime ns, size) when read, records)}``."""
+def _parse_part(path: Path) -> tuple[bool, triton_trace.PartRecords | None]:
+    """Whether ``path`` is whole JSON and, when it is a whole trace, its records.
 
-    def __init__(self, paths=(), parsed: dict | None = None):
-        super().__init__(paths)
-        self.parsed: dict[Path, tuple[tuple[int, int], _Records]] = dict(parsed or {})
-
-
-def _parse_part(path: Path) -> tuple[bool, _Records]:
-    """Whether ``path`` is whole JSON, read as ingest reads it, and then its records.
-
-    A part still being written is not whole (it is not salvaged here); one that is whole JSON
-    but not a trace is whole, and keeps the error ingest reports for it.
+    A part still being written is not whole (it is not salvaged here). One that is whole JSON
+    but not a trace is whole, without records: ``read`` reads it again and reports it.
     """
     try:
         records, whole = triton_trace.parse_trace_part(path, salvage=False)
-    except triton_trace.NotATraceError as exc:
-        return True, exc
+    except triton_trace.NotATraceError:
+        return True, None
     except OSError:
         return False, None
     return whole, records
 
 
 def read_trace_requests(files: list[Path]) -> pd.DataFrame:
-    """The ``requests`` table of exactly these trace files (gpuprof.ingest.triton_trace).
-
-    Triton restarts part numbers and trace ids in every server run, so only these parts are
-    read, never stale parts beside them. Each is named as a part of one trace
-    (``trace.json.<n>``, or ``trace.json`` without a number) and used in part order. The records
-    ``TraceSession.finish`` read are used for a part unchanged since; any other is read here.
-    """
-    if not files:
-        return pd.DataFrame(columns=["request_id", "stage", "start_ns", "end_ns"])
-    parsed = getattr(files, "parsed", {})
-    parts: dict[str, _Records] = {}
-    for path in files:
-        suffix = path.name.rsplit(".", 1)[-1]
-        name = f"trace.json.{suffix}" if suffix.isdigit() else "trace.json"
-        parts[name] = _records_of(path, parsed.get(path))  # a later file of one name wins
-    return triton_trace.trace_from_records(list(parts.items())).profile.tables["requests"]
-
-
-def _records_of(path: Path, seen: tuple[tuple[int, int], _Records] | None) -> _Records:
-    stat = path.stat()  # a part that is gone is an error, as it always was
-    if seen is not None and seen[1] is not None and seen[0] == (stat.st_mtime_ns, stat.st_size):
-        return seen[1]
-    try:
-        return triton_trace.parse_trace_part(path)[0]
-    except BadInputError as exc:
-        return exc
+    """The ``requests`` table of exactly these trace files (``ingest.triton_trace``)."""
+    return triton_trace.read_trace_parts(files, {}).profile.tables["requests"]
