@@ -117,6 +117,22 @@ class Run(Profile):
 
         return coverage(self.attributed(domain))
 
+    def reconcile(self) -> pd.DataFrame:
+        """Each TensorRT layer measured three ways (``analyze.reconcile``), on the run's cached
+        TensorRT projection (the one its layer table uses)."""
+        from .analyze.layers import TENSORRT_DOMAIN
+        from .analyze.reconcile import reconcile_layers
+
+        return reconcile_layers(self, self.attributed(TENSORRT_DOMAIN))
+
+    @functools.cached_property
+    def time_zero(self) -> int:
+        """The run's first event (ns), from which every report, trace and plot counts time
+        (``analyze.common.first_event_ns``), found once per run."""
+        from .analyze.common import first_event_ns
+
+        return first_event_ns(self.tables)
+
     # -- everything else `gpuprof nsys` reports -------------------------------------------
     def report(self, top: int | None = None):
         from .render.nsys_full import nsys_report

@@ -7,6 +7,7 @@ trt, trt_runtime, triton, bpf) skip with a reason when the real component is not
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -98,6 +99,22 @@ def nsys_sql(name: str, query: str) -> list[tuple]:
             if "no such table" in str(exc):
                 return []
             raise
+
+
+@contextlib.contextmanager
+def spy_on(module, name: str):
+    """Every result of ``module.name`` while active, in call order (e.g. what memory.png really
+    draws: ``spy_on(plots, "memory_lines")``); the function itself still runs."""
+    seen: list = []
+    original = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        seen.append(original(*args, **kwargs))
+        return seen[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, name, spy)
+        yield seen
 
 
 def build_cls_engine(tmp_path_factory, shapes: dict):

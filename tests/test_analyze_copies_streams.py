@@ -28,9 +28,6 @@ DIRECTIONS = {1: "HtoD", 2: "DtoH", 8: "DtoD", 10: "PtoP", 11: "UVM HtoD", 12: "
 PID = "((globalPid >> 24) & 16777215)"
 
 
-_profile, _sql = nsys_profile, nsys_sql
-
-
 def _intervals(rows) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["device_id", "stream_id", "start_ns", "end_ns"])
     return conform("kernels", frame.assign(pid=1))
@@ -80,15 +77,15 @@ def test_copy_summary_bandwidth_and_sizes():
 @pytest.mark.parametrize("name", EXPORTS)
 def test_copy_summary_matches_sql(name):
     expected = {}
-    for kind, n, total, dur, smallest, largest in _sql(name, """
+    for kind, n, total, dur, smallest, largest in nsys_sql(name, """
             SELECT copyKind, COUNT(*), SUM(bytes), SUM("end" - start), MIN(bytes), MAX(bytes)
             FROM CUPTI_ACTIVITY_KIND_MEMCPY WHERE "end" >= start GROUP BY 1"""):
         expected[("memcpy", DIRECTIONS[kind])] = (n, total, dur, smallest, largest)
-    for kind, n, total, dur, smallest, largest in _sql(name, """
+    for kind, n, total, dur, smallest, largest in nsys_sql(name, """
             SELECT memKind, COUNT(*), SUM(bytes), SUM("end" - start), MIN(bytes), MAX(bytes)
             FROM CUPTI_ACTIVITY_KIND_MEMSET WHERE "end" >= start GROUP BY 1"""):
         expected[("memset", MEM_KINDS[kind])] = (n, total, dur, smallest, largest)
-    out = copy_summary(_profile(name).copies)
+    out = copy_summary(nsys_profile(name).copies)
     got = {(r.kind, r.direction): (r.count, r.total_bytes, r.total_ns, r.min_bytes, r.max_bytes)
            for r in out.itertuples()}
     assert got == expected
@@ -149,13 +146,13 @@ def test_busy_time_matches_sql_and_plain_union(name):
     rows = []
     for table in ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY",
                   "CUPTI_ACTIVITY_KIND_MEMSET"):
-        rows += _sql(name, f"""SELECT deviceId, {PID}, streamId, start, "end" FROM {table}
+        rows += nsys_sql(name, f"""SELECT deviceId, {PID}, streamId, start, "end" FROM {table}
                               WHERE "end" >= start""")
     per_gpu, per_stream = defaultdict(list), defaultdict(list)
     for device, pid, stream, start, end in rows:
         per_gpu[device].append((start, end))
         per_stream[(device, pid, stream)].append((start, end))
-    profile = _profile(name)
+    profile = nsys_profile(name)
     gpus = gpu_busy(profile.kernels, profile.copies).set_index("device_id")
     streams = stream_busy(profile.kernels, profile.copies).set_index(
         ["device_id", "pid", "stream_id"])
@@ -184,11 +181,11 @@ def test_largest_gaps_match_plain_union(name):
     rows = []
     for table in ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY",
                   "CUPTI_ACTIVITY_KIND_MEMSET"):
-        rows += _sql(name, f'SELECT deviceId, start, "end" FROM {table} WHERE "end" >= start')
+        rows += nsys_sql(name, f'SELECT deviceId, start, "end" FROM {table} WHERE "end" >= start')
     per_gpu = defaultdict(list)
     for device, start, end in rows:
         per_gpu[device].append((start, end))
-    profile = _profile(name)
+    profile = nsys_profile(name)
     got = largest_gaps(profile.kernels, profile.copies, top=5)
     for device, intervals in per_gpu.items():
         expected = sorted(_idle(intervals), key=lambda g: (g[0] - g[1], g[0]))[:5]
@@ -198,7 +195,7 @@ def test_largest_gaps_match_plain_union(name):
 
 def test_two_gpus_are_kept_apart():
     name = "GindaChen__nsys-ai__tests__fixtures__mfu_2gpu_before.sqlite"
-    gpus = gpu_busy(_profile(name).kernels, _profile(name).copies)
+    gpus = gpu_busy(nsys_profile(name).kernels, nsys_profile(name).copies)
     assert len(gpus) == 2
     assert (gpus["busy_ns"] <= gpus["work_ns"]).all()
     assert ((gpus["utilisation"] > 0) & (gpus["utilisation"] <= 1)).all()
@@ -211,7 +208,7 @@ def test_report_builds_each_gpu_timeline_once(monkeypatch):
     from gpuprof.analyze import streams
     from gpuprof.render import nsys_report
 
-    profile = _profile(EXPORTS[0])
+    profile = nsys_profile(EXPORTS[0])
     alone = {s.key: s.table for s in (nsys_report.gpu_section(profile),
                                       nsys_report.gap_section(profile),
                                       nsys_report.stream_section(profile))}

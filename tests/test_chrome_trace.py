@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
-from functools import cache
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,9 +13,7 @@ from gpuprof.ingest.nsys import read_nsys
 from gpuprof.model import Profile
 from gpuprof.render.chrome_trace import GPU_PID_BASE, to_chrome_trace, write_chrome_trace
 from gpuprof.units import MIB
-from tests.conftest import fixture_path
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import CLS_MODEL, fixture_path, nsys_profile, nsys_sql
 
 EXPORTS = [
     "Lianhang666__gpu4__report2.sqlite",
@@ -43,17 +38,10 @@ GPU_PID = "((g.globalPid >> 24) & 16777215)"
 RUNTIME_PID = "((r.globalTid >> 24) & 16777215)"
 
 
-@cache
-def _profile(name: str) -> Profile:
-    return read_nsys(fixture_path("nsys", name))
-
-
 def _sql_count(name: str, query: str) -> int:
-    path = fixture_path("nsys", name)
-    with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
-        tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        used = {t for t in (*GPU_TABLES, "CUPTI_ACTIVITY_KIND_RUNTIME") if t in query}
-        return db.execute(query).fetchone()[0] if used <= tables else 0
+    """A COUNT(*) query's result; 0 when the export lacks a table it names."""
+    rows = nsys_sql(name, query)
+    return rows[0][0] if rows else 0
 
 
 def check_trace(trace: dict) -> list[dict]:
@@ -77,7 +65,7 @@ def check_trace(trace: dict) -> list[dict]:
 
 @pytest.mark.parametrize("name", EXPORTS)
 def test_trace_of_real_export_is_valid_and_complete(name, tmp_path):
-    path = write_chrome_trace(_profile(name), tmp_path / "trace.json")
+    path = write_chrome_trace(nsys_profile(name), tmp_path / "trace.json")
     with open(path, encoding="utf-8") as handle:
         events = check_trace(json.load(handle))
     gpu_slices = [e for e in events if e["ph"] == "X" and e["pid"] >= GPU_PID_BASE]
@@ -93,13 +81,13 @@ def test_trace_of_real_export_is_valid_and_complete(name, tmp_path):
 
 
 def test_trace_streams_to_the_same_document_as_the_dict(tmp_path):
-    profile = _profile("Lianhang666__gpu4__report2.sqlite")
+    profile = nsys_profile("Lianhang666__gpu4__report2.sqlite")
     path = write_chrome_trace(profile, tmp_path / "t.json")
     assert json.loads(path.read_text(encoding="utf-8")) == to_chrome_trace(profile)
 
 
 def test_gpu_tracks_one_per_stream_and_named():
-    events = to_chrome_trace(_profile("Lianhang666__gpu4__report2.sqlite"))["traceEvents"]
+    events = to_chrome_trace(nsys_profile("Lianhang666__gpu4__report2.sqlite"))["traceEvents"]
     names = [e["args"]["name"] for e in events
              if e["ph"] == "M" and e["name"] == "thread_name" and e["pid"] >= GPU_PID_BASE]
     assert sorted(names) == ["Stream 13", "Stream 14", "Stream 15", "Stream 16"]
@@ -213,7 +201,7 @@ def test_engine_run_tracks_slices_and_args(tmp_path):
     ort = tracks["layers (onnxruntime)"]
     assert [(e["name"], e["ts"], e["dur"]) for e in ort] == [('conv "1"/é', 0.0, 3.0),
                                                              ("relu", 3.0, 0.5)]
-    assert ort[0]["args"] == {"iteration": 0, "duration_us": 3.0, "layer_type": "Conv"}
+    assert ort[0]["args"] == {"iteration": 0, "layer_type": "Conv"}
 
     # durations only: back to back from the iteration's start, else from the first event
     placed = [(e["name"], e["args"]["iteration"], e["ts"], e["dur"])
@@ -256,10 +244,9 @@ def test_onnxruntime_engine_run_trace_matches_its_tables(tmp_path):
     pytest.importorskip("onnxruntime")
     from gpuprof.capture.ort import OrtRunConfig, run_onnxruntime
 
-    model = REPO / "models" / "ppocr_mobile_v2_cls.onnx"
-    if not model.exists():
-        pytest.skip(f"{model.name} not fetched (python tools/fetch_models.py --tests)")
-    profile = run_onnxruntime(OrtRunConfig(model, iterations=4, warmup=1, profile_iterations=2,
+    if not CLS_MODEL.exists():
+        pytest.skip(f"{CLS_MODEL.name} not fetched (python tools/fetch_models.py --tests)")
+    profile = run_onnxruntime(OrtRunConfig(CLS_MODEL, iterations=4, warmup=1, profile_iterations=2,
                                            shapes={"x": (1, 3, 48, 192)}))
     path = write_chrome_trace(profile, tmp_path / "trace.json")
     events = check_trace(json.loads(path.read_text(encoding="utf-8")))
@@ -280,6 +267,48 @@ def test_onnxruntime_engine_run_trace_matches_its_tables(tmp_path):
     markers = [e["name"] for e in events if e["ph"] == "i"]
     assert markers == memory.loc[memory["kind"] == "phase", "phase"].astype(str).tolist()
     assert min(e["ts"] for e in events if "ts" in e) == 0
+
+    # independently of gpuprof: time zero is the earliest recorded time of the run's rows,
+    # layers sit at their own start for their own duration, and host memory is the running
+    # sum of the RSS changes in time order (ties in table order)
+    zero = min([int(t) for t in profile.iterations["start_ns"]]
+               + [int(t) for t in profile.layer_timings["start_ns"] if t >= 0]
+               + [int(t) for t in memory["time_ns"]])
+    assert zero == origin
+    timings = profile.layer_timings
+    assert [e["ts"] for e in layers] == pytest.approx(
+        [(int(t) - zero) / 1000 for t in timings["start_ns"]], abs=1e-3)
+    assert [e["dur"] for e in layers] == pytest.approx(
+        [max(int(d), 0) / 1000 for d in timings["duration_ns"]], abs=1e-3)
+    changes = sorted((int(t), i, int(b)) for i, (t, b) in
+                     enumerate(zip(memory["time_ns"], memory["bytes"], strict=True)))
+    used, expected = 0, []
+    for time_ns, _, change in changes:
+        used += change
+        expected.append(((time_ns - zero) / 1000, used / MIB))
+    assert [e["ts"] for e in host] == pytest.approx([t for t, _ in expected], abs=1e-3)
+    assert [e["args"]["MiB"] for e in host] == pytest.approx([m for _, m in expected], abs=1e-3)
+
+
+def test_kernel_launch_args_match_sql():
+    """Grid, block, registers and shared memory (static + dynamic) of every kernel, read with
+    details, against the export's own kernel columns."""
+    name = "Lianhang666__gpu4__report2.sqlite"
+    profile = read_nsys(fixture_path("nsys", name), details=True)
+    events = to_chrome_trace(profile)["traceEvents"]
+    got = Counter((e["args"]["correlation_id"], e["args"]["grid"], e["args"]["block"],
+                   e["args"]["registers_per_thread"], e["args"]["shared_memory_bytes"])
+                  for e in events if e["ph"] == "X" and "grid" in e.get("args", {}))
+    expected = Counter(
+        (corr, f"({gx}, {gy}, {gz})", f"({bx}, {by}, {bz})", regs, smem)
+        for corr, gx, gy, gz, bx, by, bz, regs, smem in nsys_sql(name, """
+            SELECT correlationId, gridX, gridY, gridZ, blockX, blockY, blockZ,
+                   registersPerThread, staticSharedMemory + dynamicSharedMemory
+            FROM CUPTI_ACTIVITY_KIND_KERNEL WHERE "end" >= start"""))
+    assert sum(expected.values()) > 0 and got == expected
+    # read without details, kernels carry no launch configuration at all
+    plain = to_chrome_trace(nsys_profile(name))["traceEvents"]
+    assert not any("grid" in e.get("args", {}) for e in plain if e["ph"] == "X")
 
 
 def test_tensorrt_run_folder_trace(tmp_path):

@@ -28,6 +28,28 @@ def test_top_level_help_imports_nothing_heavy():
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_perf_help_imports_nothing_heavy():
+    """Regression: ``perf --help`` loaded pandas and numpy through the analysis and the runner."""
+    code = ("import sys; from gpuprof.cli.main import main; rc = main(['perf', '--help']); "
+            f"print([m for m in {HEAVY + ('numpy',)!r} if m in sys.modules]); sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "--percentile [50|90|95|99]" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("command", ["nsys", "triton", "engine"])
+def test_analysis_command_help_imports_nothing_heavy(command):
+    """Their shared options (-o/--format/--table) list the formats without loading the
+    renderers: help for a command that reads exports or traces needs no pandas."""
+    code = ("import sys; from gpuprof.cli.main import main; "
+            f"rc = main([{command!r}, '--help']); "
+            f"print([m for m in {HEAVY!r} if m in sys.modules]); sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_unknown_command_is_one_clear_line(capsys):
     assert main(["frobnicate"]) == 2
     err = capsys.readouterr().err

@@ -1,6 +1,7 @@
 """``gpuprof engine`` report numbers recomputed from the saved run's raw rows with plain Python
 (``statistics``, dicts), never with gpuprof's analysis helpers: throughput, the latency-variation
-warning, the layer-type table, and the memory section's times (from the run's time zero)."""
+warning, the layer-type table, the memory section's times (from the run's time zero) and phases
+(also with a second and a third memory source interleaved), and memory.png's phase bands."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import pandas as pd
 import pytest
 
 from gpuprof.cli.main import main
-from gpuprof.model import Profile
+from gpuprof.model import Profile, conform
 from gpuprof.render import plots
 from gpuprof.render.engine_report import CV_WARNING, build_engine_report
-from tests.conftest import REPO
+from tests.conftest import CLS_MODEL, spy_on
 
 MIB = 1024 * 1024
 THROUGHPUT = "throughput (inferences/s, one at a time)"
@@ -25,26 +26,17 @@ THROUGHPUT = "throughput (inferences/s, one at a time)"
 @pytest.fixture(scope="module")
 def engine_run(tmp_path_factory):
     """The small PP-OCR classifier through ``gpuprof engine`` on ONNX Runtime, with what
-    memory.png drew recorded."""
-    model = REPO / "models" / "ppocr_mobile_v2_cls.onnx"
-    if not model.exists():
+    memory.png drew recorded: its lines, then its phase bands."""
+    if not CLS_MODEL.exists():
         pytest.skip("models/ppocr_mobile_v2_cls.onnx not fetched (python tools/fetch_models.py)")
     out = tmp_path_factory.mktemp("engine")
-    drawn: list = []
-    original = plots.memory_lines
-
-    def spy(*args, **kwargs):
-        drawn.append(original(*args, **kwargs))
-        return drawn[-1]
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plots, "memory_lines", spy)
-        code = main(["engine", str(model), "--shapes", "1x3x48x96", "-o", str(out),
+    with spy_on(plots, "memory_lines") as drawn, spy_on(plots, "phase_spans") as bands:
+        code = main(["engine", str(CLS_MODEL), "--shapes", "1x3x48x96", "-o", str(out),
                      "--iterations", "30", "--warmup", "2", "--profile-iterations", "3"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     sections = {s["key"]: s for s in report["sections"]}
-    return Profile.load(out / "run.gpuprof"), sections, drawn, out
+    return Profile.load(out / "run.gpuprof"), sections, (drawn, bands), out
 
 
 def _unit(columns, prefix: str) -> float:
@@ -146,20 +138,24 @@ def _run_start(profile: Profile) -> int:
 
 def _phase_blocks(events: pd.DataFrame) -> list[tuple]:
     """(source, device, phase, start, end, use before, peak use) per run of consecutive events
-    of one phase, per source and device, with the use as a running sum of the byte changes."""
-    rows = sorted(((str(e.source), int(e.device_id), int(e.time_ns), str(e.phase), int(e.bytes))
+    of one phase, per source and device, with the use as a running sum of the byte changes.
+    Events without a phase count in the use but belong to no block and split none."""
+    rows = sorted(((str(e.source), int(e.device_id), int(e.time_ns),
+                    None if pd.isna(e.phase) else str(e.phase), int(e.bytes))
                    for e in events.itertuples()), key=lambda r: (r[0], r[1], r[2]))
-    blocks = []
+    blocks: list[list] = []
     for (source, device), series in groupby(rows, key=lambda r: (r[0], r[1])):
-        used = 0
-        for phase, block in groupby(series, key=lambda r: r[3]):
-            block = list(block)
-            before, peak = used, None
-            for *_, change in block:
-                used += change
-                peak = used if peak is None else max(peak, used)
-            blocks.append((source, device, phase, block[0][2], block[-1][2], before, peak))
-    return blocks
+        used, current = 0, None
+        for _, _, time_ns, phase, change in series:
+            before, used = used, used + change
+            if phase is None:
+                continue
+            if current is not None and current[2] == phase:
+                current[4], current[6] = time_ns, max(current[6], used)
+            else:
+                current = [source, device, phase, time_ns, time_ns, before, used]
+                blocks.append(current)
+    return [tuple(b) for b in blocks]
 
 
 def test_memory_phase_times_are_from_the_run_start(engine_run):
@@ -176,7 +172,7 @@ def test_memory_phase_times_are_from_the_run_start(engine_run):
 
 
 def test_memory_peak_reads_the_same_in_report_and_png(engine_run):
-    profile, sections, drawn, out = engine_run
+    profile, sections, (drawn, _), out = engine_run
     events = sorted((int(e.time_ns), i, int(e.bytes))
                     for i, e in enumerate(profile.memory_events.itertuples()))
     assert {str(s) for s in profile.memory_events["source"]} == {"process_rss"}
@@ -191,3 +187,48 @@ def test_memory_peak_reads_the_same_in_report_and_png(engine_run):
     assert (out / "memory.png").exists() and len(drawn) == 1
     [line] = drawn[0]
     assert line.peak_ms == pytest.approx(peak_ms) and line.peak_mib == pytest.approx(peak / MIB)
+
+
+def test_png_phase_bands_are_the_reports_phase_table(engine_run):
+    """memory.png's bands: the memory section's phases, each from its start to the next one's
+    (the last to its end), in ms from the run's first event."""
+    _, sections, (_, bands), _ = engine_run
+    rows = sections["memory"]["rows"]
+    assert len(bands) == 1 and len(rows) > 1
+    starts = [r["start (ms)"] for r in rows]
+    ends = starts[1:] + [rows[-1]["start (ms)"] + rows[-1]["duration (ms)"]]
+    [drawn] = bands
+    assert [b[0] for b in drawn] == [r["phase"] for r in rows]
+    assert [b[1] for b in drawn] == pytest.approx(starts, rel=1e-9)
+    assert [b[2] for b in drawn] == pytest.approx(ends, rel=1e-9)
+
+
+def test_memory_phases_with_interleaved_sources(engine_run):
+    """The real RSS rows with a TensorRT allocator trace whose events fall between them and nsys
+    CUDA memory without phases: each source's phases stay whole, none is called "nan"."""
+    profile, _, _, _ = engine_run
+    rss = profile.memory_events
+    times = sorted(int(t) for t in rss["time_ns"])
+    between = [(a + b) // 2 for a, b in zip(times, times[1:], strict=False) if b - a > 1][:12]
+    assert len(between) == 12
+    allocator = pd.DataFrame({
+        "time_ns": between, "device_id": 0, "source": "trt_allocator", "kind": "alloc",
+        "bytes": [MIB * (i % 3 + 1) * (-1 if i % 4 == 3 else 1) for i in range(12)],
+        "phase": ["deserialize"] * 4 + ["context_creation"] * 4 + ["inference"] * 4})
+    nsys = pd.DataFrame({"time_ns": between[1::3], "device_id": 0, "source": "nsys",
+                         "kind": "alloc", "bytes": 7 * MIB, "phase": None})
+    events = conform("memory_events", pd.concat([rss, allocator, nsys], ignore_index=True))
+    changed = Profile(tables={**profile.tables, "memory_events": events}, meta=profile.meta)
+    section = build_engine_report(changed).section("memory")
+    zero = _run_start(profile)
+    expected = [(phase, (start - zero) / 1e6, (end - start) / 1e6, before / MIB, peak / MIB)
+                for _, _, phase, start, end, before, peak in _phase_blocks(events)]
+    got = list(zip(section.table["phase"], section.table["start (ms)"],
+                   section.table["duration (ms)"], section.table["at start (MiB)"],
+                   section.table["peak (MiB)"], strict=True))
+    assert len(got) == len(expected) == len(_phase_blocks(rss)) + 3
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine[0] == theirs[0] and mine[1:] == pytest.approx(theirs[1:], rel=1e-9)
+    assert "nan" not in set(section.table["phase"].astype(str))
+    nsys_note = next(n for n in section.notes if n.startswith("Peak CUDA memory (nsys), GPU 0"))
+    assert f"{7 * 4:,.1f} MiB" in nsys_note and "no phase" in nsys_note

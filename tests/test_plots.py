@@ -27,7 +27,7 @@ def _timeline() -> pd.DataFrame:
 
 
 def test_plot_memory_writes_a_png_and_nothing_else(tmp_path):
-    path = plot_memory(_timeline(), tmp_path / "memory.png", title="run $1")
+    path = plot_memory(_timeline(), tmp_path / "memory.png", origin_ns=0, title="run $1")
     assert path.read_bytes()[:8] == PNG_MAGIC
     assert [p.name for p in tmp_path.iterdir()] == ["memory.png"]  # no temporary left behind
 
@@ -35,7 +35,7 @@ def test_plot_memory_writes_a_png_and_nothing_else(tmp_path):
 def test_plot_memory_refuses_empty_timeline_with_capture_hint(tmp_path):
     empty = memory_timeline(conform("memory_events", pd.DataFrame()))
     with pytest.raises(NoDataError) as info:
-        plot_memory(empty, tmp_path / "m.png")
+        plot_memory(empty, tmp_path / "m.png", origin_ns=0)
     assert "--cuda-memory-usage=true" in info.value.one_line()
     assert not (tmp_path / "m.png").exists()
 
@@ -60,12 +60,13 @@ def test_plot_layers_with_layer_table(tmp_path):
 def test_phase_spans_follow_runs_of_one_phase():
     import pandas as pd
 
+    from gpuprof.analyze.memory_phases import memory_by_phase
     from gpuprof.render.plots import phase_spans
 
-    timeline = pd.DataFrame({
+    events = conform("memory_events", pd.DataFrame({
         "time_ns": [1_000_000, 2_000_000, 3_000_000, 5_000_000, 9_000_000, 9_500_000],
         "phase": ["load", "load", "timed", "timed", "profiled", None],
-    })
-    assert phase_spans(timeline, origin_ns=0) == [("load", 1.0, 3.0), ("timed", 3.0, 9.0),
-                                                   ("profiled", 9.0, 9.0)]
-    assert phase_spans(timeline.assign(phase=None)) == []
+    }).assign(device_id=-1, source="process_rss", bytes=0))
+    assert phase_spans(memory_by_phase(events), origin_ns=0) == [
+        ("load", 1.0, 3.0), ("timed", 3.0, 9.0), ("profiled", 9.0, 9.0)]
+    assert phase_spans(memory_by_phase(events.assign(phase=None)), origin_ns=0) == []

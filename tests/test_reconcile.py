@@ -10,13 +10,15 @@ import pandas as pd
 import pytest
 
 from gpuprof.align.clock import MIN_ERROR_NS, merge_nsys, offset_from_marks
+from gpuprof.analyze.layers import ENGINE_WRAPPER
 from gpuprof.analyze.reconcile import profiler_overhead, reconcile_layers
+from gpuprof.api import Run
 from gpuprof.ingest.nsys import read_nsys
 from gpuprof.model import ClockDomain, Profile, RunMeta, conform
 from gpuprof.render.engine_report import build_engine_report
 from gpuprof.render.report import render
 
-from .conftest import fixture_path
+from .conftest import fixture_path, nsys_sql
 from .test_layers import RESNET, SQL_LAYER_TOTALS
 
 OFFSET = 7_000_000_000  # monotonic clock minus nsys session clock in the synthetic run
@@ -106,7 +108,6 @@ def test_reconciliation_reuses_the_runs_cached_projection(nsys_with_marks, monke
     import sys
 
     from gpuprof.align import nvtx
-    from gpuprof.api import Run
 
     merged = merge_nsys(_iprofiler_run({"/fc/Gemm": 20_000}), nsys_with_marks)
     expected = reconcile_layers(merged)
@@ -119,9 +120,47 @@ def test_reconciliation_reuses_the_runs_cached_projection(nsys_with_marks, monke
                                 lambda *args: projections.append(1) or project(*args))
     run = Run.of(merged)
     run.layers()
-    table = reconcile_layers(run)
+    table = run.reconcile()
     assert len(projections) == 1
     pd.testing.assert_frame_equal(table, expected)
+
+
+# Per TensorRT push/pop range instance: the kernels whose runtime call (same correlation id, same
+# process) falls inside it on its thread, innermost range first; their first start, last end and
+# summed durations. Then per layer name, the mean over the instances that launched kernels.
+SQL_SPANS_PER_CALL = """
+WITH ranges AS (
+  SELECT n.rowid AS id, n.start, n.end, n.globalTid, COALESCE(n.text, s.value) AS name
+  FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId
+  WHERE n.eventType = 59 AND n.domainId IN (
+    SELECT domainId FROM NVTX_EVENTS WHERE eventType = 75 AND text = 'TensorRT')),
+launched AS (
+  SELECT k.start AS ks, k.end AS ke,
+         (SELECT g.id FROM ranges g WHERE g.globalTid = r.globalTid AND g.start <= r.start
+            AND g.end >= r.end ORDER BY g.start DESC, g.end ASC LIMIT 1) AS range_id
+  FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN CUPTI_ACTIVITY_KIND_RUNTIME r
+    ON r.correlationId = k.correlationId
+   AND ((r.globalTid >> 24) & 16777215) = ((k.globalPid >> 24) & 16777215)),
+calls AS (
+  SELECT range_id, MAX(ke) - MIN(ks) AS span, SUM(ke - ks) AS kernels
+  FROM launched WHERE range_id IS NOT NULL GROUP BY range_id)
+SELECT g.name, AVG(c.span), AVG(c.kernels), COUNT(*)
+FROM calls c JOIN ranges g ON g.id = c.range_id GROUP BY g.name
+"""
+
+
+def test_span_and_gaps_match_sql(nsys_with_marks):
+    """GPU span and gaps per call, recomputed from the export's own rows with plain SQL."""
+    expected = {name: (span, kernels) for name, span, kernels, _ in
+                nsys_sql(RESNET, SQL_SPANS_PER_CALL) if not ENGINE_WRAPPER.match(name)}
+    run = Run.of(merge_nsys(_iprofiler_run({"/fc/Gemm": 20_000}), nsys_with_marks))
+    table = run.reconcile().set_index("layer")
+    measured = table[table["span_ns"].notna()]
+    assert len(expected) > 50 and set(measured.index) == set(expected)
+    for name, (span, kernels) in expected.items():
+        assert measured.loc[name, "span_ns"] == pytest.approx(span, rel=1e-12)
+        assert measured.loc[name, "kernel_ns"] == pytest.approx(kernels, rel=1e-12)
+        assert measured.loc[name, "gaps_ns"] == pytest.approx(span - kernels, abs=1e-3)
 
 
 def test_profiler_overhead_and_report_section(nsys_with_marks):

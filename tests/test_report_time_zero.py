@@ -13,12 +13,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from gpuprof.api import Run
 from gpuprof.model import Profile, conform
 from gpuprof.render import plots
 from gpuprof.render.artifacts import write_memory_plot
 from gpuprof.render.engine_report import build_engine_report
 from gpuprof.render.nsys_report import gap_section, memory_section, stream_section
-from tests.conftest import nsys_profile, nsys_sql
+from tests.conftest import nsys_profile, nsys_sql, spy_on
 
 EXPORTS = [
     "caoye310__Lower-Triangular-Solves__la.sqlite",        # NVTX before the GPU work, 18 streams
@@ -120,17 +121,10 @@ def _memory_events(times: list[int]) -> pd.DataFrame:
 
 
 @pytest.fixture
-def drawn_lines(monkeypatch):
+def drawn_lines():
     """What plot_memory really draws: every memory_lines result, in call order."""
-    seen: list = []
-    original = plots.memory_lines
-
-    def spy(*args, **kwargs):
-        seen.append(original(*args, **kwargs))
-        return seen[-1]
-
-    monkeypatch.setattr(plots, "memory_lines", spy)
-    return seen
+    with spy_on(plots, "memory_lines") as seen:
+        yield seen
 
 
 def test_nsys_peak_reads_the_same_in_report_and_png(tmp_path, drawn_lines):
@@ -145,7 +139,7 @@ def test_nsys_peak_reads_the_same_in_report_and_png(tmp_path, drawn_lines):
     assert peak_ms > 5.0  # the run starts before the first kernel, the memory 3 ms after it
 
     assert memory_section(profile).table["Peak at (ms)"].tolist() == pytest.approx([peak_ms])
-    write_memory_plot(profile, tmp_path / "memory.png")
+    write_memory_plot(Run.of(profile), tmp_path / "memory.png")
     assert [line.peak_ms for line in drawn_lines[-1]] == pytest.approx([peak_ms])
 
 
@@ -170,7 +164,7 @@ def test_engine_peak_and_phase_starts_from_the_run_start(tmp_path, drawn_lines):
     # iteration, the run's first event
     assert section.table["start (ms)"].tolist() == pytest.approx([1.5, 2.5])
     assert any("first reached in phase 'timed' at 2.500 ms" in note for note in section.notes)
-    _plot_memory(profile, tmp_path / "memory.png")
+    _plot_memory(Run.of(profile), tmp_path / "memory.png")
     assert [line.peak_ms for line in drawn_lines[-1]] == pytest.approx([2.5])
     nsys_view = memory_section(profile).table["Peak at (ms)"].tolist()
     assert nsys_view == pytest.approx([2.5])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..model.saved import table_columns
+
 UNNAMED = "(unnamed)"
 DEFAULT_DOMAIN = "(default)"
 NOT_APPLICABLE = "n/a"
@@ -43,9 +45,11 @@ def first_event_ns(tables: dict[str, pd.DataFrame]) -> int:
     """The earliest timestamp of any event: time zero for reports and traces (0 if none).
 
     Negative times are "not recorded" (-1, e.g. TensorRT IProfiler layers, which carry
-    durations only) and never start the timeline.
+    durations only) and never start the timeline. Of a saved run (lazy tables) only the time
+    columns are decoded. A report computes it once (``Run.time_zero``) and passes it down.
     """
-    found = (_first_recorded(tables[name][col]) for name, col in TIMED_TABLES if name in tables)
+    found = (_first_recorded(table_columns(tables, name, [col])[col])
+             for name, col in TIMED_TABLES if name in tables)
     firsts = [first for first in found if first is not None]
     return min(firsts) if firsts else 0
 

@@ -18,11 +18,15 @@ def latency_summary(iterations: pd.DataFrame) -> dict[str, Any]:
     """count, total, mean, min, max, std, p50..p99.9 (ns) plus throughput and the method used.
 
     ``unreliable`` lists the percentiles with fewer than ``stats.TAIL_SAMPLES_FOR_RELIABLE``
-    samples beyond them; ``throughput_per_s`` is sequential (one inference at a time).
+    samples beyond them; ``throughput_per_s`` is sequential (one inference at a time);
+    ``host_throughput_per_s`` is the same on the host clock around each iteration (end - start),
+    which adds what a device timer (CUDA events) leaves out: enqueue and synchronisation.
     """
     lat = iterations["latency_ns"].to_numpy(dtype="float64") if len(iterations) else np.array([])
     out: dict[str, Any] = dict(stats.describe(lat))
     out["throughput_per_s"] = 1e9 / out["mean"] if out["count"] and out["mean"] > 0 else float("nan")
+    host_ns = float((iterations["end_ns"] - iterations["start_ns"]).sum()) if len(iterations) else 0
+    out["host_throughput_per_s"] = len(iterations) * 1e9 / host_ns if host_ns > 0 else np.nan
     out["cv"] = out["std"] / out["mean"] if out["count"] > 1 and out["mean"] > 0 else float("nan")
     out["method"] = stats.PERCENTILE_METHOD
     out["unreliable"] = stats.unreliable_percentiles(int(out["count"]))

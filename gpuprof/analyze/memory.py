@@ -14,6 +14,7 @@ import pandas as pd
 from .common import UNNAMED, labelled
 
 KEYS = ["source", "device_id"]
+PHASE_KIND = "phase"  # ``kind`` of a zero-byte row that marks a phase change
 TIMELINE_COLUMNS = ["time_ns", "device_id", "source", "used_bytes", "phase"]
 SUMMARY_COLUMNS = KEYS + ["events", "allocations", "frees", "allocated_bytes", "freed_bytes",
                           "peak_bytes", "peak_time_ns", "peak_phase", "final_bytes"]
@@ -69,3 +70,14 @@ def _running_use(events: pd.DataFrame) -> pd.DataFrame:
     }).sort_values("time_ns", kind="stable")
     frame["used_bytes"] = frame.groupby(KEYS, observed=True)["bytes"].cumsum()
     return frame.reset_index(drop=True)
+
+
+def is_phase_marker(events: pd.DataFrame) -> pd.Series:
+    """Rows of ``events`` that only mark a phase change (a run's phase instants).
+
+    A zero-byte row is not enough: an RSS sample that found no change and a failed or refused
+    TensorRT allocation are zero-byte rows with a phase too. Markers say so in ``kind``
+    ("phase", see ``capture/ort/rss.py``); rows without a kind are taken as markers.
+    """
+    kind = events["kind"].astype(object)
+    return (events["bytes"] == 0) & events["phase"].notna() & (kind.isna() | (kind == PHASE_KIND))

@@ -6,67 +6,73 @@
   inside the layer's NVTX range (includes idle gaps between the layer's kernels);
 - **summed kernel time**: per call, the sum of those kernels' durations.
 
-All per call, in ns. ``span - kernels`` is GPU idle time inside the layer; ``iprofiler - span``
-is what TensorRT's measurement adds (event overhead, launch latency) or misses.
+All per call, in ns. ``span - kernels`` (``gaps_ns``) is GPU idle time inside the layer;
+``iprofiler_vs_span`` is what TensorRT's measurement adds (event overhead, launch latency) or
+misses, relative to the span.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from ..align.nvtx import NO_RANGE
 from ..model import Profile
-from .layers import ENGINE_WRAPPER, TENSORRT_DOMAIN, kernel_ranges, layer_name
+from .latency import stage_medians
+from .layers import ENGINE_WRAPPER, TENSORRT_DOMAIN, _instances, kernel_ranges
 
 IPROFILER = "iprofiler"
 
 
-def layer_gpu_per_call(profile: Profile) -> pd.DataFrame:
-    """Per layer: calls, mean GPU span and mean summed kernel time per call (ns)."""
-    kernels, ranges = profile.kernels, profile.nvtx_ranges
-    rows = _tensorrt_attribution(profile)["range_row"].to_numpy()
+def iprofiler_rows(layer_timings: pd.DataFrame) -> pd.DataFrame:
+    """The layer timings TensorRT's IProfiler reported (source "iprofiler")."""
+    return layer_timings[layer_timings["source"] == IPROFILER]
+
+
+def layer_gpu_per_call(profile: Profile, attributed: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per layer: mean GPU span and mean summed kernel time per call that launched kernels (ns).
+
+    ``attributed`` is ``kernel_ranges(profile, TENSORRT_DOMAIN)`` (``Run.attributed``) when the
+    caller has it: the projection is the costly step, done once per run.
+    """
+    if attributed is None:
+        attributed = kernel_ranges(profile, TENSORRT_DOMAIN)
+    rows = attributed["range_row"].to_numpy()
     inside = rows != NO_RANGE
-    per_instance = pd.DataFrame({
+    times = profile.frame("kernels", ["start_ns", "end_ns"])  # the span needs them
+    per_kernel = pd.DataFrame({
         "row": rows[inside],
-        "start": kernels["start_ns"].to_numpy()[inside],
-        "end": kernels["end_ns"].to_numpy()[inside],
-    }).assign(duration=lambda f: f["end"] - f["start"])
-    grouped = per_instance.groupby("row").agg(first=("start", "min"), last=("end", "max"),
-                                              kernel_ns=("duration", "sum"))
-    grouped["span_ns"] = grouped["last"] - grouped["first"]
-    names = ranges["text"].astype(object).iloc[grouped.index].map(layer_name).to_numpy()
-    table = grouped.assign(layer=names).groupby("layer").agg(
-        calls_with_kernels=("span_ns", "size"), span_ns=("span_ns", "mean"),
-        kernel_ns=("kernel_ns", "mean"))
+        "start": times["start_ns"].to_numpy()[inside],
+        "end": times["end_ns"].to_numpy()[inside],
+        "duration": attributed["duration_ns"].to_numpy()[inside],
+    })
+    per_call = per_kernel.groupby("row").agg(first=("start", "min"), last=("end", "max"),
+                                             kernel_ns=("duration", "sum"))
+    per_call["span_ns"] = per_call["last"] - per_call["first"]
+    # layer names decoded once per distinct range text, as the layer table does
+    instances = _instances(profile.frame("nvtx_ranges", ["range_kind", "domain", "text"]),
+                           TENSORRT_DOMAIN)
+    names = instances.set_index("row")["name"].astype(object)
+    per_call["layer"] = names.reindex(per_call.index).to_numpy()
+    table = per_call.groupby("layer").agg(span_ns=("span_ns", "mean"),
+                                          kernel_ns=("kernel_ns", "mean"))
     return table[~table.index.str.match(ENGINE_WRAPPER)]
 
 
-def _tensorrt_attribution(profile: Profile) -> pd.DataFrame:
-    """Each kernel's TensorRT range row (``kernel_ranges``, same order as ``profile.kernels``).
-
-    The projection is the costly step: a loaded ``Run`` keeps each domain's result
-    (``Run.attributed``), which its layer table has usually computed already, so use that.
-    """
-    cached = getattr(profile, "attributed", None)  # a plain Profile has none
-    return cached(TENSORRT_DOMAIN) if callable(cached) else kernel_ranges(profile, TENSORRT_DOMAIN)
-
-
 def iprofiler_per_call(profile: Profile) -> pd.DataFrame:
-    timings = profile.layer_timings
-    timings = timings[timings["source"] == IPROFILER]
+    """Per layer: the mean IProfiler time per call (ns)."""
+    timings = iprofiler_rows(profile.layer_timings)
     return timings.groupby(timings["layer"].astype(object)).agg(
-        calls=("duration_ns", "size"), iprofiler_ns=("duration_ns", "mean"))
+        iprofiler_ns=("duration_ns", "mean"))
 
 
-def reconcile_layers(profile: Profile) -> pd.DataFrame:
+def reconcile_layers(profile: Profile, attributed: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per layer seen by either side, heaviest IProfiler time first.
 
     Missing measurements are NaN (a layer with no kernels, e.g. a no-op reshape, has no GPU
-    span; a layer the IProfiler pass did not report has no IProfiler time).
+    span; a layer the IProfiler pass did not report has no IProfiler time). ``attributed`` as
+    for ``layer_gpu_per_call``; ``Run.reconcile`` passes the run's cached one.
     """
-    table = iprofiler_per_call(profile).join(layer_gpu_per_call(profile), how="outer")
-    table["iprofiler_minus_span_ns"] = table["iprofiler_ns"] - table["span_ns"]
+    table = iprofiler_per_call(profile).join(layer_gpu_per_call(profile, attributed), how="outer")
     table["iprofiler_vs_span"] = table["iprofiler_ns"] / table["span_ns"] - 1
     table["gaps_ns"] = table["span_ns"] - table["kernel_ns"]
     order = table["iprofiler_ns"].fillna(table["span_ns"]).sort_values(ascending=False).index
@@ -79,13 +85,10 @@ def profiler_overhead(profile: Profile) -> dict[str, float]:
     ratio > 1 means the per-layer pass ran slower than the unprofiled engine: per-layer
     events cost time (NVIDIA's own samples show 6-24%).
     """
-    timings = profile.layer_timings
-    timings = timings[timings["source"] == IPROFILER]
-    iterations = profile.iterations
-    compute = iterations.loc[iterations["compute_ns"] >= 0, "compute_ns"]
-    if timings.empty or compute.empty:
+    timings = iprofiler_rows(profile.layer_timings)
+    plain = stage_medians(profile.iterations).get("compute_ns")
+    if timings.empty or plain is None:
         return {}
-    per_iteration = timings.groupby("iteration")["duration_ns"].sum()
-    layered, plain = float(per_iteration.median()), float(np.median(compute))
+    layered = float(timings.groupby("iteration")["duration_ns"].sum().median())
     return {"iprofiler_sum_ns": layered, "timed_compute_ns": plain,
             "ratio": layered / plain if plain > 0 else float("nan")}

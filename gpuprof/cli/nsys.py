@@ -62,7 +62,8 @@ def _write_extras(run, chrome_trace, memory_plot) -> None:
     if chrome_trace:
         from ..render.chrome_trace import write_chrome_trace
 
-        click.echo(f"Wrote {write_chrome_trace(run, chrome_trace)}", err=True)
+        path = write_chrome_trace(run, chrome_trace, origin_ns=run.time_zero)
+        click.echo(f"Wrote {path}", err=True)
     if memory_plot:
         from ..render.artifacts import write_memory_plot
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..render.report import FORMATS
+from ..render.formats import FORMATS
 
 
 def report_output_options(tables: str):

@@ -18,7 +18,7 @@ def write_artifacts(run, report: Report, out_dir: str | Path) -> list[Path]:
             written.append(write_report(report, out / f"{section.key}.csv", table=section.key))
     from .chrome_trace import write_chrome_trace
 
-    written.append(write_chrome_trace(run, out / "trace.json"))
+    written.append(write_chrome_trace(run, out / "trace.json", origin_ns=run.time_zero))
     if len(run.memory_events):
         written.append(write_memory_plot(run, out / "memory.png"))
     if run.is_tensorrt():
@@ -30,13 +30,15 @@ def write_artifacts(run, report: Report, out_dir: str | Path) -> list[Path]:
 
 
 def write_memory_plot(run, path: str | Path) -> Path:
-    from ..analyze.common import first_event_ns
+    """memory.png of a ``Run``: from its time zero, as the report's "Peak at (ms)" and the trace
+    count, with the phases its memory events carry (a saved engine run's) as bands."""
     from ..analyze.memory import memory_timeline
+    from ..analyze.memory_phases import memory_by_phase
     from .plots import plot_memory
 
-    # the run's time zero, as the report's "Peak at (ms)" and the trace use
-    return plot_memory(memory_timeline(run.memory_events), path,
-                       origin_ns=first_event_ns(run.tables))
+    events = run.memory_events
+    return plot_memory(memory_timeline(events), path, origin_ns=run.time_zero,
+                       phases=memory_by_phase(events))
 
 
 def _terminal_copy(report: Report) -> Report:

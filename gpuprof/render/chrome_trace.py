@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +46,17 @@ FLOW_CATEGORY = "launch"
 CHUNK_EVENTS = 20_000
 
 
-def to_chrome_trace(profile: Profile) -> dict:
+def to_chrome_trace(profile: Profile, origin_ns: int | None = None) -> dict:
     """The whole trace as one dict (small profiles, tests); see ``write_chrome_trace``."""
-    return trace_document(list(iter_events(profile)))
+    return trace_document(list(iter_events(profile, origin_ns)))
 
 
-def write_chrome_trace(profile: Profile, path: str | Path) -> Path:
-    """Write the trace as JSON, atomically, streaming events in chunks."""
-    return write_trace_events(path, iter_events(profile))
+def write_chrome_trace(profile: Profile, path: str | Path, origin_ns: int | None = None) -> Path:
+    """Write the trace as JSON, atomically, streaming events in chunks.
+
+    ``origin_ns`` is the run's time zero when the caller has it (``Run.time_zero``); None finds
+    it (``first_event_ns``)."""
+    return write_trace_events(path, iter_events(profile, origin_ns))
 
 
 # -- Trace Event Format primitives (shared with triton_trace_json) -------------------------
@@ -121,9 +125,10 @@ def _chunks(events: Iterator[dict], size: int) -> Iterator[list[dict]]:
         yield chunk
 
 
-def iter_events(profile: Profile) -> Iterator[dict]:
-    """Every trace event of ``profile``: metadata first, then slices, flows and counters."""
-    clock = _Clock(profile)
+def iter_events(profile: Profile, origin_ns: int | None = None) -> Iterator[dict]:
+    """Every trace event of ``profile``: metadata first, then slices, flows and counters, in
+    µs from ``origin_ns`` (None: the run's first event)."""
+    clock = _Clock(first_event_ns(profile.tables) if origin_ns is None else origin_ns)
     gpu_tracks = _gpu_tracks(profile)
     run_tracks = _run_tracks(profile)
     yield from _host_metadata(profile)
@@ -142,10 +147,10 @@ def iter_events(profile: Profile) -> Iterator[dict]:
 
 
 class _Clock:
-    """Converts ns on the session clock to trace microseconds from the earliest event."""
+    """Converts ns on the session clock to trace microseconds from the run's time zero."""
 
-    def __init__(self, profile: Profile):
-        self.origin_ns = first_event_ns(profile.tables)
+    def __init__(self, origin_ns: int):
+        self.origin_ns = origin_ns
 
     def us(self, ns: np.ndarray) -> np.ndarray:
         return np.round((np.asarray(ns, dtype=np.int64) - self.origin_ns) / 1000.0, 3)
@@ -255,15 +260,17 @@ def _gpu_events(table: pd.DataFrame, gpu_tracks: pd.DataFrame, clock: _Clock,
         yield complete_event(name, "gpu", pid, tid, ts, dur, args)
 
 
-KERNEL_ARGS = ("grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z",
-               "registers_per_thread", "shared_memory_bytes", "correlation_id", "stream_id")
+LAUNCH_ARGS = ("grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z",
+               "registers_per_thread", "shared_memory_bytes")
 
 
 def _kernels_with_launches(profile: Profile) -> pd.DataFrame:
-    """Kernels with their launch configuration columns (-1 where it was not captured)."""
-    launches = profile.kernel_launches.set_index("kernel_row")
-    columns = [c for c in KERNEL_ARGS if c in launches.columns]
-    filled = launches[columns].reindex(range(len(profile.kernels)), fill_value=-1)
+    """Kernels with their launch configuration columns (-1 where it was not captured); the
+    kernels alone when no configuration was read (their args then have none)."""
+    if profile.kernel_launches.empty:
+        return profile.kernels
+    launches = profile.kernel_launches.set_index("kernel_row")[list(LAUNCH_ARGS)]
+    filled = launches.reindex(range(len(profile.kernels)), fill_value=-1)
     return profile.kernels.join(filled.reset_index(drop=True))
 
 
@@ -272,10 +279,14 @@ def _kernel_names(rows: pd.DataFrame) -> list[str]:
 
 
 def _kernel_args(rows: pd.DataFrame) -> Iterator[dict]:
-    columns = [rows[c].tolist() for c in KERNEL_ARGS] + [_labels(rows["demangled_name"], "")]
-    for gx, gy, gz, bx, by, bz, regs, smem, corr, stream, demangled in zip(*columns, strict=True):
+    ids = zip(rows["correlation_id"].tolist(), rows["stream_id"].tolist(),
+              _labels(rows["demangled_name"], ""), strict=True)
+    launches = (zip(*(rows[c].tolist() for c in LAUNCH_ARGS), strict=True)
+                if LAUNCH_ARGS[0] in rows else repeat(None))
+    for (corr, stream, demangled), launch in zip(ids, launches):
         args = {"correlation_id": corr, "stream_id": stream, "demangled_name": demangled}
-        if gx >= 0:  # launch configuration is -1 when the export was read without details
+        if launch is not None and launch[0] >= 0:  # -1: this kernel's was not captured
+            gx, gy, gz, bx, by, bz, regs, smem = launch
             args |= {"grid": f"({gx}, {gy}, {gz})", "block": f"({bx}, {by}, {bz})",
                      "registers_per_thread": regs, "shared_memory_bytes": smem}
         yield args
@@ -314,6 +325,7 @@ def _flow_events(profile: Profile, gpu_tracks: pd.DataFrame, clock: _Clock) -> I
 
 
 def _memory_counters(events: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
+    """Memory in use per (source, device) after each event, as a counter (MiB)."""
     from ..analyze.memory import memory_timeline
 
     timeline = memory_timeline(events)
@@ -333,25 +345,15 @@ def _memory_pid(device: int) -> int:
 
 def _phase_markers(events: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
     """Each phase change a memory source recorded, as an instant over its whole process."""
-    markers = events[_is_phase_marker(events)]
+    from ..analyze.memory import is_phase_marker
+
+    markers = events[is_phase_marker(events)]
     columns = zip(_labels(markers["phase"], "(phase)"), _labels(markers["source"], ""),
                   markers["device_id"].tolist(), clock.us(markers["time_ns"]).tolist(),
                   strict=True)
     for phase, source, device, ts in columns:
         yield {"ph": "i", "s": "p", "name": phase, "cat": "phase", "pid": _memory_pid(device),
                "tid": 0, "ts": ts, "args": {"source": source}}
-
-
-def _is_phase_marker(events: pd.DataFrame) -> pd.Series:
-    """Zero-byte rows that only mark a phase change.
-
-    A zero-byte row is not enough: an RSS sample that found no change and a failed or refused
-    TensorRT allocation are zero-byte rows with a phase too. Markers say so in ``kind``
-    ("phase", see ``capture/ort/rss.py``); rows without a kind are taken as markers.
-    """
-    kind = events["kind"].astype(object)
-    return ((events["bytes"] == 0) & events["phase"].notna()
-            & (kind.isna() | (kind == "phase")))
 
 
 # -- engine run (host side of gpuprof engine) ---------------------------------------------
@@ -405,7 +407,7 @@ def _layer_events(profile: Profile, run_tracks: RunTracks, clock: _Clock) -> Ite
                   clock.us(layers["placed_ns"]).tolist(), np.round(durations / 1000.0, 3).tolist(),
                   layers["sequential"].tolist(), strict=True)
     for name, layer_type, source, iteration, ts, dur, sequential in columns:
-        args = {"iteration": iteration, "duration_us": dur}
+        args = {"iteration": iteration}
         if layer_type:
             args["layer_type"] = layer_type
         if sequential:

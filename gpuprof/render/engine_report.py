@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..analyze import latency, layer_times, stats
-from ..analyze.common import first_event_ns
+from ..api import Run
 from ..errors import GpuprofError
 from ..model import Profile
 from ..units import MIB, MICROSECONDS
@@ -49,6 +49,8 @@ class EngineOutputs:
 
 def build_engine_report(profile: Profile, top: int = TOP_LAYERS, backend_note: str | None = None,
                         files: dict[str, str] | None = None) -> Report:
+    """The report of an engine run; ``profile`` is used as a ``Run`` (analyses cached once)."""
+    profile = profile if isinstance(profile, Run) else Run.of(profile)
     extra = profile.meta.extra
     title = f"gpuprof engine: {extra.get('model', '?')}"
     if extra.get("partial"):
@@ -65,7 +67,7 @@ def build_engine_report(profile: Profile, top: int = TOP_LAYERS, backend_note: s
     reconciled = reconcile_section(profile)
     if reconciled is not None:
         report.add(reconciled)
-    report.add(_memory_section(profile.memory_events, extra, first_event_ns(profile.tables)))
+    report.add(_memory_section(profile.memory_events, extra, profile.time_zero))
     if files:
         report.add(Section("files", "Files", pd.DataFrame(
             {"file": list(files), "content": list(files.values())})))
@@ -206,7 +208,8 @@ def _nsys_fact(profile: Profile) -> str:
     """Whether nsys recorded the run, what it covered and how it was put on the run's clock."""
     meta, extra = profile.meta, profile.meta.extra
     nsys = extra.get("nsys") or {}
-    if not nsys.get("captured", not profile.kernels.empty):
+    kernels = profile.num_rows("kernels")
+    if not nsys.get("captured", kernels > 0):
         reason = nsys.get("reason") or meta.absent.get("kernels", "not recorded")
         return (f"not captured ({reason}): no kernels, CUDA API calls or NVTX ranges, so no "
                 "kernel-level check of the layer times")
@@ -214,7 +217,7 @@ def _nsys_fact(profile: Profile) -> str:
     text = f"nsys{version} profile --capture-range={nsys.get('capture_range', 'cudaProfilerApi')}"
     if extra.get("capture_range"):
         text += f" ({extra['capture_range']}: warm-up and the layer pass are outside it)"
-    text += f"; {len(profile.kernels):,} kernels, {len(profile.api_calls):,} CUDA API calls"
+    text += f"; {kernels:,} kernels, {profile.num_rows('api_calls'):,} CUDA API calls"
     clock = meta.clocks.get("nsys")
     if clock is not None:
         text += (f"; on the run's clock by {clock.method} (± {clock.error_ns / 1e3:,.1f} {MICROSECONDS})"
@@ -242,7 +245,7 @@ def _latency_section(iterations: pd.DataFrame, unit: tuple[str, float]) -> Secti
     rows.append(("throughput (inferences/s, one at a time)", summary["throughput_per_s"], ""))
     if _cuda_events(iterations):
         # CUDA events leave out the host's enqueue and synchronisation: state what the host saw
-        rows.append(("throughput, host clock (inferences/s)", _host_throughput(iterations),
+        rows.append(("throughput, host clock (inferences/s)", summary["host_throughput_per_s"],
                      "includes enqueue and synchronisation on the host"))
     table = pd.DataFrame(rows, columns=["statistic", f"value ({name})", "note"])
     notes = [f"{count} timed iterations ({_clock_phrase(iterations)}). Percentiles: "
@@ -256,12 +259,6 @@ def _latency_section(iterations: pd.DataFrame, unit: tuple[str, float]) -> Secti
                      f"{CV_WARNING:.1%} (trtexec's threshold). The machine may be busy; rerun "
                      "with more --iterations or on an idle machine.")
     return Section("latency", f"Latency (timed pass, {count} samples)", table, notes)
-
-
-def _host_throughput(iterations: pd.DataFrame) -> float:
-    """Iterations per second of host-clock time spent in them (end - start of each)."""
-    host_ns = float((iterations["end_ns"] - iterations["start_ns"]).sum())
-    return len(iterations) * 1e9 / host_ns if host_ns > 0 else float("nan")
 
 
 def _cuda_events(iterations: pd.DataFrame) -> bool:
@@ -355,8 +352,9 @@ def _trt_layer_notes(profile: Profile) -> list[str]:
 
     notes = ["Layer names are the engine's layers as TensorRT's IProfiler reports them (TensorRT "
              "fuses ONNX nodes; a fused layer is named after them, e.g. 'A + B')."]
-    overhead = profiler_overhead(profile)
-    if overhead and profile.kernels.empty:  # with nsys kernels the reconciliation section says it
+    # with nsys kernels the reconciliation section states the overhead
+    overhead = profiler_overhead(profile) if profile.num_rows("kernels") == 0 else {}
+    if overhead:
         ratio = overhead["ratio"]
         why = ("the excess is the profiler's per-layer overhead" if ratio > 1 else
                "the rest is time TensorRT attributes to no layer")
@@ -389,47 +387,48 @@ def _memory_label(source: str, device: int) -> str:
     return label if device < 0 else f"{label}, GPU {device}"
 
 
-def _memory_section(events: pd.DataFrame, extra: dict, origin_ns: int | None = None) -> Section:
+def _memory_section(events: pd.DataFrame, extra: dict, origin_ns: int) -> Section:
     """Memory per phase; times in ms from ``origin_ns``, the run's time zero
-    (``first_event_ns``), so they match memory.png, the trace and the nsys report. Without it
-    the first memory event is time zero."""
+    (``Run.time_zero``), so they match memory.png, the trace and the nsys report."""
     from ..analyze.memory import memory_summary
     from ..analyze.memory_phases import memory_by_phase
 
-    phases = memory_by_phase(events)
-    if phases.empty:
+    summary = memory_summary(events)
+    if summary.empty:
         return Section("memory", "Memory by phase", None, ["No memory samples were taken."])
-    origin = first_event_ns({"memory_events": events}) if origin_ns is None else origin_ns
-    labels = [_memory_label(s, d) for s, d in zip(phases["source"], phases["device_id"])]
-    table = pd.DataFrame({
-        "memory": labels, "phase": phases["phase"],
-        "start (ms)": (phases["start_ns"] - origin) / 1e6,
-        "duration (ms)": (phases["end_ns"] - phases["start_ns"]) / 1e6,
-        "at start (MiB)": phases["start_bytes"] / MIB, "peak (MiB)": phases["peak_bytes"] / MIB,
-        "change (MiB)": phases["change_bytes"] / MIB})
-    notes = []
-    peak_ms = _peak_ms(memory_summary(events), origin)
-    for label, rows in table.groupby("memory", sort=False):
-        peak = rows.loc[rows["peak (MiB)"].idxmax()]
-        notes.append(f"Peak {label}: {peak['peak (MiB)']:,.1f} MiB, first reached in phase "
-                     f"'{peak['phase']}' at {peak_ms[label]:,.3f} ms (since the run's first "
-                     "event, as in memory.png).")
-    if (phases["source"] == "process_rss").any():
+    phases = memory_by_phase(events)
+    table = None
+    if not phases.empty:
+        table = pd.DataFrame({
+            "memory": [_memory_label(s, d) for s, d in zip(phases["source"], phases["device_id"])],
+            "phase": phases["phase"],
+            "start (ms)": (phases["start_ns"] - origin_ns) / 1e6,
+            "duration (ms)": (phases["end_ns"] - phases["start_ns"]) / 1e6,
+            "at start (MiB)": phases["start_bytes"] / MIB, "peak (MiB)": phases["peak_bytes"] / MIB,
+            "change (MiB)": phases["change_bytes"] / MIB})
+    notes = [_peak_note(row, origin_ns) for row in summary.itertuples(index=False)]
+    sources = set(summary["source"])
+    if "process_rss" in sources:
         notes.append(f"RSS is sampled by a background thread every {_num(extra.get('rss_interval_ms'))} "
                      f"ms ({_num(extra.get('rss_timed_interval_ms'))} ms during the timed pass, to "
                      "stay off the measurement): shorter peaks can be missed.")
-    if (phases["source"] == "trt_allocator").any():
+    if "trt_allocator" in sources:
         notes.append("The TensorRT allocator sees every allocation TensorRT makes through it; "
                      "memory given via context.device_memory and CUDA/cuBLAS/cuDNN internals "
                      "bypass it (compare with nsys CUDA memory where captured).")
     return Section("memory", "Memory by phase", table, notes)
 
 
-def _peak_ms(summary: pd.DataFrame, origin_ns: int) -> dict[str, float]:
-    """When each source/device first reached its peak, in ms from the run's time zero."""
-    labels = (_memory_label(s, d) for s, d in zip(summary["source"], summary["device_id"]))
-    times = (summary["peak_time_ns"] - origin_ns) / 1e6
-    return dict(zip(labels, times))
+def _peak_note(row, origin_ns: int) -> str:
+    """When and in which phase a source/device first reached its peak (ms from time zero)."""
+    label = _memory_label(row.source, row.device_id)
+    when = f"at {(row.peak_time_ns - origin_ns) / 1e6:,.3f} ms"
+    if pd.isna(row.peak_phase):  # e.g. nsys CUDA memory: it records no run phases
+        where = f"first reached {when} (its events carry no phase)"
+    else:
+        where = f"first reached in phase '{row.peak_phase}' {when}"
+    return (f"Peak {label}: {row.peak_bytes / MIB:,.1f} MiB, {where} (since the run's first "
+            "event, as in memory.png).")
 
 
 def _num(value) -> str:
@@ -446,32 +445,37 @@ def write_engine_outputs(profile: Profile, directory: str | Path, top: int = TOP
     Files of ours that this run did not write (e.g. a previous run's layers.csv) are removed, so
     the folder always describes one run.
     """
+    run = Run.of(profile)  # the TensorRT projection and time zero, each computed once
     out = EngineOutputs(Path(directory))
     out.directory.mkdir(parents=True, exist_ok=True)
-    _optional(out, "memory.png", lambda path: _plot_memory(profile, path))
-    _optional(out, "trace.json", lambda path: _write_trace(profile, path))
-    if profile.meta.extra.get("raw_profile_file") == "onnxruntime_profile.json":
+    _optional(out, "memory.png", lambda path: _plot_memory(run, path))
+    _optional(out, "trace.json", lambda path: _write_trace(run, path))
+    if run.meta.extra.get("raw_profile_file") == "onnxruntime_profile.json":
         out.written.append("onnxruntime_profile.json")
-    profile.save(out.directory / "run.gpuprof")
+    run.save(out.directory / "run.gpuprof")  # with the projection, as a re-analysis reads it
     out.written.append("run.gpuprof")
-    tables = ["layers.csv"] if not profile.layer_timings.empty else []
+    tables = ["layers.csv"] if not run.layer_timings.empty else []
     names = ["report.md", "report.json", *tables, "iterations.csv", *out.written]
     listed = {n: FILES[n] for n in names}
     if "memory.png" in listed:
-        listed["memory.png"] = _memory_png_content(profile.memory_events)
-    listed.update(_runner_files(profile, out.directory))
-    report = build_engine_report(profile, top, backend_note, listed)
+        sources = _memory_sources(run.memory_events)
+        listed["memory.png"] = ("memory over time: " + sources if sources != _RSS_ONLY
+                                else FILES["memory.png"])
+    listed.update(_runner_files(run, out.directory))
+    report = build_engine_report(run, top, backend_note, listed)
     _write_reports(report, out)
     for stale in set(FILES) - set(out.written):
         (out.directory / stale).unlink(missing_ok=True)
     return report, out
 
 
-def _memory_png_content(events: pd.DataFrame) -> str:
-    sources = list(dict.fromkeys(events["source"].astype(str)))
-    if sources in ([], ["process_rss"]):
-        return FILES["memory.png"]
-    return "memory over time: " + ", ".join(MEMORY_SOURCES.get(s, s) for s in sources)
+_RSS_ONLY = MEMORY_SOURCES["process_rss"]
+
+
+def _memory_sources(events: pd.DataFrame) -> str:
+    """The memory sources of a run in words, in the order they first appear (RSS without any)."""
+    sources = list(dict.fromkeys(events["source"].astype(str))) or ["process_rss"]
+    return ", ".join(MEMORY_SOURCES.get(s, s) for s in sources)
 
 
 def _runner_files(profile: Profile, directory: Path) -> dict[str, str]:
@@ -510,19 +514,20 @@ def _optional(out: EngineOutputs, name: str, write) -> None:
         out.skipped[name] = exc.message
 
 
-def _plot_memory(profile: Profile, path: Path) -> None:
+def _plot_memory(run: Run, path: Path) -> None:
+    """memory.png: each source's use over time, with the phase table's phases as bands."""
     from ..analyze.memory import memory_timeline
+    from ..analyze.memory_phases import memory_by_phase
     from .plots import plot_memory
 
-    sources = list(dict.fromkeys(profile.memory_events["source"].astype(str)))
-    what = ("Process memory (RSS)" if sources in ([], ["process_rss"])
-            else "Memory (" + ", ".join(MEMORY_SOURCES.get(s, s) for s in sources) + ")")
-    plot_memory(memory_timeline(profile.memory_events), path,
-                title=f"{what}: {profile.meta.extra.get('model', '')}",
-                origin_ns=first_event_ns(profile.tables))
+    sources = _memory_sources(run.memory_events)
+    what = "Process memory (RSS)" if sources == _RSS_ONLY else f"Memory ({sources})"
+    plot_memory(memory_timeline(run.memory_events), path, origin_ns=run.time_zero,
+                title=f"{what}: {run.meta.extra.get('model', '')}",
+                phases=memory_by_phase(run.memory_events))
 
 
-def _write_trace(profile: Profile, path: Path) -> None:
+def _write_trace(run: Run, path: Path) -> None:
     from .chrome_trace import write_chrome_trace
 
-    write_chrome_trace(profile, path)
+    write_chrome_trace(run, path, origin_ns=run.time_zero)

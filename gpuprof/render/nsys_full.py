@@ -7,6 +7,7 @@ import datetime as dt
 
 import pandas as pd
 
+from ..units import MICROSECONDS
 from .layer_section import layer_section
 from .report import Report, Section
 
@@ -55,7 +56,7 @@ def range_section(run, rows: int = 20) -> Section:
     shown = pd.DataFrame({
         "domain": table["domain"].astype(str), "range": table["name"].astype(str),
         "calls": table["calls"].astype("int64"), "GPU ms": table["total_ns"] / 1e6,
-        "mean µs/call": table["mean_ns"] / 1e3, "% GPU": table["share"] * 100,
+        f"mean {MICROSECONDS}/call": table["mean_ns"] / 1e3, "% GPU": table["share"] * 100,
         "kernels/call": table["kernels_per_call"],
     })
     notes = [f"NVTX coverage: {run.nvtx_coverage():.2%} of kernel time falls inside a push/pop range "
@@ -68,4 +69,4 @@ def _other_sections(run) -> list[Section]:
         from .nsys_report import build_sections
     except ImportError:
         return []
-    return list(build_sections(run))
+    return list(build_sections(run, origin_ns=run.time_zero))

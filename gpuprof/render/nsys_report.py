@@ -26,8 +26,9 @@ from .report import Section
 
 DEFAULT_MAX_ROWS = 20
 MS, US = 1e-6, 1e-3          # ns -> ms, ns -> µs
+US_UNIT = f"({units.MICROSECONDS})"  # as every report spells it
 MB, GB = 1e-6, 1e-9          # bytes -> MB, bytes -> GB (decimal)
-MIB = 1.0 / units.MIB        # bytes -> MiB
+TO_MIB = 1.0 / units.MIB     # bytes -> MiB
 PERCENT = 100.0
 GAPS_PER_GPU = 5
 MEMORY_CAPTURE_HINT = "nsys profile --cuda-memory-usage=true ..."
@@ -40,15 +41,17 @@ Columns = list[tuple[str, str, float | str | None]]
 KERNEL_COLUMNS: Columns = [
     ("kernel", "Kernel", None), ("variants", "Variants", None), ("count", "Calls", None),
     ("total_ns", "Total (ms)", MS),
-    ("share", "Share (%)", PERCENT), ("mean_ns", "Mean (µs)", US),
-    ("p50_ns", "Median (µs)", US), ("p90_ns", "p90 (µs)", US), ("p99_ns", "p99 (µs)", US),
-    ("min_ns", "Min (µs)", US), ("max_ns", "Max (µs)", US),
+    ("share", "Share (%)", PERCENT), ("mean_ns", f"Mean {US_UNIT}", US),
+    ("p50_ns", f"Median {US_UNIT}", US), ("p90_ns", f"p90 {US_UNIT}", US),
+    ("p99_ns", f"p99 {US_UNIT}", US),
+    ("min_ns", f"Min {US_UNIT}", US), ("max_ns", f"Max {US_UNIT}", US),
 ]
 NVTX_COLUMNS: Columns = [
     ("domain", "Domain", None), ("text", "Range", None), ("range_kind", "Kind", None),
-    ("count", "Count", None), ("total_ns", "Total (ms)", MS), ("mean_ns", "Mean (µs)", US),
-    ("p50_ns", "Median (µs)", US), ("p90_ns", "p90 (µs)", US), ("p99_ns", "p99 (µs)", US),
-    ("min_ns", "Min (µs)", US), ("max_ns", "Max (µs)", US),
+    ("count", "Count", None), ("total_ns", "Total (ms)", MS), ("mean_ns", f"Mean {US_UNIT}", US),
+    ("p50_ns", f"Median {US_UNIT}", US), ("p90_ns", f"p90 {US_UNIT}", US),
+    ("p99_ns", f"p99 {US_UNIT}", US),
+    ("min_ns", f"Min {US_UNIT}", US), ("max_ns", f"Max {US_UNIT}", US),
 ]
 COPY_COLUMNS: Columns = [
     ("kind", "Kind", None), ("direction", "Direction", None), ("count", "Count", None),
@@ -69,23 +72,27 @@ GAP_COLUMNS: Columns = [
     ("gap_ns", "Length (ms)", MS),
 ]
 MEMORY_COLUMNS: Columns = [
-    ("source", "Source", None), ("device_id", "GPU", IDENTIFIER), ("peak_bytes", "Peak (MiB)", MIB),
+    ("source", "Source", None), ("device_id", "GPU", IDENTIFIER), ("peak_bytes", "Peak (MiB)", TO_MIB),
     ("peak_ms", "Peak at (ms)", None), ("peak_phase", "Phase at peak", None),
-    ("final_bytes", "Final (MiB)", MIB), ("allocations", "Allocations", None),
+    ("final_bytes", "Final (MiB)", TO_MIB), ("allocations", "Allocations", None),
     ("frees", "Frees", None),
 ]
 
 
-def build_sections(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> list[Section]:
+def build_sections(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
+                   origin_ns: int | None = None) -> list[Section]:
     """Every nsys section except layers, in reading order; sections without data are skipped,
-    except memory, which says how to capture it when it is missing."""
+    except memory, which says how to capture it when it is missing. Times of day are ms from
+    ``origin_ns``, the run's time zero (``Run.time_zero``; None: found here)."""
     # the GPU, gap and stream sections read the same intervals, and the first two the same
     # per-GPU timeline: built once here instead of once per section
     activity = GpuActivity.of(profile.kernels, profile.copies)
+    origin = first_event_ns(profile.tables) if origin_ns is None else origin_ns
     builders: list[Callable[[Profile, int | None], Section | None]] = [
         kernel_section, partial(gpu_section, activity=activity),
-        partial(gap_section, activity=activity), partial(stream_section, activity=activity),
-        copy_section, nvtx_section, memory_section]
+        partial(gap_section, activity=activity, origin_ns=origin),
+        partial(stream_section, activity=activity), copy_section, nvtx_section,
+        partial(memory_section, origin_ns=origin)]
     sections = (build(profile, max_rows) for build in builders)
     return [s for s in sections if s is not None]
 
@@ -143,11 +150,12 @@ def gpu_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
 
 
 def gap_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
-                top: int = GAPS_PER_GPU, activity: GpuActivity | None = None) -> Section | None:
+                top: int = GAPS_PER_GPU, activity: GpuActivity | None = None,
+                origin_ns: int | None = None) -> Section | None:
     gaps = _activity(profile, activity).largest_gaps(top)
     if gaps.empty:
         return None
-    gaps["start_ms"] = (gaps["gap_start_ns"] - first_event_ns(profile.tables)) * MS
+    gaps["start_ms"] = (gaps["gap_start_ns"] - _origin(profile, origin_ns)) * MS
     notes = [f"The {top} longest stretches per GPU with no kernel or copy running, with when "
              "they began (ms since the first event of the profile): look at the host threads "
              "then (e.g. in the Chrome trace) for the stall."]
@@ -165,19 +173,25 @@ def stream_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
                    max_rows)
 
 
+def _origin(profile: Profile, origin_ns: int | None) -> int:
+    """The caller's time zero, else the run's first event (a section built on its own)."""
+    return first_event_ns(profile.tables) if origin_ns is None else origin_ns
+
+
 def _activity(profile: Profile, activity: GpuActivity | None) -> GpuActivity:
     """The caller's shared ``GpuActivity``, else one for this section alone."""
     return GpuActivity.of(profile.kernels, profile.copies) if activity is None else activity
 
 
-def memory_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section:
+def memory_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
+                   origin_ns: int | None = None) -> Section:
     events = profile.memory_events
     if events.empty:
         notes = ["GPU memory over time was not captured: this profile holds no memory "
                  f"allocation or free events. Capture them with: {MEMORY_CAPTURE_HINT}"]
         return Section("memory", "GPU memory", None, notes, max_rows)
     summary = memory_summary(events)
-    summary["peak_ms"] = (summary["peak_time_ns"] - first_event_ns(profile.tables)) * MS
+    summary["peak_ms"] = (summary["peak_time_ns"] - _origin(profile, origin_ns)) * MS
     notes = ["Memory in use is the running sum of allocations minus frees per source and GPU; "
              "'Peak at' is ms since the first event of the profile. A final value above zero "
              "is memory still held when the capture stopped."]

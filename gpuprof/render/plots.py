@@ -20,14 +20,14 @@ from ..units import MIB
 MAX_LABEL_CHARS = 60
 
 
-def plot_memory(timeline: pd.DataFrame, path: str | Path, title: str = "GPU memory in use",
-                origin_ns: int | None = None) -> Path:
+def plot_memory(timeline: pd.DataFrame, path: str | Path, *, origin_ns: int,
+                title: str = "GPU memory in use", phases: pd.DataFrame | None = None) -> Path:
     """Memory in use over time (ms from ``origin_ns``, MiB), one step line per
     (device, source), each line's peak annotated. ``timeline`` is ``memory_timeline``'s output.
 
-    Pass the run's time zero (``analyze.common.first_event_ns(run.tables)``) as ``origin_ns``,
-    so a peak sits at the same ms as in the reports and the Chrome trace; without it the
-    first memory event is time zero.
+    ``origin_ns`` is the run's time zero (``Run.time_zero``), so a peak sits at the same ms as
+    in the reports and the Chrome trace. ``phases`` (``memory_by_phase``'s table, the one the
+    engine report shows) shades the run's phases behind the lines.
     """
     if timeline.empty:
         raise NoDataError("no memory events to plot",
@@ -44,9 +44,10 @@ def plot_memory(timeline: pd.DataFrame, path: str | Path, title: str = "GPU memo
                     textcoords="offset points", xytext=(-4 if right else 4, 6), fontsize=8,
                     ha="right" if right else "left")
     top = max(line.peak_mib for line in lines) * HEADROOM or 1.0
-    _shade_phases(ax, phase_spans(timeline, origin_ns), top)
-    zero = "the run's first event" if origin_ns is not None else "the first memory event"
-    ax.set(xlabel=f"time since {zero} (ms)", ylabel="memory in use (MiB)", title=_text(title))
+    if phases is not None:
+        _shade_phases(ax, phase_spans(phases, origin_ns), top)
+    ax.set(xlabel="time since the run's first event (ms)", ylabel="memory in use (MiB)",
+           title=_text(title))
     ax.set_ylim(bottom=0, top=top)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
@@ -56,20 +57,19 @@ def plot_memory(timeline: pd.DataFrame, path: str | Path, title: str = "GPU memo
 HEADROOM = 1.2  # room above the highest peak for its note and the phase names
 
 
-def phase_spans(timeline: pd.DataFrame, origin_ns: int | None = None) -> list[tuple[str, float, float]]:
-    """(phase, start ms, end ms) for each run of consecutive events in one phase, from the
-    events that carry a phase; a span ends where the next one starts (the last at its last
-    event). Empty when no event carries a phase."""
-    rows = timeline[timeline["phase"].notna()] if "phase" in timeline else timeline.iloc[0:0]
-    if rows.empty:
+def phase_spans(phases: pd.DataFrame, origin_ns: int) -> list[tuple[str, float, float]]:
+    """(phase, start ms, end ms) bands from ``memory_by_phase``'s table: its rows in time order,
+    consecutive rows of one phase (other sources or devices in the same phase) as one band. A
+    band ends where the next one starts, the last at its last event. Empty without phases."""
+    if phases.empty:
         return []
-    origin = int(timeline["time_ns"].min()) if origin_ns is None else int(origin_ns)
-    rows = rows.sort_values("time_ns", kind="stable")
+    rows = phases.sort_values("start_ns", kind="stable")
     names = rows["phase"].astype(str).to_numpy()
-    x_ms = (rows["time_ns"].to_numpy(dtype=np.int64) - origin) / 1e6
-    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
-    ends = np.r_[x_ms[starts[1:]], x_ms[-1]]
-    return [(names[i], float(x_ms[i]), float(end)) for i, end in zip(starts, ends)]
+    starts = (rows["start_ns"].to_numpy(dtype=np.int64) - origin_ns) / 1e6
+    ends = (rows["end_ns"].to_numpy(dtype=np.int64) - origin_ns) / 1e6
+    first = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
+    band_ends = np.r_[starts[first[1:]], ends.max()]
+    return [(names[i], float(starts[i]), float(end)) for i, end in zip(first, band_ends)]
 
 
 MIN_LABELLED_SPAN = 0.06  # of the time axis: narrower phases are shaded but not named
@@ -100,14 +100,13 @@ class MemoryLine:
     peak_mib: float
 
 
-def memory_lines(timeline: pd.DataFrame, origin_ns: int | None = None) -> list[MemoryLine]:
+def memory_lines(timeline: pd.DataFrame, origin_ns: int) -> list[MemoryLine]:
     """The lines ``plot_memory`` draws, one per (device, source): kept apart from the drawing
     so the plotted peak positions can be checked against the reports."""
-    origin = int(timeline["time_ns"].min()) if origin_ns is None else int(origin_ns)
     lines = []
     groups = timeline.groupby(["device_id", "source"], observed=True, sort=True)
     for (device, source), rows in groups:
-        x_ms = (rows["time_ns"].to_numpy(dtype=np.int64) - origin) / 1e6
+        x_ms = (rows["time_ns"].to_numpy(dtype=np.int64) - origin_ns) / 1e6
         y_mib = rows["used_bytes"].to_numpy() / MIB
         where = f"GPU {device}" if device >= 0 else "host"  # device -1: process memory (RSS)
         peak = int(y_mib.argmax())  # argmax: the first time the peak is reached, as the reports

@@ -13,9 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import BadInputError
-
-FORMATS = ("terminal", "md", "csv", "json")
-EXTENSIONS = {".md": "md", ".markdown": "md", ".csv": "csv", ".json": "json", ".txt": "terminal"}
+from .formats import EXTENSIONS, FORMATS
 
 
 @dataclass
