@@ -34,9 +34,21 @@ def load(path: str | Path, details: bool = False) -> Run:
 ATTRIBUTION_VERSION = 2  # 2: with kernel durations
 
 
+# Bump when gpu_time_by_range's table for the same attribution changes.
+RANGE_TABLE_VERSION = 1
+
+
 def _attribution_name(domain: str | None) -> str:
+    return _domain_member("attribution", domain)
+
+
+def _range_table_name(domain: str | None) -> str:
+    return _domain_member("ranges", domain)
+
+
+def _domain_member(kind: str, domain: str | None) -> str:
     # the domain goes into a zip member name as hex: any user string is safe there
-    return "attribution_all" if domain is None else f"attribution_{domain.encode().hex()}"
+    return f"{kind}_all" if domain is None else f"{kind}_{domain.encode().hex()}"
 
 
 def _narrow(values: np.ndarray) -> np.ndarray:
@@ -78,19 +90,35 @@ class Run(Profile):
     def _attributed_by_domain(self) -> dict:
         return self.__dict__.setdefault("_attributed_cache", {})
 
+    def range_table(self, domain: str | None = None) -> pd.DataFrame:
+        """GPU time per NVTX range name (``analyze.layers.gpu_time_by_range``), computed once
+        per run and domain; a saved run may hold it already (see ``save``)."""
+        cache = self.__dict__.setdefault("_range_table_cache", {})
+        if domain not in cache:
+            from .analyze.layers import gpu_time_by_range, range_table_from_storage
+
+            saved = self.derived(_range_table_name(domain), RANGE_TABLE_VERSION)
+            cache[domain] = gpu_time_by_range(self, domain, self.attributed(domain)) \
+                if saved is None else range_table_from_storage(saved)
+        return cache[domain]
+
     def save(self, path: str | Path, derived=None) -> Path:
-        """Save the run with the NVTX attribution computed so far (and the TensorRT layers'
-        one), so that a re-analysis of the saved run does not repeat the projection."""
-        from .analyze.layers import TENSORRT_DOMAIN
+        """Save the run with the NVTX attribution and the per-range GPU time computed so far
+        (always the TensorRT layers' ones), so that re-analysing the saved run repeats neither
+        the projection nor the aggregation of millions of kernels."""
+        from .analyze.layers import TENSORRT_DOMAIN, range_table_for_storage
 
         if self.is_tensorrt():
-            self.attributed(TENSORRT_DOMAIN)
+            self.range_table(TENSORRT_DOMAIN)
         derived = dict(derived or {})
         for domain, frame in self._attributed_by_domain.items():
             derived[_attribution_name(domain)] = (ATTRIBUTION_VERSION, pd.DataFrame({
                 "range_row": _narrow(frame["range_row"].to_numpy()),
                 # durations too: a re-analysis then decodes no kernel start/end times
                 "duration_ns": _narrow(frame["duration_ns"].to_numpy())}))
+        for domain, table in self.__dict__.get("_range_table_cache", {}).items():
+            derived[_range_table_name(domain)] = (RANGE_TABLE_VERSION,
+                                                  range_table_for_storage(table))
         return super().save(path, derived)
 
     def is_tensorrt(self) -> bool:
@@ -102,15 +130,13 @@ class Run(Profile):
     def _layers(self) -> pd.DataFrame:
         from .analyze.layers import TENSORRT_DOMAIN, layer_table
 
-        return layer_table(self, self.attributed(TENSORRT_DOMAIN))
+        return layer_table(self, ranges=self.range_table(TENSORRT_DOMAIN))
 
     def layers(self) -> pd.DataFrame:
         return self._layers.copy()
 
     def gpu_time_by_range(self, domain: str | None = None) -> pd.DataFrame:
-        from .analyze.layers import gpu_time_by_range
-
-        return gpu_time_by_range(self, domain, self.attributed(domain))
+        return self.range_table(domain).copy()
 
     def nvtx_coverage(self, domain: str | None = None) -> float:
         from .analyze.layers import coverage

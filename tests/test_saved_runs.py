@@ -1,5 +1,6 @@
 """Saved runs (.gpuprof) load lazily and keep the NVTX attribution, so re-analysing one
-decodes only what the analysis touches and skips the projection; the results are the same."""
+decodes only what the analysis touches and skips the projection (and, for the tables saved
+with it, the aggregation); the results are the same."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 import gpuprof
 from gpuprof.analyze import layers as layers_module
-from gpuprof.api import ATTRIBUTION_VERSION
+from gpuprof.api import ATTRIBUTION_VERSION, RANGE_TABLE_VERSION, _range_table_name
 from gpuprof.errors import BadInputError
 from gpuprof.model import Profile
 from gpuprof.model.saved import LazyTables
@@ -20,12 +21,14 @@ from gpuprof.model.saved import LazyTables
 from .conftest import fixture_path
 
 RESNET = "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite"
+NO_NVTX = "annikola__cuda_bitonic_sort__report1.sqlite"
 
 
 @pytest.fixture(scope="module")
 def resnet_saved(tmp_path_factory):
     run = gpuprof.load(fixture_path("nsys", RESNET))
     expected = run.layers()
+    run.gpu_time_by_range()  # every domain's table too: saved with the run
     path = run.save(tmp_path_factory.mktemp("saved") / "resnet.gpuprof")
     return path, expected, run
 
@@ -43,11 +46,55 @@ def test_saved_run_keeps_the_attribution_and_skips_the_projection(resnet_saved, 
     pd.testing.assert_frame_equal(again.layers(), expected)
 
 
-def test_layer_report_decodes_only_the_columns_it_needs(resnet_saved):
+def test_layer_report_from_a_saved_run_decodes_no_table(resnet_saved, monkeypatch):
+    """The saved per-range table is the layer report's only input: nothing is re-aggregated."""
+    path, expected, _ = resnet_saved
+    def refuse(*args, **kwargs):
+        raise AssertionError("the saved range table should have been used")
+    monkeypatch.setattr(layers_module, "gpu_time_by_range", refuse)
+    run = gpuprof.load(path)
+    pd.testing.assert_frame_equal(run.layers(), expected)
+    assert run.tables._loaded == {} and run.tables._partial == {}
+
+
+def test_saved_range_tables_equal_the_computed_ones(resnet_saved):
+    path, _, run = resnet_saved
+    again = gpuprof.load(path)
+    for domain in (None, "TensorRT"):
+        assert again.derived(_range_table_name(domain), RANGE_TABLE_VERSION) is not None
+        pd.testing.assert_frame_equal(again.gpu_time_by_range(domain), run.gpu_time_by_range(domain))
+
+
+def test_empty_range_table_survives_saving(tmp_path):
+    run = gpuprof.load(fixture_path("nsys", NO_NVTX))
+    computed = run.gpu_time_by_range()
+    assert computed.empty
+    again = gpuprof.load(run.save(tmp_path / "plain.gpuprof"))
+    assert again.derived(_range_table_name(None), RANGE_TABLE_VERSION) is not None
+    pd.testing.assert_frame_equal(again.gpu_time_by_range(), computed, check_index_type=False)
+
+
+def test_derived_tables_are_ignored_once_a_source_table_changes(resnet_saved):
+    """A table replaced after loading (here one kernel fewer) makes the saved attribution and
+    range tables not this run's: they are recomputed, never misapplied."""
     path, _, _ = resnet_saved
     run = gpuprof.load(path)
+    run.tables["kernels"] = run.kernels.iloc[:-1]
+    assert run.derived(_range_table_name("TensorRT"), RANGE_TABLE_VERSION) is None
+    assert run.derived("attribution_" + b"TensorRT".hex(), ATTRIBUTION_VERSION) is None
+    fresh = gpuprof.load(fixture_path("nsys", RESNET))
+    fresh.tables["kernels"] = fresh.kernels.iloc[:-1]
+    pd.testing.assert_frame_equal(run.layers(), fresh.layers())
+
+
+def test_layer_report_without_the_saved_table_decodes_only_the_columns_it_needs(resnet_saved, tmp_path):
+    path, expected, _ = resnet_saved
+    stale = tmp_path / "stale_ranges.gpuprof"
+    _rewrite_header(path, stale, lambda h: h["derived"].update(
+        {k: RANGE_TABLE_VERSION + 1 for k in h["derived"] if k.startswith("ranges_")}))
+    run = gpuprof.load(stale)
     assert isinstance(run.tables, LazyTables)
-    run.layers()
+    pd.testing.assert_frame_equal(run.layers(), expected)
     assert run.tables._loaded == {}  # no whole table was decoded
     assert set(run.tables._partial) == {"kernels", "nvtx_ranges"}
     assert "api_calls" not in run.tables._partial  # only the projection needs launches

@@ -308,16 +308,40 @@ def _with_kernels(table: pd.DataFrame, attributed: pd.DataFrame, instances: pd.D
     return table
 
 
-def layer_table(profile: Profile, attributed: pd.DataFrame | None = None) -> pd.DataFrame:
+def range_table_for_storage(table: pd.DataFrame) -> pd.DataFrame:
+    """``gpu_time_by_range``'s table in a form Parquet stores exactly (names as strings)."""
+    stored = table.copy()
+    for column in ("domain", "name"):
+        stored[column] = stored[column].astype(str)
+    stored["top_kernels"] = [[str(k) for k in kernels] for kernels in stored["top_kernels"]]
+    return stored
+
+
+def range_table_from_storage(stored: pd.DataFrame) -> pd.DataFrame:
+    """The table ``range_table_for_storage`` stored, as ``gpu_time_by_range`` returns it."""
+    if stored.empty:
+        return pd.DataFrame(columns=RANGE_TABLE_COLUMNS)
+    table = stored[RANGE_TABLE_COLUMNS].copy()
+    for column in ("domain", "name"):
+        table[column] = table[column].astype(object)
+    table["top_kernels"] = [list(kernels) for kernels in table["top_kernels"]]  # Parquet: arrays
+    return table
+
+
+def layer_table(profile: Profile, attributed: pd.DataFrame | None = None,
+                ranges: pd.DataFrame | None = None) -> pd.DataFrame:
     """The TensorRT layer bottleneck table: one row per layer, heaviest first.
 
     Engine wrapper ranges (ExecutionContext::...) are folded into one UNATTRIBUTED row holding
     the kernel time inside an inference but outside every layer. ``attributed`` is
-    ``kernel_ranges(profile, TENSORRT_DOMAIN)`` when the caller already has it.
+    ``kernel_ranges(profile, TENSORRT_DOMAIN)``, and ``ranges`` the ``gpu_time_by_range`` table
+    made from it, when the caller already has them.
     """
-    if attributed is None:
-        attributed = kernel_ranges(profile, TENSORRT_DOMAIN)
-    table = gpu_time_by_range(profile, TENSORRT_DOMAIN, attributed)
+    if ranges is None:
+        if attributed is None:
+            attributed = kernel_ranges(profile, TENSORRT_DOMAIN)
+        ranges = gpu_time_by_range(profile, TENSORRT_DOMAIN, attributed)
+    table = ranges
     wrapper = table["name"].str.match(ENGINE_WRAPPER)
     layers = table[~wrapper].drop(columns=["domain"]).reset_index(drop=True)
     outside = table[wrapper]

@@ -68,7 +68,8 @@ class Profile:
             path = path.with_name(path.name + SUFFIX)
         derived = derived or {}
         header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "meta": self.meta.to_dict(),
-                  "derived": {name: version for name, (version, _) in derived.items()}}
+                  "derived": {name: version for name, (version, _) in derived.items()},
+                  "derived_basis": self._derived_basis()}
         with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
             zf.writestr("meta.json", json.dumps(header, indent=1, default=str))
             for name, frame in self.tables.items():
@@ -79,12 +80,19 @@ class Profile:
         return path
 
     def derived(self, name: str, version: int) -> pd.DataFrame | None:
-        """A derived table saved with the run by analysis ``version``; None if absent or stale."""
+        """A derived table saved with the run by analysis ``version``; None if absent, stale,
+        or made from tables of other sizes than the run's (a table replaced since loading)."""
         tables = self.tables
         if not isinstance(tables, LazyTables) or tables.derived_versions.get(name) != version \
                 or not tables.source.has(f"{DERIVED}{name}.parquet"):
             return None
+        if tables.derived_basis is not None and tables.derived_basis != self._derived_basis():
+            return None
         return tables.source.read(f"{DERIVED}{name}.parquet")
+
+    def _derived_basis(self) -> dict[str, int]:
+        """Row counts of the tables derived tables are made from, checked again on reading."""
+        return {name: self.num_rows(name) for name in DERIVED_FROM}
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:
@@ -100,10 +108,12 @@ class Profile:
         source.check()
         tables = LazyTables(source)
         tables.derived_versions = dict(header.get("derived") or {})
+        tables.derived_basis = header.get("derived_basis")  # None in runs saved before it existed
         return cls(tables=tables, meta=RunMeta.from_dict(header["meta"]))
 
 
 DERIVED = "derived/"
+DERIVED_FROM = ("kernels", "nvtx_ranges", "api_calls")
 
 
 def _parquet_bytes(frame: pd.DataFrame) -> bytes:

@@ -105,6 +105,7 @@ class LazyTables(MutableMapping):
     def __init__(self, source: SavedRunFile):
         self.source = source
         self.derived_versions: dict[str, int] = {}  # derived table name -> analysis version
+        self.derived_basis: dict[str, int] | None = None  # row counts they were made from
         self._loaded: dict[str, pd.DataFrame] = {}
         self._partial: dict[str, dict[str, pd.Series]] = {}
 
