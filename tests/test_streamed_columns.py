@@ -67,3 +67,22 @@ def test_streamed_read_of_a_real_export_equals_the_whole_read():
     for name in ("start", "end", "textId", "globalTid"):
         assert streamed.ints(name).tolist() == to_int64(whole.column(name), -1).tolist()
     assert streamed.pop("text").to_pylist() == whole.column("text").to_pylist()
+
+
+def test_row_bound_reads_two_index_entries_not_the_table():
+    """The capacity hint must cost two b-tree lookups: a plain "MIN(rowid), MAX(rowid)"
+    makes SQLite scan the whole table (about 1 s per 5M rows, serialising the reads)."""
+    import sqlite3
+
+    from gpuprof.ingest.nsys.export_file import row_span_sql
+
+    path = fixture_path("nsys", "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite")
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for table in ("CUPTI_ACTIVITY_KIND_KERNEL", "NVTX_EVENTS"):
+            plan = [row[3] for row in con.execute(f"EXPLAIN QUERY PLAN {row_span_sql(table)}")]
+            assert not any(step.startswith("SCAN " + table) for step in plan), plan
+            bounds = con.execute(row_span_sql(table)).fetchone()
+            assert bounds == con.execute(f"SELECT MIN(rowid), MAX(rowid) FROM {table}").fetchone()
+    finally:
+        con.close()

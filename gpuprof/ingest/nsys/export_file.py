@@ -121,7 +121,7 @@ class ExportFile:
         """An upper bound of the rows of ``table`` from its rowid span (two index lookups),
         capped: a damaged file may hold any rowid; 0 when unknown (columns then grow)."""
         try:
-            low, high = self.rows(f"SELECT MIN(rowid), MAX(rowid) FROM {table}")[0]
+            low, high = self.rows(row_span_sql(table))[0]
         except BadInputError:
             return 0
         if not isinstance(low, int) or not isinstance(high, int) or high < low:
@@ -216,6 +216,13 @@ class ExportFile:
             self._adbc.close()
             self._adbc = None
         self._db.close()
+
+
+def row_span_sql(table: str) -> str:
+    # One subquery per bound: SQLite answers a lone MIN(rowid) or MAX(rowid) from the b-tree's
+    # first or last entry, but "SELECT MIN(rowid), MAX(rowid)" scans the whole table (0.9 s
+    # at 5M rows, and under the lock that the side-by-side reads share).
+    return f"SELECT (SELECT MIN(rowid) FROM {table}), (SELECT MAX(rowid) FROM {table})"
 
 
 def open_duckdb(path: Path):
