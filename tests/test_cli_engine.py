@@ -298,8 +298,11 @@ def test_ctrl_c_writes_partial_reports_and_exits_non_zero(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "gpuprof", "engine", str(_real("ppocr_mobile_v2_cls.onnx")),
            "--shapes", "1x3x48x96", "-o", str(out), "--iterations", "100000000", "--warmup", "0"]
+    # SIGINT as a terminal gives it: a runner that starts the suite in the background (shell
+    # '&') leaves SIGINT ignored, which children inherit, and Ctrl-C would then never arrive.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(REPO)})
+                            cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(REPO)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the timed pass has started
