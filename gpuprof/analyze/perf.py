@@ -15,7 +15,9 @@ import pandas as pd
 
 from .stats import DEFAULT_PERCENTILES, describe, percentile_label
 
-RECORD_COLUMNS = ["seq", "sched_ns", "start_ns", "sent_ns", "recv_ns", "end_ns", "error"]
+RECORD_COLUMNS = ["seq", "sched_ns", "start_ns", "sent_ns", "recv_ns", "end_ns", "error",
+                  "client_port", "sent_bytes", "received_bytes"]
+INT_COLUMNS = [c for c in RECORD_COLUMNS if c != "error"]
 SERVER_STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
 STABILITY_WINDOWS = 3
 
@@ -23,7 +25,7 @@ STABILITY_WINDOWS = 3
 def records_frame(records: Sequence, prefix: str = "") -> pd.DataFrame:
     """One row per request, with derived durations (ns) and the request id sent to the server."""
     frame = pd.DataFrame.from_records(list(records), columns=RECORD_COLUMNS)
-    for col in RECORD_COLUMNS[:-1]:
+    for col in INT_COLUMNS:
         frame[col] = frame[col].astype("int64")
     frame["ok"] = frame["error"].isna()
     frame["latency_ns"] = frame["end_ns"] - frame["start_ns"]

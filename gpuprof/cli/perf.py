@@ -53,17 +53,30 @@ from ..errors import BadInputError, CaptureError
 @click.option("--windows-csv", type=click.Path(dir_okay=False), help="Per-window time series CSV.")
 @click.option("--trace-csv", type=click.Path(dir_okay=False),
               help="Joined per-request CSV (--trace).")
+@click.option("--net", is_flag=True,
+              help="Capture the TCP calls with eBPF (bpftrace, root) and join each request's "
+                   "network path: client send, wire, server, wire, client receive.")
+@click.option("--net-file", type=click.Path(dir_okay=False),
+              help="Keep the eBPF capture here (--net; default: a temporary file).")
+@click.option("--net-program", type=click.Choice(["auto", "tracepoint", "kprobe"]),
+              default="auto", show_default=True, help="Which bpftrace program (--net).")
+@click.option("--waterfall", type=click.Path(dir_okay=False),
+              help="PNG of the slowest requests' paths (--net).")
+@click.option("--chrome-trace", type=click.Path(dir_okay=False),
+              help="Chrome/Perfetto trace of every request's path (--net).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Also write the report (.md, .json, .txt).")
 @click.option("--no-live", is_flag=True, help="No live display on stderr.")
 def perf_command(**opts) -> None:
     """Load-test MODEL on a Triton server: throughput, latency percentiles, server breakdown."""
-    from ..capture.loadgen import run_sweep
-
     spec = _spec(opts)
-    with _live_display(not opts["no_live"]) as progress:
-        result = run_sweep(spec, progress=progress)
-    _write_outputs(result, opts)
+    with _net_file(opts) as net_file, _live_display(not opts["no_live"]) as progress:
+        from ..pipeline.perf_run import run_perf
+
+        run = run_perf(spec, progress=progress, net_file=net_file,
+                       net_program=opts["net_program"])
+        _write_outputs(run, opts)
+    result = run.sweep
     if result.partial:
         raise CaptureError(f"the run stopped early ({result.reason})",
                            "The results above are partial")
@@ -95,40 +108,77 @@ def _spec(opts: dict):
     ).validate()
 
 
+def _net_file(opts: dict):
+    """Where the eBPF capture goes: the user's file, or a temporary one removed afterwards."""
+    import contextlib
+    import tempfile
+
+    if not opts["net"]:
+        for flag in ("net_file", "waterfall", "chrome_trace"):
+            if opts[flag]:
+                raise BadInputError(f"--{flag.replace('_', '-')} needs --net",
+                                    "Add --net (eBPF capture, as root)")
+        return contextlib.nullcontext(None)
+    if opts["net_file"]:
+        return contextlib.nullcontext(Path(opts["net_file"]))
+
+    @contextlib.contextmanager
+    def temporary():
+        with tempfile.TemporaryDirectory(prefix="gpuprof-net-") as tmp:
+            yield Path(tmp) / "net.txt"
+    return temporary()
+
+
 def _live_display(enabled: bool):
     from .perf_live import LiveDisplay
 
     return LiveDisplay(enabled)
 
 
-def _write_outputs(result, opts: dict) -> None:
+def _write_outputs(run, opts: dict) -> None:
     from ..render import perf_report
     from ..render.report import render, write_report
 
+    result = run.sweep
     table = result.level_table()
-    joined, notes = _joined(result, opts), _notes(result, table)
+    joined, notes = run.joined, _notes(result, table)
     report = perf_report.perf_report(table, _facts(result), notes, result.spec.mode, joined)
+    written = _add_net(report, run, opts)
     click.echo(render(report, "terminal"), nl=False)
-    written = []
     if opts["csv_path"] and not table.empty:
         written.append(perf_report.write_perf_csv(table, result.spec.mode, opts["csv_path"]))
     if opts["windows_csv"]:
         written.append(perf_report.write_windows_csv(result.windows_table(), opts["windows_csv"]))
-    if opts["trace_csv"] and joined is not None:
-        written.append(_write_frame(joined, opts["trace_csv"]))
+    per_request = run.request_table()
+    if opts["trace_csv"] and per_request is not None:
+        written.append(_write_frame(per_request, opts["trace_csv"]))
     if opts["output"]:
         written.append(write_report(report, opts["output"]))
     for path in written:
         click.echo(f"Wrote {path}", err=True)
 
 
-def _joined(result, opts: dict):
-    if result.trace_requests is None:
-        return None
-    from ..analyze import perf_trace
+def _add_net(report, run, opts: dict) -> list[Path]:
+    """The per-request path sections, and the waterfall PNG and trace when asked for."""
+    if run.net is None:
+        return []
+    from ..analyze.net_path import slowest, whole_path
+    from ..render import request_path, request_trace
 
-    spans = perf_trace.server_spans(result.trace_requests, result.prefix)
-    return perf_trace.join_requests(result.requests_table(), spans)
+    net = run.net
+    frame, segments = whole_path(net.path, run.joined)
+    for section in request_path.path_sections(frame, segments, net.match, net.clocks,
+                                              net.facts):
+        report.add(section)
+    written = []
+    if opts["waterfall"] and not frame.empty:
+        written.append(request_path.plot_waterfall(slowest(frame, 20), segments,
+                                                   opts["waterfall"]))
+    if opts["chrome_trace"]:
+        written.append(request_trace.write_request_trace(opts["chrome_trace"], frame, segments))
+    if opts["net_file"]:
+        written.append(net.capture_path)
+    return written
 
 
 def _write_frame(frame, path) -> Path:

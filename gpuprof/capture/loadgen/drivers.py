@@ -123,6 +123,7 @@ class LoadDriver:
         except Exception as exc:  # a worker must never die silently: record it as a failure
             start = sent = recv = end = time.perf_counter_ns()
             error = f"{type(exc).__name__}: {exc}"
-        self.records.append(Record(seq, due, start, sent, recv, end, error))
+        self.records.append(Record(seq, due, start, sent, recv, end, error,
+                                   *sender.wire_facts()))
         if error is not None:
             self.stop_event.wait(ERROR_BACKOFF_S)

@@ -21,12 +21,15 @@ class RawHttpConnection:
         self.host_header = f"{host}:{port}".encode()
         self.sock: socket.socket | None = None
         self.buffer = bytearray()
+        # the connection's client port (what eBPF sees) and the bytes of the last exchange
+        self.local_port, self.sent_bytes, self.received_bytes = -1, 0, 0
 
     def _connect(self) -> socket.socket:
         sock = socket.create_connection(self.address, timeout=self.timeout_s)
         # the whole request goes out in one send; no Nagle delay on it
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock, self.buffer = sock, bytearray()
+        self.local_port = sock.getsockname()[1]
         return sock
 
     def close(self) -> None:
@@ -42,8 +45,10 @@ class RawHttpConnection:
                 str(len(body)).encode(), b"\r\n"]
         if json_size is not None:
             head += [b"Inference-Header-Content-Length: ", str(json_size).encode(), b"\r\n"]
-        sock.sendall(b"".join(head) + b"\r\n" + body)
+        request = b"".join(head) + b"\r\n" + body
+        sock.sendall(request)
         sent = time.perf_counter_ns()
+        self.sent_bytes, self.received_bytes = len(request), len(self.buffer)
         first = self._fill_until_headers(sock)
         status, headers, end = self._headers()
         body_len = int(headers.get(b"content-length", b"0"))
@@ -59,6 +64,7 @@ class RawHttpConnection:
         if not chunk:
             raise ConnectionResetError("the server closed the connection")
         self.buffer += chunk
+        self.received_bytes += len(chunk)
 
     def _fill_until_headers(self, sock: socket.socket) -> int:
         first = 0

@@ -35,6 +35,9 @@ class Record(NamedTuple):
     recv_ns: int        # the response's first bytes arrived
     end_ns: int
     error: str | None   # None when the server answered with a result
+    client_port: int = -1   # the connection's local port (HTTP), to match eBPF's TCP calls
+    sent_bytes: int = 0     # bytes of the request written to the socket (HTTP)
+    received_bytes: int = 0  # bytes read from the socket for the response (HTTP)
 
 
 def split_url(url: str) -> tuple[str, int]:
@@ -75,6 +78,11 @@ class HttpSender:
             return _http_error(status, data)
         header = headers.get(b"inference-header-content-length")
         return parse_infer_response(data, int(header) if header else None)
+
+    def wire_facts(self) -> tuple[int, int, int]:
+        """(client port, request bytes, response bytes) of the last request."""
+        conn = self.conn
+        return conn.local_port, conn.sent_bytes, conn.received_bytes
 
     def close(self) -> None:
         self.conn.close()
@@ -146,6 +154,10 @@ class GrpcSender:
         recv = time.perf_counter_ns()
         self._result_cls(response)
         return start, sent, recv, time.perf_counter_ns(), None
+
+    def wire_facts(self) -> tuple[int, int, int]:
+        # grpc hides its sockets: no client port, so eBPF calls cannot be tied to requests
+        return -1, 0, 0
 
     def close(self) -> None:
         self.channel.close()

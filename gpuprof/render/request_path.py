@@ -1,0 +1,131 @@
+"""Report sections for the per-request path (``gpuprof perf --net``): where each request's
+time goes from the client's socket through the server's stages and back, with the clocks'
+offsets and error bounds, and a waterfall of the slowest requests (text and PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..analyze.stats import DEFAULT_PERCENTILES, PERCENTILE_METHOD, percentile_label
+from ..units import NS_PER_US as US
+from .report import Section
+
+LABELS = {
+    "net_client_send_ns": "client send", "net_wire_in_ns": "wire in",
+    "net_server_read_ns": "server read", "server_receive_ns": "server receive",
+    "queue_ns": "queue", "compute_input_ns": "compute input",
+    "compute_infer_ns": "compute infer", "server_output_ns": "server output",
+    "net_server_ns": "server", "net_server_send_ns": "server send",
+    "net_wire_out_ns": "wire out", "net_client_recv_ns": "client recv",
+}
+WHERE = {
+    "net_client_send_ns": "client start -> its first send() returned (eBPF)",
+    "net_wire_in_ns": "-> the server's first recv() returned (eBPF)",
+    "net_server_read_ns": "-> HTTP_RECV_START (trace)",
+    "server_receive_ns": "-> QUEUE_START", "queue_ns": "-> COMPUTE_START",
+    "compute_input_ns": "-> COMPUTE_INPUT_END", "compute_infer_ns": "-> COMPUTE_OUTPUT_START",
+    "server_output_ns": "-> response send starts (trace)",
+    "net_server_ns": "-> the server's first send() returned (eBPF)",
+    "net_server_send_ns": "-> the server's first send() returned (eBPF)",
+    "net_wire_out_ns": "-> the client's first recv() returned (eBPF)",
+    "net_client_recv_ns": "-> client end (response read and parsed)",
+}
+# one character per segment in the text waterfall, in path order
+GLYPHS = "sw>rqiIo<W.c"
+BAR_WIDTH = 64
+
+
+def path_sections(frame: pd.DataFrame, segments: list[str], match, clocks: dict,
+                  capture_facts: dict, slowest_n: int = 10) -> list[Section]:
+    from ..analyze.net_path import negative_segments, segment_summary, slowest
+
+    summary = segment_summary(frame, segments)
+    notes = _match_notes(match, len(frame), negative_segments(frame[segments]), capture_facts)
+    return [Section("net_path", "Per-request path: client, network, server (µs)",
+                    _summary_display(summary), notes=notes),
+            Section("clocks", "Clocks (every source on the client's CLOCK_MONOTONIC)",
+                    clock_table(clocks)),
+            Section("waterfall", f"The {min(slowest_n, len(frame))} slowest requests",
+                    preformatted=waterfall_lines(slowest(frame, slowest_n), segments))]
+
+
+def _summary_display(summary: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame({"segment": [LABELS[s] for s in summary["segment"]],
+                        "until": [WHERE[s] for s in summary["segment"]],
+                        "n": summary["count"].astype("int64")})
+    for col in ["mean", *[percentile_label(q) for q in DEFAULT_PERCENTILES], "max"]:
+        out[col] = summary[col] / US
+    return out
+
+
+def _match_notes(match, matched: int, negative: int, facts: dict) -> list[str]:
+    notes = [f"{matched} requests carry all four groups of TCP calls and are on the path; "
+             f"percentiles by linear interpolation ({PERCENTILE_METHOD}) over those n",
+             f"not matched: {match.requests_without_calls} requests with no TCP call on their "
+             f"connection, {match.requests_incomplete} with some of the four groups missing, "
+             f"{match.calls_outside_requests} calls on the load's connections outside any "
+             f"measured request (probe, warm-up, between windows), {match.calls_other_traffic} "
+             "calls of other connections on the server port"]
+    if negative:
+        notes.append(f"{negative} requests have a segment below zero: on loopback a receiver "
+                     "can return before the sender's call does (within the clock error bound)")
+    lost = facts.get("lost_events")
+    if lost:
+        notes.append(f"bpftrace lost {lost} events: some requests may lack calls")
+    if match.server_pids:
+        notes.append(f"server pid(s) seen on the connections: "
+                     f"{', '.join(map(str, match.server_pids))}")
+    return notes
+
+
+def clock_table(clocks: dict) -> pd.DataFrame:
+    rows = [{"source": name, "offset µs": c.offset_ns / US,
+             "error bound µs": c.error_ns / US if c.error_ns >= 0 else float("nan"),
+             "method": c.method} for name, c in clocks.items()]
+    return pd.DataFrame(rows)
+
+
+def waterfall_lines(rows: pd.DataFrame, segments: list[str]) -> list[str]:
+    """One bar per request, time running left to right on a common scale; each segment drawn
+    with its own character (legend first). Segments below zero draw nothing."""
+    if rows.empty:
+        return []
+    scale = BAR_WIDTH / max(float(rows["client_latency_ns"].max()), 1.0)
+    legend = "  ".join(f"{g}={LABELS[s]}" for g, s in zip(GLYPHS, segments))
+    lines = [legend, f"scale: {BAR_WIDTH} characters = "
+                     f"{rows['client_latency_ns'].max() / 1e6:.3f} ms"]
+    for row in rows.itertuples(index=False):
+        bar = _bar([getattr(row, s) for s in segments], scale)
+        lines.append(f"{row.client_latency_ns / 1e6:8.3f} ms |{bar:<{BAR_WIDTH}}| "
+                     f"{row.request_id}")
+    return lines
+
+
+def _bar(values: list, scale: float) -> str:
+    out, edge = [], 0.0
+    for glyph, value in zip(GLYPHS, values):
+        end = edge + max(float(value), 0.0) * scale
+        out.append(glyph * (round(end) - round(edge)))
+        edge = end
+    return "".join(out)
+
+
+def plot_waterfall(rows: pd.DataFrame, segments: list[str], path: str | Path) -> Path:
+    """The slowest requests as stacked horizontal bars (ms), one colour per segment."""
+    from .plots import _figure, _save, _text
+
+    fig = _figure((11, 1.2 + 0.38 * max(len(rows), 1)))
+    ax = fig.add_subplot()
+    ordered = rows.iloc[::-1]
+    left = pd.Series(0.0, index=ordered.index)
+    for segment in segments:
+        width = ordered[segment].clip(lower=0) / 1e6
+        ax.barh(range(len(ordered)), width, left=left, label=LABELS[segment])
+        left += width
+    ax.set_yticks(range(len(ordered)), [_text(str(r)) for r in ordered["request_id"]], fontsize=7)
+    ax.set_xlabel("ms from the client's start")
+    ax.set_title("Slowest requests: client, network, server")
+    ax.legend(fontsize=7, ncol=4, loc="lower right")
+    return _save(fig, path)

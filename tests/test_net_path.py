@@ -1,0 +1,128 @@
+"""The per-request network join and the clock check, on rows laid out by hand so every
+boundary is known; tests/test_perf_net.py runs the same code on real bpftrace captures of a
+real Triton server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpuprof.align import request_clocks
+from gpuprof.align.causality import clock_domain, offset_bounds
+from gpuprof.analyze import net_path
+
+SERVER_PORT, CLIENT_PID, SERVER_PID = 8000, 100, 200
+
+
+def _calls(rows):
+    """(time, pid, local port, remote port, direction, bytes) -> network_events rows."""
+    frame = pd.DataFrame(rows, columns=["time_ns", "pid", "local_port", "remote_port",
+                                        "direction", "bytes"])
+    return frame.assign(direction=frame["direction"].astype("category"))
+
+
+def _request_calls(port: int, t0: int, request_bytes=500, response_bytes=300):
+    """A request's TCP calls at t0+10 (client send), +20/+25 (server reads), +70 (server
+    send), +80 (client read)."""
+    return [(t0 + 10, CLIENT_PID, port, SERVER_PORT, "send", request_bytes),
+            (t0 + 20, SERVER_PID, SERVER_PORT, port, "recv", request_bytes - 100),
+            (t0 + 25, SERVER_PID, SERVER_PORT, port, "recv", 100),
+            (t0 + 70, SERVER_PID, SERVER_PORT, port, "send", response_bytes),
+            (t0 + 80, CLIENT_PID, port, SERVER_PORT, "recv", response_bytes)]
+
+
+def _requests():
+    return pd.DataFrame({"request_id": ["a", "b", "c"], "client_port": [5001, 5002, 5001],
+                         "start_ns": [1000, 1000, 2000], "sent_ns": [1012, 1012, 2012],
+                         "recv_ns": [1082, 1082, 2082], "end_ns": [1090, 1095, 2090]})
+
+
+def _net():
+    rows = _request_calls(5001, 1000) + _request_calls(5002, 1000, 600, 400)
+    rows += _request_calls(5001, 2000)
+    rows += [(1500, CLIENT_PID, 5001, SERVER_PORT, "send", 77),      # between requests
+             (1050, 999, 6000, SERVER_PORT, "send", 50),             # another client
+             (1050, CLIENT_PID, 5003, SERVER_PORT, "send", 40),      # another connection
+             (1060, CLIENT_PID, 5001, SERVER_PORT, "recv", -11)]     # EAGAIN: no data
+    return _calls(rows)
+
+
+def test_calls_are_tied_to_the_request_on_their_connection_and_inside_its_span():
+    match = net_path.match_calls(_requests(), _net(), SERVER_PORT, CLIENT_PID)
+    calls = match.calls.set_index("request_id")
+    assert sorted(calls.index) == ["a", "b", "c"]
+    assert calls.loc["a", "client_send_bytes"] == 500
+    assert calls.loc["b", "client_send_bytes"] == 600
+    assert calls.loc["b", "server_recv_bytes"] == 600 and calls.loc["b", "server_recv_calls"] == 2
+    assert calls.loc["c", "cs_first_ns"] == 2010 and calls.loc["c", "sr_last_ns"] == 2025
+    assert match.calls_outside_requests == 1          # the send at 1500
+    assert match.calls_other_traffic == 2             # pid 999, and port 5003
+    assert match.requests_without_calls == 0 and match.requests_incomplete == 0
+    assert match.server_pids == (SERVER_PID,)
+
+
+def test_a_request_without_calls_is_counted_not_guessed():
+    requests = pd.concat([_requests(), pd.DataFrame({
+        "request_id": ["d"], "client_port": [5009], "start_ns": [1000], "sent_ns": [1001],
+        "recv_ns": [1002], "end_ns": [1100]})], ignore_index=True)
+    match = net_path.match_calls(requests, _net(), SERVER_PORT, CLIENT_PID)
+    assert "d" not in set(match.calls["request_id"])
+    assert match.requests_without_calls == 1
+
+
+def test_segments_follow_the_first_bytes_and_add_up_to_the_client_latency():
+    requests = _requests()
+    match = net_path.match_calls(requests, _net(), SERVER_PORT, CLIENT_PID)
+    path = net_path.network_path(requests, match.calls).set_index("request_id")
+    a = path.loc["a"]
+    assert (a["net_client_send_ns"], a["net_wire_in_ns"], a["net_server_ns"],
+            a["net_wire_out_ns"], a["net_client_recv_ns"]) == (10, 10, 50, 10, 10)
+    segments = [s for _, s in net_path.UNTRACED_PATH]
+    assert (path[segments].sum(axis=1) == path["client_latency_ns"]).all()
+
+
+def test_with_a_server_trace_the_server_part_splits_at_its_own_stamps():
+    requests = _requests()
+    match = net_path.match_calls(requests, _net(), SERVER_PORT, CLIENT_PID)
+    spans = pd.DataFrame({"request_id": ["a", "b", "c"], "server_start_ns": [1022, 1022, 2022],
+                          "send_start_ns": [1065, 1065, 2065]})
+    path = net_path.network_path(requests, match.calls, spans).set_index("request_id")
+    a = path.loc["a"]
+    assert (a["net_server_read_ns"], a["net_server_ns"], a["net_server_send_ns"]) == (2, 43, 5)
+    segments = [s for _, s in net_path.TRACED_PATH]
+    assert (path[segments].sum(axis=1) == path["client_latency_ns"]).all()
+
+
+def test_the_summary_is_numpy_linear_percentiles_of_each_segment():
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x_ns": rng.integers(0, 10_000, 997), "y_ns": rng.normal(50, 9, 997)})
+    table = net_path.segment_summary(frame, ["y_ns", "x_ns"]).set_index("segment")
+    assert list(table.index) == ["y_ns", "x_ns"]
+    for col in ("x_ns", "y_ns"):
+        for q in (50, 90, 95, 99, 99.9):
+            assert table.loc[col, f"p{q:g}"] == pytest.approx(
+                np.percentile(frame[col], q, method="linear"))
+        assert table.loc[col, "count"] == 997
+
+
+def test_causality_pins_a_shared_clock_and_reports_how_tightly():
+    bounds = offset_bounds(after=[np.array([-5.0, -3.0, np.nan])], before=[np.array([7.0, 9.0])])
+    assert (bounds.lower_ns, bounds.upper_ns, bounds.pairs) == (-3.0, 7.0, 4)
+    clock = clock_domain("ebpf", bounds, "pairs")
+    assert clock.offset_ns == 0 and clock.error_ns == 7 and "verified" in clock.method
+
+
+def test_causality_measures_an_offset_when_the_clocks_differ_and_flags_contradictions():
+    shifted = clock_domain("x", offset_bounds([np.array([100.0])], [np.array([140.0])]), "p")
+    assert (shifted.offset_ns, shifted.error_ns) == (120, 20)
+    broken = clock_domain("x", offset_bounds([np.array([50.0])], [np.array([10.0])]), "p")
+    assert broken.error_ns == -1 and "INCONSISTENT" in broken.method
+
+
+def test_ebpf_against_the_client_uses_the_four_orderings():
+    match = net_path.match_calls(_requests(), _net(), SERVER_PORT, CLIENT_PID)
+    frame = _requests().merge(match.calls, on="request_id")
+    clock = request_clocks.ebpf_to_client(frame)
+    # start - cs_first = -10 (lower); sent - cs_last = 2, recv - cr_first = 2, end - cr_last >= 10
+    assert clock.offset_ns == 0 and clock.error_ns == 10
