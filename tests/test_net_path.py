@@ -126,3 +126,16 @@ def test_ebpf_against_the_client_uses_the_four_orderings():
     clock = request_clocks.ebpf_to_client(frame)
     # start - cs_first = -10 (lower); sent - cs_last = 2, recv - cr_first = 2, end - cr_last >= 10
     assert clock.offset_ns == 0 and clock.error_ns == 10
+
+
+def test_requests_of_one_execution_share_its_compute():
+    from gpuprof.analyze.perf_trace import executions
+
+    spans = pd.DataFrame({"compute_start_ns": [10, 10, 10, 50, np.nan],
+                          "infer_end_ns": [40, 40, 40, 90, np.nan]})
+    out = executions(spans)
+    assert out["execution"].iloc[:3].nunique() == 1
+    assert out["execution"].iloc[3] != out["execution"].iloc[0]
+    assert list(out["execution_requests"].iloc[:4]) == [3, 3, 3, 1]
+    assert out["compute_share"].iloc[0] == pytest.approx(1 / 3)
+    assert pd.isna(out["execution"].iloc[4])

@@ -30,7 +30,8 @@ SEND_STAGES = ("HTTP_SEND", "GRPC_SEND")
 SEGMENTS = ["to_server_ns", "server_receive_ns", "queue_ns", "compute_input_ns",
             "compute_infer_ns", "server_output_ns", "from_server_ns"]
 JOINED_COLUMNS = ["request_id", "level", "trial", "client_latency_ns", *SEGMENTS,
-                  "compute_output_ns", "server_ns"]
+                  "compute_output_ns", "server_ns", "execution", "execution_requests",
+                  "compute_share"]
 # trace stage -> the statistics-extension stage it must agree with
 STATS_STAGE = {"QUEUE": "queue", "COMPUTE_INPUT": "compute_input",
                "COMPUTE_INFER": "compute_infer", "COMPUTE_OUTPUT": "compute_output"}
@@ -80,8 +81,27 @@ def join_requests(client: pd.DataFrame, spans: pd.DataFrame) -> pd.DataFrame:
     m["from_server_ns"] = m["end_ns"] - m["send_start_ns"]
     m["compute_output_ns"] = m["output_end_ns"] - m["output_start_ns"]
     m["server_ns"] = m["server_end_ns"] - m["server_start_ns"]
+    m = m.join(executions(m))
     out = m[JOINED_COLUMNS + ["send_start_ns", "end_ns", "start_ns"]].copy()
-    out[JOINED_COLUMNS[3:]] = out[JOINED_COLUMNS[3:]].astype("Int64")
+    timed = [c for c in JOINED_COLUMNS[3:] if c != "compute_share"]
+    out[timed] = out[timed].astype("Int64")
+    return out
+
+
+def executions(spans: pd.DataFrame) -> pd.DataFrame:
+    """Which requests ran in the same model execution, and each one's share of its compute.
+
+    Under dynamic batching the backend reports one execution's compute start and infer end
+    for every request of the batch, so requests with the same pair of timestamps (ns) shared
+    one execution; each gets an equal share of its compute (all requests of a load test
+    carry the same batch size). Requests without compute timestamps get no execution (NA)."""
+    key = spans[["compute_start_ns", "infer_end_ns"]]
+    known = key.notna().all(axis=1)
+    number = key[known].astype("int64").groupby(["compute_start_ns", "infer_end_ns"],
+                                                 sort=True).ngroup()
+    size = number.map(number.value_counts())
+    out = pd.DataFrame({"execution": number, "execution_requests": size}, index=spans.index)
+    out["compute_share"] = 1.0 / out["execution_requests"]
     return out
 
 

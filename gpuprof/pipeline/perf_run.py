@@ -16,6 +16,8 @@ import pandas as pd
 
 from ..model import ClockDomain
 
+CLIENT_WIRE = ["client_port", "sent_bytes", "received_bytes"]  # what the client itself counted
+
 
 @dataclass
 class NetResult:
@@ -32,15 +34,14 @@ class PerfRun:
     sweep: object                     # capture.loadgen.SweepResult
     joined: pd.DataFrame | None       # client + server trace, one row per traced request
     net: NetResult | None
-    net_error: str | None = None
 
     def request_table(self) -> pd.DataFrame | None:
         """The per-request CSV: the trace join (or the client records) with ``net_*`` columns."""
-        base = self.joined
-        if base is None and self.net is not None:
-            base = self.sweep.requests_table()
-        if base is None or self.net is None:
-            return base
+        if self.net is None:
+            return self.joined
+        client = self.sweep.requests_table()
+        base = client if self.joined is None else self.joined.merge(
+            client[["request_id", *CLIENT_WIRE]], on="request_id", how="left")
         path = self.net.path
         extra = [c for c in path.columns if c == "request_id" or c not in base.columns]
         return base.merge(path[extra], on="request_id", how="left")
@@ -106,4 +107,5 @@ def _clocks(requests: pd.DataFrame, calls: pd.DataFrame,
         frame = frame.merge(spans, on="request_id", how="inner")
         versus = request_clocks.triton_to_ebpf(frame)
         clocks["triton"] = request_clocks.triton_to_client(ebpf, versus)
+        clocks["triton vs ebpf"] = versus
     return clocks

@@ -109,8 +109,22 @@ def perf_report(table: pd.DataFrame, facts: dict[str, str], notes: list[str],
                                "each level; the segments add up "
                                "to the client latency (to server, server receive, queue, compute "
                                "input, compute infer, server output, from server = response "
-                               "send + wire + client read)"]))
+                               "send + wire + client read)", *batching_notes(joined)]))
     return report
+
+
+def batching_notes(joined: pd.DataFrame) -> list[str]:
+    """How many requests shared a model execution (dynamic batching), from the trace."""
+    known = joined.dropna(subset=["execution"])
+    if known.empty:
+        return []
+    shared = known[known["execution_requests"] > 1]
+    if shared.empty:
+        return [f"each of the {len(known)} traced requests ran in its own model execution"]
+    return [f"{len(shared)} of {len(known)} traced requests shared a model execution with "
+            f"others (dynamic batching; up to {int(shared['execution_requests'].max())} per "
+            f"execution, {known['execution'].nunique()} executions); each request's "
+            "compute_share in the per-request CSV is its share of that execution"]
 
 
 def _display(table: pd.DataFrame, mode: str) -> pd.DataFrame | None:

@@ -32,6 +32,15 @@ WHERE = {
     "net_wire_out_ns": "-> the client's first recv() returned (eBPF)",
     "net_client_recv_ns": "-> client end (response read and parsed)",
 }
+# the boundary each segment ends at, for the seed's timeline
+ENDS_AT = {
+    "net_client_send_ns": "CLIENT_SEND", "net_wire_in_ns": "SERVER_RECV",
+    "net_server_read_ns": "HTTP_RECV_START", "server_receive_ns": "QUEUE_START",
+    "queue_ns": "COMPUTE_START", "compute_input_ns": "COMPUTE_INPUT_END",
+    "compute_infer_ns": "COMPUTE_OUTPUT_START", "server_output_ns": "SEND_START",
+    "net_server_ns": "SERVER_SEND", "net_server_send_ns": "SERVER_SEND",
+    "net_wire_out_ns": "CLIENT_RECV", "net_client_recv_ns": "CLIENT_END",
+}
 # one character per segment in the text waterfall, in path order
 GLYPHS = "sw>rqiIo<W.c"
 BAR_WIDTH = 64
@@ -45,10 +54,30 @@ def path_sections(frame: pd.DataFrame, segments: list[str], match, clocks: dict,
     notes = _match_notes(match, len(frame), negative_segments(frame[segments]), capture_facts)
     return [Section("net_path", "Per-request path: client, network, server (µs)",
                     _summary_display(summary), notes=notes),
+            timeline_section(frame, segments),
             Section("clocks", "Clocks (every source on the client's CLOCK_MONOTONIC)",
                     clock_table(clocks)),
             Section("waterfall", f"The {min(slowest_n, len(frame))} slowest requests",
                     preformatted=waterfall_lines(slowest(frame, slowest_n), segments))]
+
+
+def timeline_section(frame: pd.DataFrame, segments: list[str]) -> Section:
+    """The seed's Triton timeline with the network around it: each boundary's mean offset from
+    the server's first receive (eBPF), and the mean gap from the previous boundary."""
+    from .triton_report import ascii_timeline
+
+    names = ["CLIENT_START"] + [ENDS_AT[s] for s in segments]
+    gaps = [0.0] + [float(frame[s].mean()) for s in segments] if len(frame) else []
+    offsets = list(pd.Series(gaps).cumsum())
+    if offsets:
+        zero = offsets[names.index("SERVER_RECV")]
+        offsets = [o - zero for o in offsets]
+    notes = ["mean offset of each boundary from the server's first recv() of the request "
+             f"(eBPF), and the mean gap from the previous one, over {len(frame)} requests; "
+             "CLIENT_SEND, SERVER_RECV, SERVER_SEND and CLIENT_RECV are when those system "
+             "calls returned (eBPF), the others are Triton's and the client's own stamps"]
+    return Section("net_timeline", "Timeline: client, network and server", notes=notes,
+                   preformatted=ascii_timeline(names, offsets, gaps) if offsets else [])
 
 
 def _summary_display(summary: pd.DataFrame) -> pd.DataFrame:

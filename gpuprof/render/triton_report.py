@@ -130,7 +130,7 @@ def ascii_timeline(names: list[str], offsets_ns: list[float], deltas_ns: list[fl
     """
     if not names:
         return []
-    col = max(max(len(n) for n in names), len(_fmt(max(offsets_ns)))) + 1
+    col = max(max(len(n) for n in names), max(len(_fmt(o)) for o in offsets_ns)) + 1
     per_block = max(2, (width - 1) // col)
     lines: list[str] = []
     start = 0
