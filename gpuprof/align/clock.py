@@ -10,6 +10,8 @@ spread of their offsets bounds the error.
 from __future__ import annotations
 
 import re
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,9 @@ CLOCK_MARK = re.compile(r"gpuprof-clock monotonic_ns=(\d+)")
 TIME_COLUMNS = ("start_ns", "end_ns", "time_ns")
 # Taking the clock and emitting the mark are two calls: allow a few microseconds between them.
 MIN_ERROR_NS = 5_000
+# a UTC anchor is only as good as the system clock between the capture and now: NTP slews it
+# by up to 500 ppm, so 1 ms covers about 2 s of slewing; the method says drift is not bounded
+UTC_ANCHOR_ALLOWANCE_NS = 1_000_000
 
 
 def offset_from_marks(nvtx_ranges: pd.DataFrame) -> ClockDomain | None:
@@ -46,25 +51,69 @@ def shifted(frame: pd.DataFrame, offset_ns: int) -> pd.DataFrame:
     return out
 
 
-def merge_nsys(run: Profile, nsys: Profile) -> Profile:
-    """The driven run's tables plus the nsys export's, all on the run's (monotonic) clock.
-
-    Tables the run already filled keep the run's rows and gain the export's (e.g. allocator
-    and nsys memory events side by side, told apart by ``source``).
+def merge(reference: Profile, *sources: tuple[Profile, ClockDomain]) -> Profile:
+    """The reference run's tables plus each source's, moved onto the reference clock by the
+    source's anchor (``ClockDomain.offset_ns``, recorded in ``meta.clocks`` with its method
+    and error bound). Tables the reference already filled keep its rows and gain the
+    source's (e.g. allocator and nsys memory events side by side, told apart by ``source``).
     """
-    clock = offset_from_marks(nsys.nvtx_ranges)
-    offset = clock.offset_ns if clock else 0
-    tables = {}
-    for name, frame in run.tables.items():
-        theirs = shifted(nsys.tables[name], offset)
-        tables[name] = frame if theirs.empty else (theirs if frame.empty else
-                                                  pd.concat([frame, theirs], ignore_index=True))
-    meta = run.meta
-    meta.clocks["nsys"] = clock or ClockDomain("nsys", 0, "none: no gpuprof clock marks found",
-                                              error_ns=-1)
-    meta.sources = [*meta.sources, *nsys.meta.sources]
-    meta.extra["nsys_version"] = nsys.meta.tool_version
+    tables = dict(reference.tables)
+    meta = reference.meta
+    for profile, clock in sources:
+        for name, frame in tables.items():
+            theirs = shifted(profile.tables[name], clock.offset_ns)
+            if not theirs.empty:
+                tables[name] = theirs if frame.empty else pd.concat([frame, theirs],
+                                                                    ignore_index=True)
+        meta.clocks[clock.name] = clock
+        meta.sources = [*meta.sources, *profile.meta.sources]
     for name in list(meta.absent):
         if not tables[name].empty:
             del meta.absent[name]
     return Profile(tables=tables, meta=meta)
+
+
+def nsys_anchor(nsys: Profile) -> ClockDomain:
+    """How to put an nsys export on the host's CLOCK_MONOTONIC: gpuprof's clock marks where
+    gpuprof drove the run, else the session's UTC start and the realtime-to-monotonic offset
+    measured now (right only for a capture made on this machine since its last boot, and
+    loose: the system clock may have been slewed since), else nothing."""
+    marks = offset_from_marks(nsys.nvtx_ranges)
+    if marks is not None:
+        return marks
+    if nsys.meta.session_start_utc_ns is not None:
+        now = realtime_to_monotonic()
+        return ClockDomain("nsys", nsys.meta.session_start_utc_ns - now.offset_ns,
+                           "utc-anchor: TARGET_INFO_SESSION_START_TIME plus the realtime-to-"
+                           "monotonic offset measured at merge time (same machine and boot "
+                           "assumed; clock drift since the capture is not bounded)", error_ns=now.error_ns + UTC_ANCHOR_ALLOWANCE_NS)
+    return ClockDomain("nsys", 0, "none: no gpuprof clock marks and no session start time",
+                       error_ns=-1)
+
+
+@dataclass
+class RealtimeOffset:
+    offset_ns: int    # CLOCK_REALTIME - CLOCK_MONOTONIC
+    error_ns: int     # half the time between the two monotonic reads around the realtime one
+
+
+def realtime_to_monotonic(tries: int = 5) -> RealtimeOffset:
+    """CLOCK_REALTIME minus CLOCK_MONOTONIC, read between two monotonic reads; the tightest
+    of a few tries. Subtract it from a wall-clock (UTC epoch) time to get monotonic time."""
+    best = None
+    for _ in range(tries):
+        before = time.monotonic_ns()
+        wall = time.time_ns()
+        after = time.monotonic_ns()
+        found = RealtimeOffset(wall - (before + after) // 2, (after - before + 1) // 2)
+        best = found if best is None or found.error_ns < best.error_ns else best
+    return best
+
+
+def merge_nsys(run: Profile, nsys: Profile) -> Profile:
+    """A driven run plus the nsys export gpuprof captured of it (anchored by clock marks)."""
+    clock = offset_from_marks(nsys.nvtx_ranges) or ClockDomain(
+        "nsys", 0, "none: no gpuprof clock marks found", error_ns=-1)
+    merged = merge(run, (nsys, clock))
+    merged.meta.extra["nsys_version"] = nsys.meta.tool_version
+    return merged
