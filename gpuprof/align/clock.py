@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ..model import ClockDomain, Profile
+from ..model.tables import time_columns
 
 CLOCK_MARK = re.compile(r"gpuprof-clock monotonic_ns=(\d+)")
-TIME_COLUMNS = ("start_ns", "end_ns", "time_ns")
 # Taking the clock and emitting the mark are two calls: allow a few microseconds between them.
 MIN_ERROR_NS = 5_000
 # a UTC anchor is only as good as the system clock between the capture and now: NTP slews it
@@ -41,10 +41,13 @@ def offset_from_marks(nvtx_ranges: pd.DataFrame) -> ClockDomain | None:
                        error_ns=error)
 
 
-def shifted(frame: pd.DataFrame, offset_ns: int) -> pd.DataFrame:
-    """``frame`` with every time column moved by ``offset_ns`` (missing times, -1, stay)."""
+def shifted(name: str, frame: pd.DataFrame, offset_ns: int) -> pd.DataFrame:
+    """Table ``name``'s ``frame`` with every instant moved by ``offset_ns`` (missing times,
+    -1, stay)."""
+    if offset_ns == 0:
+        return frame
     out = frame.copy()
-    for col in TIME_COLUMNS:
+    for col in time_columns(name):
         if col in out:
             values = out[col].to_numpy()
             out[col] = np.where(values >= 0, values + offset_ns, values)
@@ -61,7 +64,7 @@ def merge(reference: Profile, *sources: tuple[Profile, ClockDomain]) -> Profile:
     meta = reference.meta
     for profile, clock in sources:
         for name, frame in tables.items():
-            theirs = shifted(profile.tables[name], clock.offset_ns)
+            theirs = shifted(name, profile.tables[name], clock.offset_ns)
             if not theirs.empty:
                 tables[name] = theirs if frame.empty else pd.concat([frame, theirs],
                                                                     ignore_index=True)

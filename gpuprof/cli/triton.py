@@ -99,6 +99,7 @@ def _title(traces: tuple[str, ...]) -> str:
 
 def _only_model(parsed, model: str):
     from ..analyze.requests import keep_keys, select_model
+    from ..ingest.triton_trace import TRACE_TABLES
     from ..model import Profile
 
     models = sorted(set(parsed.headers["model"].astype(str)))
@@ -106,9 +107,6 @@ def _only_model(parsed, model: str):
         raise BadInputError(f"no requests for model '{model}' in this trace",
                             f"Models in it: {', '.join(models)}")
     keys = select_model(parsed.headers, model)
-    parsed.headers = keep_keys(parsed.headers, keys)
-    parsed.timestamps = keep_keys(parsed.timestamps, keys)
-    parsed.tensors = keep_keys(parsed.tensors, keys)
-    parsed.profile = Profile(tables={"requests": keep_keys(parsed.profile.requests, keys)},
-                             meta=parsed.profile.meta)
+    tables = {name: keep_keys(parsed.profile.tables[name], keys) for name in TRACE_TABLES}
+    parsed.profile = Profile(tables=tables, meta=parsed.profile.meta)
     return parsed

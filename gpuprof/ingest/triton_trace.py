@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BadInputError, NoDataError
-from ..model import ClockDomain, Profile, RunMeta, SourceFile
+from ..model import SCHEMAS, ClockDomain, Profile, RunMeta, SourceFile
 
 # stage -> (start timestamp, end timestamp), in display order
 STAGES: dict[str, tuple[str, str]] = {
@@ -55,23 +55,46 @@ NO_MODEL = "(no header)"
 _PART = re.compile(r"^(?P<base>.+)\.(?P<index>\d+)$")
 _OBJECT_START = re.compile(r'\{\s*"id"\s*:')
 
-TIMESTAMP_COLUMNS = {"source": "category", "trace_id": "int64", "name": "category", "ns": "int64"}
-HEADER_COLUMNS = {"source": "category", "trace_id": "int64", "model": "category",
-                  "model_version": "category", "request_id": "object", "parent_id": "int64"}
-TENSOR_COLUMNS = {"source": "category", "trace_id": "int64", "activity": "category",
-                  "tensor": "category", "dtype": "category", "shape": "object"}
+TIMESTAMP_COLUMNS = SCHEMAS["triton_timestamps"]
+HEADER_COLUMNS = SCHEMAS["triton_headers"]
+TENSOR_COLUMNS = SCHEMAS["triton_tensors"]
+# the model tables a trace fills, all keyed by (source, trace_id)
+TRACE_TABLES = ("requests", "triton_timestamps", "triton_headers", "triton_tensors")
 
 
 @dataclass
 class TritonTrace:
-    """A parsed trace: the ``Profile`` (requests table) plus the raw tables it was derived from."""
+    """A parsed trace: its ``Profile`` holds the requests table and the raw tables it was
+    derived from (``triton_timestamps``, ``triton_headers``, ``triton_tensors``), so a saved
+    or merged run keeps them; the properties below read and replace those tables."""
 
     profile: Profile
-    timestamps: pd.DataFrame     # source, trace_id, name, ns: every timestamp, unknown names too
-    headers: pd.DataFrame        # source, trace_id, model, model_version, request_id, parent_id
-    tensors: pd.DataFrame        # TENSORS level: source, trace_id, activity, tensor, dtype, shape
     partial: bool = False
     issues: list[str] = field(default_factory=list)  # sentences for the report
+
+    @property
+    def timestamps(self) -> pd.DataFrame:   # source, trace_id, name, ns
+        return self.profile.tables["triton_timestamps"]
+
+    @timestamps.setter
+    def timestamps(self, frame: pd.DataFrame) -> None:
+        self.profile.tables["triton_timestamps"] = frame
+
+    @property
+    def headers(self) -> pd.DataFrame:      # source, trace_id, model, version, request/parent id
+        return self.profile.tables["triton_headers"]
+
+    @headers.setter
+    def headers(self, frame: pd.DataFrame) -> None:
+        self.profile.tables["triton_headers"] = frame
+
+    @property
+    def tensors(self) -> pd.DataFrame:      # activity, tensor, dtype, shape (TENSORS level)
+        return self.profile.tables["triton_tensors"]
+
+    @tensors.setter
+    def tensors(self, frame: pd.DataFrame) -> None:
+        self.profile.tables["triton_tensors"] = frame
 
 
 @dataclass
@@ -131,9 +154,10 @@ def _trace(files: list[Path], label: str, preread: dict[Path, PartRecords]) -> T
     requests, negative = derive_stages(timestamps, header_frame)
     if negative:
         issues.append(f"{negative} stage(s) ended before they started and were left out")
-    profile = Profile(tables={"requests": requests}, meta=_meta(files, partial, issues))
-    return TritonTrace(profile, timestamps, header_frame, _frame(tensors, TENSOR_COLUMNS),
-                       partial, issues)
+    tables = {"requests": requests, "triton_timestamps": timestamps,
+              "triton_headers": header_frame, "triton_tensors": _frame(tensors, TENSOR_COLUMNS)}
+    return TritonTrace(Profile(tables=tables, meta=_meta(files, partial, issues)), partial,
+                       issues)
 
 
 # --- finding files -------------------------------------------------------------------------
@@ -482,7 +506,7 @@ def _meta(files: list[Path], partial: bool, issues: list[str]) -> RunMeta:
         clocks={"triton": ClockDomain("triton", method="CLOCK_MONOTONIC")},
         absent={name: "a Triton trace holds only request stages" for name in
                 ("kernels", "api_calls", "copies", "nvtx_ranges", "memory_events",
-                 "layer_timings", "iterations", "network_events")},
+                 "layer_timings", "iterations", "network_events", "client_requests")},
         extra={"partial": partial, "issues": list(issues)},
     )
 

@@ -78,6 +78,23 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "request_id": STR, "trace_id": I64, "parent_id": I64, "model": CAT, "model_version": CAT,
         "stage": CAT, "start_ns": I64, "end_ns": I64, "source": CAT,
     },
+    # Triton trace records as written, which ``requests`` is derived from: every timestamp
+    # (unknown names too), one header per request, and TENSORS-level tensor records
+    "triton_timestamps": {"source": CAT, "trace_id": I64, "name": CAT, "ns": I64},
+    "triton_headers": {
+        "source": CAT, "trace_id": I64, "model": CAT, "model_version": CAT, "request_id": STR,
+        "parent_id": I64,
+    },
+    "triton_tensors": {
+        "source": CAT, "trace_id": I64, "activity": CAT, "tensor": CAT, "dtype": CAT,
+        "shape": STR,
+    },
+    # a load test's client side: one row per request, on the client's CLOCK_MONOTONIC
+    "client_requests": {
+        "request_id": STR, "level": F64, "trial": I64, "start_ns": I64, "sent_ns": I64,
+        "recv_ns": I64, "end_ns": I64, "client_port": I32, "sent_bytes": I64,
+        "received_bytes": I64, "error": STR,
+    },
     # network events (bpftrace TCP send/recv): one row per call
     "network_events": {
         "time_ns": I64, "pid": I64, "comm": CAT, "local_addr": CAT, "local_port": I32,
@@ -86,6 +103,14 @@ SCHEMAS: dict[str, dict[str, str]] = {
 }
 
 TABLE_NAMES: tuple[str, ...] = tuple(SCHEMAS)
+# columns that hold instants (moved when a source is put on another clock); every other
+# ``*_ns`` column is a duration
+INSTANT_COLUMNS = frozenset({"start_ns", "end_ns", "time_ns", "ns", "sent_ns", "recv_ns"})
+
+
+def time_columns(name: str) -> list[str]:
+    """The instant columns of table ``name``."""
+    return [c for c in SCHEMAS[name] if c in INSTANT_COLUMNS]
 
 
 def empty_table(name: str) -> pd.DataFrame:
