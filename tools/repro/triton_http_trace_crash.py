@@ -126,10 +126,11 @@ def receive(sock: socket.socket) -> bytes:
     return chunk
 
 
-def one_run(repo: Path, connections: int, seconds: float, trace: bool) -> bool:
+def one_run(repo: Path, connections: int, seconds: float, trace: bool, rate: int = 1,
+            log_frequency: int = 0) -> bool:
     with tempfile.TemporaryDirectory() as tmp:
-        server = TritonServer(repo, keep_log=True,
-                              trace=TraceConfig(Path(tmp) / "trace.json") if trace else None)
+        config = TraceConfig(Path(tmp) / "trace.json", rate=rate, log_frequency=log_frequency)
+        server = TritonServer(repo, keep_log=True, trace=config if trace else None)
         server.start()
         stop, answered = threading.Event(), []
         NOT_OK.clear()
@@ -162,12 +163,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--no-trace", action="store_true", help="start the server untraced")
+    parser.add_argument("--rate", type=int, default=1, help="trace one request in N")
+    parser.add_argument("--log-frequency", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         repo = write_repository(Path(tmp))
-        crashed = sum(not one_run(repo, args.connections, args.seconds,
-                                  not args.no_trace) for _ in range(args.runs))
-    traced = "untraced" if args.no_trace else "traced (rate=1)"
+        crashed = sum(not one_run(repo, args.connections, args.seconds, not args.no_trace,
+                                  args.rate, args.log_frequency) for _ in range(args.runs))
+    traced = "untraced" if args.no_trace else f"traced (rate={args.rate})"
     print(f"{traced}: the server crashed in {crashed} of {args.runs} runs")
 
 
