@@ -135,6 +135,25 @@ def test_free_port_is_bindable_on_loopback():
 
 
 @pytest.mark.triton
+def test_a_load_test_leaves_no_traceback_in_the_server_log(served):
+    """The model gpuprof writes hands every output over cleanly: a two-level HTTP load test
+    adds no traceback and no error line to the server's log (it used to add one traceback per
+    response: numpy's DLPack capsule destructor rejecting the name the stub gives it)."""
+    from gpuprof.capture.loadgen import LoadSpec, run_sweep
+
+    start = served.log_path.stat().st_size  # the start-up lines have their own CUDA errors
+    result = run_sweep(LoadSpec(model=served.model_name, url=served.http_url,
+                                shapes={"x": SHAPE}, levels=[1, 2], measurement_interval_ms=300,
+                                max_trials=3, warmup_ms=100, max_duration_s=30,
+                                max_requests=2000))
+    assert not result.partial and result.level_table()["errors"].eq(0).all()
+    with open(served.log_path, errors="replace") as log:
+        log.seek(start)
+        written = log.read()
+    assert "Traceback" not in written and "Error" not in written, written[:2000]
+
+
+@pytest.mark.triton
 def test_stop_leaves_nothing_and_writes_the_trace(served):
     from gpuprof.ingest.triton_trace import read_triton_trace
 

@@ -6,6 +6,7 @@ parameters, so the same file serves any model. Only numpy, onnxruntime and Trito
 ``triton_python_backend_utils`` are imported.
 """
 
+import ctypes
 import json
 import os
 import sys
@@ -66,10 +67,28 @@ def _input(tensor):
         return tensor.as_numpy()
 
 
+# DLPack's name for a capsule its consumer has taken. Module-level: PyCapsule_SetName keeps the
+# pointer, so the string must outlive every capsule renamed with it.
+_USED_CAPSULE_NAME = ctypes.c_char_p(b"used_dltensor")
+_capsule_set_name = ctypes.pythonapi.PyCapsule_SetName
+_capsule_set_name.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_capsule_set_name.restype = ctypes.c_int
+
+
 def _output(name, value):
     """Numeric outputs go through DLPack: the stub's numpy bridge (pybind11 built against
-    numpy 1) reads numpy 2 arrays as zero bytes. Strings (object arrays) have no DLPack form."""
+    numpy 1) reads numpy 2 arrays as zero bytes. Strings (object arrays) have no DLPack form.
+
+    The stub takes the capsule but marks it "used_dlpack", not DLPack's "used_dltensor";
+    numpy's capsule destructor then takes it for an unconsumed "dltensor", fails to read it
+    and prints a ``PyCapsule_GetPointer called with incorrect name`` traceback into the
+    server log for every output. Marking the taken capsule the standard way leaves the
+    tensor to the stub, which owns it now, and keeps the log (and the measured compute) clean.
+    """
     value = np.ascontiguousarray(value)
     if value.dtype == np.object_:
         return pb_utils.Tensor(name, value)
-    return pb_utils.Tensor.from_dlpack(name, value)
+    capsule = value.__dlpack__()
+    tensor = pb_utils.Tensor.from_dlpack(name, capsule)
+    _capsule_set_name(capsule, _USED_CAPSULE_NAME)
+    return tensor

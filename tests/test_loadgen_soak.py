@@ -1,0 +1,106 @@
+"""Soak: repeated `gpuprof perf` HTTP sweeps must leave the Triton server they measure alive.
+
+The server is the issue-9 one, fresh for this module: a python-backend `double` model
+(max_batch_size 8, one CPU instance). Each run is a real `gpuprof perf` process (concurrency
+1:4 over HTTP, short windows, so levels and windows start and end often); afterwards the
+server must be alive, must have failed no request, must have answered at least every request
+the windows counted, and its log must hold no crash and no traceback. Bounded: 4 runs of at
+most ~8 s of load each.
+
+The server is NOT traced: tritonserver 2.51 tracing every request (`rate=1`) crashes under
+any fast HTTP client, gpuprof's or plain sockets (tools/repro/triton_http_trace_crash.py,
+upstream triton-inference-server/server#7795); untraced, the same load leaves it alive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+
+RUNS = 4
+CRASH_MARKS = ("Signal (", "free():", "Non-graceful termination", "Traceback")
+
+CONFIG = """name: "double"
+backend: "python"
+max_batch_size: 8
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 16 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 16 ] } ]
+instance_group [ { kind: KIND_CPU count: 1 } ]
+"""
+
+
+@pytest.fixture(scope="module")
+def double_server(tmp_path_factory):
+    from gpuprof.capture.triton_backends import find_triton
+    from gpuprof.capture.triton_server import TritonServer
+    from gpuprof.errors import GpuprofError
+
+    try:
+        find_triton()
+    except GpuprofError as exc:
+        pytest.skip(exc.message)
+
+    root = tmp_path_factory.mktemp("soak")
+    model = root / "repo" / "double"
+    (model / "1").mkdir(parents=True)
+    (model / "config.pbtxt").write_text(CONFIG)
+    (model / "1" / "model.py").write_text(_model_source())
+    server = TritonServer(root / "repo", keep_log=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _model_source() -> str:
+    """The repro script's `double` model: the same one the crash counts were taken with."""
+    import importlib.util
+
+    path = REPO / "tools" / "repro" / "triton_http_trace_crash.py"
+    spec = importlib.util.spec_from_file_location("triton_http_trace_crash", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.MODEL
+
+
+def _stats(server) -> dict:
+    url = f"http://{server.http_url}/v2/models/double/stats"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)["model_stats"][0]["inference_stats"]
+
+
+def _perf(server, tmp_path, run: int) -> pd.DataFrame:
+    windows = tmp_path / f"windows{run}.csv"
+    cmd = [sys.executable, "-m", "gpuprof", "perf", "-m", "double", "-u", server.http_url,
+           "--concurrency-range", "1:4", "-p", "400", "--warmup", "100", "-r", "3",
+           "--max-duration", "30", "--no-live", "-f", str(tmp_path / f"out{run}.csv"),
+           "--windows-csv", str(windows)]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=REPO, env=env)
+    assert done.returncode == 0, f"run {run}: {done.stdout[-1500:]}{done.stderr[-1500:]}"
+    return pd.read_csv(windows)
+
+
+def test_repeated_http_sweeps_leave_the_server_alive_and_answering(double_server, tmp_path):
+    counted = 0
+    for run in range(RUNS):
+        windows = _perf(double_server, tmp_path, run)
+        assert double_server.running(), f"the server died in run {run}:\n{double_server.log_tail()}"
+        assert sorted(windows["level"].unique()) == [1, 2, 3, 4]
+        assert (windows["errors"] == 0).all()
+        counted += int(windows["requests"].sum())
+    stats = _stats(double_server)
+    assert int(stats["fail"]["count"]) == 0
+    # warm-up requests and the probes are answered but not counted in any window
+    assert int(stats["success"]["count"]) >= counted > 0
+    log = double_server.log_path.read_text(errors="replace")
+    assert not [mark for mark in CRASH_MARKS if mark in log], double_server.log_tail()
