@@ -350,7 +350,8 @@ def test_trace_joins_client_and_server_and_agrees_with_statistics(server):
 
     api = ServerAPI(server.http_url)
     before = api.stats(server.model_name)
-    result = run_sweep(_spec(server, trace=True))
+    # every request traced (1 in 1, warm-up included), so the counts can agree exactly
+    result = run_sweep(_spec(server, trace=True, trace_rate=1))
     delta = stats_delta(before, api.stats(server.model_name))
     api.close()
     assert result.trace_files and result.trace_error is None
@@ -376,7 +377,7 @@ def test_back_to_back_traced_runs_each_collect_their_own_traces(server):
 
     for _ in range(2):
         result = run_sweep(_spec(server, trace=True, url=server.grpc_url, protocol="grpc",
-                                 max_trials=1))
+                                 max_trials=1, trace_rate=1))
         spans = perf_trace.server_spans(result.trace_requests, result.prefix)
         measured = result.requests_table()
         assert set(measured["request_id"]) <= set(spans["request_id"])

@@ -7,9 +7,11 @@ server must be alive, must have failed no request, must have answered at least e
 the windows counted, and its log must hold no crash and no traceback. Bounded: 4 runs of at
 most ~8 s of load each.
 
-The server is NOT traced: tritonserver 2.51 tracing every request (`rate=1`) crashes under
-any fast HTTP client, gpuprof's or plain sockets (tools/repro/triton_http_trace_crash.py,
-upstream triton-inference-server/server#7795); untraced, the same load leaves it alive.
+tritonserver 2.51 tracing every request (`rate=1`) crashes under any fast HTTP client,
+gpuprof's or plain sockets (tools/repro/triton_http_trace_crash.py, upstream
+triton-inference-server/server#7795). The server here has a trace file with tracing off; the
+first test leaves it off, the second runs `gpuprof perf --trace`, which must pick a sampling
+rate per level that keeps the server alive (capture/loadgen/tracing.py).
 """
 
 from __future__ import annotations
@@ -55,7 +57,11 @@ def double_server(tmp_path_factory):
     (model / "1").mkdir(parents=True)
     (model / "config.pbtxt").write_text(CONFIG)
     (model / "1" / "model.py").write_text(_model_source())
-    server = TritonServer(root / "repo", keep_log=True)
+    from gpuprof.capture.triton_server import TraceConfig
+
+    trace = TraceConfig(root / "trace" / "trace.json", levels=("OFF",))
+    trace.file.parent.mkdir()
+    server = TritonServer(root / "repo", keep_log=True, trace=trace)
     server.start()
     yield server
     server.stop()
@@ -78,22 +84,22 @@ def _stats(server) -> dict:
         return json.load(response)["model_stats"][0]["inference_stats"]
 
 
-def _perf(server, tmp_path, run: int) -> pd.DataFrame:
+def _perf(server, tmp_path, run: int, *extra: str) -> tuple[pd.DataFrame, str]:
     windows = tmp_path / f"windows{run}.csv"
     cmd = [sys.executable, "-m", "gpuprof", "perf", "-m", "double", "-u", server.http_url,
            "--concurrency-range", "1:4", "-p", "400", "--warmup", "100", "-r", "3",
            "--max-duration", "30", "--no-live", "-f", str(tmp_path / f"out{run}.csv"),
-           "--windows-csv", str(windows)]
+           "--windows-csv", str(windows), *extra]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=REPO, env=env)
     assert done.returncode == 0, f"run {run}: {done.stdout[-1500:]}{done.stderr[-1500:]}"
-    return pd.read_csv(windows)
+    return pd.read_csv(windows), done.stdout
 
 
 def test_repeated_http_sweeps_leave_the_server_alive_and_answering(double_server, tmp_path):
     counted = 0
     for run in range(RUNS):
-        windows = _perf(double_server, tmp_path, run)
+        windows, _ = _perf(double_server, tmp_path, run)
         assert double_server.running(), f"the server died in run {run}:\n{double_server.log_tail()}"
         assert sorted(windows["level"].unique()) == [1, 2, 3, 4]
         assert (windows["errors"] == 0).all()
@@ -102,5 +108,21 @@ def test_repeated_http_sweeps_leave_the_server_alive_and_answering(double_server
     assert int(stats["fail"]["count"]) == 0
     # warm-up requests and the probes are answered but not counted in any window
     assert int(stats["success"]["count"]) >= counted > 0
+    log = double_server.log_path.read_text(errors="replace")
+    assert not [mark for mark in CRASH_MARKS if mark in log], double_server.log_tail()
+
+
+def test_traced_http_sweeps_sample_the_trace_and_leave_the_server_alive(double_server, tmp_path):
+    """The load the repro crashes a fully traced server with, traced by gpuprof: it samples."""
+    for run in range(3):
+        trace_csv = tmp_path / f"trace{run}.csv"
+        windows, out = _perf(double_server, tmp_path, run, "--trace", "--trace-csv",
+                             str(trace_csv))
+        assert double_server.running(), f"the server died in run {run}:\n{double_server.log_tail()}"
+        assert (windows["errors"] == 0).all()
+        traced = pd.read_csv(trace_csv)
+        # fast levels are sampled (the model answers thousands a second), and said so
+        assert 0 < len(traced) < int(windows["requests"].sum())
+        assert "traced a sample of the requests" in out
     log = double_server.log_path.read_text(errors="replace")
     assert not [mark for mark in CRASH_MARKS if mark in log], double_server.log_tail()

@@ -48,7 +48,11 @@ from ..errors import BadInputError, CaptureError
 @click.option("--max-requests", default=5_000_000, show_default=True,
               help="The whole run stops after this many requests.")
 @click.option("--request-timeout", default=30.0, show_default=True, help="Seconds per request.")
-@click.option("--trace", is_flag=True, help="Trace every request on the server and join it.")
+@click.option("--trace", is_flag=True,
+              help="Trace the requests on the server and join each with its client side.")
+@click.option("--trace-rate", default="auto", show_default=True,
+              help="--trace: trace 1 in N requests; auto keeps the server under a safe traced "
+                   "rate (tritonserver 2.51 crashes tracing thousands of HTTP requests/s).")
 @click.option("-f", "csv_path", type=click.Path(dir_okay=False), help="perf_analyzer-style CSV.")
 @click.option("--windows-csv", type=click.Path(dir_okay=False), help="Per-window time series CSV.")
 @click.option("--trace-csv", type=click.Path(dir_okay=False),
@@ -105,7 +109,17 @@ def _spec(opts: dict):
         warmup_ms=opts["warmup_ms"], max_threads=opts["max_threads"],
         max_duration_s=opts["max_duration"], max_requests=opts["max_requests"],
         request_timeout_s=opts["request_timeout"], trace=opts["trace"],
+        trace_rate=_trace_rate(opts["trace_rate"]),
     ).validate()
+
+
+def _trace_rate(text: str) -> int | None:
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise BadInputError(f"--trace-rate must be 'auto' or a whole number >= 1, not '{text}'",
+                            "E.g. --trace-rate 10 traces 1 request in 10")
+    return int(text)
 
 
 def _net_file(opts: dict):
@@ -230,6 +244,15 @@ def _notes(result, table) -> list[str]:
         if row.get("delayed", 0):
             notes.append(f"level {row['level']:g}: {row['delayed']} requests started over 1 ms "
                          "late (raise --max-threads or lower the rate)")
+    sampled = [f"{lv.level:g}: 1 in {lv.trace_rate}" for lv in result.levels
+               if lv.trace_rate and lv.trace_rate > 1]
+    if sampled:
+        from ..capture.loadgen.tracing import TRACED_PER_S_CAP
+
+        notes.append(f"the server traced a sample of the requests ({', '.join(sampled)}), "
+                     f"to stay under {TRACED_PER_S_CAP} traced requests a second: "
+                     "tritonserver 2.51 crashes when it traces thousands of HTTP requests a "
+                     "second (tools/repro/triton_http_trace_crash.py)")
     if result.trace_error:
         notes.append(f"trace not collected: {result.trace_error}")
     notes += [f"trace: {issue}" for issue in result.trace_issues]

@@ -81,19 +81,27 @@ def _trace_join(sweep) -> pd.DataFrame | None:
 def analyze_net(sweep, capture_path: Path, server_port: int,
                 joined: pd.DataFrame | None) -> NetResult:
     """Read a capture and tie its calls to the sweep's requests, clocks checked."""
-    from ..analyze import net_path, perf_trace
+    from ..analyze import perf_trace
     from ..ingest.net_capture import read_net_capture
 
     events, facts = read_net_capture(capture_path)
     requests = sweep.requests_table()
     requests = requests[requests["ok"]] if not requests.empty else requests
-    match = net_path.match_calls(requests, events, server_port, os.getpid())
     spans = None
     if sweep.trace_requests is not None:
         spans = perf_trace.server_spans(sweep.trace_requests, sweep.prefix)
-    path = net_path.network_path(requests, match.calls, spans)
-    clocks = _clocks(requests, match.calls, spans)
+    path, match, clocks = analyze_join(requests, events, server_port, os.getpid(), spans)
     return NetResult(Path(capture_path), facts, events, path, match, clocks)
+
+
+def analyze_join(requests: pd.DataFrame, events: pd.DataFrame, server_port: int,
+                 client_pid: int, spans: pd.DataFrame | None):
+    """(path, match, clocks): each request's TCP calls, its network path and the clocks."""
+    from ..analyze import net_path
+
+    match = net_path.match_calls(requests, events, server_port, client_pid)
+    path = net_path.network_path(requests, match.calls, spans)
+    return path, match, _clocks(requests, match.calls, spans)
 
 
 def _clocks(requests: pd.DataFrame, calls: pd.DataFrame,

@@ -41,6 +41,7 @@ class LoadSpec:
     max_requests: int = 5_000_000           # ... or after this many requests
     request_timeout_s: float = 30
     trace: bool = False
+    trace_rate: int | None = None           # trace 1 in N requests; None: chosen per level
     seed: int = 0
 
     @property

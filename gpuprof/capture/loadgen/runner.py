@@ -84,7 +84,7 @@ def _run(spec: LoadSpec, api: ServerAPI, progress) -> SweepResult:
     result.started_ns = time.perf_counter_ns()
     try:
         _probe(factory, api, result.prefix, spec.model)
-        _measure_levels(spec, api, factory, len(payloads), result, progress)
+        _measure_levels(spec, api, factory, len(payloads), result, progress, tracer)
     finally:
         result.finished_ns = time.perf_counter_ns()
         if tracer:
@@ -92,12 +92,14 @@ def _run(spec: LoadSpec, api: ServerAPI, progress) -> SweepResult:
     return result
 
 
-def _measure_levels(spec, api, factory, n_payloads, result: SweepResult, progress) -> None:
+def _measure_levels(spec, api, factory, n_payloads, result: SweepResult, progress,
+                    tracer=None) -> None:
     records: list = []
     budget = Budget(spec.max_requests)
     driver = LoadDriver(factory, n_payloads, result.prefix, budget, records)
     meter = LevelMeter(spec, api, RecordCursor(records), result.prefix,
-                       result.started_ns + int(spec.max_duration_s * 1e9), budget, progress)
+                       result.started_ns + int(spec.max_duration_s * 1e9), budget, progress,
+                       tracer)
     try:
         for index, level in enumerate(spec.levels):
             if progress:
@@ -152,7 +154,7 @@ def _tracer(spec: LoadSpec, api: ServerAPI):
         return None
     from .tracing import TraceSession
 
-    return TraceSession(api, spec.model).start()
+    return TraceSession(api, spec.model, spec.trace_rate).start()
 
 
 def _finish_trace(tracer, result: SweepResult) -> None:

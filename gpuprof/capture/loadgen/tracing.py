@@ -10,6 +10,7 @@ it flush the remaining traces. The files are on this machine: gpuprof only talks
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from pathlib import Path
 
@@ -20,13 +21,21 @@ from ...ingest import triton_trace
 from .server_api import ServerAPI
 
 LOG_FREQUENCY = 1000
+# tritonserver 2.51 crashes (free(): invalid pointer, SIGSEGV) when it traces thousands of HTTP
+# requests a second, from any client (tools/repro/triton_http_trace_crash.py; upstream
+# triton-inference-server/server#7795). Measured here: 1 in 10 of ~8,000/s (800 traced/s) ran
+# clean 3 of 3 times, 1 in 3 crashed 2 of 3. So each level traces 1 in N requests, N chosen
+# from the warm-up's rate to stay under this many traced requests a second.
+TRACED_PER_S_CAP = 400
+QUIET_RATE = 1_000_000          # during warm-ups: trace next to nothing
+MIN_TRACE_WARMUP_S = 0.3        # long enough to measure the level's rate before tracing it
 RESTORED_KEYS = ("trace_level", "trace_rate", "log_frequency")
 FLUSH_WAIT_S = 5.0
 
 
 class TraceSession:
-    def __init__(self, api: ServerAPI, model: str):
-        self.api, self.model = api, model
+    def __init__(self, api: ServerAPI, model: str, rate: int | None = None):
+        self.api, self.model, self.rate = api, model, rate
         self.original: dict = {}
         self.file: Path | None = None
         self.before: dict[Path, tuple[int, int]] = {}   # trace files as they were at start
@@ -45,9 +54,14 @@ class TraceSession:
         self.file = Path(trace_file)
         self.original = {k: current[k] for k in RESTORED_KEYS if k in current}
         self.before = self._stamps()
-        self.api.update_trace_settings({"trace_level": ["TIMESTAMPS"], "trace_rate": "1",
+        self.api.update_trace_settings({"trace_level": ["TIMESTAMPS"],
+                                        "trace_rate": str(self.rate or 1),
                                         "log_frequency": str(LOG_FREQUENCY)}, self.model)
         return self
+
+    def set_rate(self, rate: int | None) -> None:
+        """Trace 1 in ``rate`` requests from now on (None: next to none, for warm-ups)."""
+        self.api.update_trace_settings({"trace_rate": str(rate or QUIET_RATE)}, self.model)
 
     def finish(self) -> list[Path]:
         """Restore the settings, wait for the flush of the traces Triton still holds, and
@@ -110,6 +124,11 @@ class TraceSession:
     def _new_stamps(self) -> dict[Path, tuple[int, int]]:
         """Files written or rewritten since ``start``: this run's traces (and maybe others')."""
         return {p: s for p, s in self._stamps().items() if self.before.get(p) != s}
+
+
+def sample_rate(requests_per_s: float, cap: float = TRACED_PER_S_CAP) -> int:
+    """1 in how many requests to trace so the server traces at most ``cap`` a second."""
+    return max(1, math.ceil(requests_per_s / cap))
 
 
 def _index(path: Path) -> int:

@@ -44,6 +44,7 @@ class LevelResult:
     stable: bool = False
     complete: bool = False                        # False: the run stopped during this level
     metrics: dict = field(default_factory=dict)   # merged over the last windows
+    trace_rate: int | None = None                 # --trace: the server traced 1 in this many
 
     @property
     def counted(self) -> list[Window]:
@@ -82,11 +83,12 @@ class LevelMeter:
     deadline_ns: int
     budget: Budget
     progress: Callable[[str, dict], None] | None = None
+    tracer: object | None = None   # tracing.TraceSession with --trace
 
     def measure(self, result: LevelResult) -> None:
         """Fill ``result`` window by window; whatever happens, merge what was measured."""
         try:
-            self._sleep(self.spec.warmup_ms / 1000)
+            self._warm_up(result)
             self.cursor.discard()
             for trial in range(self.spec.max_trials):
                 self._measure_window(result, trial)
@@ -97,6 +99,23 @@ class LevelMeter:
             result.complete = True
         finally:
             result.metrics = merge(result.counted, self.spec.batch_size)
+
+    def _warm_up(self, result: LevelResult) -> None:
+        """Run the level unmeasured; when tracing, trace (almost) nothing meanwhile and then
+        pick the sampling rate that keeps the server under its safe traced rate."""
+        if self.tracer is None or self.spec.trace_rate is not None:
+            self._sleep(self.spec.warmup_ms / 1000)
+            result.trace_rate = self.spec.trace_rate
+            return
+        from .tracing import MIN_TRACE_WARMUP_S, sample_rate
+
+        self.tracer.set_rate(None)
+        self.cursor.discard()
+        started = time.perf_counter_ns()
+        self._sleep(max(self.spec.warmup_ms / 1000, MIN_TRACE_WARMUP_S))
+        per_s = self.cursor.pending() / ((time.perf_counter_ns() - started) / 1e9)
+        result.trace_rate = sample_rate(per_s * self.spec.batch_size)
+        self.tracer.set_rate(result.trace_rate)
 
     def _measure_window(self, result: LevelResult, trial: int) -> None:
         window = self._window(result.level, trial)

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""What `gpuprof perf --net` costs, measured as users run it.
+
+1. Capture overhead: `gpuprof perf` with and without `--net` (each a fresh process, rounds
+   alternating so drift hits both) against one real Triton server on loopback, at
+   concurrency 1 and 4; the client p50/p99 latency and throughput of each run, from the
+   perf_analyzer CSV it writes. Needs root and bpftrace.
+2. The join at scale: a real `--net --trace` run's capture and requests, replicated to N
+   requests (each copy moved later in time and onto other client ports, so nothing overlaps),
+   then joined as `gpuprof perf` joins them (match_calls, network_path, the clock check), in
+   a fresh process, timed after imports.
+
+    .venv/bin/python tools/bench_perf_net.py --rounds 3 --join-requests 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "ppocr_mobile_v2_cls.onnx"
+SHAPE = "x:1,3,48,192"
+
+
+def perf(url: str, level: int, out: Path, net: bool, trace: bool = False) -> dict:
+    cmd = [sys.executable, "-m", "gpuprof", "perf", "-m", MODEL.stem, "-u", url, "--shape",
+           SHAPE, "--concurrency-range", str(level), "-p", "2000", "-r", "3", "--no-live",
+           "-f", str(out / "perf.csv")]
+    if net:
+        cmd += ["--net", "--net-file", str(out / "net.txt")]
+    if trace:
+        cmd += ["--trace", "--trace-csv", str(out / "requests.csv")]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    row = pd.read_csv(out / "perf.csv").iloc[0]
+    return {"p50_us": int(row["p50 latency"]), "p99_us": int(row["p99 latency"]),
+            "infer_s": float(row["Inferences/Second"])}
+
+
+def overhead(url: str, rounds: int) -> list[dict]:
+    rows = []
+    for level in (1, 4):
+        for n in range(rounds):
+            for net in (False, True) if n % 2 == 0 else (True, False):
+                with tempfile.TemporaryDirectory() as tmp:
+                    rows.append({"level": level, "round": n, "net": net,
+                                 **perf(url, level, Path(tmp), net)})
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+JOIN_CHILD = r"""
+import os, sys, time, json
+import pandas as pd
+t0 = time.perf_counter()
+from gpuprof.pipeline.perf_run import analyze_join
+requests = pd.read_parquet(sys.argv[1]); events = pd.read_parquet(sys.argv[2])
+spans = pd.read_parquet(sys.argv[3])
+t1 = time.perf_counter()
+path, match, clocks = analyze_join(requests, events, int(sys.argv[4]), int(sys.argv[5]), spans)
+t2 = time.perf_counter()
+print(json.dumps({"requests": len(requests), "calls": len(events), "matched": len(path),
+                  "imports_s": t1 - t0, "join_s": t2 - t1}))
+"""
+
+
+def join_at_scale(url: str, n_requests: int) -> dict:
+    from gpuprof.analyze import perf_trace
+    from gpuprof.ingest.net_capture import read_net_capture
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        perf(url, 4, out, net=True, trace=True)
+        requests = pd.read_csv(out / "requests.csv")
+        events, _ = read_net_capture(out / "net.txt")
+        port = int(url.rsplit(":", 1)[1])
+        reqs, evs, spans = _replicate(requests, events, port, n_requests)
+        for name, frame in (("r", reqs), ("e", evs), ("s", spans)):
+            frame.to_parquet(out / f"{name}.parquet")
+        pid = int(requests.attrs.get("pid", 0)) or _client_pid(events, port)
+        child = subprocess.run([sys.executable, "-c", JOIN_CHILD, str(out / "r.parquet"),
+                                str(out / "e.parquet"), str(out / "s.parquet"), str(port),
+                                str(pid)], check=True, capture_output=True, text=True)
+        return json.loads(child.stdout)
+
+
+def _client_pid(events: pd.DataFrame, port: int) -> int:
+    client = events[events["remote_port"] == port]
+    return int(client["pid"].mode().iloc[0])
+
+
+def _replicate(requests, events, port, n):
+    """Copies of the run, each shifted past the previous one in time and onto new ports."""
+    base = requests.dropna(subset=["net_client_send_ns"])
+    copies = -(-n // len(base))
+    span = int(events["time_ns"].max() - events["time_ns"].min()) + 1
+    ports = sorted(base["client_port"].unique())
+    reqs, evs, spans = [], [], []
+    for k in range(copies):
+        remap = {p: 1024 + (k * len(ports) + i) % 60000 for i, p in enumerate(ports)}
+        r = base.assign(start_ns=base["start_ns"] + k * span, end_ns=base["end_ns"] + k * span,
+                        sent_ns=base["start_ns"] + k * span, recv_ns=base["end_ns"] + k * span,
+                        client_port=base["client_port"].map(remap),
+                        request_id=base["request_id"] + f"-{k}")
+        e = events.assign(time_ns=events["time_ns"] + k * span)
+        e["local_port"] = e["local_port"].map(lambda p: remap.get(p, p))
+        e["remote_port"] = e["remote_port"].map(lambda p: remap.get(p, p))
+        s = r[["request_id"]].assign(server_start_ns=r["start_ns"] + base["net_client_send_ns"]
+                                     + base["net_wire_in_ns"] + base["net_server_read_ns"],
+                                     send_start_ns=r["end_ns"] - base["net_client_recv_ns"]
+                                     - base["net_wire_out_ns"] - base["net_server_send_ns"])
+        reqs.append(r), evs.append(e), spans.append(s)
+    keep = ["request_id", "client_port", "start_ns", "sent_ns", "recv_ns", "end_ns"]
+    return (pd.concat(reqs, ignore_index=True)[keep].head(n),
+            pd.concat(evs, ignore_index=True), pd.concat(spans, ignore_index=True).head(n))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--join-requests", type=int, default=100_000)
+    parser.add_argument("--skip-overhead", action="store_true")
+    args = parser.parse_args()
+    from gpuprof.capture.triton_server import serve_onnx
+
+    with serve_onnx(MODEL) as server:
+        url = server.http_url
+        if not args.skip_overhead:
+            rows = pd.DataFrame(overhead(url, args.rounds))
+            summary = rows.groupby(["level", "net"])[["p50_us", "p99_us", "infer_s"]].median()
+            print(summary.to_string())
+        started = time.perf_counter()
+        print(json.dumps(join_at_scale(url, args.join_requests)))
+        print(f"(join benchmark took {time.perf_counter() - started:.1f} s in all)")
+
+
+if __name__ == "__main__":
+    main()
