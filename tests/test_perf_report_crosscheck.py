@@ -51,7 +51,8 @@ def sweep(request, cls_triton_server):
     url = server.http_url if protocol == "http" else server.grpc_url
     spec = LoadSpec(model=server.model_name, url=url, protocol=protocol, shapes=SHAPE,
                     levels=[1, 2], measurement_interval_ms=300, max_trials=3, warmup_ms=100,
-                    max_duration_s=60, max_requests=5000, trace=True, percentile=percentile)
+                    max_duration_s=60, max_requests=5000, trace=True, trace_rate=1,
+                    percentile=percentile)
     result = run_sweep(spec)
     assert not result.partial and result.trace_files and result.trace_error is None
     return result
