@@ -29,6 +29,8 @@ READY = SystemFacts(is_root=True, bpftrace="/usr/bin/bpftrace", tracefs=Path("/s
     (replace(READY, tracepoints=False, kprobes=True), "tracepoint", BadInputError,
      ["sock:sock_send_length", "--program kprobe"]),
     (replace(READY, tracepoints=False), "auto", CaptureError, ["neither", "CONFIG_KPROBES"]),
+    (replace(READY, syscall_tracepoints=False), "auto", CaptureError,
+     ["sys_enter_getpgid", "CONFIG_FTRACE_SYSCALLS"]),
     (READY, "uprobe", BadInputError, ["unknown eBPF program", "auto, tracepoint, kprobe"]),
 ])
 def test_refusals_name_the_fix(facts, requested, error, words):
@@ -52,8 +54,9 @@ def test_program_choice(facts, requested, chosen):
 
 
 def test_program_args_fill_the_slots():
-    assert bpf.program_args([123], [8000, 8001]) == ["123", "0", "0", "0", "8000", "8001"] + ["0"] * 6
-    assert bpf.program_args() == ["0"] * 12
+    assert bpf.program_args([123], [8000, 8001]) == ["123", "0", "0", "0", "8000", "8001"] + ["0"] * 7
+    assert bpf.program_args() == ["0"] * 13
+    assert bpf.program_args(sync_id=bpf.SYNC_ID_MIN + 5)[-1] == str(bpf.SYNC_ID_MIN + 5)
 
 
 @pytest.mark.parametrize("pids, ports, words", [

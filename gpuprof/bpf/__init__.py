@@ -3,18 +3,22 @@
 Both programs (``net_tracepoint.bt``, the default; ``net_kprobe.bt`` for kernels with kprobes
 but without the ``sock:sock_*_length`` tracepoints) print the same thing:
 
-    Attaching 3 probes...                      (bpftrace itself)
+    Attaching 4 probes...                      (bpftrace itself)
     # gpuprof-net program=tracepoint layout=1 start_mono_ns=... start_wall=...
     # filter pids=0,0,0,0
     # filter ports=8000,0,0,0,0,0,0,0
     TIME     PID     COMM  SADDR:SPORT  DADDR:DPORT  TIME(ms)  SEND/RECV  BYTES  MONO_NS  TID
     17:59:47 54643   image_client   127.0.0.1:33782   127.0.0.1:8000  2033  SEND  120  5426105980587  54650
     Lost 12 events                             (bpftrace, when its buffers overflowed)
+    # sync 1073741999 5426205980587            (gpuprof's stop marker, see below)
 
 The first seven columns are the seed tracer's (``TIME`` wall clock, ``TIME(ms)`` since bpftrace
 started); ``BYTES`` is what the call moved and ``MONO_NS`` is bpftrace's ``nsecs``
 (CLOCK_MONOTONIC, the clock of Python's ``time.monotonic_ns()`` and of Triton's traces).
-``COMM`` may hold spaces, so a line is split from both ends. The capture (``capture/net.py``)
+``COMM`` may hold spaces, so a line is split from both ends. bpftrace drops the events it has
+not yet read from the kernel when it is stopped, so before stopping it gpuprof calls
+``getpgid(sync id)`` and waits for the program's ``# sync`` line: everything before that call
+is then in the file. The capture (``capture/net.py``)
 and the parser (``ingest/net_capture.py``) both read this module, so the layout is written once.
 """
 
@@ -29,6 +33,9 @@ from ..errors import BadInputError
 PROGRAMS = {"tracepoint": "net_tracepoint.bt", "kprobe": "net_kprobe.bt"}
 MAX_PIDS = 4    # positional parameters $1..$4
 MAX_PORTS = 8   # positional parameters $5..$12
+# $13: the sync id, a number above any pid (pid_max is at most 2**22), so getpgid(id) fails
+SYNC_ID_MIN = 1 << 30
+SYNC_TRACEPOINT = "syscalls/sys_enter_getpgid"
 
 HEADER_PREFIX = "# gpuprof-net "
 COLUMNS = ("TIME", "PID", "COMM", "SADDR:SPORT", "DADDR:DPORT", "TIME(ms)", "SEND/RECV",
@@ -37,6 +44,7 @@ SEED_COLUMNS = COLUMNS[:7]
 # an event line starts with the wall-clock time (what the seed's time("%H:%M:%S") prints)
 EVENT_LINE = re.compile(r"^\d{2}:\d{2}:\d{2}\s")
 LOST_LINE = re.compile(r"^Lost (\d+) events")
+SYNC_LINE = "# sync {sync_id} "
 
 
 def program_path(name: str) -> Path:
@@ -44,8 +52,9 @@ def program_path(name: str) -> Path:
     return Path(__file__).with_name(PROGRAMS[name])
 
 
-def program_args(pids: Sequence[int] = (), ports: Sequence[int] = ()) -> list[str]:
-    """The programs' positional parameters: pids in $1..$4, ports in $5..$12, 0 = unused."""
+def program_args(pids: Sequence[int] = (), ports: Sequence[int] = (), sync_id: int = 0) -> list[str]:
+    """The programs' positional parameters: pids in $1..$4, ports in $5..$12 (0 = unused),
+    the sync id in $13 (0 = none)."""
     pids, ports = list(pids), list(ports)
     if len(pids) > MAX_PIDS:
         raise BadInputError(f"at most {MAX_PIDS} pids can be filtered in the kernel, got {len(pids)}",
@@ -59,7 +68,9 @@ def program_args(pids: Sequence[int] = (), ports: Sequence[int] = ()) -> list[st
     for port in ports:
         if not (isinstance(port, int) and 0 < port < 65536):
             raise BadInputError(f"'{port}' is not a TCP port", "Pass an integer from 1 to 65535")
-    slots = pids + [0] * (MAX_PIDS - len(pids)) + ports + [0] * (MAX_PORTS - len(ports))
+    if sync_id and not SYNC_ID_MIN <= sync_id < 1 << 31:
+        raise ValueError(f"sync id {sync_id} is not in [2**30, 2**31)")
+    slots = pids + [0] * (MAX_PIDS - len(pids)) + ports + [0] * (MAX_PORTS - len(ports)) + [sync_id]
     return [str(value) for value in slots]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -52,6 +53,7 @@ class NetCaptureResult:
     exit_code: int | None           # bpftrace's exit code (negative: killed by that signal)
     killed: bool                    # it did not stop on SIGINT in time and was SIGKILLed
     truncated_lines: int            # 1 when the file ends inside a line (a killed writer)
+    synced: bool                    # bpftrace had written every event up to stop() (see bpf/)
     warnings: list[str] = field(default_factory=list)  # bpftrace's stderr, noise removed
 
 
@@ -65,12 +67,14 @@ class NetCapture:
     program: str = "auto"           # auto | tracepoint | kprobe
     attach_timeout_s: float = 60.0
     stop_timeout_s: float = 10.0
+    sync_timeout_s: float = 10.0    # how long stop() waits for bpftrace to catch up
     buffer_pages: int | None = None  # perf ring pages per CPU (bpftrace's default: 64)
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _err_path: Path | None = field(default=None, init=False, repr=False)
     _ran: str = field(default="", init=False, repr=False)
     _started_ns: int = field(default=-1, init=False, repr=False)
     _offset: int = field(default=0, init=False, repr=False)
+    _sync_id: int = field(default=0, init=False, repr=False)
     result: NetCaptureResult | None = field(default=None, init=False)  # set by stop()
 
     def __post_init__(self) -> None:
@@ -97,7 +101,8 @@ class NetCapture:
         """Start bpftrace and return once its probes are attached (its BEGIN has printed)."""
         if self._proc is not None:
             return
-        args = bpf.program_args(self.pids or (), self.ports)
+        self._sync_id = bpf.SYNC_ID_MIN + secrets.randbelow(bpf.SYNC_ID_MIN)
+        args = bpf.program_args(self.pids or (), self.ports, self._sync_id)
         self._ran = choose_program(self.program, system_facts())
         self.out.parent.mkdir(parents=True, exist_ok=True)
         cmd = ["bpftrace", "-B", "none", str(bpf.program_path(self._ran)), *args]
@@ -160,21 +165,49 @@ class NetCapture:
         _unregister(self)
         if proc is None:
             return self.result
-        killed = False
+        killed = synced = False
         if proc.poll() is None:
-            _signal_group(proc, signal.SIGINT)
             try:
+                synced = self._sync(proc)
+                _signal_group(proc, signal.SIGINT)
                 proc.wait(self.stop_timeout_s)
             except subprocess.TimeoutExpired:
                 killed = True
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait(5)
-        self.result = self._result(proc, stopped_ns, killed)
+            except BaseException:  # a second Ctrl-C while stopping: bpftrace still goes
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait(5)
+                raise
+        self.result = self._result(proc, stopped_ns, killed, synced)
         return self.result
 
-    def _result(self, proc: subprocess.Popen, stopped_ns: int, killed: bool) -> NetCaptureResult:
+    def _sync(self, proc: subprocess.Popen) -> bool:
+        """Wait until bpftrace has written every event that happened before now: SIGINT makes
+        it drop what it has not read from the kernel yet, and it lags under load."""
+        with contextlib.suppress(OSError):
+            os.getpgid(self._sync_id)  # no such process: only the program's marker probe sees it
+        marker = bpf.SYNC_LINE.format(sync_id=self._sync_id).encode()
+        deadline = time.monotonic() + self.sync_timeout_s
+        position = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            with open(self.out, "rb") as handle:
+                start = max(0, position - len(marker))  # a marker may straddle two reads
+                handle.seek(start)
+                data = handle.read()
+            if marker in data:
+                return True
+            position = start + len(data)
+            time.sleep(0.01)
+        return False
+
+    def _result(self, proc: subprocess.Popen, stopped_ns: int, killed: bool,
+                synced: bool) -> NetCaptureResult:
         counts = scan_capture(self.out)
         warnings = self._stderr_lines()
+        if not synced:
+            warnings.append("bpftrace had not written every event when it was stopped: "
+                            "the last events may be missing")
         if self._err_path:
             with contextlib.suppress(OSError):
                 self._err_path.unlink()
@@ -183,7 +216,7 @@ class NetCapture:
             events_written=counts.events, started_monotonic_ns=self._started_ns,
             stopped_monotonic_ns=stopped_ns, pids=tuple(self.pids or ()), ports=tuple(self.ports),
             exit_code=proc.returncode, killed=killed, truncated_lines=counts.truncated_lines,
-            warnings=warnings)
+            synced=synced, warnings=warnings)
 
     def _stderr_lines(self, keep: int = 10) -> list[str]:
         if not self._err_path or not self._err_path.exists():

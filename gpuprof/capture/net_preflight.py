@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import bpf
 from ..errors import BadInputError, CaptureError, MissingToolError
 
 PROGRAM_CHOICES = ("auto", "tracepoint", "kprobe")
@@ -31,6 +32,7 @@ class SystemFacts:
     btf: bool                       # kernel BTF, to read struct sock without headers
     tracepoints: bool               # sock:sock_send_length and sock:sock_recv_length
     kprobes: bool                   # kprobes on tcp_sendmsg and tcp_recvmsg
+    syscall_tracepoints: bool = True  # syscalls:sys_enter_getpgid, the stop marker
 
 
 def system_facts(mount: bool = True) -> SystemFacts:
@@ -40,7 +42,8 @@ def system_facts(mount: bool = True) -> SystemFacts:
         is_root=is_root, bpftrace=shutil.which("bpftrace"), tracefs=tracefs, tracefs_error=error,
         btf=BTF.exists(),
         tracepoints=tracefs is not None and all((tracefs / "events" / t).is_dir() for t in TRACEPOINTS),
-        kprobes=tracefs is not None and (tracefs / "kprobe_events").exists() and _kernel_has(KPROBE_FUNCTIONS))
+        kprobes=tracefs is not None and (tracefs / "kprobe_events").exists() and _kernel_has(KPROBE_FUNCTIONS),
+        syscall_tracepoints=tracefs is not None and (tracefs / "events" / bpf.SYNC_TRACEPOINT).is_dir())
 
 
 def choose_program(requested: str, facts: SystemFacts) -> str:
@@ -63,6 +66,10 @@ def choose_program(requested: str, facts: SystemFacts) -> str:
     if not facts.btf:
         raise CaptureError(f"this kernel has no BTF ({BTF} is missing), which the programs need to read "
                            "struct sock", "Use a kernel built with CONFIG_DEBUG_INFO_BTF=y")
+    if not facts.syscall_tracepoints:
+        raise CaptureError("this kernel has no syscall tracepoints (syscalls:sys_enter_getpgid), which "
+                           "gpuprof uses to know bpftrace has written every event before stopping it",
+                           "Use a kernel built with CONFIG_FTRACE_SYSCALLS=y")
     if requested == "kprobe" and not facts.kprobes:
         raise BadInputError("the kprobe program was asked for but this kernel has no kprobes on "
                             "tcp_sendmsg/tcp_recvmsg", "Use --program tracepoint (or auto)")
