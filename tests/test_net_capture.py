@@ -272,3 +272,47 @@ def test_killed_gpuprof_takes_bpftrace_with_it(tmp_path, http_server):
     assert _gone(port)
     events, _ = read_net_capture(out)  # what was captured is kept and readable
     assert len(events) > 0
+
+
+# -- the real Triton server ------------------------------------------------------------------
+
+def _keep_alive_requests(port: int, paths: list[str]) -> tuple[int, int, int, int, int]:
+    """GETs on one keep-alive connection, each answer read exactly by its Content-Length:
+    (client port, bytes sent, bytes received, start ns, end ns)."""
+    start = time.monotonic_ns()
+    sent = received = 0
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        reader = sock.makefile("rb")
+        for path in paths:
+            data = f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode()
+            sock.sendall(data)
+            sent += len(data)
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                received += len(line)
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            received += 2 + len(reader.read(length))
+        client_port = sock.getsockname()[1]
+    return client_port, sent, received, start, time.monotonic_ns()
+
+
+@pytest.mark.triton
+def test_triton_server_traffic_bytes_match(tmp_path, cls_triton_server):
+    """tritonserver's own threads, filtered by its pid and ours: every byte of a keep-alive
+    HTTP exchange appears on both ends, inside the client's times."""
+    server = cls_triton_server
+    port = server.http_port
+    paths = ["/v2/health/ready", f"/v2/models/{server.model_name}", f"/v2/models/{server.model_name}/config",
+             "/v2"] * 5
+    with NetCapture(ports=[port], pids=[server.pid, os.getpid()], out=tmp_path / "net.txt") as cap:
+        client_port, sent, received, start, end = _keep_alive_requests(port, paths)
+    assert cap.result.lost_events == 0 and cap.result.synced
+    events, _ = read_net_capture(cap.result.path)
+    client = traffic_of(events, client_port, port)
+    server_end = traffic_of(events, port, client_port)
+    assert client[:2] == (sent, received)
+    assert server_end[:2] == (received, sent)
+    assert all(start <= t <= end for t in client[2] + server_end[2])
+    server_rows = events[events["local_port"] == port]
+    assert set(server_rows["pid"]) == {server.pid}  # the server's threads report its pid
