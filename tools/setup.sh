@@ -45,3 +45,15 @@ if [ ! -f "$TRACE_ENGINE/node_modules/@paulirish/trace_engine/package.json" ]; t
       --no-audit --no-fund --loglevel=error "@paulirish/trace_engine@$TRACE_ENGINE_VERSION" >/dev/null \
     || echo "[setup] warning: could not install the DevTools trace engine; its test will skip" >&2
 fi
+
+# bpftrace for `gpuprof net` and the eBPF tests (Debian's package). Only where set-up runs as
+# root (CI does): without it the bpf tests skip with the reason, so a failure only warns.
+if ! command -v bpftrace >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing bpftrace (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bpftrace >/dev/null; } \
+      || echo "[setup] warning: could not install bpftrace; the eBPF tests will skip" >&2
+  else
+    echo "[setup] note: bpftrace is not installed (needs root: apt-get install -y bpftrace); the eBPF tests will skip" >&2
+  fi
+fi

@@ -95,9 +95,11 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "recv_ns": I64, "end_ns": I64, "client_port": I32, "sent_bytes": I64,
         "received_bytes": I64, "error": STR,
     },
-    # network events (bpftrace TCP send/recv): one row per call
+    # network events (bpftrace TCP send/recv): one row per call that moved data. direction is
+    # "send" or "recv"; time_ns (CLOCK_MONOTONIC) and bytes are -1 in the seed tracer's layout,
+    # which has neither (ingest/net_capture.py)
     "network_events": {
-        "time_ns": I64, "pid": I64, "comm": CAT, "local_addr": CAT, "local_port": I32,
+        "time_ns": I64, "pid": I64, "tid": I64, "comm": CAT, "local_addr": CAT, "local_port": I32,
         "remote_addr": CAT, "remote_port": I32, "direction": CAT, "bytes": I64,
     },
 }

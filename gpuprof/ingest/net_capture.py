@@ -1,0 +1,176 @@
+"""Read a bpftrace network capture into the ``network_events`` table.
+
+Two layouts (``gpuprof/bpf/__init__.py`` documents gpuprof's):
+- gpuprof's own (``gpuprof net``, ``NetCapture``): the seed's columns plus BYTES, MONO_NS
+  (CLOCK_MONOTONIC) and TID; '#' lines name the program, the filters and the start time.
+- the seed tracer's text (``TIME PID COMM SADDR:SPORT DADDR:DPORT TIME(ms) SEND/RECV``): no
+  bytes and no clock we can align (TIME(ms) counts from bpftrace's start, TIME is wall-clock
+  seconds), so ``time_ns`` and ``bytes`` are -1 and the facts say so.
+
+A capture killed mid-write ends inside a line: that line is dropped and counted, never read
+as a shorter number. bpftrace's "Lost N events" lines are summed into the facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import bpf
+from ..errors import BadInputError
+from ..model.tables import conform
+
+GPUPROF, SEED = "gpuprof", "seed"
+DIRECTIONS = {"SEND": "send", "RECV": "recv"}
+# bpftrace's and the seed script's own messages: expected, not unparsed lines
+KNOWN_MESSAGES = ("Attaching ", "Tracing tcp", ". . .", "...")
+SEED_CLOCK = ("none: the seed layout has no monotonic time (TIME(ms) counts from bpftrace's "
+              "start, TIME is wall-clock seconds); time_ns and bytes are -1")
+MONOTONIC_CLOCK = "CLOCK_MONOTONIC (bpftrace nsecs)"
+
+
+@dataclass
+class NetCaptureFacts:
+    layout: str = ""                # "gpuprof" or "seed"
+    program: str = "unknown"        # "tracepoint" / "kprobe" (gpuprof's header), else unknown
+    clock: str = ""
+    start_monotonic_ns: int = -1    # bpftrace's nsecs once attached (gpuprof layout)
+    start_wall: str = ""
+    pids: list[int] = field(default_factory=list)    # kernel-side filters the capture used
+    ports: list[int] = field(default_factory=list)
+    events: int = 0
+    lost_events: int = 0
+    truncated_lines: int = 0
+    unparsed_lines: int = 0
+    first_unparsed: str = ""        # the first line that was neither an event nor known
+
+    @property
+    def partial(self) -> bool:
+        return self.lost_events > 0 or self.truncated_lines > 0
+
+
+def read_net_capture(path: str | Path) -> tuple[pd.DataFrame, NetCaptureFacts]:
+    """The capture's events (``network_events``, sorted by time) and what is known about it."""
+    lines, truncated = _read_lines(Path(path))
+    facts = NetCaptureFacts(truncated_lines=truncated)
+    rows: list[tuple] = []
+    for line in lines:
+        _read_line(line, facts, rows)
+    if not rows and not facts.layout:
+        raise BadInputError(f"'{Path(path).name}' is not a bpftrace network capture (no event lines "
+                            "and no TIME ... SEND/RECV header)",
+                            "Pass a file written by 'gpuprof net' or by the seed's ebpf_trace.bt")
+    facts.layout = facts.layout or _layout_of(rows)
+    facts.clock = MONOTONIC_CLOCK if facts.layout == GPUPROF else SEED_CLOCK
+    facts.events = len(rows)
+    return _frame(rows), facts
+
+
+def _read_lines(path: Path) -> tuple[list[str], int]:
+    if not path.exists():
+        raise BadInputError(f"capture file '{path}' not found", "Check the path")
+    if path.is_dir():
+        raise BadInputError(f"'{path}' is a directory, not a capture file", "Pass the capture's text file")
+    data = path.read_bytes()
+    text = data.decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    # the text after the last newline is a line cut off by a killed writer (or nothing)
+    truncated = 1 if lines[-1].strip() else 0
+    return lines[:-1], truncated
+
+
+def _read_line(line: str, facts: NetCaptureFacts, rows: list[tuple]) -> None:
+    text = line.rstrip()
+    if not text:
+        return
+    if bpf.EVENT_LINE.match(text):
+        row = _event(text, facts.layout)
+        if row is not None:
+            rows.append(row)
+            return
+    elif text.startswith("#"):
+        _comment(text, facts)
+        return
+    elif text.startswith(bpf.COLUMNS[0] + " ") and "SEND/RECV" in text:
+        facts.layout = GPUPROF if "MONO_NS" in text.split() else SEED
+        return
+    elif match := bpf.LOST_LINE.match(text):
+        facts.lost_events += int(match.group(1))
+        return
+    elif text.startswith(KNOWN_MESSAGES):
+        return
+    facts.unparsed_lines += 1
+    facts.first_unparsed = facts.first_unparsed or text[:120]
+
+
+def _comment(text: str, facts: NetCaptureFacts) -> None:
+    values = bpf.parse_header(text)
+    if text.startswith(bpf.HEADER_PREFIX):
+        facts.program = values.get("program", facts.program)
+        facts.start_monotonic_ns = _int(values.get("start_mono_ns"), -1)
+        facts.start_wall = values.get("start_wall", "")
+        facts.layout = GPUPROF
+    elif "pids" in values:
+        facts.pids = bpf.filter_values(values["pids"])
+    elif "ports" in values:
+        facts.ports = bpf.filter_values(values["ports"])
+
+
+def _event(text: str, layout: str) -> tuple | None:
+    """(time_ns, pid, tid, comm, laddr, lport, raddr, rport, direction, bytes) or None.
+
+    Split from both ends: COMM is the only column that can hold spaces."""
+    fields = text.split()
+    if layout != SEED and len(fields) >= 10 and fields[-4].lstrip("*").upper() in DIRECTIONS:
+        head, tail = fields[:2], fields[-7:]
+        comm = " ".join(fields[2:-7])
+        time_ns, nbytes, tid = _int(tail[5]), _int(tail[4]), _int(tail[6])
+    elif layout != GPUPROF and len(fields) >= 7:
+        head, tail = fields[:2], fields[-4:]
+        comm = " ".join(fields[2:-4])
+        time_ns, nbytes, tid = -1, -1, -1
+    else:
+        return None
+    local, remote = _endpoint(tail[0]), _endpoint(tail[1])
+    direction = DIRECTIONS.get(tail[3].lstrip("*").upper())
+    pid = _int(head[1])
+    if None in (local, remote, direction, pid, time_ns, nbytes, tid) or not comm:
+        return None
+    return (time_ns, pid, tid, comm, *local, *remote, direction, nbytes)
+
+
+def _endpoint(text: str) -> tuple[str, int] | None:
+    """'127.0.0.1:8000' -> ('127.0.0.1', 8000); IPv6 '::1:8000' splits at the last colon."""
+    addr, sep, port = text.rpartition(":")
+    number = _int(port)
+    if not sep or not addr or number is None or not 0 <= number < 65536:
+        return None
+    return addr, number
+
+
+def _int(text: str | None, default: int | None = None) -> int | None:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def _layout_of(rows: list[tuple]) -> str:
+    # no header line at all: the events themselves tell (the seed's carry no time)
+    return SEED if rows and rows[0][0] == -1 else GPUPROF
+
+
+COLUMNS = ["time_ns", "pid", "tid", "comm", "local_addr", "local_port", "remote_addr",
+           "remote_port", "direction", "bytes"]
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows, columns=COLUMNS) if rows else pd.DataFrame(columns=COLUMNS)
+    # bpftrace drains one buffer per CPU, so lines from different CPUs arrive out of time order
+    if len(frame) and (frame["time_ns"] >= 0).all():
+        order = np.argsort(frame["time_ns"].to_numpy(), kind="stable")
+        frame = frame.iloc[order].reset_index(drop=True)
+    return conform("network_events", frame)
