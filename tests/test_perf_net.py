@@ -107,7 +107,8 @@ def test_report_percentiles_are_numpy_linear_over_the_csv(run):
     table = pd.DataFrame(_section(run["report"], "net_path")["rows"])
     by_segment = table.set_index("segment")
     csv = run["csv"]
-    checks = {"wire in": "net_wire_in_ns", "queue": "queue_ns", "client recv": "net_client_recv_ns"}
+    checks = {"wire in": "net_wire_in_ns", "queue": "queue_ns", "client recv": "net_client_recv_ns",
+              "compute infer": "compute_infer_ns"}
     for label, column in checks.items():
         values = csv[column].to_numpy(dtype="float64")
         assert by_segment.loc[label, "n"] == len(values)
@@ -120,7 +121,7 @@ def test_clock_offsets_and_error_bounds_are_measured_and_stated(run):
     clocks = pd.DataFrame(_section(run["report"], "clocks")["rows"]).set_index("source")
     for source in ("ebpf", "triton", "triton vs ebpf"):
         assert clocks.loc[source, "offset µs"] == 0, clocks.loc[source, "method"]
-        assert "verified by causality" in clocks.loc[source, "method"]
+        assert "verified: causality" in clocks.loc[source, "method"]
         bound = clocks.loc[source, "error bound µs"]
         assert 0 <= bound < 1000, (source, bound)
     print(f"clock error bounds (µs): {clocks['error bound µs'].to_dict()}")

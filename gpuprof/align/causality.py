@@ -62,8 +62,8 @@ def clock_domain(name: str, bounds: OffsetBounds, what: str) -> ClockDomain:
     if bounds.holds_zero:
         reach = max(-bounds.lower_ns, bounds.upper_ns)
         error = int(np.ceil(reach)) if np.isfinite(reach) else -1
-        return ClockDomain(name, 0, f"same CLOCK_MONOTONIC, verified by causality over "
-                           f"{bounds.pairs} {what}", error_ns=error)
+        return ClockDomain(name, 0, f"same clock, verified: causality, {bounds.pairs} "
+                           f"{what}", error_ns=error)
     middle = (bounds.lower_ns + bounds.upper_ns) / 2
     if not np.isfinite(middle):
         return ClockDomain(name, 0, f"causality over {bounds.pairs} {what} leaves the offset "

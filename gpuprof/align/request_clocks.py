@@ -28,7 +28,7 @@ def ebpf_to_client(frame: pd.DataFrame) -> ClockDomain:
         after=[frame["start_ns"] - frame["cs_first_ns"]],
         before=[frame["sent_ns"] - frame["cs_last_ns"], frame["recv_ns"] - frame["cr_first_ns"],
                 frame["end_ns"] - frame["cr_last_ns"]])
-    return clock_domain("ebpf", bounds, "client/eBPF event pairs")
+    return clock_domain("ebpf", bounds, "client/eBPF pairs")
 
 
 def triton_to_ebpf(frame: pd.DataFrame) -> ClockDomain:
@@ -36,14 +36,14 @@ def triton_to_ebpf(frame: pd.DataFrame) -> ClockDomain:
     server_start_ns (HTTP_RECV_START) and send_start_ns."""
     bounds = offset_bounds(after=[frame["sr_first_ns"] - frame["server_start_ns"]],
                            before=[frame["ss_first_ns"] - frame["send_start_ns"]])
-    return clock_domain("triton", bounds, "eBPF/Triton event pairs")
+    return clock_domain("triton", bounds, "eBPF/Triton pairs")
 
 
 def triton_to_client(ebpf: ClockDomain, triton_vs_ebpf: ClockDomain) -> ClockDomain:
     """Triton on the client clock through eBPF: offsets add, and so do error bounds."""
     unknown = ebpf.error_ns < 0 or triton_vs_ebpf.error_ns < 0
     return ClockDomain("triton", ebpf.offset_ns + triton_vs_ebpf.offset_ns,
-                       f"{triton_vs_ebpf.method}; via eBPF",
+                       f"{triton_vs_ebpf.method}, via eBPF",
                        -1 if unknown else ebpf.error_ns + triton_vs_ebpf.error_ns)
 
 

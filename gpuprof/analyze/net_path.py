@@ -78,7 +78,8 @@ def label_calls(net: pd.DataFrame, server_port: int, client_pid: int,
     group = np.where(is_client, np.where(direction == "send", "client_send", "client_recv"),
                      np.where(direction == "send", "server_send", "server_recv"))
     port = np.where(is_client, picked["local_port"], picked["remote_port"])
-    return pd.DataFrame({"time_ns": picked["time_ns"].to_numpy(), "client_port": port,
+    return pd.DataFrame({"time_ns": picked["time_ns"].to_numpy(),
+                         "client_port": port.astype("int64"),
                          "group": group, "bytes": picked["bytes"].to_numpy(),
                          "pid": picked["pid"].to_numpy()})
 
@@ -90,6 +91,7 @@ def match_calls(requests: pd.DataFrame, net: pd.DataFrame, server_port: int, cli
     calls = label_calls(net, server_port, client_pid, server_pids)
     reqs = requests.loc[requests["client_port"] > 0, ["request_id", "client_port",
                                                      "start_ns", "end_ns"]]
+    reqs = reqs.astype({"client_port": "int64", "start_ns": "int64", "end_ns": "int64"})
     owned = _owner(calls, reqs)
     inside = owned["request_id"].notna().to_numpy()
     on_load = owned["client_port"].isin(set(reqs["client_port"].unique())).to_numpy()

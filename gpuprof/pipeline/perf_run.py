@@ -22,7 +22,7 @@ CLIENT_WIRE = ["client_port", "sent_bytes", "received_bytes"]  # what the client
 @dataclass
 class NetResult:
     capture_path: Path
-    facts: dict                       # what the capture says of itself (program, lost events...)
+    facts: object                     # ingest.net_capture.NetCaptureFacts (program, lost events)
     events: pd.DataFrame              # network_events, as captured
     path: pd.DataFrame                # one row per matched request: net_* segments, bytes, calls
     match: object                     # analyze.net_path.NetMatch
@@ -66,7 +66,7 @@ def run_perf(spec, progress=None, net_file: Path | None = None,
     finally:
         captured = capture.stop()
     joined = _trace_join(sweep)
-    return PerfRun(sweep, joined, analyze_net(sweep, captured.path, port, joined))
+    return PerfRun(sweep, joined, analyze_net(sweep, captured, port))
 
 
 def _trace_join(sweep) -> pd.DataFrame | None:
@@ -78,13 +78,15 @@ def _trace_join(sweep) -> pd.DataFrame | None:
     return perf_trace.join_requests(sweep.requests_table(), spans)
 
 
-def analyze_net(sweep, capture_path: Path, server_port: int,
-                joined: pd.DataFrame | None) -> NetResult:
-    """Read a capture and tie its calls to the sweep's requests, clocks checked."""
+def analyze_net(sweep, captured, server_port: int) -> NetResult:
+    """Read a finished capture (``NetCaptureResult``) and tie its calls to the sweep's
+    requests, clocks checked. Events bpftrace reported lost count with the file's own."""
     from ..analyze import perf_trace
     from ..ingest.net_capture import read_net_capture
 
+    capture_path = captured.path
     events, facts = read_net_capture(capture_path)
+    facts.lost_events = max(facts.lost_events, captured.lost_events)
     requests = sweep.requests_table()
     requests = requests[requests["ok"]] if not requests.empty else requests
     spans = None

@@ -20,17 +20,13 @@ LABELS = {
     "net_server_ns": "server", "net_server_send_ns": "server send",
     "net_wire_out_ns": "wire out", "net_client_recv_ns": "client recv",
 }
-WHERE = {
-    "net_client_send_ns": "client start -> its first send() returned (eBPF)",
-    "net_wire_in_ns": "-> the server's first recv() returned (eBPF)",
-    "net_server_read_ns": "-> HTTP_RECV_START (trace)",
-    "server_receive_ns": "-> QUEUE_START", "queue_ns": "-> COMPUTE_START",
-    "compute_input_ns": "-> COMPUTE_INPUT_END", "compute_infer_ns": "-> COMPUTE_OUTPUT_START",
-    "server_output_ns": "-> response send starts (trace)",
-    "net_server_ns": "-> the server's first send() returned (eBPF)",
-    "net_server_send_ns": "-> the server's first send() returned (eBPF)",
-    "net_wire_out_ns": "-> the client's first recv() returned (eBPF)",
-    "net_client_recv_ns": "-> client end (response read and parsed)",
+WHERE = {   # where each segment ends (short: the terminal keeps whole cells)
+    "net_client_send_ns": "1st send() done", "net_wire_in_ns": "server 1st recv()",
+    "net_server_read_ns": "HTTP_RECV_START", "server_receive_ns": "QUEUE_START",
+    "queue_ns": "COMPUTE_START", "compute_input_ns": "COMPUTE_INPUT_END",
+    "compute_infer_ns": "COMPUTE_OUTPUT_START", "server_output_ns": "send starts",
+    "net_server_ns": "server 1st send()", "net_server_send_ns": "server 1st send()",
+    "net_wire_out_ns": "client 1st recv()", "net_client_recv_ns": "client end",
 }
 # the boundary each segment ends at, for the seed's timeline
 ENDS_AT = {
@@ -47,11 +43,13 @@ BAR_WIDTH = 64
 
 
 def path_sections(frame: pd.DataFrame, segments: list[str], match, clocks: dict,
-                  capture_facts: dict, slowest_n: int = 10) -> list[Section]:
+                  capture_facts, slowest_n: int = 10) -> list[Section]:
     from ..analyze.net_path import negative_segments, segment_summary, slowest
 
     summary = segment_summary(frame, segments)
     notes = _match_notes(match, len(frame), negative_segments(frame[segments]), capture_facts)
+    notes.append("each segment runs from the end of the previous one to the boundary in "
+                 "'until'; send()/recv() times are when those system calls returned (eBPF)")
     return [Section("net_path", "Per-request path: client, network, server (µs)",
                     _summary_display(summary), notes=notes),
             timeline_section(frame, segments),
@@ -89,20 +87,26 @@ def _summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _match_notes(match, matched: int, negative: int, facts: dict) -> list[str]:
+def _match_notes(match, matched: int, negative: int, facts) -> list[str]:
+    from ..analyze.stats import unreliable_percentiles
+
+    weak = unreliable_percentiles(matched)
     notes = [f"{matched} requests carry all four groups of TCP calls and are on the path; "
-             f"percentiles by linear interpolation ({PERCENTILE_METHOD}) over those n",
+             f"percentiles over those n (numpy '{PERCENTILE_METHOD}' interpolation)"
+             + (f"; {', '.join(weak)} rest on fewer than 10 samples beyond them" if weak else ""),
              f"not matched: {match.requests_without_calls} requests with no TCP call on their "
              f"connection, {match.requests_incomplete} with some of the four groups missing, "
              f"{match.calls_outside_requests} calls on the load's connections outside any "
              f"measured request (probe, warm-up, between windows), {match.calls_other_traffic} "
              "calls of other connections on the server port"]
     if negative:
-        notes.append(f"{negative} requests have a segment below zero: on loopback a receiver "
+        notes.append(f"{negative} request(s) have a segment below zero: on loopback a receiver "
                      "can return before the sender's call does (within the clock error bound)")
-    lost = facts.get("lost_events")
-    if lost:
-        notes.append(f"bpftrace lost {lost} events: some requests may lack calls")
+    notes.append(f"eBPF capture: {facts.program} program, {facts.events} TCP calls, "
+                 f"{facts.lost_events} lost")
+    if facts.lost_events:
+        notes.append(f"bpftrace lost {facts.lost_events} events: the requests that lack calls "
+                     "are counted above, never matched by guess")
     if match.server_pids:
         notes.append(f"server pid(s) seen on the connections: "
                      f"{', '.join(map(str, match.server_pids))}")
@@ -149,12 +153,22 @@ def plot_waterfall(rows: pd.DataFrame, segments: list[str], path: str | Path) ->
     ax = fig.add_subplot()
     ordered = rows.iloc[::-1]
     left = pd.Series(0.0, index=ordered.index)
-    for segment in segments:
+    colours = matplotlib_colours(len(segments))
+    for segment, colour in zip(segments, colours):
         width = ordered[segment].clip(lower=0) / 1e6
-        ax.barh(range(len(ordered)), width, left=left, label=LABELS[segment])
+        ax.barh(range(len(ordered)), width, left=left, label=LABELS[segment], color=colour)
         left += width
     ax.set_yticks(range(len(ordered)), [_text(str(r)) for r in ordered["request_id"]], fontsize=7)
     ax.set_xlabel("ms from the client's start")
     ax.set_title("Slowest requests: client, network, server")
     ax.legend(fontsize=7, ncol=4, loc="lower right")
     return _save(fig, path)
+
+
+def matplotlib_colours(n: int) -> list:
+    """n distinct colours (tab20's, dark shade first): tab10 repeats after ten segments."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    order = list(range(0, 20, 2)) + list(range(1, 20, 2))
+    return [cmap(order[i % 20]) for i in range(n)]
