@@ -1,4 +1,5 @@
-"""Report sections for an nsys profile: kernels, NVTX ranges, copies, GPU use, memory.
+"""Report sections for an nsys profile: kernels, NVTX ranges, copies, GPU use, CUDA API calls,
+memory.
 
 Each builder runs one analysis (raw ns and bytes) and picks display units and column names:
 totals in ms, per-call times in µs, copy volumes in MB (10^6 bytes, matching GB/s = 10^9
@@ -14,6 +15,7 @@ from functools import partial
 import pandas as pd
 
 from .. import units
+from ..analyze.api_calls import api_summary
 from ..analyze.common import first_event_ns
 from ..analyze.copies import copy_summary
 from ..analyze.kernels import kernel_summary
@@ -73,6 +75,12 @@ GAP_COLUMNS: Columns = [
     ("device_id", "GPU", IDENTIFIER), ("start_ms", "Starts at (ms)", None),
     ("gap_ns", "Length (ms)", MS),
 ]
+API_COLUMNS: Columns = [
+    ("name", "API call", None), ("calls", "Calls", None), ("total_ns", "Total (ms)", MS),
+    ("share", "Time (%)", PERCENT), ("mean_ns", f"Mean {US_UNIT}", US),
+    ("median_ns", f"Median {US_UNIT}", US), ("min_ns", f"Min {US_UNIT}", US),
+    ("max_ns", f"Max {US_UNIT}", US),
+]
 MEMORY_COLUMNS: Columns = [
     ("memory", "Memory", None), ("source", "Source", None), ("peak_bytes", "Peak (MiB)", TO_MIB),
     ("peak_ms", "Peak at (ms)", None), ("peak_phase", "Phase at peak", None),
@@ -93,7 +101,7 @@ def build_sections(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
     builders: list[Callable[[Profile, int | None], Section | None]] = [
         kernel_section, partial(gpu_section, activity=activity),
         partial(gap_section, activity=activity, origin_ns=origin),
-        partial(stream_section, activity=activity), copy_section, nvtx_section,
+        partial(stream_section, activity=activity), copy_section, nvtx_section, api_section,
         partial(memory_section, origin_ns=origin)]
     sections = (build(profile, max_rows) for build in builders)
     return [s for s in sections if s is not None]
@@ -137,6 +145,19 @@ def copy_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> S
     notes = ["Bandwidth is bytes over the time the operations were running (MB = 10^6 bytes, "
              "GB/s = 10^9 bytes/s)."]
     return Section("copies", "Memory copies and sets", _display(summary, COPY_COLUMNS), notes,
+                   max_rows)
+
+
+def api_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section | None:
+    """CUDA API calls by total host time (``nsys stats --report cuda_api_sum``)."""
+    summary = api_summary(profile.api_calls)
+    if summary.empty:
+        return None
+    calls, total_ms = int(summary["calls"].sum()), summary["total_ns"].sum() * MS
+    notes = [f"{calls:,} CUDA API calls, {total_ms:,.3f} ms on the host in all (calls on "
+             "several threads each count in full). Time is host (CPU) time inside the call; "
+             "the median of an even count is the mean of the two middle calls."]
+    return Section("api", "CUDA API calls by total time", _display(summary, API_COLUMNS), notes,
                    max_rows)
 
 

@@ -128,7 +128,7 @@ def memory_lines(timeline: pd.DataFrame, origin_ns: int) -> list[MemoryLine]:
 
 def plot_layers(table: pd.DataFrame, path: str | Path, label: str = "layer",
                 value: str = "total_ns", top: int = 20,
-                title: str = "GPU time by layer") -> Path:
+                title: str = "GPU time by layer", xlabel: str = "GPU time (ms)") -> Path:
     """Horizontal bars of the ``top`` rows by ``value`` (ns, shown in ms), heaviest on top.
 
     Works for any table with a label column and a value column in ns (layers, kernels).
@@ -141,7 +141,7 @@ def plot_layers(table: pd.DataFrame, path: str | Path, label: str = "layer",
     ax = fig.add_subplot()
     ax.barh(range(len(rows)), rows[value].to_numpy() / 1e6)
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
-    ax.set(xlabel="GPU time (ms)", title=_text(title))
+    ax.set(xlabel=_text(xlabel), title=_text(title))
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
