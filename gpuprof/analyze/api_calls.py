@@ -2,8 +2,8 @@
 
 One row per API name (as the export names it, e.g. ``cudaMalloc_v3020``): calls, total, mean,
 median, min and max duration and share of all API time. Calls on several threads each count in
-full, as in nsys. Vectorised on the name codes: one lexsort, no per-row Python, so millions of
-runtime calls cost a fraction of a second.
+full, as in nsys. Vectorised on the name codes: one sort, no per-row Python, so millions of
+runtime calls cost well under a second.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ def api_summary(api_calls: pd.DataFrame) -> pd.DataFrame:
     if api_calls.empty:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
     names = labelled(api_calls["name"], UNNAMED).array
-    codes = names.codes.astype(np.int64)
-    durations = duration_ns(api_calls)
-    order = np.lexsort((durations, codes))
-    codes, durations = codes[order], durations[order]
+    codes, durations = _sorted_by_name_then_duration(names.codes.astype(np.int64),
+                                                      duration_ns(api_calls))
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     counts = np.diff(np.r_[starts, len(codes)])
     totals = np.add.reduceat(durations, starts)
@@ -41,3 +39,15 @@ def api_summary(api_calls: pd.DataFrame) -> pd.DataFrame:
     })
     out = out.sort_values(["total_ns", "name"], ascending=[False, True], kind="stable")
     return out[COLUMNS].reset_index(drop=True)
+
+
+def _sorted_by_name_then_duration(codes: np.ndarray, durations: np.ndarray):
+    """Both arrays ordered by (name code, duration). Packed into one int64 key where they fit
+    (a plain sort of one array: several times faster than a two-key lexsort on millions of
+    calls), else a lexsort."""
+    shift = max(int(durations.max()).bit_length(), 1)
+    if int(codes.max()).bit_length() + shift < 63:
+        key = np.sort((codes << shift) | durations)
+        return key >> shift, key & ((1 << shift) - 1)
+    order = np.lexsort((durations, codes))
+    return codes[order], durations[order]
