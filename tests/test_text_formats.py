@@ -148,7 +148,7 @@ def test_csv_of_every_section_loads_back():
 def test_sections_skip_missing_data_but_always_explain_memory():
     profile = _profile("kamalchowdhury326__HW5_helper__report1.sqlite")
     keys = [s.key for s in build_sections(profile)]
-    assert keys == ["kernels", "gpus", "gaps", "streams", "copies", "memory"]  # no NVTX here
+    assert keys == ["kernels", "gpus", "gaps", "streams", "copies", "api", "memory"]  # no NVTX here
     empty = build_sections(Profile())
     assert [s.key for s in empty] == ["memory"]
     assert "--cuda-memory-usage=true" in empty[0].notes[0]

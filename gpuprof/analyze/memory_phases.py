@@ -1,6 +1,6 @@
 """Memory use per run phase (load, warm-up, timed, profiled, ...) from ``memory_events``.
 
-Built on ``memory.memory_timeline`` (running sum per source and device); pure, raw bytes/ns.
+Built on ``memory.memory_timeline`` (running sum per source, device and memory kind); pure, raw bytes/ns.
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import pandas as pd
 
 from .memory import KEYS, memory_timeline
 
-COLUMNS = ["source", "device_id", "phase", "start_ns", "end_ns", "start_bytes", "peak_bytes",
+COLUMNS = ["source", "device_id", "memory_kind", "phase", "start_ns", "end_ns", "start_bytes", "peak_bytes",
            "end_bytes", "change_bytes"]
 
 
 def memory_by_phase(events: pd.DataFrame) -> pd.DataFrame:
-    """One row per run of consecutive events of one phase, per (source, device), in time order
-    within each: use at its start, peak and end.
+    """One row per run of consecutive events of one phase, per (source, device, memory kind),
+    in time order within each: use at its start, peak and end.
 
     A phase may recur (e.g. two loads): each run is its own row. A phase's start use is the use
     just before its first event (the previous phase's end), so ``change_bytes`` is what the
@@ -29,7 +29,8 @@ def memory_by_phase(events: pd.DataFrame) -> pd.DataFrame:
     if timeline.empty:
         return pd.DataFrame(columns=COLUMNS)
     timeline = timeline.assign(phase=timeline["phase"].astype(str),
-                               source=timeline["source"].astype(str))
+                               source=timeline["source"].astype(str),
+                               memory_kind=timeline["memory_kind"].astype(str))
     # a block is a run of consecutive rows of one phase within its own (source, device): rows
     # of other sources in between neither split it nor start a new one
     grouped = timeline.groupby(KEYS, sort=False)

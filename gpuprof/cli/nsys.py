@@ -10,10 +10,13 @@ import click
 from ..errors import NoDataError
 from .options import report_output_options
 
+# what `gpuprof nsys` can report on; an export with none of them is refused
+REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_events")
+
 
 @click.command("nsys")
 @click.argument("file", type=click.Path(path_type=Path))
-@report_output_options("layers, kernels, nvtx, copies, gpus, streams, gaps, memory")
+@report_output_options("layers, kernels, nvtx, copies, gpus, streams, gaps, api, memory")
 @click.option("--out-dir", type=click.Path(path_type=Path),
               help="Write every artefact here: report.md/.json, CSV tables, trace, plots, run.")
 @click.option("--chrome-trace", type=click.Path(path_type=Path),
@@ -30,9 +33,12 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, memory_p
     with _status(f"Reading {file.name}"):
         # launch configurations only annotate traces and saved runs: read them when written
         run = load(file, details=bool(chrome_trace or out_dir or save))
-    if run.kernels.empty and run.copies.empty:
+    if not any(run.num_rows(name) for name in REPORTED_TABLES):
+        # refused only when there is nothing to report: NVTX ranges alone (a TensorRT engine
+        # traced with -t nvtx), runtime calls or memory events alone make a report
         raise NoDataError(
-            f"{file.name} holds no GPU kernels or memory copies ({_what_is_there(run)})",
+            f"{file.name} holds no GPU kernels, memory copies, CUDA API calls, NVTX ranges or "
+            f"memory events ({_what_is_there(run)})",
             "Capture CUDA activity with: nsys profile -t cuda,nvtx --cuda-memory-usage=true ...")
     report = run.report(top=top)
     if save:
@@ -73,7 +79,7 @@ def _write_extras(run, chrome_trace, memory_plot) -> None:
 def _what_is_there(run) -> str:
     if run.meta.absent.get("kernels"):
         return run.meta.absent["kernels"]
-    return f"{len(run.api_calls)} CUDA API calls and {len(run.nvtx_ranges)} NVTX ranges only"
+    return "its CUDA tables are present but empty"
 
 
 def _status(message: str):

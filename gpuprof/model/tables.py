@@ -51,10 +51,14 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "range_kind": CAT, "domain": CAT, "text": CAT, "payload": F64,
     },
     # memory over time: one row per allocation or free. bytes is positive for an allocation
-    # and negative for a free, so a cumulative sum per (source, device_id) is the usage.
+    # and negative for a free, so a cumulative sum per (source, device_id, memory_kind) is the
+    # usage. kind is the event's kind (alloc, free, a sample...); memory_kind the kind of memory
+    # (nsys memKind: device, pinned, pageable, array, managed, device_static, ...; a free carries
+    # its allocation's), NA where the source has one kind only (an allocator's device memory on
+    # device_id >= 0, process memory on device_id -1).
     "memory_events": {
         "time_ns": I64, "device_id": I32, "pid": I64, "source": CAT, "kind": CAT,
-        "bytes": I64, "address": I64, "phase": CAT, "detail": CAT,
+        "bytes": I64, "address": I64, "phase": CAT, "detail": CAT, "memory_kind": CAT,
     },
     # per-layer timings from a layer profiler (TensorRT IProfiler, ONNX Runtime, trtexec)
     "layer_timings": {

@@ -22,11 +22,23 @@ def write_artifacts(run, report: Report, out_dir: str | Path) -> list[Path]:
     if len(run.memory_events):
         written.append(write_memory_plot(run, out / "memory.png"))
     if run.is_tensorrt():
-        from .plots import plot_layers
-
-        written.append(plot_layers(run.layers(), out / "layers.png"))
+        written.append(write_layer_plot(run, out / "layers.png"))
     written.append(run.save(out / "run.gpuprof"))
     return written
+
+
+def write_layer_plot(run, path: Path) -> Path:
+    """layers.png: GPU time per TensorRT layer, or, for an export without kernels, the
+    host-side range time the report shows, labelled as such."""
+    from .plots import plot_layers
+
+    if run.num_rows("kernels"):
+        return plot_layers(run.layers(), path)
+    from ..analyze.host_layers import host_time_by_layer
+    from .nsys_full import HOST_TIME
+
+    return plot_layers(host_time_by_layer(run), path, title=f"TensorRT layers by {HOST_TIME}",
+                       xlabel="CPU-side (host) range time (ms)")
 
 
 def write_memory_plot(run, path: str | Path) -> Path:

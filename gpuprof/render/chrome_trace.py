@@ -325,16 +325,22 @@ def _flow_events(profile: Profile, gpu_tracks: pd.DataFrame, clock: _Clock) -> I
 
 
 def _memory_counters(events: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
-    """Memory in use per (source, device) after each event, as a counter (MiB)."""
-    from ..analyze.memory import memory_timeline
+    """Memory in use per (source, device, memory kind) after each event, as a counter (MiB)
+    named where the memory lives ("GPU 0 device memory (nsys)", "host pinned memory (nsys)")."""
+    from ..analyze.memory import ONE_KIND, memory_timeline
+    from .memory_labels import memory_labels
 
     timeline = memory_timeline(events)
+    keys = timeline[["source", "device_id", "memory_kind"]].drop_duplicates()
+    names = {key: (f"{'GPU' if key[1] >= 0 else 'Host'} memory ({key[0]})" if key[2] == ONE_KIND
+                   else f"{label} memory ({key[0]})")
+             for key, label in zip(keys.itertuples(index=False, name=None), memory_labels(keys),
+                                   strict=True)}
     ts = clock.us(timeline["time_ns"])
-    columns = zip(timeline["device_id"], timeline["source"].astype(object),
-                  timeline["used_bytes"], ts, strict=True)
-    for device, source, used, t in columns:
-        kind = "GPU" if device >= 0 else "Host"
-        yield {"ph": "C", "name": f"{kind} memory ({source})", "pid": _memory_pid(device),
+    columns = zip(timeline["source"].astype(object), timeline["device_id"],
+                  timeline["memory_kind"].astype(object), timeline["used_bytes"], ts, strict=True)
+    for source, device, kind, used, t in columns:
+        yield {"ph": "C", "name": names[(source, device, kind)], "pid": _memory_pid(device),
                "tid": 0, "ts": float(t), "args": {"MiB": round(int(used) / MIB, 3)}}
 
 

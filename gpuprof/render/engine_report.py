@@ -382,8 +382,13 @@ MEMORY_SOURCES = {"process_rss": "process RSS", "trt_allocator": "TensorRT alloc
                   "nsys": "CUDA memory (nsys)"}
 
 
-def _memory_label(source: str, device: int) -> str:
+def _memory_label(source: str, device: int, memory_kind: str) -> str:
+    from ..analyze.memory import ONE_KIND
+    from .memory_labels import memory_label
+
     label = MEMORY_SOURCES.get(source, source)
+    if memory_kind != ONE_KIND:  # nsys CUDA memory: which kind, and where it lives
+        return f"{label}, {memory_label(device, memory_kind)}"
     return label if device < 0 else f"{label}, GPU {device}"
 
 
@@ -400,7 +405,8 @@ def _memory_section(events: pd.DataFrame, extra: dict, origin_ns: int) -> Sectio
     table = None
     if not phases.empty:
         table = pd.DataFrame({
-            "memory": [_memory_label(s, d) for s, d in zip(phases["source"], phases["device_id"])],
+            "memory": [_memory_label(s, d, k) for s, d, k in
+                       zip(phases["source"], phases["device_id"], phases["memory_kind"])],
             "phase": phases["phase"],
             "start (ms)": (phases["start_ns"] - origin_ns) / 1e6,
             "duration (ms)": (phases["end_ns"] - phases["start_ns"]) / 1e6,
@@ -421,7 +427,7 @@ def _memory_section(events: pd.DataFrame, extra: dict, origin_ns: int) -> Sectio
 
 def _peak_note(row, origin_ns: int) -> str:
     """When and in which phase a source/device first reached its peak (ms from time zero)."""
-    label = _memory_label(row.source, row.device_id)
+    label = _memory_label(row.source, row.device_id, row.memory_kind)
     when = f"at {(row.peak_time_ns - origin_ns) / 1e6:,.3f} ms"
     if pd.isna(row.peak_phase):  # e.g. nsys CUDA memory: it records no run phases
         where = f"first reached {when} (its events carry no phase)"

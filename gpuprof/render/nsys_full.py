@@ -14,7 +14,9 @@ from .report import Report, Section
 
 def nsys_report(run, top: int | None = None) -> Report:
     report = Report(title=f"gpuprof: {_source_name(run)}", facts=facts(run))
-    if run.is_tensorrt():
+    if run.is_tensorrt() and run.kernels.empty:
+        report.add(host_layer_section(run))
+    elif run.is_tensorrt():
         report.add(layer_section(run.layers(), run.nvtx_coverage("TensorRT")))
     elif len(run.nvtx_ranges) and len(run.kernels):
         report.add(range_section(run))
@@ -62,6 +64,34 @@ def range_section(run, rows: int = 20) -> Section:
     notes = [f"NVTX coverage: {run.nvtx_coverage():.2%} of kernel time falls inside a push/pop range "
              "(each kernel counted once, in its innermost range)."]
     return Section("ranges", "GPU time by NVTX range", shown, notes, max_rows=rows)
+
+
+HOST_TIME = "CPU-side (host) time, not GPU time"
+
+
+def host_layer_section(run, rows: int = 20) -> Section:
+    """TensorRT layers of an export without kernels: by the host-side length of their NVTX
+    ranges, labelled as such in the title, the columns and a note."""
+    from ..analyze.host_layers import host_time_by_layer
+
+    layers = host_time_by_layer(run)
+    shown = pd.DataFrame({
+        "layer": layers["layer"].astype(str),
+        "R": layers["reformat"].map({True: "R", False: ""}),
+        "calls": layers["calls"].astype("int64"),
+        "host ms": layers["total_ns"] / 1e6,
+        f"mean host {MICROSECONDS}": layers["mean_ns"] / 1e3,
+        f"median host {MICROSECONDS}": layers["median_ns"] / 1e3,
+        "% host": layers["share"] * 100, "cum %": layers["cumulative_share"] * 100,
+    })
+    notes = [f"{HOST_TIME}: this export has TensorRT's NVTX layer ranges but no CUDA kernels "
+             "(captured without -t cuda), so a layer's time here is how long the host spent in "
+             "its range while enqueuing it. GPU work is asynchronous: heavy GPU layers can show "
+             "short host ranges, and a range that waits on the GPU shows the wait. Capture with "
+             "'nsys profile -t cuda,nvtx' for GPU time per layer.",
+             "Engine wrapper ranges (ExecutionContext::...) hold whole inferences and are left "
+             "out; the NVTX section lists them."]
+    return Section("layers", f"TensorRT layers by {HOST_TIME}", shown, notes, max_rows=rows)
 
 
 def _other_sections(run) -> list[Section]:

@@ -1,4 +1,5 @@
-"""Report sections for an nsys profile: kernels, NVTX ranges, copies, GPU use, memory.
+"""Report sections for an nsys profile: kernels, NVTX ranges, copies, GPU use, CUDA API calls,
+memory.
 
 Each builder runs one analysis (raw ns and bytes) and picks display units and column names:
 totals in ms, per-call times in µs, copy volumes in MB (10^6 bytes, matching GB/s = 10^9
@@ -14,14 +15,16 @@ from functools import partial
 import pandas as pd
 
 from .. import units
+from ..analyze.api_calls import api_summary
 from ..analyze.common import first_event_ns
 from ..analyze.copies import copy_summary
 from ..analyze.kernels import kernel_summary
-from ..analyze.memory import memory_summary
+from ..analyze.memory import HOST_KINDS, memory_summary
 from ..analyze.nvtx_summary import nvtx_summary
 from ..analyze.stats import min_samples_for
 from ..analyze.streams import GPU_KEYS, STREAM_KEYS, GpuActivity
 from ..model import Profile
+from .memory_labels import memory_labels
 from .report import Section
 
 DEFAULT_MAX_ROWS = 20
@@ -32,6 +35,7 @@ TO_MIB = 1.0 / units.MIB     # bytes -> MiB
 PERCENT = 100.0
 GAPS_PER_GPU = 5
 MEMORY_CAPTURE_HINT = "nsys profile --cuda-memory-usage=true ..."
+MEMORY_TITLE = "GPU memory and host memory, by kind"
 
 IDENTIFIER = "id"  # a scale that shows a number as a label: no thousands separator
 
@@ -71,8 +75,14 @@ GAP_COLUMNS: Columns = [
     ("device_id", "GPU", IDENTIFIER), ("start_ms", "Starts at (ms)", None),
     ("gap_ns", "Length (ms)", MS),
 ]
+API_COLUMNS: Columns = [
+    ("name", "API call", None), ("calls", "Calls", None), ("total_ns", "Total (ms)", MS),
+    ("share", "Time (%)", PERCENT), ("mean_ns", f"Mean {US_UNIT}", US),
+    ("median_ns", f"Median {US_UNIT}", US), ("min_ns", f"Min {US_UNIT}", US),
+    ("max_ns", f"Max {US_UNIT}", US),
+]
 MEMORY_COLUMNS: Columns = [
-    ("source", "Source", None), ("device_id", "GPU", IDENTIFIER), ("peak_bytes", "Peak (MiB)", TO_MIB),
+    ("memory", "Memory", None), ("source", "Source", None), ("peak_bytes", "Peak (MiB)", TO_MIB),
     ("peak_ms", "Peak at (ms)", None), ("peak_phase", "Phase at peak", None),
     ("final_bytes", "Final (MiB)", TO_MIB), ("allocations", "Allocations", None),
     ("frees", "Frees", None),
@@ -91,7 +101,7 @@ def build_sections(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
     builders: list[Callable[[Profile, int | None], Section | None]] = [
         kernel_section, partial(gpu_section, activity=activity),
         partial(gap_section, activity=activity, origin_ns=origin),
-        partial(stream_section, activity=activity), copy_section, nvtx_section,
+        partial(stream_section, activity=activity), copy_section, nvtx_section, api_section,
         partial(memory_section, origin_ns=origin)]
     sections = (build(profile, max_rows) for build in builders)
     return [s for s in sections if s is not None]
@@ -135,6 +145,19 @@ def copy_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> S
     notes = ["Bandwidth is bytes over the time the operations were running (MB = 10^6 bytes, "
              "GB/s = 10^9 bytes/s)."]
     return Section("copies", "Memory copies and sets", _display(summary, COPY_COLUMNS), notes,
+                   max_rows)
+
+
+def api_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section | None:
+    """CUDA API calls by total host time (``nsys stats --report cuda_api_sum``)."""
+    summary = api_summary(profile.api_calls)
+    if summary.empty:
+        return None
+    calls, total_ms = int(summary["calls"].sum()), summary["total_ns"].sum() * MS
+    notes = [f"{calls:,} CUDA API calls, {total_ms:,.3f} ms on the host in all (calls on "
+             "several threads each count in full). Time is host (CPU) time inside the call; "
+             "the median of an even count is the mean of the two middle calls."]
+    return Section("api", "CUDA API calls by total time", _display(summary, API_COLUMNS), notes,
                    max_rows)
 
 
@@ -185,17 +208,29 @@ def _activity(profile: Profile, activity: GpuActivity | None) -> GpuActivity:
 
 def memory_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
                    origin_ns: int | None = None) -> Section:
+    """Peak and final use per source, GPU and kind of memory: one row per kind, so pinned host
+    memory is never added into a GPU's device memory."""
     events = profile.memory_events
     if events.empty:
-        notes = ["GPU memory over time was not captured: this profile holds no memory "
+        notes = ["Memory over time was not captured: this profile holds no memory "
                  f"allocation or free events. Capture them with: {MEMORY_CAPTURE_HINT}"]
-        return Section("memory", "GPU memory", None, notes, max_rows)
+        return Section("memory", MEMORY_TITLE, None, notes, max_rows)
     summary = memory_summary(events)
+    summary["memory"] = memory_labels(summary)
     summary["peak_ms"] = (summary["peak_time_ns"] - _origin(profile, origin_ns)) * MS
-    notes = ["Memory in use is the running sum of allocations minus frees per source and GPU; "
-             "'Peak at' is ms since the first event of the profile. A final value above zero "
-             "is memory still held when the capture stopped."]
-    return Section("memory", "GPU memory", _display(summary, MEMORY_COLUMNS), notes, max_rows)
+    notes = ["Memory in use is the running sum of allocations minus frees per source, GPU and "
+             "kind of memory; 'Peak at' is ms since the first event of the profile. A final "
+             "value above zero is memory still held when the capture stopped."]
+    kinds = set(summary["memory_kind"])
+    if kinds & HOST_KINDS:
+        notes.append("'host pinned' and 'host pageable' are host RAM that CUDA allocated "
+                     "(through a GPU's context), not GPU memory: they are never added to a GPU's "
+                     "rows. 'GPU n device' is cudaMalloc memory on that GPU, 'device static' its "
+                     "__device__ variables.")
+    if any(str(k).startswith("managed") for k in kinds):
+        notes.append("Managed (unified) memory migrates between host and GPU; its row counts "
+                     "what was allocated, wherever it resided.")
+    return Section("memory", MEMORY_TITLE, _display(summary, MEMORY_COLUMNS), notes, max_rows)
 
 
 def profile_facts(profile: Profile) -> dict[str, str]:

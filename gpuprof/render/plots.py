@@ -15,15 +15,16 @@ import pandas as pd
 
 from ..errors import NoDataError, require_module
 from ..fsutil import atomic_path
+from ..analyze.memory import on_host
 from ..units import MIB
 
 MAX_LABEL_CHARS = 60
 
 
 def plot_memory(timeline: pd.DataFrame, path: str | Path, *, origin_ns: int,
-                title: str = "GPU memory in use", phases: pd.DataFrame | None = None) -> Path:
+                title: str = "Memory in use: GPU and host, by kind", phases: pd.DataFrame | None = None) -> Path:
     """Memory in use over time (ms from ``origin_ns``, MiB), one step line per
-    (device, source), each line's peak annotated. ``timeline`` is ``memory_timeline``'s output.
+    (device, source, memory kind), host memory dashed, each line's peak annotated. ``timeline`` is ``memory_timeline``'s output.
 
     ``origin_ns`` is the run's time zero (``Run.time_zero``), so a peak sits at the same ms as
     in the reports and the Chrome trace. ``phases`` (``memory_by_phase``'s table, the one the
@@ -37,10 +38,11 @@ def plot_memory(timeline: pd.DataFrame, path: str | Path, *, origin_ns: int,
     lines = memory_lines(timeline, origin_ns)
     x_end = max(float(line.x_ms.max()) for line in lines)
     for line in lines:
-        ax.step(line.x_ms, line.y_mib, where="post", label=_text(line.label))
+        ax.step(line.x_ms, line.y_mib, where="post", label=_text(line.label),
+                linestyle="--" if line.host else "-")
         # right-aligned near the right edge, so the note stays inside the plot
         right = line.peak_ms > 0.75 * x_end
-        ax.annotate(f"peak {line.peak_mib:,.1f} MiB", (line.peak_ms, line.peak_mib),
+        ax.annotate(f"peak {_size(line.peak_mib)}", (line.peak_ms, line.peak_mib),
                     textcoords="offset points", xytext=(-4 if right else 4, 6), fontsize=8,
                     ha="right" if right else "left")
     top = max(line.peak_mib for line in lines) * HEADROOM or 1.0
@@ -52,6 +54,11 @@ def plot_memory(timeline: pd.DataFrame, path: str | Path, *, origin_ns: int,
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
+
+
+def _size(mib: float) -> str:
+    """A peak in MiB, or in bytes when too small to read in MiB (static variables: 144 B)."""
+    return f"{mib:,.1f} MiB" if mib >= 0.1 else f"{round(mib * MIB):,} B"
 
 
 HEADROOM = 1.2  # room above the highest peak for its note and the phase names
@@ -98,26 +105,30 @@ class MemoryLine:
     y_mib: np.ndarray
     peak_ms: float
     peak_mib: float
+    host: bool = False  # host memory (pinned, pageable, RSS): drawn dashed, apart from GPU lines
 
 
 def memory_lines(timeline: pd.DataFrame, origin_ns: int) -> list[MemoryLine]:
-    """The lines ``plot_memory`` draws, one per (device, source): kept apart from the drawing
-    so the plotted peak positions can be checked against the reports."""
+    """The lines ``plot_memory`` draws, one per (device, source, memory kind), labelled where the
+    memory lives ("GPU 0 device (nsys)", "host pinned (nsys)"): kept apart from the drawing so
+    the plotted peak positions can be checked against the reports."""
+    from .memory_labels import memory_labels
+
     lines = []
-    groups = timeline.groupby(["device_id", "source"], observed=True, sort=True)
-    for (device, source), rows in groups:
+    groups = timeline.groupby(["device_id", "source", "memory_kind"], observed=True, sort=True)
+    keys = pd.DataFrame([key for key, _ in groups], columns=["device_id", "source", "memory_kind"])
+    for label, (key, rows) in zip(memory_labels(keys), groups, strict=True):
         x_ms = (rows["time_ns"].to_numpy(dtype=np.int64) - origin_ns) / 1e6
         y_mib = rows["used_bytes"].to_numpy() / MIB
-        where = f"GPU {device}" if device >= 0 else "host"  # device -1: process memory (RSS)
         peak = int(y_mib.argmax())  # argmax: the first time the peak is reached, as the reports
-        lines.append(MemoryLine(f"{where} ({source})", x_ms, y_mib, float(x_ms[peak]),
-                                float(y_mib[peak])))
+        lines.append(MemoryLine(f"{label} ({key[1]})", x_ms, y_mib, float(x_ms[peak]),
+                                float(y_mib[peak]), on_host(int(key[0]), str(key[2]))))
     return lines
 
 
 def plot_layers(table: pd.DataFrame, path: str | Path, label: str = "layer",
                 value: str = "total_ns", top: int = 20,
-                title: str = "GPU time by layer") -> Path:
+                title: str = "GPU time by layer", xlabel: str = "GPU time (ms)") -> Path:
     """Horizontal bars of the ``top`` rows by ``value`` (ns, shown in ms), heaviest on top.
 
     Works for any table with a label column and a value column in ns (layers, kernels).
@@ -130,7 +141,7 @@ def plot_layers(table: pd.DataFrame, path: str | Path, label: str = "layer",
     ax = fig.add_subplot()
     ax.barh(range(len(rows)), rows[value].to_numpy() / 1e6)
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
-    ax.set(xlabel="GPU time (ms)", title=_text(title))
+    ax.set(xlabel=_text(xlabel), title=_text(title))
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 

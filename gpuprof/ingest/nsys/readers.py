@@ -339,5 +339,7 @@ def read_memory_events(export: ExportFile) -> pd.DataFrame | None:
         "kind": pd.Categorical(np.where(is_free, "free", "alloc")),
         "bytes": np.where(is_free, -size, size), "address": _ints(t, "address", 0),
         "phase": pd.Categorical([None] * t.num_rows),
-        "detail": _labels(_ints(t, "mem_kind"), kinds),
+        # a free carries its allocation's memKind (checked on the real exports), so the running
+        # sum per kind needs no address matching
+        "memory_kind": _labels(_ints(t, "mem_kind"), kinds),
     }).sort_values("time_ns", kind="stable").reset_index(drop=True)
