@@ -139,3 +139,9 @@ def test_requests_of_one_execution_share_its_compute():
     assert list(out["execution_requests"].iloc[:4]) == [3, 3, 3, 1]
     assert out["compute_share"].iloc[0] == pytest.approx(1 / 3)
     assert pd.isna(out["execution"].iloc[4])
+
+
+def test_a_capture_without_calls_matches_nothing():
+    match = net_path.match_calls(_requests(), _net().iloc[0:0], SERVER_PORT, CLIENT_PID)
+    assert match.calls.empty and match.requests_without_calls == 3
+    assert net_path.network_path(_requests(), match.calls).empty

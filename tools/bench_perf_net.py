@@ -38,7 +38,9 @@ def perf(url: str, level: int, out: Path, net: bool, trace: bool = False) -> dic
         cmd += ["--net", "--net-file", str(out / "net.txt")]
     if trace:
         cmd += ["--trace", "--trace-csv", str(out / "requests.csv")]
-    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)}\n{done.stderr[-2000:]}")
     row = pd.read_csv(out / "perf.csv").iloc[0]
     return {"p50_us": int(row["p50 latency"]), "p99_us": int(row["p99 latency"]),
             "infer_s": float(row["Inferences/Second"])}
@@ -128,9 +130,11 @@ def main() -> None:
     parser.add_argument("--join-requests", type=int, default=100_000)
     parser.add_argument("--skip-overhead", action="store_true")
     args = parser.parse_args()
-    from gpuprof.capture.triton_server import serve_onnx
+    from gpuprof.capture.triton_server import TraceConfig, serve_onnx
 
-    with serve_onnx(MODEL) as server:
+    trace_dir = Path(tempfile.mkdtemp(prefix="gpuprof-bench-trace-"))
+    trace = TraceConfig(trace_dir / "trace.json", levels=("OFF",))   # --trace switches it on
+    with serve_onnx(MODEL, trace=trace) as server:
         url = server.http_url
         if not args.skip_overhead:
             rows = pd.DataFrame(overhead(url, args.rounds))

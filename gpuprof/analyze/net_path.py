@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+PACK_LIMIT_NS = 1 << 47          # (port << 47) + ns since the run's start fits an int64
 GROUPS = ("client_send", "server_recv", "server_send", "client_recv")
 # boundaries of the path, in order, with the segment that ends at each one
 TRACED_PATH = [("cs_first_ns", "net_client_send_ns"), ("sr_first_ns", "net_wire_in_ns"),
@@ -62,26 +63,50 @@ class NetMatch:
     server_pids: tuple[int, ...]   # the pids that served the load's connections
 
 
+@dataclass
+class Calls:
+    """Data-carrying calls between the client and the server port, as plain arrays (a
+    capture runs to millions of calls: no per-call Python, no DataFrame of them)."""
+
+    time_ns: np.ndarray
+    client_port: np.ndarray     # the connection's client-side port
+    group: np.ndarray           # index in GROUPS
+    bytes: np.ndarray
+    pid: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.time_ns)
+
+    def take(self, mask: np.ndarray) -> Calls:
+        return Calls(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
+
+
 def label_calls(net: pd.DataFrame, server_port: int, client_pid: int,
-                server_pids: set[int] | None = None) -> pd.DataFrame:
+                server_pids: set[int] | None = None) -> Calls:
     """The calls carrying data between the client and the server port, with the connection's
-    client port and the group (client_send, server_recv, ...); other calls are dropped."""
-    data = net[net["bytes"] > 0]
-    client = ((data["remote_port"] == server_port) & (data["pid"] == client_pid)
-              & (data["local_port"] != server_port))
-    server = data["local_port"] == server_port
+    client port and the group; other calls are dropped."""
+    size = net["bytes"].to_numpy()
+    local, remote = net["local_port"].to_numpy(), net["remote_port"].to_numpy()
+    pid = net["pid"].to_numpy()
+    data = size > 0
+    client = data & (remote == server_port) & (pid == client_pid) & (local != server_port)
+    server = data & (local == server_port)
     if server_pids:
-        server &= data["pid"].isin(server_pids)
-    picked = data[client | server]
-    is_client = client[client | server].to_numpy()
-    direction = picked["direction"].astype(str).to_numpy()
-    group = np.where(is_client, np.where(direction == "send", "client_send", "client_recv"),
-                     np.where(direction == "send", "server_send", "server_recv"))
-    port = np.where(is_client, picked["local_port"], picked["remote_port"])
-    return pd.DataFrame({"time_ns": picked["time_ns"].to_numpy(),
-                         "client_port": port.astype("int64"),
-                         "group": group, "bytes": picked["bytes"].to_numpy(),
-                         "pid": picked["pid"].to_numpy()})
+        server &= np.isin(pid, list(server_pids))
+    keep = np.flatnonzero(client | server)
+    sends = _is_send(net["direction"])[keep]
+    is_client = client[keep]
+    group = np.where(is_client, np.where(sends, 0, 3), np.where(sends, 2, 1))  # GROUPS order
+    port = np.where(is_client, local[keep], remote[keep]).astype(np.int64)
+    return Calls(net["time_ns"].to_numpy()[keep], port, group, size[keep], pid[keep])
+
+
+def _is_send(direction: pd.Series) -> np.ndarray:
+    if isinstance(direction.dtype, pd.CategoricalDtype):
+        cats = direction.cat.categories
+        send = cats.get_loc("send") if "send" in cats else -2
+        return direction.cat.codes.to_numpy() == send
+    return (direction.astype(str) == "send").to_numpy()
 
 
 def match_calls(requests: pd.DataFrame, net: pd.DataFrame, server_port: int, client_pid: int,
@@ -92,19 +117,20 @@ def match_calls(requests: pd.DataFrame, net: pd.DataFrame, server_port: int, cli
     reqs = requests.loc[requests["client_port"] > 0, ["request_id", "client_port",
                                                      "start_ns", "end_ns"]]
     reqs = reqs.astype({"client_port": "int64", "start_ns": "int64", "end_ns": "int64"})
-    owned = _owner(calls, reqs)
-    inside = owned["request_id"].notna().to_numpy()
-    on_load = owned["client_port"].isin(set(reqs["client_port"].unique())).to_numpy()
-    per_request = _per_request(owned[inside])
-    complete = per_request[[f"{g}_calls" for g in GROUPS]].gt(0).all(axis=1)
-    server_side = owned[inside & owned["group"].str.startswith("server").to_numpy()]
+    reqs = reqs.reset_index(drop=True)
+    owner = _owners(calls, reqs)
+    inside = owner >= 0
+    on_load = np.isin(calls.client_port, reqs["client_port"].unique())
+    per_request = _per_request(calls.take(inside), owner[inside], reqs)
+    complete = per_request[CALLS_COLUMNS].gt(0).all(axis=1)
+    server_side = ((calls.group == 1) | (calls.group == 2)) & inside
     return NetMatch(
         calls=per_request,
         requests_without_calls=int(len(requests) - len(per_request)),
         requests_incomplete=int((~complete).sum()),
         calls_outside_requests=int((on_load & ~inside).sum()),
         calls_other_traffic=_port_calls(net, server_port) - int(on_load.sum()),
-        server_pids=tuple(sorted(int(p) for p in server_side["pid"].unique())))
+        server_pids=tuple(int(p) for p in np.unique(calls.pid[server_side])))
 
 
 def _port_calls(net: pd.DataFrame, port: int) -> int:
@@ -113,36 +139,64 @@ def _port_calls(net: pd.DataFrame, port: int) -> int:
     return int(((data["local_port"] == port) | (data["remote_port"] == port)).sum())
 
 
-def _owner(calls: pd.DataFrame, reqs: pd.DataFrame) -> pd.DataFrame:
-    """Each call with the request on its connection that started last before it, kept only
-    when the call also lies before that request's end (else request_id is NaN)."""
-    left = calls.sort_values("time_ns", kind="stable")
-    right = reqs.sort_values("start_ns", kind="stable")
-    merged = pd.merge_asof(left, right, left_on="time_ns", right_on="start_ns",
-                           by="client_port", direction="backward")
-    merged.loc[merged["time_ns"] > merged["end_ns"], "request_id"] = np.nan
-    return merged
+def _owners(calls: Calls, reqs: pd.DataFrame) -> np.ndarray:
+    """For each call, the row in ``reqs`` of the request on its connection that started last
+    before it, when the call also lies before that request's end; else -1.
+
+    One binary search over all connections at once: (port, time) packed into one int64 key,
+    time taken from the run's first instant (a run shorter than 39 hours fits beside a
+    16-bit port)."""
+    owner = np.full(len(calls), -1, dtype=np.int64)
+    if len(calls) == 0 or reqs.empty:
+        return owner
+    start, end = reqs["start_ns"].to_numpy(), reqs["end_ns"].to_numpy()
+    port = reqs["client_port"].to_numpy()
+    t0 = min(int(start.min()), int(calls.time_ns.min()))
+    span = max(int(end.max()), int(calls.time_ns.max())) - t0 + 1
+    if span >= PACK_LIMIT_NS:
+        raise ValueError(f"a load test spanning {span / 3.6e12:.0f} hours cannot be joined")
+    order = np.lexsort((start, port))
+    keys = port[order] * PACK_LIMIT_NS + (start[order] - t0)
+    call_keys = calls.client_port * PACK_LIMIT_NS + (calls.time_ns - t0)
+    at = np.searchsorted(keys, call_keys, side="right") - 1
+    candidate = order[np.maximum(at, 0)]
+    hit = (at >= 0) & (port[candidate] == calls.client_port) & (calls.time_ns <= end[candidate])
+    owner[hit] = candidate[hit]
+    return owner
 
 
-def _per_request(owned: pd.DataFrame) -> pd.DataFrame:
-    """One row per request: first/last time, call count and bytes of each group."""
-    if owned.empty:
-        cols = ["request_id"] + [f"{p}_{k}" for p in ("cs", "sr", "ss", "cr")
-                                 for k in ("first_ns", "last_ns")] + CALLS_COLUMNS + BYTES_COLUMNS
-        return pd.DataFrame(columns=cols)
-    agg = owned.groupby(["request_id", "group"], sort=False)["time_ns"].agg(["min", "max",
-                                                                             "count"])
-    agg["bytes"] = owned.groupby(["request_id", "group"], sort=False)["bytes"].sum()
-    wide = agg.unstack("group")
-    out = pd.DataFrame(index=wide.index)
-    for group, short in zip(GROUPS, ("cs", "sr", "ss", "cr")):
-        present = group in wide["min"].columns
-        out[f"{short}_first_ns"] = wide["min"][group] if present else np.nan
-        out[f"{short}_last_ns"] = wide["max"][group] if present else np.nan
-        out[f"{group}_calls"] = wide["count"][group].fillna(0) if present else 0
-        out[f"{group}_bytes"] = wide["bytes"][group].fillna(0) if present else 0
-    out[CALLS_COLUMNS + BYTES_COLUMNS] = out[CALLS_COLUMNS + BYTES_COLUMNS].astype("int64")
-    return out.reset_index()
+def _per_request(calls: Calls, owner: np.ndarray, reqs: pd.DataFrame) -> pd.DataFrame:
+    """One row per request with calls: first/last time (-1: no such call), call count and
+    bytes of each group."""
+    code = owner * len(GROUPS) + calls.group
+    # calls come in time order (read_net_capture sorts them): a stable sort by cell keeps it
+    in_time = calls.time_ns.size < 2 or bool((np.diff(calls.time_ns) >= 0).all())
+    order = (np.argsort(code, kind="stable") if in_time
+             else np.lexsort((calls.time_ns, code)))
+    code, times = code[order], calls.time_ns[order]
+    starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if code.size else np.empty(0, int)
+    ends = np.r_[starts[1:], code.size] - 1
+    cells = code[starts]
+    rows, slot = np.unique(cells // len(GROUPS), return_inverse=True)
+    out = pd.DataFrame({"request_id": reqs["request_id"].to_numpy()[rows]})
+    sizes = np.bincount(code, weights=calls.bytes[order])
+    for g, (name, short) in enumerate(zip(GROUPS, ("cs", "sr", "ss", "cr"))):
+        # ns stay int64 (a float loses ns past 104 days of uptime); -1 when the group has none
+        first = np.full(len(rows), -1, dtype=np.int64)
+        last, count, total = first.copy(), np.zeros(len(rows), np.int64), np.zeros(len(rows),
+                                                                                   np.int64)
+        mine = (cells % len(GROUPS)) == g
+        first[slot[mine]], last[slot[mine]] = times[starts[mine]], times[ends[mine]]
+        count[slot[mine]] = (ends - starts + 1)[mine]
+        total[slot[mine]] = sizes[cells[mine]].astype(np.int64)
+        out[f"{short}_first_ns"], out[f"{short}_last_ns"] = first, last
+        out[f"{name}_calls"], out[f"{name}_bytes"] = count, total
+    return out
+
+
+def complete(calls: pd.DataFrame) -> pd.DataFrame:
+    """The requests that have calls of all four groups."""
+    return calls[calls[CALLS_COLUMNS].gt(0).all(axis=1)]
 
 
 def network_path(requests: pd.DataFrame, calls: pd.DataFrame,
@@ -150,8 +204,7 @@ def network_path(requests: pd.DataFrame, calls: pd.DataFrame,
     """One row per request with all its network calls: the ``net_*`` segments, which add up
     to the client latency, and the bytes and calls of each group. ``spans`` (perf_trace's
     ``server_spans``) adds the server's own boundaries; without it the server is one segment."""
-    frame = requests.merge(calls, on="request_id", how="inner")
-    frame = frame[frame[CALLS_COLUMNS].gt(0).all(axis=1)]
+    frame = requests.merge(complete(calls), on="request_id", how="inner")
     path = UNTRACED_PATH
     if spans is not None:
         frame = frame.merge(spans[["request_id", "server_start_ns", "send_start_ns"]],

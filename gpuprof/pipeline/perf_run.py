@@ -109,8 +109,9 @@ def analyze_join(requests: pd.DataFrame, events: pd.DataFrame, server_port: int,
 def _clocks(requests: pd.DataFrame, calls: pd.DataFrame,
             spans: pd.DataFrame | None) -> dict[str, ClockDomain]:
     from ..align import request_clocks
+    from ..analyze.net_path import complete
 
-    frame = requests.merge(calls, on="request_id", how="inner")
+    frame = requests.merge(complete(calls), on="request_id", how="inner")
     ebpf = request_clocks.ebpf_to_client(frame)
     clocks = {"client": request_clocks.client_clock(), "ebpf": ebpf}
     if spans is not None:
