@@ -1,0 +1,76 @@
+"""Kernels inside request windows, on a real TensorRT export: each of the 50
+`ExecutionContext::execute` ranges of the ResNet-50 export opens a window that runs until the
+next one opens (the last one to the export's end), standing in for the compute windows of 50
+requests; per-window kernel counts, GPU time and top layer are recomputed in plain SQL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from gpuprof.analyze.request_kernels import kernel_layers, kernels_per_request, window_owner
+from gpuprof.api import Run
+from tests.conftest import nsys_profile, nsys_sql
+
+RESNET = "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite"
+TEXT = "coalesce(n.text, (SELECT value FROM StringIds WHERE id = n.textId))"
+
+
+def _windows() -> pd.DataFrame:
+    starts = [r[0] for r in nsys_sql(RESNET, f"SELECT n.start FROM NVTX_EVENTS n WHERE "
+                                     f"n.eventType = 59 AND {TEXT} = 'ExecutionContext::execute' "
+                                     "ORDER BY n.start")]
+    (last,), = nsys_sql(RESNET, "SELECT MAX(end) FROM CUPTI_ACTIVITY_KIND_KERNEL")
+    ends = [s - 1 for s in starts[1:]] + [last]
+    return pd.DataFrame({"request_id": [f"r{i}" for i in range(len(starts))],
+                         "start_ns": starts, "end_ns": ends})
+
+
+def test_kernels_per_window_match_plain_sql():
+    run = Run.of(nsys_profile(RESNET))
+    windows = _windows()
+    found = kernels_per_request(windows, run.kernels, kernel_layers(run))
+    table = found.per_request.set_index("request_id")
+    assert len(windows) == 50 and len(table) == 50
+    for row in windows.itertuples(index=False):
+        (count, gpu), = nsys_sql(RESNET, "SELECT COUNT(*), SUM(end - start) FROM "
+                                 "CUPTI_ACTIVITY_KIND_KERNEL WHERE start BETWEEN "
+                                 f"{row.start_ns} AND {row.end_ns}")
+        assert (table.loc[row.request_id, "kernels"], table.loc[row.request_id, "gpu_ns"]) == \
+            (count, gpu)
+    (before,), = nsys_sql(RESNET, "SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_KERNEL WHERE "
+                          f"start < {windows['start_ns'].min()}")
+    assert found.outside == before and found.ambiguous == 0
+
+
+def test_top_layer_of_a_window_matches_plain_sql():
+    run = Run.of(nsys_profile(RESNET))
+    windows = _windows()
+    table = kernels_per_request(windows, run.kernels,
+                                kernel_layers(run)).per_request.set_index("request_id")
+    w = windows.iloc[7]
+    # the TensorRT layer range around each kernel's launch call, in SQL (layer ranges do not
+    # nest; the execute range around them all is left out)
+    rows = nsys_sql(RESNET, f"""
+        SELECT {TEXT} AS layer, SUM(k.end - k.start) AS gpu FROM CUPTI_ACTIVITY_KIND_KERNEL k
+        JOIN CUPTI_ACTIVITY_KIND_RUNTIME r ON r.correlationId = k.correlationId
+             AND (r.globalTid >> 24) & 16777215 = (k.globalPid >> 24) & 16777215
+        JOIN NVTX_EVENTS n ON n.eventType = 59 AND n.globalTid = r.globalTid
+             AND n.start <= r.start AND n.end >= r.end
+             AND {TEXT} != 'ExecutionContext::execute'
+             AND n.domainId = (SELECT d.domainId FROM NVTX_EVENTS d WHERE d.eventType = 75
+                               AND coalesce(d.text, (SELECT value FROM StringIds
+                                                     WHERE id = d.textId)) = 'TensorRT')
+        WHERE k.start BETWEEN {w.start_ns} AND {w.end_ns}
+        GROUP BY layer ORDER BY gpu DESC LIMIT 1""")
+    layer, gpu = rows[0]
+    assert table.loc[w.request_id, "top_layer"] == layer
+    assert table.loc[w.request_id, "top_layer_ns"] == gpu
+
+
+def test_overlapping_windows_leave_their_shared_kernels_unattributed():
+    starts, ends = np.array([0, 50, 200]), np.array([100, 150, 300])
+    owner = window_owner(starts, ends, np.array([10, 60, 120, 160, 250, 400]))
+    assert list(owner) == [0, -2, 1, -1, 2, -1]
+    # a long window holding a time after a shorter, later one ended
+    assert list(window_owner(np.array([0, 10]), np.array([100, 20]), np.array([50]))) == [0]
