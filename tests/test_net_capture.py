@@ -316,3 +316,30 @@ def test_triton_server_traffic_bytes_match(tmp_path, cls_triton_server):
     assert all(start <= t <= end for t in client[2] + server_end[2])
     server_rows = events[events["local_port"] == port]
     assert set(server_rows["pid"]) == {server.pid}  # the server's threads report its pid
+
+
+def test_cli_duration_capture_in_process(tmp_path, http_server, capsys):
+    """`gpuprof net --duration` ends by itself and reports what it captured."""
+    from gpuprof.cli.main import main
+
+    port = http_server()
+    stop = threading.Event()
+    exchanges: list[Exchange] = []
+
+    def traffic():
+        while not stop.is_set():
+            exchanges.append(request(port))
+            time.sleep(0.05)
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        code = main(["net", "--port", str(port), "--duration", "1.5", "-q", "-o", str(tmp_path / "d.txt")])
+    finally:
+        stop.set()
+        worker.join()
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    events, facts = read_net_capture(tmp_path / "d.txt")
+    assert len(events) > 0 and facts.lost_events == 0
+    assert not [line for line in captured.out.splitlines() if bpf.EVENT_LINE.match(line)]  # -q
+    assert f"Events: {len(events):,}" in captured.out and "Capture kept in" in captured.err

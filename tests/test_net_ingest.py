@@ -127,7 +127,7 @@ def test_unknown_lines_are_counted_not_fatal(tmp_path):
                                                                "random words here"], lost=())
     events, facts = read_net_capture(path)
     assert len(events) == 10 and facts.unparsed_lines == 2
-    assert facts.first_unparsed == "01:02:03 this is not an event"
+    assert facts.unparsed_example in ("01:02:03 this is not an event", "random words here")
 
 
 def test_header_only_capture_is_an_empty_table(tmp_path):

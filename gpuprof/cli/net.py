@@ -15,8 +15,7 @@ from pathlib import Path
 import click
 
 from ..errors import BadInputError, CaptureError
-from ..render.formats import EXTENSIONS
-from .options import report_output_options
+from ..render.formats import EXTENSIONS, FORMATS
 
 POLL_S = 0.1
 
@@ -33,12 +32,17 @@ POLL_S = 0.1
               show_default=True, help="Which bpftrace program captures (auto picks tracepoints where "
                                       "the kernel has them, else kprobes).")
 @click.option("-q", "--quiet", is_flag=True, help="Capture without printing each event.")
-@report_output_options("connections")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Capturing: the capture file (text; default gpuprof-net-<date>-<time>.txt). "
+                   "With FILE: the report, its format from the extension (.md .csv .json .txt).")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)),
+              help="With FILE: the report's format (default: from -o's extension, else terminal).")
+@click.option("--table", help="With FILE and CSV: which table to write (connections).")
 def net_command(capture_file, ports, pids, duration, program, quiet, output, fmt, table) -> None:
     """Capture TCP send/recv per connection with eBPF, or analyse a saved capture (FILE).
 
-    Capturing needs root and bpftrace. Without -o the capture goes to
-    gpuprof-net-<date>-<time>.txt in the current directory."""
+    Capturing needs root and bpftrace; it prints each event live and, at --duration or
+    Ctrl-C, the traffic per connection."""
     if capture_file is not None:
         if duration is not None or program != "auto" or quiet:
             raise BadInputError("--duration, --program and --quiet apply to a live capture, not to FILE",

@@ -22,6 +22,7 @@ import pandas as pd
 from .. import bpf
 from ..errors import BadInputError
 from ..model.tables import conform
+from .net_columns import columns_of
 
 GPUPROF, SEED = "gpuprof", "seed"
 DIRECTIONS = {"SEND": "send", "RECV": "recv"}
@@ -45,7 +46,7 @@ class NetCaptureFacts:
     lost_events: int = 0
     truncated_lines: int = 0
     unparsed_lines: int = 0
-    first_unparsed: str = ""        # the first line that was neither an event nor known
+    unparsed_example: str = ""      # one line that was neither an event nor a known message
 
     @property
     def partial(self) -> bool:
@@ -56,17 +57,18 @@ def read_net_capture(path: str | Path) -> tuple[pd.DataFrame, NetCaptureFacts]:
     """The capture's events (``network_events``, sorted by time) and what is known about it."""
     lines, truncated = _read_lines(Path(path))
     facts = NetCaptureFacts(truncated_lines=truncated)
-    rows: list[tuple] = []
-    for line in lines:
-        _read_line(line, facts, rows)
-    if not rows and not facts.layout:
+    event_lines = [line for line in lines if _other_line(line, facts)]
+    fast, rest = (columns_of(event_lines) if facts.layout == GPUPROF else (pd.DataFrame(), event_lines))
+    rows = [row for line in rest if (row := _event_or_count(line, facts)) is not None]
+    if not rows and fast.empty and not facts.layout:
         raise BadInputError(f"'{Path(path).name}' is not a bpftrace network capture (no event lines "
                             "and no TIME ... SEND/RECV header)",
                             "Pass a file written by 'gpuprof net' or by the seed's ebpf_trace.bt")
     facts.layout = facts.layout or _layout_of(rows)
     facts.clock = MONOTONIC_CLOCK if facts.layout == GPUPROF else SEED_CLOCK
-    facts.events = len(rows)
-    return _frame(rows), facts
+    frame = _frame(fast, rows)
+    facts.events = len(frame)
+    return frame, facts
 
 
 def _read_lines(path: Path) -> tuple[list[str], int]:
@@ -82,28 +84,35 @@ def _read_lines(path: Path) -> tuple[list[str], int]:
     return lines[:-1], truncated
 
 
-def _read_line(line: str, facts: NetCaptureFacts, rows: list[tuple]) -> None:
+def _other_line(line: str, facts: NetCaptureFacts) -> bool:
+    """True for a line that looks like an event (read later, in bulk); any other line is
+    read into ``facts`` here (header, filters, lost events) or counted as unparsed."""
     text = line.rstrip()
     if not text:
-        return
+        return False
     if bpf.EVENT_LINE.match(text):
-        row = _event(text, facts.layout)
-        if row is not None:
-            rows.append(row)
-            return
-    elif text.startswith("#"):
+        return True
+    if text.startswith("#"):
         _comment(text, facts)
-        return
     elif text.startswith(bpf.COLUMNS[0] + " ") and "SEND/RECV" in text:
         facts.layout = GPUPROF if "MONO_NS" in text.split() else SEED
-        return
     elif match := bpf.LOST_LINE.match(text):
         facts.lost_events += int(match.group(1))
-        return
-    elif text.startswith(KNOWN_MESSAGES):
-        return
+    elif not text.startswith(KNOWN_MESSAGES):
+        _count_unparsed(text, facts)
+    return False
+
+
+def _event_or_count(line: str, facts: NetCaptureFacts) -> tuple | None:
+    row = _event(line.rstrip(), facts.layout)
+    if row is None:
+        _count_unparsed(line.rstrip(), facts)
+    return row
+
+
+def _count_unparsed(text: str, facts: NetCaptureFacts) -> None:
     facts.unparsed_lines += 1
-    facts.first_unparsed = facts.first_unparsed or text[:120]
+    facts.unparsed_example = facts.unparsed_example or text[:120]
 
 
 def _comment(text: str, facts: NetCaptureFacts) -> None:
@@ -167,8 +176,11 @@ COLUMNS = ["time_ns", "pid", "tid", "comm", "local_addr", "local_port", "remote_
            "remote_port", "direction", "bytes"]
 
 
-def _frame(rows: list[tuple]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(rows, columns=COLUMNS) if rows else pd.DataFrame(columns=COLUMNS)
+def _frame(fast: pd.DataFrame, rows: list[tuple]) -> pd.DataFrame:
+    slow = pd.DataFrame.from_records(rows, columns=COLUMNS) if rows else None
+    parts = [p for p in (fast, slow) if p is not None and len(p)]
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else (
+        parts[0] if parts else pd.DataFrame(columns=COLUMNS))
     # bpftrace drains one buffer per CPU, so lines from different CPUs arrive out of time order
     if len(frame) and (frame["time_ns"] >= 0).all():
         order = np.argsort(frame["time_ns"].to_numpy(), kind="stable")

@@ -65,7 +65,7 @@ def _warnings(facts: NetCaptureFacts) -> list[str]:
                    "that line was dropped.")
     if facts.unparsed_lines:
         out.append(f"{facts.unparsed_lines:,} lines were neither events nor bpftrace messages and "
-                   f"were skipped; the first: {facts.first_unparsed!r}")
+                   f"were skipped, e.g. {facts.unparsed_example!r}")
     return out
 
 
