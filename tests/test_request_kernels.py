@@ -6,6 +6,7 @@ requests; per-window kernel counts, GPU time and top layer are recomputed in pla
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from gpuprof.analyze.request_kernels import kernel_layers, kernels_per_request, window_owner
@@ -74,3 +75,44 @@ def test_overlapping_windows_leave_their_shared_kernels_unattributed():
     assert list(owner) == [0, -2, 1, -1, 2, -1]
     # a long window holding a time after a shorter, later one ended
     assert list(window_owner(np.array([0, 10]), np.array([100, 20]), np.array([50]))) == [0]
+
+
+@pytest.mark.triton
+def test_perf_places_a_server_export_on_its_clock_and_says_what_it_could_not_place(
+        cls_triton_server, tmp_path):
+    """The command-line path: an export of another machine and year lands on this run's clock
+    by its UTC start, far from every window, so every kernel is reported outside, none guessed."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import fixture_path
+
+    srv = cls_triton_server
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "gpuprof", "perf", "-m", srv.model_name, "-u", srv.http_url,
+           "--shape", "x:1,3,48,192", "-p", "300", "-r", "2", "--warmup", "100", "--trace",
+           "--server-nsys", str(fixture_path("nsys", RESNET)), "-o", str(out), "--no-live"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    section = next(s for s in json.loads(out.read_text())["sections"]
+                   if s["key"] == "request_kernels")
+    (kernels,), = nsys_sql(RESNET, "SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_KERNEL")
+    notes = " ".join(section["notes"])
+    assert "0 of" in notes and f"{kernels} outside every window" in notes
+    assert "utc-anchor" in notes
+
+
+def test_server_nsys_without_trace_is_one_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import fixture_path
+
+    done = subprocess.run([sys.executable, "-m", "gpuprof", "perf", "-m", "x",
+                           "--server-nsys", str(fixture_path("nsys", RESNET))],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "Error: --server-nsys needs --trace (kernels go to requests by their traced compute "
+        "windows). Add --trace"]

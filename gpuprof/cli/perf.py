@@ -68,17 +68,21 @@ from ..errors import BadInputError, CaptureError
               help="PNG of the slowest requests' paths (--net).")
 @click.option("--chrome-trace", type=click.Path(dir_okay=False),
               help="Chrome/Perfetto trace of every request's path (--net).")
+@click.option("--server-nsys", type=click.Path(exists=True, dir_okay=False),
+              help="--trace: an nsys export of the server made during the run; its GPU kernels "
+                   "go to the request whose compute window holds them, by TensorRT layer.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Also write the report (.md, .json, .txt).")
 @click.option("--no-live", is_flag=True, help="No live display on stderr.")
 def perf_command(**opts) -> None:
     """Load-test MODEL on a Triton server: throughput, latency percentiles, server breakdown."""
+    _check_trace_needs(opts)
     spec = _spec(opts)
     with _net_file(opts) as net_file, _live_display(not opts["no_live"]) as progress:
         from ..pipeline.perf_run import run_perf
 
         run = run_perf(spec, progress=progress, net_file=net_file,
-                       net_program=opts["net_program"])
+                       net_program=opts["net_program"], server_nsys=opts["server_nsys"])
         _write_outputs(run, opts)
     result = run.sweep
     if result.partial:
@@ -111,6 +115,12 @@ def _spec(opts: dict):
         request_timeout_s=opts["request_timeout"], trace=opts["trace"],
         trace_rate=_trace_rate(opts["trace_rate"]),
     ).validate()
+
+
+def _check_trace_needs(opts: dict) -> None:
+    if opts["server_nsys"] and not opts["trace"]:
+        raise BadInputError("--server-nsys needs --trace (kernels go to requests by their "
+                            "traced compute windows)", "Add --trace")
 
 
 def _trace_rate(text: str) -> int | None:
@@ -158,6 +168,11 @@ def _write_outputs(run, opts: dict) -> None:
     joined, notes = run.joined, _notes(result, table)
     report = perf_report.perf_report(table, _facts(result), notes, result.spec.mode, joined)
     written = _add_net(report, run, opts)
+    if run.kernels is not None and joined is not None:
+        from ..render.request_path import kernel_section
+
+        k = run.kernels
+        report.add(kernel_section(k.found, k.clock, k.export_name, len(joined)))
     click.echo(render(report, "terminal"), nl=False)
     if opts["csv_path"] and not table.empty:
         written.append(perf_report.write_perf_csv(table, result.spec.mode, opts["csv_path"]))

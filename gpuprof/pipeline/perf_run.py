@@ -30,26 +30,53 @@ class NetResult:
 
 
 @dataclass
+class KernelResult:
+    """GPU kernels of an nsys export of the server, inside each request's compute window."""
+
+    found: object                     # analyze.request_kernels.RequestKernels
+    clock: ClockDomain                # how the export was put on the client's clock
+    export_name: str
+
+
+@dataclass
 class PerfRun:
     sweep: object                     # capture.loadgen.SweepResult
     joined: pd.DataFrame | None       # client + server trace, one row per traced request
     net: NetResult | None
+    kernels: KernelResult | None = None
 
     def request_table(self) -> pd.DataFrame | None:
         """The per-request CSV: the trace join (or the client records) with ``net_*`` columns."""
         if self.net is None:
-            return self.joined
+            return self._with_kernels(self.joined)
         client = self.sweep.requests_table()
         base = client if self.joined is None else self.joined.merge(
             client[["request_id", *CLIENT_WIRE]], on="request_id", how="left")
         path = self.net.path
         extra = [c for c in path.columns if c == "request_id" or c not in base.columns]
-        return base.merge(path[extra], on="request_id", how="left")
+        return self._with_kernels(base.merge(path[extra], on="request_id", how="left"))
+
+    def _with_kernels(self, base: pd.DataFrame | None) -> pd.DataFrame | None:
+        if base is None or self.kernels is None:
+            return base
+        per = self.kernels.found.per_request.rename(columns={
+            "kernels": "gpu_kernels", "layers": "gpu_layers", "top_layer": "gpu_top_layer",
+            "top_layer_ns": "gpu_top_layer_ns"})
+        return base.merge(per, on="request_id", how="left")
 
 
-def run_perf(spec, progress=None, net_file: Path | None = None,
-             net_program: str = "auto") -> PerfRun:
-    """Run the load test; with ``net_file`` capture TCP calls to the server port meanwhile."""
+def run_perf(spec, progress=None, net_file: Path | None = None, net_program: str = "auto",
+             server_nsys: Path | None = None) -> PerfRun:
+    """Run the load test; with ``net_file`` capture TCP calls to the server port meanwhile;
+    with ``server_nsys`` (an export of the server, made during the run) place its kernels in
+    each traced request's compute window."""
+    run = _run_perf(spec, progress, net_file, net_program)
+    if server_nsys is not None and run.sweep.trace_requests is not None:
+        run.kernels = server_kernels(run.sweep, Path(server_nsys))
+    return run
+
+
+def _run_perf(spec, progress, net_file: Path | None, net_program: str) -> PerfRun:
     from ..capture.loadgen import run_sweep
 
     if net_file is None:
@@ -67,6 +94,26 @@ def run_perf(spec, progress=None, net_file: Path | None = None,
         captured = capture.stop()
     joined = _trace_join(sweep)
     return PerfRun(sweep, joined, analyze_net(sweep, captured, port))
+
+
+def server_kernels(sweep, export: Path) -> KernelResult:
+    """The export's kernels on the client's clock (gpuprof's clock marks, else its UTC session
+    start), each given to the traced request whose compute window holds its start."""
+    from ..align.clock import nsys_anchor, shifted
+    from ..analyze import perf_trace, request_kernels
+    from ..api import load
+
+    run = load(export)
+    clock = nsys_anchor(run)
+    spans = perf_trace.server_spans(sweep.trace_requests, sweep.prefix)
+    windows = pd.DataFrame({"request_id": spans["request_id"],
+                            "start_ns": spans["compute_start_ns"],
+                            "end_ns": spans["infer_end_ns"]}).dropna().astype(
+        {"start_ns": "int64", "end_ns": "int64"})
+    kernels = shifted("kernels", run.frame("kernels", ["start_ns", "end_ns"]), clock.offset_ns)
+    found = request_kernels.kernels_per_request(windows, kernels,
+                                                request_kernels.kernel_layers(run))
+    return KernelResult(found, clock, export.name)
 
 
 def _trace_join(sweep) -> pd.DataFrame | None:

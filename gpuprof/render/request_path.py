@@ -172,3 +172,24 @@ def matplotlib_colours(n: int) -> list:
     cmap = colormaps["tab20"]
     order = list(range(0, 20, 2)) + list(range(1, 20, 2))
     return [cmap(order[i % 20]) for i in range(n)]
+
+
+def kernel_section(found, clock, export_name: str, traced: int, top: int = 15) -> Section:
+    """The server's GPU kernels inside each traced request's compute window, by layer."""
+    per_layer = found.per_layer.head(top)
+    table = pd.DataFrame({"layer": per_layer["layer"],
+                          "requests": per_layer["requests"].astype("int64"),
+                          "kernels": per_layer["kernels"].astype("int64"),
+                          "GPU ms": per_layer["gpu_ns"] / 1e6,
+                          "per request µs": per_layer["mean_per_request_ns"] / US})
+    error = f"±{clock.error_ns / US:,.0f} µs" if clock.error_ns >= 0 else "unknown"
+    notes = [f"{len(found.per_request)} of {traced} traced requests have kernels starting inside "
+             "their compute window (COMPUTE_START to COMPUTE_OUTPUT_START)",
+             f"{export_name} put on the client's clock by {clock.method}; offset "
+             f"{clock.offset_ns:,} ns, error {error}: kernels nearer a window's edge than that "
+             "may belong to the next or previous request",
+             f"not given to any request: {found.ambiguous} kernels starting while two or more "
+             f"requests computed (which one launched them is unknown), {found.outside} outside "
+             "every window"]
+    return Section("request_kernels", f"GPU kernels inside each request's compute, by layer "
+                   f"(top {min(top, len(found.per_layer))})", table, notes=notes)
