@@ -97,3 +97,23 @@ def test_live_display_names_the_level(mode, level, shown, capsys):
         done = SimpleNamespace(metrics={"throughput_infer_s": 10.0}, stable=True)
         display("level_done", {"level": level, "result": done})
     assert f"{shown}: 10.0 infer/s (stable)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--waterfall", "w.png"], "Error: --waterfall needs --net. Add --net"),
+    (["--chrome-trace", "t.json"], "Error: --chrome-trace needs --net. Add --net"),
+    (["--trace-rate", "0"], "Error: --trace-rate must be 'auto' or a whole number >= 1, not '0'"),
+])
+def test_perf_net_and_trace_options_are_checked_first(args, message, capsys):
+    code = main(["perf", "-m", "m", "-u", "127.0.0.1:1", "--no-live", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(message)
+
+
+def test_perf_net_without_the_capture_tools_is_one_line(capsys, monkeypatch):
+    """--net checks root, bpftrace, tracefs and BTF before any load is sent (here: bpftrace
+    hidden from PATH)."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    code = main(["perf", "-m", "m", "-u", "127.0.0.1:1", "--net", "--no-live"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and ("bpftrace" in err[0] or "root" in err[0])
