@@ -24,6 +24,7 @@ crashed in 5 of 6 runs (one more answered HTTP 400 first); untraced, 0 of 3.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import tempfile
@@ -126,17 +127,48 @@ def receive(sock: socket.socket) -> bytes:
     return chunk
 
 
+def flip_rate(port: int, rate: int, stop: threading.Event, period_s: float = 0.5) -> None:
+    """Switch the model's trace rate between next-to-none and ``rate`` while the load runs,
+    as ``gpuprof perf --trace`` does at each level's warm-up (the trace-setting extension)."""
+    settings = [json.dumps({"trace_rate": value}).encode() for value in ("1000000", str(rate))]
+    n = 0
+    while not stop.wait(period_s):
+        body = settings[n % 2]
+        n += 1
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 5) as sock:
+            sock.sendall(f"POST /v2/models/double/trace/setting HTTP/1.1\r\nHost: x\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                         f"Connection: close\r\n\r\n".encode() + body)
+            sock.recv(65536)
+
+
+def post_setting(port: int, settings: dict, path: str = "/v2/models/double/trace/setting") -> None:
+    body = json.dumps(settings).encode()
+    with socket.create_connection(("127.0.0.1", port), 5) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                     f"Connection: close\r\n\r\n".encode() + body)
+        sock.recv(65536)
+
+
 def one_run(repo: Path, connections: int, seconds: float, trace: bool, rate: int = 1,
-            log_frequency: int = 0) -> bool:
+            log_frequency: int = 0, flip: bool = False, api: str = "") -> bool:
     with tempfile.TemporaryDirectory() as tmp:
-        config = TraceConfig(Path(tmp) / "trace.json", rate=rate, log_frequency=log_frequency)
+        config = TraceConfig(Path(tmp) / "trace.json", rate=rate, log_frequency=log_frequency,
+                             levels=("OFF",) if api else ("TIMESTAMPS",))
         server = TritonServer(repo, keep_log=True, trace=config if trace else None)
         server.start()
+        if api:  # tracing switched on for the model at run time, as gpuprof perf --trace does
+            path = "/v2/trace/setting" if api == "global" else "/v2/models/double/trace/setting"
+            post_setting(server.http_port, {"trace_level": ["TIMESTAMPS"], "trace_rate": str(rate),
+                                            "log_frequency": str(log_frequency)}, path)
         stop, answered = threading.Event(), []
         NOT_OK.clear()
         payload = request_bytes(server.http_port)
         threads = [threading.Thread(target=client, args=(server.http_port, payload, stop, answered))
                    for _ in range(connections)]
+        if flip:
+            threads.append(threading.Thread(target=flip_rate, args=(server.http_port, rate, stop)))
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + seconds
@@ -165,11 +197,17 @@ def main() -> None:
     parser.add_argument("--no-trace", action="store_true", help="start the server untraced")
     parser.add_argument("--rate", type=int, default=1, help="trace one request in N")
     parser.add_argument("--log-frequency", type=int, default=0)
+    parser.add_argument("--api", choices=["", "model", "global"], default="",
+                        help="start untraced, switch tracing on through the API (the model's "
+                             "setting or the global one)")
+    parser.add_argument("--flip", action="store_true",
+                        help="switch the trace rate (1000000 <-> --rate) every 0.5 s under load")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         repo = write_repository(Path(tmp))
         crashed = sum(not one_run(repo, args.connections, args.seconds, not args.no_trace,
-                                  args.rate, args.log_frequency) for _ in range(args.runs))
+                                  args.rate, args.log_frequency, args.flip, args.api)
+                      for _ in range(args.runs))
     traced = "untraced" if args.no_trace else f"traced (rate={args.rate})"
     print(f"{traced}: the server crashed in {crashed} of {args.runs} runs")
 

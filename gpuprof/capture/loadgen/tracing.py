@@ -2,9 +2,14 @@
 
 Uses the trace extension (``/v2/models/M/trace/setting``). The server must have been started
 with a trace file (``--trace-config triton,file=PATH``; Triton no longer lets clients choose
-the file at run time). We set level TIMESTAMPS, rate 1 and a log frequency, so Triton writes
-``PATH.0``, ``PATH.1``, ... while we run; putting the original settings back at the end makes
-it flush the remaining traces. The files are on this machine: gpuprof only talks to loopback.
+the file at run time). We set level TIMESTAMPS, a sampling rate and no log frequency, so
+Triton holds the traces while the load runs; putting the original settings back at the end
+makes it write them. The files are on this machine: gpuprof only talks to loopback.
+
+Why no log frequency: with tracing switched on through this API, tritonserver 2.51 writing
+trace parts while thousands of HTTP requests a second go on crashed it in 4 of 14 runs even
+at 1 in 15 or 1 in 150 requests traced; with no log frequency, 0 of 5
+(tools/repro/triton_http_trace_crash.py --api model, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from ...errors import BadInputError
 from ...ingest import triton_trace
 from .server_api import ServerAPI
 
-LOG_FREQUENCY = 1000
+LOG_FREQUENCY = 0   # write only when our setting is replaced (see the module's docstring)
 # tritonserver 2.51 crashes (free(): invalid pointer, SIGSEGV) when it traces thousands of HTTP
 # requests a second, from any client (tools/repro/triton_http_trace_crash.py; upstream
 # triton-inference-server/server#7795). Measured here: 1 in 10 of ~8,000/s (800 traced/s) ran
@@ -67,11 +72,10 @@ class TraceSession:
         """Restore the settings, wait for the flush of the traces Triton still holds, and
         return this run's parts in index order.
 
-        Restoring replaces our trace setting; Triton writes its remaining traces to a new part
-        ``PATH.<n>`` once the last request using it is released, so we wait for a part that was
-        not there before the restore and for every new part to be whole, up to ``FLUSH_WAIT_S``
-        (a run whose trace count was an exact multiple of ``LOG_FREQUENCY`` has nothing left to
-        flush). At that deadline every part is returned, whole or not: ``read`` keeps the
+        Restoring replaces our trace setting; Triton writes the traces it holds to a new part
+        once the last request using it is released, so we wait for a part that was not there
+        before the restore and for every new part to be whole, up to ``FLUSH_WAIT_S``.
+        At that deadline every part is returned, whole or not: ``read`` keeps the
         complete objects of one cut short and reports the damage. A part is parsed while waiting
         only when it changed since its last check, and the records of each whole part are kept
         for ``read``, so each part is parsed once.
