@@ -222,7 +222,10 @@ def _raw_trace(files, prefix: str) -> dict[str, dict[str, list[int]]]:
     """{request id: {timestamp name: [ns, ...]}} of this run, straight from Triton's JSON."""
     ids, stamps = {}, defaultdict(lambda: defaultdict(list))
     for path in files:
-        for obj in json.loads(path.read_text()):
+        # a live server keeps its trace list open (closed at shutdown) when it writes with no
+        # log frequency, as gpuprof perf --trace has it do
+        text = path.read_text().rstrip().rstrip(",")
+        for obj in json.loads(text if text.endswith("]") else text + "]"):
             if str(obj.get("request_id", "")).startswith(prefix):
                 ids[obj["id"]] = obj["request_id"]
             for stamp in obj.get("timestamps", []):

@@ -112,18 +112,21 @@ def read_triton_trace(spec: str | Path | list) -> TritonTrace:
     return _trace(find_trace_files(spec), _label(spec), {})
 
 
-def read_trace_parts(files: list[Path], preread: dict[Path, PartRecords]) -> TritonTrace:
+def read_trace_parts(files: list[Path], preread: dict[Path, PartRecords],
+                     open_lists: bool = False) -> TritonTrace:
     """The trace of exactly these files, in part order, as ``read_triton_trace`` reads them.
 
     Nothing else is looked for beside them (Triton restarts part numbers and trace ids in
     every server run, so a stale part next to them is not part of this run). ``preread`` holds
     the records ``parse_trace_part`` already read for some of them; those are used, and taken
-    out of it, instead of parsing the file again. Any other file is read here.
+    out of it, instead of parsing the file again. Any other file is read here. With
+    ``open_lists`` a list without its closing bracket is a live server's file, not damage.
     """
-    return _trace(sorted(files, key=_part_order), _label(list(files)), preread)
+    return _trace(sorted(files, key=_part_order), _label(list(files)), preread, open_lists)
 
 
-def _trace(files: list[Path], label: str, preread: dict[Path, PartRecords]) -> TritonTrace:
+def _trace(files: list[Path], label: str, preread: dict[Path, PartRecords],
+           open_lists: bool = False) -> TritonTrace:
     """The trace of these files, in this order."""
     if not files:
         raise BadInputError("no Triton trace file to read",
@@ -138,7 +141,7 @@ def _trace(files: list[Path], label: str, preread: dict[Path, PartRecords]) -> T
         partial |= lost
         if recs is None:
             continue
-        partial |= _note_damage(path, recs, issues)
+        partial |= _note_damage(path, recs, issues, open_lists)
         stamps.append(_Stamps(_run_name(path)))
         skipped += _collect(recs.objects, stamps[-1], headers, tensors)
     if skipped:
@@ -322,12 +325,12 @@ def _malformed(path: Path, error: json.JSONDecodeError) -> BadInputError:
         "It is damaged before its end, so it cannot be salvaged: capture the trace again")
 
 
-def _note_damage(path: Path, recs: PartRecords, issues: list[str]) -> bool:
+def _note_damage(path: Path, recs: PartRecords, issues: list[str], open_ok: bool = False) -> bool:
     if recs.lost_objects:
         issues.append(f"{path.name} is truncated: kept {len(recs.objects)} complete objects, "
                       f"lost the last {recs.lost_bytes} bytes (about {recs.lost_objects} object(s))")
         return True
-    if recs.missing_bracket:
+    if recs.missing_bracket and not open_ok:
         issues.append(f"{path.name} is truncated after its last complete object (no closing "
                       "']'): later records may be missing")
         return True

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ...errors import BadInputError
+from ...errors import BadInputError, GpuprofError
 from ...ingest import triton_trace
 from .server_api import ServerAPI
 
@@ -34,6 +34,7 @@ LOG_FREQUENCY = 0   # write only when our setting is replaced (see the module's 
 TRACED_PER_S_CAP = 400
 QUIET_RATE = 1_000_000          # during warm-ups: trace next to nothing
 MIN_TRACE_WARMUP_S = 0.3        # long enough to measure the level's rate before tracing it
+OPEN_STABLE_S = 0.3             # an open trace list unchanged this long is written out
 RESTORED_KEYS = ("trace_level", "trace_rate", "log_frequency")
 FLUSH_WAIT_S = 5.0
 
@@ -45,7 +46,8 @@ class TraceSession:
         self.file: Path | None = None
         self.before: dict[Path, tuple[int, int]] = {}   # trace files as they were at start
         # per part, the (mtime ns, size) it was last parsed at and whether it was whole JSON
-        self.checked: dict[Path, tuple[tuple[int, int], bool]] = {}
+        # per part: the stamp last parsed, whole JSON?, an open list?, when that stamp was seen
+        self.checked: dict[Path, tuple[tuple[int, int], bool, bool, float]] = {}
         self.parsed: dict[Path, triton_trace.PartRecords] = {}  # whole parts' records, for read
 
     def start(self) -> TraceSession:
@@ -94,12 +96,16 @@ class TraceSession:
             time.sleep(0.05)
 
     def read(self, files: list[Path]) -> triton_trace.TritonTrace:
-        """The trace of exactly these parts; the records ``finish`` read are used and let go."""
+        """The trace of exactly these parts; the records ``finish`` read are used and let go.
+        A list the live server keeps open is how Triton writes without a log frequency, not
+        damage."""
         preread, self.parsed = self.parsed, {}
-        return triton_trace.read_trace_parts(files, preread)
+        return triton_trace.read_trace_parts(files, preread, open_lists=True)
 
     def _whole(self, path: Path, stamp: tuple[int, int]) -> bool:
-        """Whether ``path`` is whole JSON, parsing it only if its ``stamp`` is new.
+        """Whether ``path`` is finished, parsing it only if its ``stamp`` is new: whole JSON,
+        or a list the server keeps open (it closes it at shutdown) that holds only complete
+        objects and has not changed for ``OPEN_STABLE_S``.
 
         The stamp is taken before the parse, so a part that grows during the parse has a new
         stamp at the next poll and is parsed again.
@@ -107,12 +113,14 @@ class TraceSession:
         seen = self.checked.get(path)
         if seen is None or seen[0] != stamp:
             whole, records = _parse_part(path)
-            self.checked[path] = seen = (stamp, whole)
+            open_list = records is not None and records.missing_bracket
+            self.checked[path] = seen = (stamp, whole, open_list, time.monotonic())
             if records is None:
                 self.parsed.pop(path, None)
             else:
                 self.parsed[path] = records
-        return seen[1]
+        _, whole, open_list, since = seen
+        return whole or (open_list and time.monotonic() - since >= OPEN_STABLE_S)
 
     def _stamps(self) -> dict[Path, tuple[int, int]]:
         """``PATH`` and ``PATH.<n>`` with their (mtime ns, size)."""
@@ -154,16 +162,19 @@ def _plain(settings: dict) -> dict:
 
 
 def _parse_part(path: Path) -> tuple[bool, triton_trace.PartRecords | None]:
-    """Whether ``path`` is whole JSON and, when it is a whole trace, its records.
+    """Whether ``path`` is whole JSON, and its records when it is a trace: a whole one, or a
+    list still open whose objects are all complete (``missing_bracket``).
 
-    A part still being written is not whole (it is not salvaged here). One that is whole JSON
+    A part cut inside an object is still being written: no records. One that is whole JSON
     but not a trace is whole, without records: ``read`` reads it again and reports it.
     """
     try:
-        records, whole = triton_trace.parse_trace_part(path, salvage=False)
+        records, whole = triton_trace.parse_trace_part(path, salvage=True)
     except triton_trace.NotATraceError:
         return True, None
-    except OSError:
+    except (OSError, GpuprofError):
+        return False, None
+    if not whole and (records.lost_objects or not records.missing_bracket):
         return False, None
     return whole, records
 
