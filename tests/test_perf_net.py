@@ -27,7 +27,8 @@ def run(cls_triton_server, tmp_path_factory):
     srv = cls_triton_server
     cmd = [sys.executable, "-m", "gpuprof", "perf", "-m", srv.model_name, "-u", srv.http_url,
            "--shape", "x:1,3,48,192", "--concurrency-range", "1:4:3", "-p", "400", "-r", "3",
-           "--warmup", "200", "--trace", "--net", "--net-file", str(out / "net.txt"),
+           "--warmup", "200", "--trace", "--trace-rate", "1",  # every request traced
+           "--net", "--net-file", str(out / "net.txt"),
            "--trace-csv", str(out / "requests.csv"), "--chrome-trace", str(out / "path.json"),
            "--waterfall", str(out / "slowest.png"), "-o", str(out / "report.json"), "--no-live"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
