@@ -57,6 +57,9 @@ from ..errors import BadInputError, CaptureError
 @click.option("--windows-csv", type=click.Path(dir_okay=False), help="Per-window time series CSV.")
 @click.option("--trace-csv", type=click.Path(dir_okay=False),
               help="Joined per-request CSV (--trace).")
+@click.option("--node-csv", type=click.Path(dir_okay=False),
+              help="--trace against gpuprof triton serve --ort-profile: one row per request "
+                   "and ONNX Runtime node.")
 @click.option("--net", is_flag=True,
               help="Capture the TCP calls with eBPF (bpftrace, root) and join each request's "
                    "network path: client send, wire, server, wire, client receive.")
@@ -74,6 +77,8 @@ from ..errors import BadInputError, CaptureError
 def perf_command(**opts) -> None:
     """Load-test MODEL on a Triton server: throughput, latency percentiles, server breakdown."""
     spec = _spec(opts)
+    if opts["node_csv"] and not opts["trace"]:
+        raise BadInputError("--node-csv needs --trace", "Add --trace")
     with _net_file(opts) as net_file, _live_display(not opts["no_live"]) as progress:
         from ..pipeline.perf_run import run_perf
 
@@ -157,7 +162,8 @@ def _write_outputs(run, opts: dict) -> None:
     table = result.level_table()
     joined, notes = run.joined, _notes(result, table)
     report = perf_report.perf_report(table, _facts(result), notes, result.spec.mode, joined)
-    written = _add_net(report, run, opts)
+    node_rows = _add_nodes(report, run, opts)
+    written = _add_net(report, run, opts, node_rows)
     click.echo(render(report, "terminal"), nl=False)
     if opts["csv_path"] and not table.empty:
         written.append(perf_report.write_perf_csv(table, result.spec.mode, opts["csv_path"]))
@@ -166,13 +172,35 @@ def _write_outputs(run, opts: dict) -> None:
     per_request = run.request_table()
     if opts["trace_csv"] and per_request is not None:
         written.append(_write_frame(per_request, opts["trace_csv"]))
+    if opts["node_csv"] and node_rows is not None:
+        from ..render.request_nodes import write_node_csv
+
+        written.append(write_node_csv(node_rows, opts["node_csv"]))
     if opts["output"]:
         written.append(write_report(report, opts["output"]))
     for path in written:
         click.echo(f"Wrote {path}", err=True)
 
 
-def _add_net(report, run, opts: dict) -> list[Path]:
+def _add_nodes(report, run, opts: dict):
+    """The ONNX Runtime nodes section; returns the request x node rows (or None)."""
+    from ..render import request_nodes
+    from ..render.report import Section
+
+    if run.nodes is None:
+        if opts["node_csv"]:
+            report.add(Section("ort_nodes", "Inside compute: ONNX Runtime nodes", notes=[
+                "no node times: the model writes no ONNX Runtime profile (serve it with "
+                "gpuprof triton serve --ort-profile DIR)"]))
+        return None
+
+    report.add(request_nodes.nodes_section(run.nodes))
+    if run.nodes.result is None:
+        return None
+    return request_nodes.node_rows(run.nodes.result, run.sweep.requests_table())
+
+
+def _add_net(report, run, opts: dict, node_rows=None) -> list[Path]:
     """The per-request path sections, and the waterfall PNG and trace when asked for."""
     if run.net is None:
         return []
@@ -189,7 +217,8 @@ def _add_net(report, run, opts: dict) -> list[Path]:
         written.append(request_path.plot_waterfall(slowest(frame, 20), segments,
                                                    opts["waterfall"]))
     if opts["chrome_trace"]:
-        written.append(request_trace.write_request_trace(opts["chrome_trace"], frame, segments))
+        written.append(request_trace.write_request_trace(opts["chrome_trace"], frame, segments,
+                                                           node_rows))
     if opts["net_file"]:
         written.append(net.capture_path)
     return written
