@@ -23,22 +23,35 @@ STAGES = ["to_server_ns", "server_receive_ns", "queue_ns", "compute_input_ns"]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def server(tmp_path_factory):
+    """The classifier served with ONNX Runtime profiling on, tracing off until perf asks."""
     from gpuprof.capture.triton_server import TraceConfig, serve_onnx
 
     if not CLS_MODEL.exists():
         pytest.skip("run tools/fetch_models.py first")
-    out = tmp_path_factory.mktemp("perf-ort-nodes")
-    trace = TraceConfig(out / "trace.json", levels=("OFF",))
-    with serve_onnx(CLS_MODEL, trace=trace, profile_dir=out / "prof") as srv:
-        cmd = [sys.executable, "-m", "gpuprof", "perf", "-m", srv.model_name, "-u",
-               srv.http_url, "--shape", "x:1,3,48,192", "--concurrency-range", "1:2:1",
-               "-p", "300", "-r", "3", "--warmup", "100", "--trace", "--trace-rate", "1",
-               "--node-csv", str(out / "nodes.csv"), "--trace-csv", str(out / "requests.csv"),
-               "-o", str(out / "report.json"), "--no-live"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    root = tmp_path_factory.mktemp("served")
+    trace = TraceConfig(root / "trace.json", levels=("OFF",))
+    with serve_onnx(CLS_MODEL, trace=trace, profile_dir=root / "prof") as srv:
+        yield srv, root / "prof"
+
+
+def _perf(srv, out, *extra) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "gpuprof", "perf", "-m", srv.model_name, "-u", srv.http_url,
+           "--shape", "x:1,3,48,192", "-p", "300", "-r", "3", "--warmup", "100", "--trace",
+           "--trace-rate", "1", "--node-csv", str(out / "nodes.csv"),
+           "--trace-csv", str(out / "requests.csv"), "-o", str(out / "report.json"),
+           "--no-live", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"out": out, "prof": out / "prof", "nodes": pd.read_csv(out / "nodes.csv"),
+    return proc
+
+
+@pytest.fixture(scope="module")
+def run(server, tmp_path_factory):
+    srv, prof = server
+    out = tmp_path_factory.mktemp("perf-ort-nodes")
+    _perf(srv, out, "--concurrency-range", "1:2:1")
+    return {"out": out, "prof": prof, "nodes": pd.read_csv(out / "nodes.csv"),
             "csv": pd.read_csv(out / "requests.csv"),
             "report": json.loads((out / "report.json").read_text())}
 
@@ -90,7 +103,7 @@ def test_every_node_event_sits_inside_its_requests_run_stamps(run):
     raw = _raw(run["prof"])
     for request_id, (before, after, nodes) in raw.items():
         if not request_id.startswith("gp"):
-            continue      # warm-up and flush requests of the server side
+            continue      # not a load test's request
         for _, start, duration in nodes:
             assert before <= start and start + duration <= after, request_id
 
@@ -138,7 +151,7 @@ def test_anchor_is_realtime_and_the_clock_is_verified(run):
         assert anchor["profiling_start_ns"] > 1_577_836_800 * 10**9
         assert abs(anchor["realtime_minus_monotonic_ns"] - gap_now) < 10**9
         assert 0 <= anchor["offset_error_ns"] < 10**6
-    profile = read_profile_dir(run["prof"])
+    profile = read_profile_dir(run["prof"], run["csv"]["request_id"][0].rsplit("-", 1)[0])
     clock = ort_clock(profile.runs)
     assert clock.offset_ns == 0 and clock.error_ns >= 0, clock.method
     assert "verified" in clock.method
@@ -148,3 +161,30 @@ def test_anchor_is_realtime_and_the_clock_is_verified(run):
     assert first["start_ns"] == raw[first["request_id"]][2][0][1]
     notes = " ".join(_section(run["report"])["notes"])
     assert re.search(r"clock: onnxruntime offset 0\.0 µs, error bound [0-9.]+ µs", notes)
+
+
+@pytest.mark.bpf
+def test_nodes_sit_under_their_request_in_the_perfetto_trace(server, tmp_path):
+    """With --net the trace gains a 4th process; each node slice is on its request's
+    connection and inside that request's compute-infer slice on the server track."""
+    srv, _ = server
+    _perf(srv, tmp_path, "--concurrency-range", "2", "--net", "--chrome-trace",
+          str(tmp_path / "path.json"))
+    events = json.loads((tmp_path / "path.json").read_text())["traceEvents"]
+    names = {e["pid"]: e["args"]["name"] for e in events if e.get("name") == "process_name"}
+    assert names[4] == "server: ONNX Runtime nodes"
+    infer = {(e["tid"], e["ts"]): e for e in events
+             if e.get("ph") == "X" and e["pid"] == 3 and e["name"] == "compute infer"}
+    spans = defaultdict(list)
+    for (tid, ts), e in infer.items():
+        spans[tid].append((ts, ts + e["dur"]))
+    nodes = [e for e in events if e.get("ph") == "X" and e["pid"] == 4]
+    drawn = {e["args"]["request_id"] for e in events
+             if e.get("ph") == "X" and e["name"].startswith("request ")}
+    rows = pd.read_csv(tmp_path / "nodes.csv")
+    assert len(nodes) == rows["request_id"].isin(drawn).sum() > 0
+    for node in nodes:
+        # µs floats: allow 1 ns of rounding
+        assert any(lo - 1e-3 <= node["ts"] and node["ts"] + node["dur"] <= hi + 1e-3
+                   for lo, hi in spans[node["tid"]]), node
+        assert node["cat"] == "request"
