@@ -123,8 +123,10 @@ def _read_session(folder: Path, session: _Session, issues: list[str]):
                       f"{len(session.runs)} runs have no node times")
         return None
     if len(ort.runs) != len(session.runs):
+        cap = (" (ONNX Runtime stops recording at its 1,000,000-event cap: shorten the "
+               "test)" if len(ort.runs) < len(session.runs) else "")
         issues.append(f"{where}: ONNX Runtime recorded {len(ort.runs)} runs, the model "
-                      f"{len(session.runs)}: not matched, its runs have no node times")
+                      f"{len(session.runs)}: not matched, its runs have no node times{cap}")
         return None
     return (_run_frame(session, ort.runs), _node_frame(session, ort.layer_timings),
             {"pid": session.pid, "session": session.number, "profile": session.profile,
