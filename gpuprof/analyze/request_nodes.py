@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .stats import describe_by
+from .stats import describe, describe_by
 
 PER_REQUEST = ["request_id", "run_ns", "ort_run_ns", "nodes", "node_ns", "top_node",
                "top_node_ns"]
@@ -29,7 +29,8 @@ class RequestNodes:
     nodes_outside_run: int       # node events outside their run's python stamps
     traced: int                  # runs with Triton compute timestamps to check against
     runs_outside_compute: int    # ... whose run is not inside COMPUTE_INPUT_END..OUTPUT_START
-    notes: list[str] = field(default_factory=list)
+    node_ns: dict = field(default_factory=dict)   # stats.describe of node time per request
+    run_ns: dict = field(default_factory=dict)    # ... of session.run per request (python)
 
 
 def request_nodes(runs: pd.DataFrame, nodes: pd.DataFrame, request_ids,
@@ -44,10 +45,11 @@ def request_nodes(runs: pd.DataFrame, nodes: pd.DataFrame, request_ids,
     outside = ~((nodes["start_ns"] >= nodes["before_ns"])
                 & (nodes["start_ns"] + nodes["duration_ns"] <= nodes["after_ns"]))
     traced, out_of_compute = compute_check(runs, spans)
+    table = per_request(runs, nodes)
     return RequestNodes(
-        nodes.drop(columns=["before_ns", "after_ns"]), per_request(runs, nodes),
-        per_node(nodes), len(runs), int(runs["ort_start_ns"].isna().sum()),
-        int(outside.sum()), traced, out_of_compute)
+        nodes.drop(columns=["before_ns", "after_ns"]), table, per_node(nodes), len(runs),
+        int(runs["ort_start_ns"].isna().sum()), int(outside.sum()), traced, out_of_compute,
+        describe(table.loc[table["nodes"] > 0, "node_ns"]), describe(table["run_ns"]))
 
 
 def per_request(runs: pd.DataFrame, nodes: pd.DataFrame) -> pd.DataFrame:

@@ -38,14 +38,13 @@ def _node_display(per_node: pd.DataFrame) -> pd.DataFrame:
 def _notes(nodes, result) -> list[str]:
     from ..analyze.stats import unreliable_percentiles
 
-    per = result.per_request
     weak = unreliable_percentiles(result.runs - result.runs_without_nodes)
     notes = [f"{result.runs} measured requests ran in ONNX Runtime, {result.runs_without_nodes} "
              f"of them without node times; per node: executions (n), mean and percentiles "
              f"(numpy '{PERCENTILE_METHOD}' interpolation), heaviest mean first"
              + (f"; {', '.join(weak)} rest on fewer than 10 samples beyond them" if weak else ""),
-             f"per request: node time p50 {_q(per['node_ns'], 50)} µs, p99 "
-             f"{_q(per['node_ns'], 99)} µs; session.run p50 {_q(per['run_ns'], 50)} µs",
+             f"per request: node time p50 {_us(result.node_ns, 'p50')} µs, p99 "
+             f"{_us(result.node_ns, 'p99')} µs; session.run p50 {_us(result.run_ns, 'p50')} µs",
              f"{result.nodes_outside_run} node events lie outside their request's "
              "session.run stamps",
              f"{result.runs_outside_compute} of {result.traced} traced requests ran ONNX Runtime "
@@ -59,13 +58,9 @@ def _notes(nodes, result) -> list[str]:
     return notes + list(nodes.notes)
 
 
-def _q(values: pd.Series, q: float) -> str:
-    clean = values.dropna().astype("float64")
-    if clean.empty:
-        return "-"
-    import numpy as np
-
-    return f"{np.percentile(clean, q, method=PERCENTILE_METHOD) / US:.1f}"
+def _us(stats: dict, key: str) -> str:
+    value = stats.get(key, float("nan"))
+    return "-" if value != value else f"{value / US:.1f}"
 
 
 def node_rows(result, client: pd.DataFrame) -> pd.DataFrame:
