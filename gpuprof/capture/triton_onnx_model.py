@@ -4,12 +4,17 @@ This file is copied as ``model.py`` into a model repository that gpuprof writes;
 Triton's python stub, not inside gpuprof. The ONNX path comes from the model config's
 parameters, so the same file serves any model. Only numpy, onnxruntime and Triton's own
 ``triton_python_backend_utils`` are imported.
+
+With the config parameter ``profile_dir`` set, every session is profiled by ONNX Runtime and
+the model writes what puts that profile on CLOCK_MONOTONIC (see ``_Profiler``); empty (the
+default) leaves the request path as it is without profiling.
 """
 
 import ctypes
 import json
 import os
 import sys
+import time
 
 
 def _add_site_packages():
@@ -36,17 +41,48 @@ def _param(config, key, default):
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        options = ort.SessionOptions()
-        # Few threads by default: the server shares its cores with the load generator.
-        options.intra_op_num_threads = int(_param(config, "intra_op_threads", "1"))
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            _param(config, "onnx_path", ""), options, providers=["CPUExecutionProvider"])
+        self.onnx_path = _param(config, "onnx_path", "")
+        self.threads = int(_param(config, "intra_op_threads", "1"))
+        profile_dir = _param(config, "profile_dir", "")
+        self.profiler = _Profiler(profile_dir) if profile_dir else None
+        self.session = self._new_session()
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
+    def _new_session(self):
+        options = ort.SessionOptions()
+        # Few threads by default: the server shares its cores with the load generator.
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        if self.profiler:
+            self.profiler.prepare(options)
+        session = ort.InferenceSession(self.onnx_path, options,
+                                       providers=["CPUExecutionProvider"])
+        if self.profiler:
+            self.profiler.started(session)
+        return session
+
     def execute(self, requests):
-        return [self._run(request) for request in requests]
+        if self.profiler is None:
+            return [self._run(request) for request in requests]
+        return self._execute_profiled(requests)
+
+    def _execute_profiled(self, requests):
+        responses = []
+        for request in requests:
+            if _asks_flush(request):
+                self.profiler.ended(self.session.end_profiling())
+                self.session = self._new_session()
+            before = time.monotonic_ns()
+            responses.append(self._run(request))
+            self.profiler.ran(request.request_id(), before, time.monotonic_ns())
+        self.profiler.flush()
+        return responses
+
+    def finalize(self):
+        if self.profiler:
+            self.profiler.ended(self.session.end_profiling())
+            self.profiler.close()
 
     def _run(self, request):
         try:
@@ -57,6 +93,82 @@ class TritonPythonModel:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
         tensors = [_output(name, value) for name, value in zip(self.output_names, results)]
         return pb_utils.InferenceResponse(output_tensors=tensors)
+
+
+FLUSH_PARAMETER = "gpuprof_flush_profile"
+
+
+def _asks_flush(request):
+    try:
+        return FLUSH_PARAMETER in json.loads(request.parameters() or "{}")
+    except (AttributeError, ValueError):
+        return False
+
+
+class _Profiler:
+    """What turns ONNX Runtime's profile into CLOCK_MONOTONIC times, written into ``folder``.
+
+    Per session ``n`` of this process: the profile (``ort-<pid>-<n>_<date>.json``, ts in µs
+    from the profiling start) and ``anchor-<pid>-<n>.json`` (that start in realtime epoch ns
+    and realtime minus monotonic, measured between two monotonic reads). Per process one
+    ``runs-<pid>.jsonl``: a line per ``session.run`` with Triton's request id and monotonic
+    stamps around it, and a line naming each profile when its session ends, so a reader
+    knows which sessions are complete and which run lines belong to which profile.
+    """
+
+    def __init__(self, folder):
+        self.folder, self.pid, self.number = folder, os.getpid(), 0
+        os.makedirs(folder, exist_ok=True)
+        self.runs = open(os.path.join(folder, f"runs-{self.pid}.jsonl"), "a", encoding="utf-8")
+        self.lines = []
+
+    def prepare(self, options):
+        self.number += 1
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(self.folder, f"ort-{self.pid}-{self.number}")
+
+    def started(self, session):
+        offset, error = _realtime_minus_monotonic()
+        anchor = {"pid": self.pid, "session": self.number,
+                  "profiling_start_ns": session.get_profiling_start_time_ns(),
+                  "realtime_minus_monotonic_ns": offset, "offset_error_ns": error}
+        path = os.path.join(self.folder, f"anchor-{self.pid}-{self.number}.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(anchor, handle)
+        os.replace(path + ".tmp", path)
+
+    def ran(self, request_id, before_ns, after_ns):
+        self.lines.append(json.dumps({"session": self.number, "request_id": request_id,
+                                      "before_ns": before_ns, "after_ns": after_ns}))
+
+    def ended(self, profile_path):
+        self.lines.append(json.dumps({"session": self.number,
+                                      "profile": os.path.basename(profile_path)}))
+        self.flush()
+
+    def flush(self):
+        if self.lines:
+            self.runs.write("\n".join(self.lines) + "\n")
+            self.runs.flush()
+            self.lines = []
+
+    def close(self):
+        self.flush()
+        self.runs.close()
+
+
+def _realtime_minus_monotonic(tries=20):
+    """CLOCK_REALTIME - CLOCK_MONOTONIC in ns from the tightest of ``tries`` bracketed reads;
+    the error is half that bracket."""
+    best = None
+    for _ in range(tries):
+        first = time.monotonic_ns()
+        real = time.time_ns()
+        last = time.monotonic_ns()
+        if best is None or last - first < best[1] - best[0]:
+            best = (first, last, real)
+    first, last, real = best
+    return real - (first + last) // 2, (last - first + 1) // 2
 
 
 def _input(tensor):

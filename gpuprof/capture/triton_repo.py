@@ -65,13 +65,17 @@ def _spec(value_info) -> TensorSpec:
 
 
 def config_pbtxt(name: str, onnx_path: Path, inputs: list[TensorSpec],
-                 outputs: list[TensorSpec], instances: int = 1, intra_op_threads: int = 1) -> str:
-    """The model's config.pbtxt; strings are JSON-quoted, which protobuf text format accepts."""
+                 outputs: list[TensorSpec], instances: int = 1, intra_op_threads: int = 1,
+                 profile_dir: Path | None = None) -> str:
+    """The model's config.pbtxt; strings are JSON-quoted, which protobuf text format accepts.
+    ``profile_dir``: the model profiles ONNX Runtime into that folder (``triton_onnx_model``)."""
     lines = [f"name: {json.dumps(name)}", 'backend: "python"', "max_batch_size: 0"]
     lines += _tensor_block("input", inputs) + _tensor_block("output", outputs)
     lines.append(f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]")
     lines += [_parameter("onnx_path", str(onnx_path)),
               _parameter("intra_op_threads", str(intra_op_threads))]
+    if profile_dir:
+        lines.append(_parameter("profile_dir", str(profile_dir)))
     return "\n".join(lines) + "\n"
 
 
@@ -89,16 +93,22 @@ def _parameter(key: str, value: str) -> str:
 
 
 def write_repository(model_path: str | Path, repo_dir: str | Path, name: str | None = None,
-                     instances: int = 1, intra_op_threads: int = 1) -> str:
-    """Write ``repo_dir/<name>/{config.pbtxt, 1/model.py}``; returns the model name."""
+                     instances: int = 1, intra_op_threads: int = 1,
+                     profile_dir: str | Path | None = None) -> str:
+    """Write ``repo_dir/<name>/{config.pbtxt, 1/model.py}``; returns the model name.
+    With ``profile_dir`` the model writes ONNX Runtime profiles there (created, absolute)."""
     onnx_path = Path(model_path).resolve()
     if not onnx_path.is_file():
         raise BadInputError(f"ONNX model '{model_path}' not found", "Check the path")
     name = name or model_name_for(onnx_path)
     inputs, outputs = onnx_io(onnx_path)
     model_dir = Path(repo_dir) / name
+    if profile_dir:
+        profile_dir = Path(profile_dir).resolve()
+        profile_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
     (model_dir / "config.pbtxt").write_text(
-        config_pbtxt(name, onnx_path, inputs, outputs, instances, intra_op_threads))
+        config_pbtxt(name, onnx_path, inputs, outputs, instances, intra_op_threads,
+                     profile_dir))
     shutil.copyfile(MODEL_TEMPLATE, model_dir / "1" / "model.py")
     return name

@@ -183,18 +183,21 @@ class TritonServer:
 
 
 def serve_onnx(model_path: str | Path, name: str | None = None, repo_dir: str | Path | None = None,
-               instances: int = 1, intra_op_threads: int = 1, **server_kwargs) -> TritonServer:
+               instances: int = 1, intra_op_threads: int = 1,
+               profile_dir: str | Path | None = None, **server_kwargs) -> TritonServer:
     """Write a repository for ``model_path`` and start a server for it (already ready).
 
     The caller owns the returned server: use it as a context manager or call ``stop()``.
-    ``server.model_name`` holds the served model's name.
+    ``server.model_name`` holds the served model's name. ``profile_dir``: the model
+    profiles ONNX Runtime into that folder (one profile per session, see triton_onnx_model).
     """
     from .triton_repo import write_repository
 
     repo = Path(repo_dir) if repo_dir else Path(tempfile.mkdtemp(prefix="gpuprof-triton-repo-"))
     server = TritonServer(repo, owned_paths=[] if repo_dir else [repo], **server_kwargs)
     try:
-        server.model_name = write_repository(model_path, repo, name, instances, intra_op_threads)
+        server.model_name = write_repository(model_path, repo, name, instances, intra_op_threads,
+                                             profile_dir)
     except BaseException:
         server._remove_files()  # a temporary repository goes with the failed write
         raise

@@ -57,6 +57,9 @@ from ..errors import BadInputError, CaptureError
 @click.option("--windows-csv", type=click.Path(dir_okay=False), help="Per-window time series CSV.")
 @click.option("--trace-csv", type=click.Path(dir_okay=False),
               help="Joined per-request CSV (--trace).")
+@click.option("--node-csv", type=click.Path(dir_okay=False),
+              help="--trace against gpuprof triton serve --ort-profile: one row per request "
+                   "and ONNX Runtime node.")
 @click.option("--net", is_flag=True,
               help="Capture the TCP calls with eBPF (bpftrace, root) and join each request's "
                    "network path: client send, wire, server, wire, client receive.")
@@ -121,6 +124,8 @@ def _check_trace_needs(opts: dict) -> None:
     if opts["server_nsys"] and not opts["trace"]:
         raise BadInputError("--server-nsys needs --trace (kernels go to requests by their "
                             "traced compute windows)", "Add --trace")
+    if opts["node_csv"] and not opts["trace"]:
+        raise BadInputError("--node-csv needs --trace", "Add --trace")
 
 
 def _trace_rate(text: str) -> int | None:
@@ -167,7 +172,8 @@ def _write_outputs(run, opts: dict) -> None:
     table = result.level_table()
     joined, notes = run.joined, _notes(result, table)
     report = perf_report.perf_report(table, _facts(result), notes, result.spec.mode, joined)
-    written = _add_net(report, run, opts)
+    node_rows = _add_nodes(report, run, opts)
+    written = _add_net(report, run, opts, node_rows)
     if run.kernels is not None and joined is not None:
         from ..render.request_path import kernel_section
 
@@ -181,13 +187,35 @@ def _write_outputs(run, opts: dict) -> None:
     per_request = run.request_table()
     if opts["trace_csv"] and per_request is not None:
         written.append(_write_frame(per_request, opts["trace_csv"]))
+    if opts["node_csv"] and node_rows is not None:
+        from ..render.request_nodes import write_node_csv
+
+        written.append(write_node_csv(node_rows, opts["node_csv"]))
     if opts["output"]:
         written.append(write_report(report, opts["output"]))
     for path in written:
         click.echo(f"Wrote {path}", err=True)
 
 
-def _add_net(report, run, opts: dict) -> list[Path]:
+def _add_nodes(report, run, opts: dict):
+    """The ONNX Runtime nodes section; returns the request x node rows (or None)."""
+    from ..render import request_nodes
+    from ..render.report import Section
+
+    if run.nodes is None:
+        if opts["node_csv"]:
+            report.add(Section("ort_nodes", "Inside compute: ONNX Runtime nodes", notes=[
+                "no node times: the model writes no ONNX Runtime profile (serve it with "
+                "gpuprof triton serve --ort-profile DIR)"]))
+        return None
+
+    report.add(request_nodes.nodes_section(run.nodes))
+    if run.nodes.result is None:
+        return None
+    return request_nodes.node_rows(run.nodes.result, run.sweep.requests_table())
+
+
+def _add_net(report, run, opts: dict, node_rows=None) -> list[Path]:
     """The per-request path sections, and the waterfall PNG and trace when asked for."""
     if run.net is None:
         return []
@@ -204,7 +232,8 @@ def _add_net(report, run, opts: dict) -> list[Path]:
         written.append(request_path.plot_waterfall(slowest(frame, 20), segments,
                                                    opts["waterfall"]))
     if opts["chrome_trace"]:
-        written.append(request_trace.write_request_trace(opts["chrome_trace"], frame, segments))
+        written.append(request_trace.write_request_trace(opts["chrome_trace"], frame, segments,
+                                                           node_rows))
     if opts["net_file"]:
         written.append(net.capture_path)
     return written

@@ -30,10 +30,14 @@ TRACE_LEVELS = ("TIMESTAMPS", "TENSORS")
 @click.option("--instances", type=int, default=1, show_default=True, help="Model instances.")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="ONNX Runtime intra-op threads per instance.")
+@click.option("--ort-profile", "ort_profile", type=click.Path(file_okay=False),
+              help="Profile ONNX Runtime into this folder (per-node times per request; "
+                   "gpuprof perf --trace reads them).")
 @click.option("--max-seconds", type=float, default=0, help="Stop by itself after this long.")
 def serve_command(model: str, name: str | None, http_port: int | None, grpc_port: int | None,
                   trace_file: str | None, trace_level: str, trace_rate: int, log_frequency: int,
-                  instances: int, threads: int, max_seconds: float) -> None:
+                  instances: int, threads: int, ort_profile: str | None,
+                  max_seconds: float) -> None:
     """Serve MODEL (.onnx) with the bundled Triton on 127.0.0.1 until Ctrl-C."""
     from ..capture.triton_server import TraceConfig, serve_onnx
 
@@ -42,9 +46,12 @@ def serve_command(model: str, name: str | None, http_port: int | None, grpc_port
         trace = TraceConfig(Path(trace_file).resolve(), (trace_level,), trace_rate, log_frequency)
     click.echo("Starting tritonserver (about 10 s)...", err=True)
     with serve_onnx(model, name=name, http_port=http_port, grpc_port=grpc_port, trace=trace,
-                    instances=instances, intra_op_threads=threads, keep_log=True) as server:
+                    instances=instances, intra_op_threads=threads, profile_dir=ort_profile,
+                    keep_log=True) as server:
         click.echo(f"Serving '{server.model_name}'\n  HTTP  http://{server.http_url}\n"
                    f"  gRPC  {server.grpc_url}\n  log   {server.log_path}")
+        if ort_profile:
+            click.echo(f"  ORT profiles {Path(ort_profile).resolve()}")
         if trace:
             click.echo(f"  trace {trace.file} ({trace_level}, 1 in {trace_rate})")
         click.echo(f"Try: gpuprof perf -m {server.model_name} -u {server.http_url}\n"

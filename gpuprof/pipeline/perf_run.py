@@ -44,6 +44,7 @@ class PerfRun:
     joined: pd.DataFrame | None       # client + server trace, one row per traced request
     net: NetResult | None
     kernels: KernelResult | None = None
+    nodes: object | None = None       # pipeline.ort_nodes.NodesResult: ORT nodes per request
 
     def request_table(self) -> pd.DataFrame | None:
         """The per-request CSV: the trace join (or the client records) with ``net_*`` columns."""
@@ -81,7 +82,7 @@ def _run_perf(spec, progress, net_file: Path | None, net_program: str) -> PerfRu
 
     if net_file is None:
         sweep = run_sweep(spec, progress=progress)
-        return PerfRun(sweep, _trace_join(sweep), None)
+        return _with_nodes(PerfRun(sweep, _trace_join(sweep), None))
     from ..capture.loadgen.transport import split_url
     from ..capture.net import NetCapture
 
@@ -93,7 +94,22 @@ def _run_perf(spec, progress, net_file: Path | None, net_program: str) -> PerfRu
     finally:
         captured = capture.stop()
     joined = _trace_join(sweep)
-    return PerfRun(sweep, joined, analyze_net(sweep, captured, port))
+    return _with_nodes(PerfRun(sweep, joined, analyze_net(sweep, captured, port)))
+
+
+def _with_nodes(run: PerfRun) -> PerfRun:
+    """With --trace, the ONNX Runtime nodes per request when the model profiles them."""
+    sweep = run.sweep
+    if not sweep.spec.trace:
+        return run
+    from ..analyze import perf_trace
+    from .ort_nodes import collect_nodes
+
+    spans = None
+    if sweep.trace_requests is not None:
+        spans = perf_trace.server_spans(sweep.trace_requests, sweep.prefix)
+    run.nodes = collect_nodes(sweep, spans)
+    return run
 
 
 def server_kernels(sweep, export: Path) -> KernelResult:

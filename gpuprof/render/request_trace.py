@@ -16,9 +16,9 @@ import pandas as pd
 from .chrome_trace import complete_event, flow_events, meta_event, write_trace_events
 from .request_path import LABELS
 
-CLIENT, NETWORK, SERVER = 1, 2, 3
+CLIENT, NETWORK, SERVER, NODES = 1, 2, 3, 4
 PROCESSES = {CLIENT: "client (gpuprof perf)", NETWORK: "network (eBPF TCP calls)",
-             SERVER: "server (Triton stages)"}
+             SERVER: "server (Triton stages)", NODES: "server: ONNX Runtime nodes"}
 # which track draws each segment
 TRACK = {"net_client_send_ns": CLIENT, "net_client_recv_ns": CLIENT,
          "net_wire_in_ns": NETWORK, "net_wire_out_ns": NETWORK}
@@ -26,10 +26,29 @@ CATEGORY = "request"
 OTHER_DATA = {"source": "gpuprof perf --net", "clock": "CLOCK_MONOTONIC (client)"}
 
 
-def write_request_trace(path: str | Path, frame: pd.DataFrame, segments: list[str]) -> Path:
+def write_request_trace(path: str | Path, frame: pd.DataFrame, segments: list[str],
+                        nodes: pd.DataFrame | None = None) -> Path:
     """``frame``: the whole path per request (``net_path.whole_path``) with start_ns and
-    client_port; ``segments`` in path order."""
-    return write_trace_events(path, request_events(frame, segments), "ms", OTHER_DATA)
+    client_port; ``segments`` in path order; ``nodes``: ONNX Runtime node rows
+    (``render.request_nodes.node_rows``), drawn for the requests in ``frame``."""
+    events = request_events(frame, segments)
+    if nodes is not None:
+        events += node_events(nodes[nodes["request_id"].isin(frame["request_id"])])
+    return write_trace_events(path, events, "ms", OTHER_DATA)
+
+
+def node_events(nodes: pd.DataFrame) -> list[dict]:
+    """One slice per node execution on the nodes process, thread = the request's client port,
+    so each request's nodes sit under its server stages."""
+    events = [meta_event("process_name", NODES, 0, {"name": PROCESSES[NODES]}),
+              meta_event("process_sort_index", NODES, 0, {"sort_index": NODES})]
+    events += [meta_event("thread_name", NODES, int(port), {"name": f"connection :{port}"})
+               for port in sorted(nodes["client_port"].unique())]
+    for row in nodes.itertuples(index=False):
+        events.append(complete_event(str(row.layer), CATEGORY, NODES, int(row.client_port),
+                                     row.start_ns / 1000.0, row.duration_ns / 1000.0,
+                                     {"request_id": row.request_id, "op": str(row.layer_type)}))
+    return events
 
 
 def request_events(frame: pd.DataFrame, segments: list[str]) -> list[dict]:
@@ -44,6 +63,8 @@ def request_events(frame: pd.DataFrame, segments: list[str]) -> list[dict]:
 def _metadata(ports: list[int]) -> list[dict]:
     events = []
     for pid, name in PROCESSES.items():
+        if pid == NODES:
+            continue  # only when there are nodes (node_events)
         events.append(meta_event("process_name", pid, 0, {"name": name}))
         events.append(meta_event("process_sort_index", pid, 0, {"sort_index": pid}))
         events += [meta_event("thread_name", pid, port, {"name": f"connection :{port}"})
