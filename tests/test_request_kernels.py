@@ -6,8 +6,8 @@ requests; per-window kernel counts, GPU time and top layer are recomputed in pla
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 
 from gpuprof.analyze.request_kernels import kernel_layers, kernels_per_request, window_owner
 from gpuprof.api import Run

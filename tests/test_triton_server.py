@@ -169,14 +169,14 @@ def test_stop_leaves_nothing_and_writes_the_trace(served):
 
 
 def test_signal_handler_chains(monkeypatch):
-    from gpuprof.capture import triton_server
+    from gpuprof.capture import children
 
     calls = []
-    monkeypatch.setattr(triton_server, "stop_all", lambda: calls.append("stop"))
-    triton_server._make_handler(lambda s, f: calls.append(s))(signal.SIGTERM, None)
+    monkeypatch.setattr(children, "stop_all", lambda: calls.append("stop"))
+    children.make_handler(lambda s, f: calls.append(s))(signal.SIGTERM, None)
     assert calls == ["stop", signal.SIGTERM]
     with pytest.raises(SystemExit):
-        triton_server._make_handler(signal.SIG_DFL)(signal.SIGTERM, None)
+        children.make_handler(signal.SIG_DFL)(signal.SIGTERM, None)
 
 
 @pytest.mark.triton

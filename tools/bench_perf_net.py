@@ -74,7 +74,6 @@ print(json.dumps({"requests": len(requests), "calls": len(events), "matched": le
 
 
 def join_at_scale(url: str, n_requests: int) -> dict:
-    from gpuprof.analyze import perf_trace
     from gpuprof.ingest.net_capture import read_net_capture
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,15 +17,12 @@ the parent-death signal when the *thread* that started the child ends.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import secrets
 import signal
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -34,6 +31,7 @@ from pathlib import Path
 
 from .. import bpf
 from ..errors import CaptureError
+from . import children
 from .net_preflight import choose_program, system_facts
 
 STDERR_NOISE = ("couldn't set RLIMIT_MEMLOCK",)  # bpftrace's harmless start-up warning
@@ -111,8 +109,8 @@ class NetCapture:
         with open(self.out, "wb") as out, os.fdopen(fd, "wb") as err_file:
             self._proc = subprocess.Popen(
                 cmd, stdout=out, stderr=err_file, stdin=subprocess.DEVNULL, env=self._env(),
-                start_new_session=True, preexec_fn=_die_with_parent())
-        _register(self)
+                start_new_session=True, preexec_fn=children.die_with_parent(signal.SIGKILL))
+        children.register(self)
         self._offset = 0
         try:
             self._started_ns = self._wait_attached()
@@ -162,21 +160,21 @@ class NetCapture:
         (also kept in ``result``; None when it was never started)."""
         stopped_ns = time.monotonic_ns()
         proc, self._proc = self._proc, None
-        _unregister(self)
+        children.unregister(self)
         if proc is None:
             return self.result
         killed = synced = False
         if proc.poll() is None:
             try:
                 synced = self._sync(proc)
-                _signal_group(proc, signal.SIGINT)
+                children.signal_group(proc, signal.SIGINT)
                 proc.wait(self.stop_timeout_s)
             except subprocess.TimeoutExpired:
                 killed = True
-                _signal_group(proc, signal.SIGKILL)
+                children.signal_group(proc, signal.SIGKILL)
                 proc.wait(5)
             except BaseException:  # a second Ctrl-C while stopping: bpftrace still goes
-                _signal_group(proc, signal.SIGKILL)
+                children.signal_group(proc, signal.SIGKILL)
                 proc.wait(5)
                 raise
         self.result = self._result(proc, stopped_ns, killed, synced)
@@ -265,70 +263,3 @@ def _capture_header(path: Path) -> int | None:
     return int(start.get("start_mono_ns", -1))
 
 
-def _die_with_parent():
-    """A pre-exec hook: Linux SIGKILLs bpftrace when the thread that started it dies, so even a
-    SIGKILLed gpuprof leaves no probes attached (atexit and signal handlers cannot run then).
-    SIGKILL loses nothing: bpftrace writes each line unbuffered."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL)
-    return hook
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
-# --- every live capture is stopped at exit and on SIGTERM/SIGHUP -----------------------------
-
-_LIVE: dict[int, NetCapture] = {}
-_LOCK = threading.Lock()
-_HOOKS_INSTALLED = False
-
-
-def _register(capture: NetCapture) -> None:
-    with _LOCK:
-        _LIVE[id(capture)] = capture
-        _install_hooks()
-
-
-def _unregister(capture: NetCapture) -> None:
-    with _LOCK:
-        _LIVE.pop(id(capture), None)
-
-
-def stop_all() -> None:
-    for capture in list(_LIVE.values()):
-        capture.stop()
-
-
-def _install_hooks() -> None:
-    global _HOOKS_INSTALLED
-    if _HOOKS_INSTALLED:
-        return
-    _HOOKS_INSTALLED = True
-    atexit.register(stop_all)
-    if threading.current_thread() is not threading.main_thread():
-        return  # signal handlers can only be set from the main thread; atexit still covers us
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        previous = signal.getsignal(sig)
-        signal.signal(sig, _make_handler(previous))
-
-
-def _make_handler(previous):
-    def handler(signum, frame):
-        stop_all()
-        if previous == signal.SIG_IGN:
-            return
-        if callable(previous):
-            previous(signum, frame)
-        else:
-            raise SystemExit(128 + signum)
-    return handler

@@ -9,7 +9,6 @@ and returns a started server.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import shutil
@@ -18,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CaptureError
+from . import children
 from .triton_backends import TritonInstall, find_triton
 
 LOG_TAIL_LINES = 25
@@ -109,8 +108,8 @@ class TritonServer:
             self._proc = subprocess.Popen(
                 self.command(install), stdout=log_file, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, env=server_env(install), start_new_session=True,
-                preexec_fn=_die_with_parent())
-        _register(self)
+                preexec_fn=children.die_with_parent(signal.SIGTERM))
+        children.register(self)
         try:
             self._wait_ready()
         except BaseException:
@@ -158,18 +157,18 @@ class TritonServer:
     def stop(self) -> int | None:
         """SIGTERM the process group, SIGKILL after ``stop_timeout_s``; returns the exit code."""
         proc, self._proc = self._proc, None
-        _unregister(self)
+        children.unregister(self)
         if proc is None:
             return None
         if proc.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
+            children.signal_group(proc, signal.SIGTERM)
             try:
                 proc.wait(self.stop_timeout_s)
             except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
+                children.signal_group(proc, signal.SIGKILL)
                 proc.wait(5)
         # the python stubs share the group; make sure none is left behind
-        _signal_group(proc, signal.SIGKILL)
+        children.signal_group(proc, signal.SIGKILL)
         self._remove_files()
         return proc.returncode
 
@@ -252,71 +251,4 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _die_with_parent():
-    """A pre-exec hook asking Linux to SIGTERM the server when the thread that started it dies,
-    so even a SIGKILLed gpuprof leaves no server behind (atexit and signal handlers cannot run
-    then). Start servers from a thread that lives as long as they should (the main thread)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM)
-    return hook
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
-# --- every live server is stopped at exit and on SIGTERM/SIGHUP -----------------------------
-
-_LIVE: dict[int, TritonServer] = {}
-_LOCK = threading.Lock()
-_HOOKS_INSTALLED = False
-
-
-def _register(server: TritonServer) -> None:
-    with _LOCK:
-        _LIVE[id(server)] = server
-        _install_hooks()
-
-
-def _unregister(server: TritonServer) -> None:
-    with _LOCK:
-        _LIVE.pop(id(server), None)
-
-
-def stop_all() -> None:
-    for server in list(_LIVE.values()):
-        server.stop()
-
-
-def _install_hooks() -> None:
-    global _HOOKS_INSTALLED
-    if _HOOKS_INSTALLED:
-        return
-    _HOOKS_INSTALLED = True
-    atexit.register(stop_all)
-    if threading.current_thread() is not threading.main_thread():
-        return  # signal handlers can only be set from the main thread; atexit still covers us
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        previous = signal.getsignal(sig)
-        signal.signal(sig, _make_handler(previous))
-
-
-def _make_handler(previous):
-    def handler(signum, frame):
-        stop_all()
-        if previous == signal.SIG_IGN:
-            return
-        if callable(previous):
-            previous(signum, frame)
-        else:
-            raise SystemExit(128 + signum)
-    return handler
 

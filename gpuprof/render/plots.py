@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..analyze.memory import on_host
 from ..errors import NoDataError, require_module
 from ..fsutil import atomic_path
-from ..analyze.memory import on_host
 from ..units import MIB
 
 MAX_LABEL_CHARS = 60
