@@ -111,8 +111,8 @@ def _replicate(requests, events, port, n):
                         client_port=base["client_port"].map(remap),
                         request_id=base["request_id"] + f"-{k}")
         e = events.assign(time_ns=events["time_ns"] + k * span)
-        e["local_port"] = e["local_port"].map(lambda p: remap.get(p, p))
-        e["remote_port"] = e["remote_port"].map(lambda p: remap.get(p, p))
+        for column in ("local_port", "remote_port"):
+            e[column] = e[column].replace(remap)
         s = r[["request_id"]].assign(server_start_ns=r["start_ns"] + base["net_client_send_ns"]
                                      + base["net_wire_in_ns"] + base["net_server_read_ns"],
                                      send_start_ns=r["end_ns"] - base["net_client_recv_ns"]
