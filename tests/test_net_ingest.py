@@ -103,7 +103,8 @@ def test_gpuprof_layout_round_trip(tmp_path):
     assert (facts.ports, facts.pids) == ([8000], [])
     assert (facts.lost_events, facts.events, facts.truncated_lines, facts.unparsed_lines) == (12, len(records), 0, 0)
     expected = sorted(((r["t"], r["pid"], r["tid"], r["comm"], r["laddr"], r["lport"], r["raddr"],
-                        r["rport"], r["dir"], r["bytes"]) for r in records), key=lambda row: row[0])
+                        r["rport"], r["dir"], r["bytes"], r["t"], 1) for r in records),
+                      key=lambda row: row[0])  # a single call is a run of one: last_ns, calls
     got = [tuple(row) for row in events.astype(object).itertuples(index=False)]
     assert got == expected  # sorted by time, every field, comm with its space, IPv6 addresses
 
@@ -262,3 +263,22 @@ def test_cli_bad_input_is_one_error_line(tmp_path, capsys, argv, code, message):
     assert main(argv) == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("Error: ") and message in err[0], err
+
+
+def test_runs_layout_gives_one_row_per_run_with_its_calls_and_bytes(tmp_path):
+    """The runs program's lines (gpuprof/bpf/net_runs.bt's printf): first/last time, calls and
+    bytes per run; COMM, last, may hold spaces."""
+    path = tmp_path / "runs.txt"
+    path.write_text("\n".join([
+        "Attaching 5 probes...",
+        "# gpuprof-net program=tracepoint layout=runs start_mono_ns=5 start_wall=2026-12-06T03:03:01",
+        "# filter pids=0,0,0,0", "# filter ports=8000,0,0,0,0,0,0,0",
+        "RUN RECV 20 21 8000 40001 300 900 28 110989 tritonserver",
+        "RUN SEND 7 7 40001 8000 100 100 1 110989 py client",
+        "RUN BOGUS 1 2 3", ""]))
+    events, facts = read_net_capture(path)
+    assert (facts.layout, facts.events, facts.unparsed_lines) == ("gpuprof", 29, 1)
+    rows = events[["time_ns", "pid", "comm", "direction", "bytes", "last_ns", "calls"]]
+    assert [tuple(r) for r in rows.astype(object).itertuples(index=False)] == [
+        (100, 7, "py client", "send", 110989, 100, 1),
+        (300, 20, "tritonserver", "recv", 110989, 900, 28)]

@@ -71,9 +71,15 @@ def test_program_args_refuse_bad_values(pids, ports, words):
         bpf.program_args(pids, ports)
 
 
-def test_both_programs_are_shipped_with_the_same_layout():
-    texts = {name: bpf.program_path(name).read_text() for name in bpf.PROGRAMS}
+def test_both_per_call_programs_are_shipped_with_the_same_layout():
+    texts = {name: bpf.program_path(name).read_text() for name in ("tracepoint", "kprobe")}
     for name, text in texts.items():
         assert f"program={name} layout=1" in text
         for column in bpf.COLUMNS:
             assert f'"{column}"' in text, (name, column)
+
+
+def test_the_runs_program_prints_what_the_parser_reads():
+    text = bpf.program_path("runs").read_text()
+    assert "program=tracepoint layout=runs" in text
+    assert 'printf("RUN %s %d %d %d %d %llu %llu %d %d %s\\n"' in text

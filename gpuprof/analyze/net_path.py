@@ -68,11 +68,13 @@ class Calls:
     """Data-carrying calls between the client and the server port, as plain arrays (a
     capture runs to millions of calls: no per-call Python, no DataFrame of them)."""
 
-    time_ns: np.ndarray
+    time_ns: np.ndarray         # the (first) call's time
     client_port: np.ndarray     # the connection's client-side port
     group: np.ndarray           # index in GROUPS
     bytes: np.ndarray
     pid: np.ndarray
+    last_ns: np.ndarray         # a run's last call (== time_ns for a single call)
+    calls: np.ndarray           # calls in the row (1, or a run's count)
 
     def __len__(self) -> int:
         return len(self.time_ns)
@@ -98,7 +100,12 @@ def label_calls(net: pd.DataFrame, server_port: int, client_pid: int,
     is_client = client[keep]
     group = np.where(is_client, np.where(sends, 0, 3), np.where(sends, 2, 1))  # GROUPS order
     port = np.where(is_client, local[keep], remote[keep]).astype(np.int64)
-    return Calls(net["time_ns"].to_numpy()[keep], port, group, size[keep], pid[keep])
+    times = net["time_ns"].to_numpy()
+    if "calls" in net:   # rows may be runs of calls
+        last, calls = net["last_ns"].to_numpy()[keep], net["calls"].to_numpy()[keep]
+    else:
+        last, calls = times[keep], np.ones(len(keep), dtype=np.int64)
+    return Calls(times[keep], port, group, size[keep], pid[keep], last, calls)
 
 
 def _is_send(direction: pd.Series) -> np.ndarray:
@@ -175,19 +182,21 @@ def _per_request(calls: Calls, owner: np.ndarray, reqs: pd.DataFrame) -> pd.Data
              else np.lexsort((calls.time_ns, code)))
     code, times = code[order], calls.time_ns[order]
     starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if code.size else np.empty(0, int)
-    ends = np.r_[starts[1:], code.size] - 1
     cells = code[starts]
     rows, slot = np.unique(cells // len(GROUPS), return_inverse=True)
     out = pd.DataFrame({"request_id": reqs["request_id"].to_numpy()[rows]})
     sizes = np.bincount(code, weights=calls.bytes[order])
+    counts = np.bincount(code, weights=calls.calls[order])
+    # a run's last call can come after a later-starting row's: take the greatest end per cell
+    lasts = np.maximum.reduceat(calls.last_ns[order], starts) if starts.size else starts
     for g, (name, short) in enumerate(zip(GROUPS, ("cs", "sr", "ss", "cr"))):
         # ns stay int64 (a float loses ns past 104 days of uptime); -1 when the group has none
         first = np.full(len(rows), -1, dtype=np.int64)
         last, count, total = first.copy(), np.zeros(len(rows), np.int64), np.zeros(len(rows),
                                                                                    np.int64)
         mine = (cells % len(GROUPS)) == g
-        first[slot[mine]], last[slot[mine]] = times[starts[mine]], times[ends[mine]]
-        count[slot[mine]] = (ends - starts + 1)[mine]
+        first[slot[mine]], last[slot[mine]] = times[starts[mine]], lasts[mine]
+        count[slot[mine]] = counts[cells[mine]].astype(np.int64)
         total[slot[mine]] = sizes[cells[mine]].astype(np.int64)
         out[f"{short}_first_ns"], out[f"{short}_last_ns"] = first, last
         out[f"{name}_calls"], out[f"{name}_bytes"] = count, total

@@ -30,7 +30,9 @@ from pathlib import Path
 
 from ..errors import BadInputError
 
-PROGRAMS = {"tracepoint": "net_tracepoint.bt", "kprobe": "net_kprobe.bt"}
+PROGRAMS = {"tracepoint": "net_tracepoint.bt", "kprobe": "net_kprobe.bt",
+            # one line per run of same-direction calls on a socket (gpuprof perf --net)
+            "runs": "net_runs.bt"}
 MAX_PIDS = 4    # positional parameters $1..$4
 MAX_PORTS = 8   # positional parameters $5..$12
 # $13: the sync id, a number above any pid (pid_max is at most 2**22), so getpgid(id) fails

@@ -63,6 +63,7 @@ class NetCapture:
     pids: Sequence[int] | None = None
     out: Path = Path("net.txt")
     program: str = "auto"           # auto | tracepoint | kprobe
+    runs: bool = False              # one line per run of same-direction calls (net_runs.bt)
     attach_timeout_s: float = 60.0
     stop_timeout_s: float = 10.0
     sync_timeout_s: float = 10.0    # how long stop() waits for bpftrace to catch up
@@ -103,7 +104,9 @@ class NetCapture:
         args = bpf.program_args(self.pids or (), self.ports, self._sync_id)
         self._ran = choose_program(self.program, system_facts())
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        cmd = ["bpftrace", "-B", "none", str(bpf.program_path(self._ran)), *args]
+        # runs are written by the tracepoint program only; the kprobe one prints every call
+        name = "runs" if self.runs and self._ran == "tracepoint" else self._ran
+        cmd = ["bpftrace", "-B", "none", str(bpf.program_path(name)), *args]
         fd, err = tempfile.mkstemp(prefix="gpuprof-bpftrace-", suffix=".log")
         self._err_path = Path(err)
         with open(self.out, "wb") as out, os.fdopen(fd, "wb") as err_file:
@@ -241,7 +244,7 @@ def scan_capture(path: Path) -> CaptureCounts:
                 counts.truncated_lines += 1
                 break
             line = raw.decode("utf-8", errors="replace")
-            if bpf.EVENT_LINE.match(line):
+            if bpf.EVENT_LINE.match(line) or line.startswith("RUN "):
                 counts.events += 1
             elif match := bpf.LOST_LINE.match(line):
                 counts.lost_events += int(match.group(1))

@@ -28,6 +28,9 @@ GPUPROF, SEED = "gpuprof", "seed"
 DIRECTIONS = {"SEND": "send", "RECV": "recv"}
 # bpftrace's and the seed script's own messages: expected, not unparsed lines
 KNOWN_MESSAGES = ("Attaching ", "Tracing tcp", ". . .", "...")
+RUN_PREFIX = "RUN "     # a run of calls, from the runs program (gpuprof/bpf/net_runs.bt)
+RUN_COLUMNS = ["time_ns", "pid", "tid", "comm", "local_port", "remote_port", "direction",
+               "bytes", "last_ns", "calls"]
 SEED_CLOCK = ("none: the seed layout has no monotonic time (TIME(ms) counts from bpftrace's "
               "start, TIME is wall-clock seconds); time_ns and bytes are -1")
 MONOTONIC_CLOCK = "CLOCK_MONOTONIC (bpftrace nsecs)"
@@ -57,18 +60,40 @@ def read_net_capture(path: str | Path) -> tuple[pd.DataFrame, NetCaptureFacts]:
     """The capture's events (``network_events``, sorted by time) and what is known about it."""
     lines, truncated = _read_lines(Path(path))
     facts = NetCaptureFacts(truncated_lines=truncated)
+    run_lines = [line for line in lines if line.startswith(RUN_PREFIX)]
+    if run_lines:
+        lines = [line for line in lines if not line.startswith(RUN_PREFIX)]
     event_lines = [line for line in lines if _other_line(line, facts)]
     fast, rest = (columns_of(event_lines) if facts.layout == GPUPROF else (pd.DataFrame(), event_lines))
     rows = [row for line in rest if (row := _event_or_count(line, facts)) is not None]
-    if not rows and fast.empty and not facts.layout:
+    if not rows and fast.empty and not run_lines and not facts.layout:
         raise BadInputError(f"'{Path(path).name}' is not a bpftrace network capture (no event lines "
                             "and no TIME ... SEND/RECV header)",
                             "Pass a file written by 'gpuprof net' or by the seed's ebpf_trace.bt")
     facts.layout = facts.layout or _layout_of(rows)
     facts.clock = MONOTONIC_CLOCK if facts.layout == GPUPROF else SEED_CLOCK
-    frame = _frame(fast, rows)
-    facts.events = len(frame)
+    frame = _frame(fast, rows, _runs(run_lines, facts))
+    facts.events = int(frame["calls"].clip(lower=0).sum())
     return frame, facts
+
+
+def _runs(lines: list[str], facts: NetCaptureFacts) -> pd.DataFrame:
+    """``RUN DIR PID TID LPORT RPORT FIRST_NS LAST_NS CALLS BYTES COMM`` lines (the runs
+    program) as rows; COMM, last, may hold spaces."""
+    rows = []
+    for line in lines:
+        fields = line.rstrip().split(" ", 10)
+        if len(fields) < 10 or fields[1] not in ("SEND", "RECV"):
+            _count_unparsed(line.rstrip(), facts)
+            continue
+        try:
+            pid, tid, lport, rport, first, last, calls, size = (int(f) for f in fields[2:10])
+        except ValueError:
+            _count_unparsed(line.rstrip(), facts)
+            continue
+        rows.append((first, pid, tid, fields[10] if len(fields) > 10 else "", lport, rport,
+                     fields[1].lower(), size, last, calls))
+    return pd.DataFrame.from_records(rows, columns=RUN_COLUMNS)
 
 
 def _read_lines(path: Path) -> tuple[list[str], int]:
@@ -176,11 +201,14 @@ COLUMNS = ["time_ns", "pid", "tid", "comm", "local_addr", "local_port", "remote_
            "remote_port", "direction", "bytes"]
 
 
-def _frame(fast: pd.DataFrame, rows: list[tuple]) -> pd.DataFrame:
+def _frame(fast: pd.DataFrame, rows: list[tuple], runs: pd.DataFrame) -> pd.DataFrame:
     slow = pd.DataFrame.from_records(rows, columns=COLUMNS) if rows else None
-    parts = [p for p in (fast, slow) if p is not None and len(p)]
+    calls = [p for p in (fast, slow) if p is not None and len(p)]
+    # one call per row: its run is itself
+    calls = [p.assign(last_ns=p["time_ns"], calls=1) for p in calls]
+    parts = calls + ([runs] if len(runs) else [])
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else (
-        parts[0] if parts else pd.DataFrame(columns=COLUMNS))
+        parts[0] if parts else pd.DataFrame(columns=[*COLUMNS, "last_ns", "calls"]))
     # bpftrace drains one buffer per CPU, so lines from different CPUs arrive out of time order
     if len(frame) and (frame["time_ns"] >= 0).all():
         order = np.argsort(frame["time_ns"].to_numpy(), kind="stable")

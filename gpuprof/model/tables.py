@@ -102,16 +102,21 @@ SCHEMAS: dict[str, dict[str, str]] = {
     # network events (bpftrace TCP send/recv): one row per call that moved data. direction is
     # "send" or "recv"; time_ns (CLOCK_MONOTONIC) and bytes are -1 in the seed tracer's layout,
     # which has neither (ingest/net_capture.py)
+    # A row can also be a run of same-direction calls on one socket (the runs program that
+    # `gpuprof perf --net` uses): time_ns is its first call, last_ns its last, calls how many,
+    # bytes their sum; a single call has last_ns == time_ns and calls == 1.
     "network_events": {
         "time_ns": I64, "pid": I64, "tid": I64, "comm": CAT, "local_addr": CAT, "local_port": I32,
         "remote_addr": CAT, "remote_port": I32, "direction": CAT, "bytes": I64,
+        "last_ns": I64, "calls": I64,
     },
 }
 
 TABLE_NAMES: tuple[str, ...] = tuple(SCHEMAS)
 # columns that hold instants (moved when a source is put on another clock); every other
 # ``*_ns`` column is a duration
-INSTANT_COLUMNS = frozenset({"start_ns", "end_ns", "time_ns", "ns", "sent_ns", "recv_ns"})
+INSTANT_COLUMNS = frozenset({"start_ns", "end_ns", "time_ns", "ns", "sent_ns", "recv_ns",
+                             "last_ns"})
 
 
 def time_columns(name: str) -> list[str]:
