@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..ingest.triton_trace import END_TO_END, NO_MODEL, RECEIVE_NAMES, STAGES
+from ..model.triton_stages import END_TO_END, NO_MODEL, RECEIVE_NAMES, STAGES
 from .stats import DEFAULT_PERCENTILES, describe_by, unreliable_percentiles
 
 KEY = ["source", "trace_id"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..ingest.triton_trace import END_TO_END, FRONTEND_PREFIXES, STAGES
+from ..model.triton_stages import END_TO_END, FRONTEND_PREFIXES, STAGES
 from .chrome_trace import (
     complete_event,
     flow_events,
