@@ -89,9 +89,22 @@ def test_with_a_server_trace_the_server_part_splits_at_its_own_stamps():
                           "send_start_ns": [1065, 1065, 2065]})
     path = net_path.network_path(requests, match.calls, spans).set_index("request_id")
     a = path.loc["a"]
-    assert (a["net_server_read_ns"], a["net_server_ns"], a["net_server_send_ns"]) == (2, 43, 5)
+    assert (a["net_server_read_ns"], a["net_server_stages_ns"], a["net_server_send_ns"]) == (2, 43, 5)
+    assert a["net_server_ns"] == 50   # the untraced view of the same request: read + stages + send
     segments = [s for _, s in net_path.TRACED_PATH]
     assert (path[segments].sum(axis=1) == path["client_latency_ns"]).all()
+
+
+def test_requests_the_server_did_not_trace_keep_their_untraced_path():
+    requests = _requests()
+    match = net_path.match_calls(requests, _net(), SERVER_PORT, CLIENT_PID)
+    spans = pd.DataFrame({"request_id": ["a", "c"], "server_start_ns": [1022, np.nan],
+                          "send_start_ns": [1065, 2065]})
+    path = net_path.network_path(requests, match.calls, spans).set_index("request_id")
+    assert len(path) == 3 and path["net_server_ns"].notna().all()
+    assert path.loc["a", "net_server_stages_ns"] == 43
+    # b untraced, c traced without its receive stamp: no split, never a made-up number
+    assert path.loc[["b", "c"], net_path.SERVER_SPLIT].isna().all().all()
 
 
 def test_the_summary_is_numpy_linear_percentiles_of_each_segment():
@@ -144,4 +157,24 @@ def test_requests_of_one_execution_share_its_compute():
 def test_a_capture_without_calls_matches_nothing():
     match = net_path.match_calls(_requests(), _net().iloc[0:0], SERVER_PORT, CLIENT_PID)
     assert match.calls.empty and match.requests_without_calls == 3
-    assert net_path.network_path(_requests(), match.calls).empty
+    path = net_path.network_path(_requests(), match.calls)
+    assert path.empty
+    frame, segments = net_path.whole_path(path, None)
+    assert net_path.segment_summary(frame, segments).empty
+
+
+def test_a_late_response_is_not_given_to_the_next_request():
+    """Request a's response leaves the server after the client started b on the same
+    connection (the server thread was descheduled): it belongs to neither."""
+    requests = pd.DataFrame({"request_id": ["a", "b"], "client_port": [5001, 5001],
+                             "start_ns": [1000, 1100], "sent_ns": [1012, 1112],
+                             "recv_ns": [1090, 1190], "end_ns": [1095, 1195]})
+    rows = [r for r in _request_calls(5001, 1100)]
+    rows += [(1010, CLIENT_PID, 5001, SERVER_PORT, "send", 500),
+             (1020, SERVER_PID, SERVER_PORT, 5001, "recv", 500),
+             (1105, SERVER_PID, SERVER_PORT, 5001, "send", 300)]   # a's, late
+    match = net_path.match_calls(requests, _calls(rows), SERVER_PORT, CLIENT_PID)
+    calls = match.calls.set_index("request_id")
+    assert match.late_sends == 1
+    assert calls.loc["b", "server_send_calls"] == 1 and calls.loc["b", "ss_first_ns"] == 1170
+    assert match.requests_incomplete == 1          # a: no send, no client receive of its own

@@ -116,3 +116,20 @@ def test_server_nsys_without_trace_is_one_clear_error(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "Error: --server-nsys needs --trace (kernels go to requests by their traced compute "
         "windows). Add --trace"]
+
+
+def test_requests_batched_into_one_execution_share_its_kernels():
+    """Two requests with the same compute window (dynamic batching) are one execution: its
+    kernels are not ambiguous, both requests get them, each with its share."""
+    from gpuprof.analyze.request_kernels import kernels_per_execution
+
+    windows = pd.DataFrame({"request_id": ["a", "b", "c"], "start_ns": [0, 0, 200],
+                            "end_ns": [100, 100, 300]})
+    kernels = pd.DataFrame({"start_ns": [10, 20, 250], "end_ns": [15, 30, 260]})
+    layers = pd.Series(["L1", "L2", "L1"], dtype="object")
+    found = kernels_per_execution(windows, kernels, layers)
+    table = found.per_request.set_index("request_id")
+    assert found.ambiguous == 0 and found.outside == 0
+    assert list(table.loc[["a", "b"], "gpu_ns"]) == [15, 15]
+    assert list(table.loc[["a", "b", "c"], "execution_requests"]) == [2, 2, 1]
+    assert table.loc["c", "kernels"] == 1

@@ -55,6 +55,9 @@ def clock_domain(name: str, bounds: OffsetBounds, what: str) -> ClockDomain:
 
     Offset 0 when the interval holds 0 (same clock, verified); the error is how far the
     interval reaches either side (a one-sided interval leaves the bound unknown, -1)."""
+    if bounds.pairs == 0:
+        return ClockDomain(name, 0, f"not checked: no {what}; times used as recorded",
+                           error_ns=-1)
     if not bounds.consistent:
         return ClockDomain(name, 0, f"causality over {bounds.pairs} {what}: INCONSISTENT "
                            f"(offset would need to be >= {bounds.lower_ns:.0f} ns and <= "
@@ -68,5 +71,6 @@ def clock_domain(name: str, bounds: OffsetBounds, what: str) -> ClockDomain:
     if not np.isfinite(middle):
         return ClockDomain(name, 0, f"causality over {bounds.pairs} {what} leaves the offset "
                            "unbounded on one side; times left as recorded", error_ns=-1)
-    return ClockDomain(name, int(round(middle)), f"offset from causality over {bounds.pairs} "
-                       f"{what}", error_ns=int(np.ceil((bounds.upper_ns - bounds.lower_ns) / 2)))
+    return ClockDomain(name, int(round(middle)), f"offset measured by causality over "
+                       f"{bounds.pairs} {what}, NOT applied: times used as recorded",
+                       error_ns=int(np.ceil((bounds.upper_ns - bounds.lower_ns) / 2)))

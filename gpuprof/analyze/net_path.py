@@ -41,9 +41,12 @@ PACK_LIMIT_NS = 1 << 47          # (port << 47) + ns since the run's start fits 
 GROUPS = ("client_send", "server_recv", "server_send", "client_recv")
 # boundaries of the path, in order, with the segment that ends at each one
 TRACED_PATH = [("cs_first_ns", "net_client_send_ns"), ("sr_first_ns", "net_wire_in_ns"),
-               ("server_start_ns", "net_server_read_ns"), ("send_start_ns", "net_server_ns"),
+               ("server_start_ns", "net_server_read_ns"),
+               ("send_start_ns", "net_server_stages_ns"),
                ("ss_first_ns", "net_server_send_ns"), ("cr_first_ns", "net_wire_out_ns"),
                ("end_ns", "net_client_recv_ns")]
+# the traced split of net_server_ns: read, Triton's stages, send
+SERVER_SPLIT = ["net_server_read_ns", "net_server_stages_ns", "net_server_send_ns"]
 UNTRACED_PATH = [("cs_first_ns", "net_client_send_ns"), ("sr_first_ns", "net_wire_in_ns"),
                  ("ss_first_ns", "net_server_ns"), ("cr_first_ns", "net_wire_out_ns"),
                  ("end_ns", "net_client_recv_ns")]
@@ -61,6 +64,7 @@ class NetMatch:
     calls_outside_requests: int    # calls on the load's connections outside any request
     calls_other_traffic: int       # calls on the server port from other processes/connections
     server_pids: tuple[int, ...]   # the pids that served the load's connections
+    late_sends: int = 0            # server sends inside a request before its first receive
 
 
 @dataclass
@@ -126,6 +130,8 @@ def match_calls(requests: pd.DataFrame, net: pd.DataFrame, server_port: int, cli
     reqs = reqs.astype({"client_port": "int64", "start_ns": "int64", "end_ns": "int64"})
     reqs = reqs.reset_index(drop=True)
     owner = _owners(calls, reqs)
+    late = _late_sends(calls, owner, len(reqs))
+    owner[late] = -1
     inside = owner >= 0
     on_load = np.isin(calls.client_port, reqs["client_port"].unique())
     per_request = _per_request(calls.take(inside), owner[inside], reqs)
@@ -135,15 +141,31 @@ def match_calls(requests: pd.DataFrame, net: pd.DataFrame, server_port: int, cli
         calls=per_request,
         requests_without_calls=int(len(requests) - len(per_request)),
         requests_incomplete=int((~complete).sum()),
-        calls_outside_requests=int((on_load & ~inside).sum()),
-        calls_other_traffic=_port_calls(net, server_port) - int(on_load.sum()),
-        server_pids=tuple(int(p) for p in np.unique(calls.pid[server_side])))
+        calls_outside_requests=int(calls.calls[on_load & ~inside].sum()),
+        calls_other_traffic=_port_calls(net, server_port) - int(calls.calls[on_load].sum()),
+        server_pids=tuple(int(p) for p in np.unique(calls.pid[server_side])),
+        late_sends=int(calls.calls[late].sum()))
+
+
+def _late_sends(calls: Calls, owner: np.ndarray, n_requests: int) -> np.ndarray:
+    """Server sends that fall inside a request before the server received any of it: the
+    previous request's response, sent late (the server thread was descheduled) after the
+    client had already moved on. They belong to no request here."""
+    first_recv = np.full(n_requests + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    recv = (calls.group == 1) & (owner >= 0)
+    np.minimum.at(first_recv, owner[recv], calls.time_ns[recv])
+    send = (calls.group == 2) & (owner >= 0)
+    late = np.zeros(len(owner), dtype=bool)
+    late[send] = calls.time_ns[send] < first_recv[owner[send]]
+    return late
 
 
 def _port_calls(net: pd.DataFrame, port: int) -> int:
-    """Data-carrying calls on any connection to or from ``port``."""
+    """Data-carrying calls on any connection to or from ``port`` (a row may be a run)."""
     data = net[net["bytes"] > 0]
-    return int(((data["local_port"] == port) | (data["remote_port"] == port)).sum())
+    on_port = (data["local_port"] == port) | (data["remote_port"] == port)
+    calls = data["calls"] if "calls" in data else pd.Series(1, index=data.index)
+    return int(calls[on_port].sum())
 
 
 def _owners(calls: Calls, reqs: pd.DataFrame) -> np.ndarray:
@@ -210,24 +232,39 @@ def complete(calls: pd.DataFrame) -> pd.DataFrame:
 
 def network_path(requests: pd.DataFrame, calls: pd.DataFrame,
                  spans: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per request with all its network calls: the ``net_*`` segments, which add up
-    to the client latency, and the bytes and calls of each group. ``spans`` (perf_trace's
-    ``server_spans``) adds the server's own boundaries; without it the server is one segment."""
+    """One row per request with all four groups of calls: the ``net_*`` segments, which add
+    up to the client latency, and the bytes and calls of each group.
+
+    Every such request gets the path with the server as one segment (``net_server_ns``,
+    first receive to first send). ``spans`` (perf_trace's ``server_spans``) splits that
+    segment for the requests the server traced (a sampled trace holds some of them):
+    ``SERVER_SPLIT`` is NA for the others, and for a traced request missing a boundary."""
     frame = requests.merge(complete(calls), on="request_id", how="inner")
-    path = UNTRACED_PATH
-    if spans is not None:
-        frame = frame.merge(spans[["request_id", "server_start_ns", "send_start_ns"]],
-                            on="request_id", how="inner")
-        path = TRACED_PATH
     out = frame[["request_id", "client_port", "start_ns"]].copy()
-    previous = frame["start_ns"].astype("int64")
-    for boundary, segment in path:
-        current = frame[boundary].astype("int64")
-        out[segment] = (current - previous).to_numpy()
-        previous = current
+    _segments(out, frame, frame["start_ns"], UNTRACED_PATH)
+    if spans is not None:
+        bounds = frame[["request_id"]].merge(
+            spans[["request_id", "server_start_ns", "send_start_ns"]], on="request_id",
+            how="left")
+        traced = frame.assign(server_start_ns=bounds["server_start_ns"].to_numpy(),
+                              send_start_ns=bounds["send_start_ns"].to_numpy())
+        split = pd.DataFrame(index=frame.index)
+        _segments(split, traced, traced["sr_first_ns"], TRACED_PATH[2:5])
+        # all three or none: a split with a missing boundary would not add up
+        out[SERVER_SPLIT] = split[SERVER_SPLIT].mask(split[SERVER_SPLIT].isna().any(axis=1))
     out["client_latency_ns"] = (frame["end_ns"] - frame["start_ns"]).to_numpy()
     out[BYTES_COLUMNS + CALLS_COLUMNS] = frame[BYTES_COLUMNS + CALLS_COLUMNS].to_numpy()
     return out.reset_index(drop=True)
+
+
+def _segments(out: pd.DataFrame, frame: pd.DataFrame, start: pd.Series, path) -> None:
+    """``out[segment]`` = each boundary minus the one before it, from ``start``; a missing
+    boundary (NaN) gives NA, never a number."""
+    previous = start.astype("Int64")
+    for boundary, segment in path:
+        current = frame[boundary].astype("float64").round().astype("Int64")
+        out[segment] = (current - previous).to_numpy()
+        previous = current
 
 
 def segment_columns(path: pd.DataFrame) -> list[str]:
@@ -249,21 +286,29 @@ def whole_path(path: pd.DataFrame, joined: pd.DataFrame | None) -> tuple[pd.Data
     """Each request's path from client to kernel and back, in order: the network segments
     around Triton's stages when the server was traced. Returns the frame and its segment
     columns in path order; they add up to ``client_latency_ns``."""
-    order = [segment for _, segment in (TRACED_PATH if joined is not None else UNTRACED_PATH)]
-    if joined is None:
-        return path, order
+    if joined is None or "net_server_read_ns" not in path:
+        order = [segment for _, segment in UNTRACED_PATH]
+        return path.dropna(subset=order).reset_index(drop=True), order
+    order = [segment for _, segment in TRACED_PATH]
     frame = path.merge(joined[["request_id", *SERVER_SEGMENTS]], on="request_id", how="inner")
-    at = order.index("net_server_ns")
-    return frame, order[:at] + SERVER_SEGMENTS + order[at + 1:]
+    at = order.index("net_server_stages_ns")
+    order = order[:at] + SERVER_SEGMENTS + order[at + 1:]
+    # traced requests with every boundary; others stay in the CSV with what they have
+    frame = frame.dropna(subset=order).reset_index(drop=True)
+    frame[order] = frame[order].astype("int64")
+    return frame, order
 
 
 def segment_summary(frame: pd.DataFrame, segments: list[str]) -> pd.DataFrame:
-    """count, mean, percentiles and max of each segment (ns), in path order."""
+    """count, mean, percentiles and max of each segment (ns), in path order; no rows when no
+    request is on the path."""
     from .stats import describe_by
 
-    long = frame[segments].melt(var_name="segment", value_name="ns")
-    table = describe_by(long, "segment", "ns").set_index("segment").loc[segments]
-    return table.reset_index()
+    long = frame[segments].astype("float64").melt(var_name="segment", value_name="ns")
+    table = describe_by(long, "segment", "ns")
+    if table.empty:
+        return table
+    return table.set_index("segment").loc[segments].reset_index()
 
 
 def slowest(frame: pd.DataFrame, n: int) -> pd.DataFrame:

@@ -61,6 +61,23 @@ def kernels_per_request(windows: pd.DataFrame, kernels: pd.DataFrame,
                           int((owner == -1).sum()))
 
 
+def kernels_per_execution(windows: pd.DataFrame, kernels: pd.DataFrame,
+                          layers: pd.Series) -> RequestKernels:
+    """``kernels_per_request`` where requests batched into one model execution (the same
+    compute window, to the ns) share it: the kernels go to the execution, and each of its
+    requests gets the execution's row with ``execution_requests`` (its share is 1/that)."""
+    key = ["start_ns", "end_ns"]
+    first = windows.drop_duplicates(key)
+    found = kernels_per_request(first, kernels, layers)
+    members = windows.merge(first[[*key, "request_id"]].rename(
+        columns={"request_id": "execution"}), on=key)
+    size = members.groupby("execution")["request_id"].transform("size")
+    per = members[["request_id", "execution"]].assign(execution_requests=size.to_numpy())
+    per = per.merge(found.per_request.rename(columns={"request_id": "execution"}),
+                    on="execution").drop(columns="execution")
+    return RequestKernels(per, found.per_layer, found.ambiguous, found.outside)
+
+
 def _per_request(rows: pd.DataFrame) -> pd.DataFrame:
     totals = rows.groupby("request_id", sort=False).agg(kernels=("gpu_ns", "size"),
                                                        gpu_ns=("gpu_ns", "sum"),

@@ -126,6 +126,9 @@ def _check_trace_needs(opts: dict) -> None:
                             "traced compute windows)", "Add --trace")
     if opts["node_csv"] and not opts["trace"]:
         raise BadInputError("--node-csv needs --trace", "Add --trace")
+    if opts["net"] and opts["protocol"] == "grpc":
+        raise BadInputError("--net ties TCP calls to requests by each connection's client "
+                            "port, which the gRPC client hides", "Use -i http with --net")
 
 
 def _trace_rate(text: str) -> int | None:
@@ -296,7 +299,8 @@ def _notes(result, table) -> list[str]:
         notes.append(f"the server traced a sample of the requests ({', '.join(sampled)}), "
                      f"to stay under {TRACED_PER_S_CAP} traced requests a second: "
                      "tritonserver 2.51 crashes when it traces thousands of HTTP requests a "
-                     "second (tools/repro/triton_http_trace_crash.py)")
+                     "second (tools/repro/triton_http_trace_crash.py); execution sizes and "
+                     "compute shares then count traced requests only")
     if result.trace_error:
         notes.append(f"trace not collected: {result.trace_error}")
     notes += [f"trace: {issue}" for issue in result.trace_issues]

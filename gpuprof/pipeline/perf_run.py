@@ -60,7 +60,9 @@ class PerfRun:
     def _with_kernels(self, base: pd.DataFrame | None) -> pd.DataFrame | None:
         if base is None or self.kernels is None:
             return base
-        per = self.kernels.found.per_request.rename(columns={
+        # execution_requests is the trace join's already
+        per = self.kernels.found.per_request.drop(columns="execution_requests",
+                                                   errors="ignore").rename(columns={
             "kernels": "gpu_kernels", "layers": "gpu_layers", "top_layer": "gpu_top_layer",
             "top_layer_ns": "gpu_top_layer_ns"})
         return base.merge(per, on="request_id", how="left")
@@ -128,8 +130,8 @@ def server_kernels(sweep, export: Path) -> KernelResult:
                             "end_ns": spans["infer_end_ns"]}).dropna().astype(
         {"start_ns": "int64", "end_ns": "int64"})
     kernels = shifted("kernels", run.frame("kernels", ["start_ns", "end_ns"]), clock.offset_ns)
-    found = request_kernels.kernels_per_request(windows, kernels,
-                                                request_kernels.kernel_layers(run))
+    found = request_kernels.kernels_per_execution(windows, kernels,
+                                                  request_kernels.kernel_layers(run))
     return KernelResult(found, clock, export.name)
 
 

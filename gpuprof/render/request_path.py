@@ -17,7 +17,8 @@ LABELS = {
     "net_server_read_ns": "server read", "server_receive_ns": "server receive",
     "queue_ns": "queue", "compute_input_ns": "compute input",
     "compute_infer_ns": "compute infer", "server_output_ns": "server output",
-    "net_server_ns": "server", "net_server_send_ns": "server send",
+    "net_server_ns": "server", "net_server_stages_ns": "server stages",
+    "net_server_send_ns": "server send",
     "net_wire_out_ns": "wire out", "net_client_recv_ns": "client recv",
 }
 WHERE = {   # where each segment ends (short: the terminal keeps whole cells)
@@ -25,7 +26,8 @@ WHERE = {   # where each segment ends (short: the terminal keeps whole cells)
     "net_server_read_ns": "HTTP_RECV_START", "server_receive_ns": "QUEUE_START",
     "queue_ns": "COMPUTE_START", "compute_input_ns": "COMPUTE_INPUT_END",
     "compute_infer_ns": "COMPUTE_OUTPUT_START", "server_output_ns": "send starts",
-    "net_server_ns": "server 1st send()", "net_server_send_ns": "server 1st send()",
+    "net_server_ns": "server 1st send()", "net_server_stages_ns": "send starts",
+    "net_server_send_ns": "server 1st send()",
     "net_wire_out_ns": "client 1st recv()", "net_client_recv_ns": "client end",
 }
 # the boundary each segment ends at, for the seed's timeline
@@ -34,7 +36,8 @@ ENDS_AT = {
     "net_server_read_ns": "HTTP_RECV_START", "server_receive_ns": "QUEUE_START",
     "queue_ns": "COMPUTE_START", "compute_input_ns": "COMPUTE_INPUT_END",
     "compute_infer_ns": "COMPUTE_OUTPUT_START", "server_output_ns": "SEND_START",
-    "net_server_ns": "SERVER_SEND", "net_server_send_ns": "SERVER_SEND",
+    "net_server_ns": "SERVER_SEND", "net_server_stages_ns": "SEND_START",
+    "net_server_send_ns": "SERVER_SEND",
     "net_wire_out_ns": "CLIENT_RECV", "net_client_recv_ns": "CLIENT_END",
 }
 # one character per segment in the text waterfall, in path order
@@ -53,7 +56,7 @@ def path_sections(frame: pd.DataFrame, segments: list[str], match, clocks: dict,
     return [Section("net_path", "Per-request path: client, network, server (µs)",
                     _summary_display(summary), notes=notes),
             timeline_section(frame, segments),
-            Section("clocks", "Clocks (every source on the client's CLOCK_MONOTONIC)",
+            Section("clocks", "Clocks, checked against the client's CLOCK_MONOTONIC",
                     clock_table(clocks)),
             Section("waterfall", f"The {min(slowest_n, len(frame))} slowest requests",
                     preformatted=waterfall_lines(slowest(frame, slowest_n), segments))]
@@ -98,7 +101,9 @@ def _match_notes(match, matched: int, negative: int, facts) -> list[str]:
              f"connection, {match.requests_incomplete} with some of the four groups missing, "
              f"{match.calls_outside_requests} calls on the load's connections outside any "
              f"measured request (probe, warm-up, between windows), {match.calls_other_traffic} "
-             "calls of other connections on the server port"]
+             "calls of other connections on the server port"
+             + (f", {match.late_sends} server sends of an earlier request that came after the "
+                "client had sent the next one" if match.late_sends else "")]
     if negative:
         notes.append(f"{negative} request(s) have a segment below zero: on loopback a receiver "
                      "can return before the sender's call does (within the clock error bound)")
@@ -184,7 +189,11 @@ def kernel_section(found, clock, export_name: str, traced: int, top: int = 15) -
                           "per request µs": per_layer["mean_per_request_ns"] / US})
     error = f"±{clock.error_ns / US:,.0f} µs" if clock.error_ns >= 0 else "unknown"
     notes = [f"{len(found.per_request)} of {traced} traced requests have kernels starting inside "
-             "their compute window (COMPUTE_START to COMPUTE_OUTPUT_START)",
+             "their compute window (COMPUTE_START to COMPUTE_OUTPUT_START); requests batched "
+             "into one execution share its kernels (execution_requests)",
+             "windows come from traced requests only: with a sampled trace and more than one "
+             "model instance, an untraced request computing at the same time can put its "
+             "kernels inside a traced window",
              f"{export_name} put on the client's clock by {clock.method}; offset "
              f"{clock.offset_ns:,} ns, error {error}: kernels nearer a window's edge than that "
              "may belong to the next or previous request",

@@ -62,7 +62,8 @@ class TraceSession:
         self.original = {k: current[k] for k in RESTORED_KEYS if k in current}
         self.before = self._stamps()
         self.api.update_trace_settings({"trace_level": ["TIMESTAMPS"],
-                                        "trace_rate": str(self.rate or 1),
+                                        # auto: next to none until a level's warm-up picks N
+                                        "trace_rate": str(self.rate or QUIET_RATE),
                                         "log_frequency": str(LOG_FREQUENCY)}, self.model)
         return self
 

@@ -114,7 +114,7 @@ class LevelMeter:
         started = time.perf_counter_ns()
         self._sleep(max(self.spec.warmup_ms / 1000, MIN_TRACE_WARMUP_S))
         per_s = self.cursor.pending() / ((time.perf_counter_ns() - started) / 1e9)
-        result.trace_rate = sample_rate(per_s * self.spec.batch_size)
+        result.trace_rate = sample_rate(per_s)   # Triton traces requests, not samples
         self.tracer.set_rate(result.trace_rate)
 
     def _measure_window(self, result: LevelResult, trial: int) -> None:
