@@ -299,8 +299,9 @@ def _notes(result, table) -> list[str]:
         notes.append(f"the server traced a sample of the requests ({', '.join(sampled)}), "
                      f"to stay under {TRACED_PER_S_CAP} traced requests a second: "
                      "tritonserver 2.51 crashes when it traces thousands of HTTP requests a "
-                     "second (tools/repro/triton_http_trace_crash.py); execution sizes and "
-                     "compute shares then count traced requests only")
+                     "second (tools/repro/triton_http_trace_crash.py); sampling makes that "
+                     "rare, not impossible (tools/repro/perf_trace_soak.py); execution sizes "
+                     "and compute shares then count traced requests only")
     if result.trace_error:
         notes.append(f"trace not collected: {result.trace_error}")
     notes += [f"trace: {issue}" for issue in result.trace_issues]
