@@ -19,6 +19,8 @@ computed from them here is computed without gpuprof.
 
 from __future__ import annotations
 
+import warnings
+
 import csv
 import json
 import math
@@ -54,7 +56,14 @@ def sweep(request, cls_triton_server):
                     max_duration_s=60, max_requests=5000, trace=True, trace_rate=1,
                     percentile=percentile)
     result = run_sweep(spec)
-    assert not result.partial and result.trace_files and result.trace_error is None
+    if result.partial or result.trace_error:
+        # tritonserver 2.51 tracing every request now and then fails a sweep (its tracing bug,
+        # tools/repro/triton_http_trace_crash.py); these tests check numbers, so one more try
+        warnings.warn(f"traced sweep failed once ({result.reason}; {result.trace_error}); "
+                      "trying again")
+        result = run_sweep(spec)
+    assert not result.partial and result.trace_files and result.trace_error is None, (
+        result.reason, result.trace_error)
     return result
 
 
