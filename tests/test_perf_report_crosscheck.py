@@ -19,12 +19,11 @@ computed from them here is computed without gpuprof.
 
 from __future__ import annotations
 
-import warnings
-
 import csv
 import json
 import math
 import statistics
+import warnings
 from collections import defaultdict
 
 import pytest
@@ -60,7 +59,7 @@ def sweep(request, cls_triton_server):
         # tritonserver 2.51 tracing every request now and then fails a sweep (its tracing bug,
         # tools/repro/triton_http_trace_crash.py); these tests check numbers, so one more try
         warnings.warn(f"traced sweep failed once ({result.reason}; {result.trace_error}); "
-                      "trying again")
+                      "trying again", stacklevel=2)
         result = run_sweep(spec)
     assert not result.partial and result.trace_files and result.trace_error is None, (
         result.reason, result.trace_error)
