@@ -33,13 +33,6 @@ pytestmark = [pytest.mark.triton, pytest.mark.slow]
 RUNS = 4
 CRASH_MARKS = ("Signal (", "free():", "Non-graceful termination", "Traceback")
 
-CONFIG = """name: "double"
-backend: "python"
-max_batch_size: 8
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 16 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 16 ] } ]
-instance_group [ { kind: KIND_CPU count: 1 } ]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +49,7 @@ def double_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("soak")
     model = root / "repo" / "double"
     (model / "1").mkdir(parents=True)
-    (model / "config.pbtxt").write_text(CONFIG)
+    (model / "config.pbtxt").write_text(_repro().CONFIG)
     (model / "1" / "model.py").write_text(_model_source())
     from gpuprof.capture.triton_server import TraceConfig
 
@@ -68,15 +61,20 @@ def double_server(tmp_path_factory):
     server.stop()
 
 
-def _model_source() -> str:
-    """The repro script's `double` model: the same one the crash counts were taken with."""
+def _repro():
+    """The repro script, whose `double` model the crash counts were taken with."""
     import importlib.util
 
     path = REPO / "tools" / "repro" / "triton_http_trace_crash.py"
     spec = importlib.util.spec_from_file_location("triton_http_trace_crash", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.MODEL
+    return module
+
+
+def _model_source() -> str:
+    return _repro().MODEL
+
 
 
 def _stats(server) -> dict:

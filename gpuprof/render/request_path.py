@@ -12,34 +12,26 @@ from ..analyze.stats import DEFAULT_PERCENTILES, PERCENTILE_METHOD, percentile_l
 from ..units import NS_PER_US as US
 from .report import Section
 
-LABELS = {
-    "net_client_send_ns": "client send", "net_wire_in_ns": "wire in",
-    "net_server_read_ns": "server read", "server_receive_ns": "server receive",
-    "queue_ns": "queue", "compute_input_ns": "compute input",
-    "compute_infer_ns": "compute infer", "server_output_ns": "server output",
-    "net_server_ns": "server", "net_server_stages_ns": "server stages",
-    "net_server_send_ns": "server send",
-    "net_wire_out_ns": "wire out", "net_client_recv_ns": "client recv",
+# segment -> (its name, where it ends in the terminal table: short, so cells stay whole,
+# and the boundary the seed's timeline names)
+SEGMENTS = {
+    "net_client_send_ns": ("client send", "1st send() done", "CLIENT_SEND"),
+    "net_wire_in_ns": ("wire in", "server 1st recv()", "SERVER_RECV"),
+    "net_server_read_ns": ("server read", "HTTP_RECV_START", "HTTP_RECV_START"),
+    "server_receive_ns": ("server receive", "QUEUE_START", "QUEUE_START"),
+    "queue_ns": ("queue", "COMPUTE_START", "COMPUTE_START"),
+    "compute_input_ns": ("compute input", "COMPUTE_INPUT_END", "COMPUTE_INPUT_END"),
+    "compute_infer_ns": ("compute infer", "COMPUTE_OUTPUT_START", "COMPUTE_OUTPUT_START"),
+    "server_output_ns": ("server output", "send starts", "SEND_START"),
+    "net_server_ns": ("server", "server 1st send()", "SERVER_SEND"),
+    "net_server_stages_ns": ("server stages", "send starts", "SEND_START"),
+    "net_server_send_ns": ("server send", "server 1st send()", "SERVER_SEND"),
+    "net_wire_out_ns": ("wire out", "client 1st recv()", "CLIENT_RECV"),
+    "net_client_recv_ns": ("client recv", "client end", "CLIENT_END"),
 }
-WHERE = {   # where each segment ends (short: the terminal keeps whole cells)
-    "net_client_send_ns": "1st send() done", "net_wire_in_ns": "server 1st recv()",
-    "net_server_read_ns": "HTTP_RECV_START", "server_receive_ns": "QUEUE_START",
-    "queue_ns": "COMPUTE_START", "compute_input_ns": "COMPUTE_INPUT_END",
-    "compute_infer_ns": "COMPUTE_OUTPUT_START", "server_output_ns": "send starts",
-    "net_server_ns": "server 1st send()", "net_server_stages_ns": "send starts",
-    "net_server_send_ns": "server 1st send()",
-    "net_wire_out_ns": "client 1st recv()", "net_client_recv_ns": "client end",
-}
-# the boundary each segment ends at, for the seed's timeline
-ENDS_AT = {
-    "net_client_send_ns": "CLIENT_SEND", "net_wire_in_ns": "SERVER_RECV",
-    "net_server_read_ns": "HTTP_RECV_START", "server_receive_ns": "QUEUE_START",
-    "queue_ns": "COMPUTE_START", "compute_input_ns": "COMPUTE_INPUT_END",
-    "compute_infer_ns": "COMPUTE_OUTPUT_START", "server_output_ns": "SEND_START",
-    "net_server_ns": "SERVER_SEND", "net_server_stages_ns": "SEND_START",
-    "net_server_send_ns": "SERVER_SEND",
-    "net_wire_out_ns": "CLIENT_RECV", "net_client_recv_ns": "CLIENT_END",
-}
+LABELS = {segment: name for segment, (name, _, _) in SEGMENTS.items()}
+WHERE = {segment: until for segment, (_, until, _) in SEGMENTS.items()}
+ENDS_AT = {segment: boundary for segment, (_, _, boundary) in SEGMENTS.items()}
 # one character per segment in the text waterfall, in path order
 GLYPHS = "sw>rqiIo<W.c"
 BAR_WIDTH = 64

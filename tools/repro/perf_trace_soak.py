@@ -16,14 +16,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from gpuprof.capture.loadgen import LoadSpec, run_sweep
 from gpuprof.capture.triton_server import TraceConfig, TritonServer
-from tests.test_loadgen_soak import CONFIG, _model_source  # noqa: E402
+from tests.test_loadgen_soak import _model_source, _repro  # noqa: E402
 
 
 def main(runs: int = 4) -> None:
     root = Path(tempfile.mkdtemp())
     model = root / "repo" / "double"
     (model / "1").mkdir(parents=True)
-    (model / "config.pbtxt").write_text(CONFIG)
+    (model / "config.pbtxt").write_text(_repro().CONFIG)
     (model / "1" / "model.py").write_text(_model_source())
     (root / "trace").mkdir()
     trace = TraceConfig(root / "trace" / "trace.json", levels=("OFF",))
