@@ -215,7 +215,7 @@ def _add_nodes(report, run, opts: dict):
     report.add(request_nodes.nodes_section(run.nodes))
     if run.nodes.result is None:
         return None
-    return request_nodes.node_rows(run.nodes.result, run.sweep.requests_table())
+    return request_nodes.node_rows(run.nodes.result, run.requests)
 
 
 def _add_net(report, run, opts: dict, node_rows=None) -> list[Path]:

@@ -496,7 +496,7 @@ def _meta(files: list[Path], partial: bool, issues: list[str]) -> RunMeta:
         clocks={"triton": ClockDomain("triton", method="CLOCK_MONOTONIC")},
         absent={name: "a Triton trace holds only request stages" for name in
                 ("kernels", "api_calls", "copies", "nvtx_ranges", "memory_events",
-                 "layer_timings", "iterations", "network_events", "client_requests")},
+                 "layer_timings", "iterations", "network_events")},
         extra={"partial": partial, "issues": list(issues)},
     )
 

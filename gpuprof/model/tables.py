@@ -93,12 +93,6 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "source": CAT, "trace_id": I64, "activity": CAT, "tensor": CAT, "dtype": CAT,
         "shape": STR,
     },
-    # a load test's client side: one row per request, on the client's CLOCK_MONOTONIC
-    "client_requests": {
-        "request_id": STR, "level": F64, "trial": I64, "start_ns": I64, "sent_ns": I64,
-        "recv_ns": I64, "end_ns": I64, "client_port": I32, "sent_bytes": I64,
-        "received_bytes": I64, "error": STR,
-    },
     # network events (bpftrace TCP send/recv): one row per call that moved data. direction is
     # "send" or "recv"; time_ns (CLOCK_MONOTONIC) and bytes are -1 in the seed tracer's layout,
     # which has neither (ingest/net_capture.py)
@@ -115,8 +109,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
 TABLE_NAMES: tuple[str, ...] = tuple(SCHEMAS)
 # columns that hold instants (moved when a source is put on another clock); every other
 # ``*_ns`` column is a duration
-INSTANT_COLUMNS = frozenset({"start_ns", "end_ns", "time_ns", "ns", "sent_ns", "recv_ns",
-                             "last_ns"})
+INSTANT_COLUMNS = frozenset({"start_ns", "end_ns", "time_ns", "ns", "last_ns"})
 
 
 def time_columns(name: str) -> list[str]:

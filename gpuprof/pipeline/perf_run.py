@@ -23,7 +23,6 @@ CLIENT_WIRE = ["client_port", "sent_bytes", "received_bytes"]  # what the client
 class NetResult:
     capture_path: Path
     facts: object                     # ingest.net_capture.NetCaptureFacts (program, lost events)
-    events: pd.DataFrame              # network_events, as captured
     path: pd.DataFrame                # one row per matched request: net_* segments, bytes, calls
     match: object                     # analyze.net_path.NetMatch
     clocks: dict[str, ClockDomain] = field(default_factory=dict)
@@ -41,6 +40,8 @@ class KernelResult:
 @dataclass
 class PerfRun:
     sweep: object                     # capture.loadgen.SweepResult
+    requests: pd.DataFrame            # every measured request, client side (requests_table)
+    spans: pd.DataFrame | None        # server boundaries per traced request (server_spans)
     joined: pd.DataFrame | None       # client + server trace, one row per traced request
     net: NetResult | None
     kernels: KernelResult | None = None
@@ -50,7 +51,7 @@ class PerfRun:
         """The per-request CSV: the trace join (or the client records) with ``net_*`` columns."""
         if self.net is None:
             return self._with_kernels(self.joined)
-        client = self.sweep.requests_table()
+        client = self.requests
         base = client if self.joined is None else self.joined.merge(
             client[["request_id", *CLIENT_WIRE]], on="request_id", how="left")
         path = self.net.path
@@ -72,23 +73,36 @@ def run_perf(spec, progress=None, net_file: Path | None = None, net_program: str
              server_nsys: Path | None = None) -> PerfRun:
     """Run the load test; with ``net_file`` capture TCP calls to the server port meanwhile;
     with ``server_nsys`` (an export of the server, made during the run) place its kernels in
-    each traced request's compute window."""
-    run = _run_perf(spec, progress, net_file, net_program)
-    if server_nsys is not None and run.sweep.trace_requests is not None:
-        run.kernels = server_kernels(run.sweep, Path(server_nsys))
+    each traced request's compute window. The client records and the server spans are built
+    once here and handed to every join."""
+    from ..analyze import perf_trace
+
+    sweep, captured, port = _capture(spec, progress, net_file, net_program)
+    requests = sweep.requests_table()
+    spans = (None if sweep.trace_requests is None
+             else perf_trace.server_spans(sweep.trace_requests, sweep.prefix))
+    joined = None if spans is None else perf_trace.join_requests(requests, spans)
+    net = None if captured is None else analyze_net(requests, captured, port, spans)
+    run = PerfRun(sweep, requests, spans, joined, net)
+    if spec.trace:
+        from .ort_nodes import collect_nodes
+
+        run.nodes = collect_nodes(sweep, spans)
+    if server_nsys is not None and spans is not None:
+        run.kernels = server_kernels(spans, Path(server_nsys))
     return run
 
 
-def _run_perf(spec, progress, net_file: Path | None, net_program: str) -> PerfRun:
+def _capture(spec, progress, net_file: Path | None, net_program: str):
+    """(sweep result, finished eBPF capture or None, server port)."""
     from ..capture.loadgen import run_sweep
-
-    if net_file is None:
-        sweep = run_sweep(spec, progress=progress)
-        return _with_nodes(PerfRun(sweep, _trace_join(sweep), None))
     from ..capture.loadgen.transport import split_url
-    from ..capture.net import NetCapture
 
     port = split_url(spec.url)[1]
+    if net_file is None:
+        return run_sweep(spec, progress=progress), None, port
+    from ..capture.net import NetCapture
+
     # runs of calls, not every call: printing each call cost the load test 45% of its p50
     capture = NetCapture(ports=[port], pids=None, out=net_file, program=net_program, runs=True)
     capture.start()
@@ -96,35 +110,18 @@ def _run_perf(spec, progress, net_file: Path | None, net_program: str) -> PerfRu
         sweep = run_sweep(spec, progress=progress)
     finally:
         captured = capture.stop()
-    joined = _trace_join(sweep)
-    return _with_nodes(PerfRun(sweep, joined, analyze_net(sweep, captured, port)))
+    return sweep, captured, port
 
 
-def _with_nodes(run: PerfRun) -> PerfRun:
-    """With --trace, the ONNX Runtime nodes per request when the model profiles them."""
-    sweep = run.sweep
-    if not sweep.spec.trace:
-        return run
-    from ..analyze import perf_trace
-    from .ort_nodes import collect_nodes
-
-    spans = None
-    if sweep.trace_requests is not None:
-        spans = perf_trace.server_spans(sweep.trace_requests, sweep.prefix)
-    run.nodes = collect_nodes(sweep, spans)
-    return run
-
-
-def server_kernels(sweep, export: Path) -> KernelResult:
+def server_kernels(spans: pd.DataFrame, export: Path) -> KernelResult:
     """The export's kernels on the client's clock (gpuprof's clock marks, else its UTC session
     start), each given to the traced request whose compute window holds its start."""
     from ..align.clock import nsys_anchor, shifted
-    from ..analyze import perf_trace, request_kernels
+    from ..analyze import request_kernels
     from ..api import load
 
     run = load(export)
     clock = nsys_anchor(run)
-    spans = perf_trace.server_spans(sweep.trace_requests, sweep.prefix)
     windows = pd.DataFrame({"request_id": spans["request_id"],
                             "start_ns": spans["compute_start_ns"],
                             "end_ns": spans["infer_end_ns"]}).dropna().astype(
@@ -135,31 +132,17 @@ def server_kernels(sweep, export: Path) -> KernelResult:
     return KernelResult(found, clock, export.name)
 
 
-def _trace_join(sweep) -> pd.DataFrame | None:
-    if sweep.trace_requests is None:
-        return None
-    from ..analyze import perf_trace
-
-    spans = perf_trace.server_spans(sweep.trace_requests, sweep.prefix)
-    return perf_trace.join_requests(sweep.requests_table(), spans)
-
-
-def analyze_net(sweep, captured, server_port: int) -> NetResult:
-    """Read a finished capture (``NetCaptureResult``) and tie its calls to the sweep's
+def analyze_net(requests: pd.DataFrame, captured, server_port: int,
+                spans: pd.DataFrame | None) -> NetResult:
+    """Read a finished capture (``NetCaptureResult``) and tie its calls to the answered
     requests, clocks checked. Events bpftrace reported lost count with the file's own."""
-    from ..analyze import perf_trace
     from ..ingest.net_capture import read_net_capture
 
-    capture_path = captured.path
-    events, facts = read_net_capture(capture_path)
+    events, facts = read_net_capture(captured.path)
     facts.lost_events = max(facts.lost_events, captured.lost_events)
-    requests = sweep.requests_table()
-    requests = requests[requests["ok"]] if not requests.empty else requests
-    spans = None
-    if sweep.trace_requests is not None:
-        spans = perf_trace.server_spans(sweep.trace_requests, sweep.prefix)
-    path, match, clocks = analyze_join(requests, events, server_port, os.getpid(), spans)
-    return NetResult(Path(capture_path), facts, events, path, match, clocks)
+    answered = requests[requests["ok"]] if not requests.empty else requests
+    path, match, clocks = analyze_join(answered, events, server_port, os.getpid(), spans)
+    return NetResult(Path(captured.path), facts, path, match, clocks)
 
 
 def analyze_join(requests: pd.DataFrame, events: pd.DataFrame, server_port: int,
