@@ -139,3 +139,12 @@ def test_trace_waterfall_and_timeline_are_written(run):
     assert sum(e["ph"] == "s" for e in events) == 4 * len(run["csv"])
     assert (run["out"] / "slowest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "SERVER_RECV" in run["stdout"] and "CLIENT_END" in run["stdout"]
+
+
+def test_timeline_gaps_are_the_mean_segments_of_the_csv(run):
+    """The seed-style timeline's gaps, recomputed as plain means of the CSV's segments."""
+    lines = "\n".join(_section(run["report"], "net_timeline")["preformatted"])
+    csv = run["csv"].dropna(subset=SEGMENTS)
+    for column in SEGMENTS:
+        mean_us = sum(int(v) for v in csv[column]) / len(csv) / 1000
+        assert f"{mean_us:,.1f} µs" in lines, column

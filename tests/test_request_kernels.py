@@ -133,3 +133,25 @@ def test_requests_batched_into_one_execution_share_its_kernels():
     assert list(table.loc[["a", "b"], "gpu_ns"]) == [15, 15]
     assert list(table.loc[["a", "b", "c"], "execution_requests"]) == [2, 2, 1]
     assert table.loc["c", "kernels"] == 1
+
+
+def test_layer_totals_over_all_windows_match_plain_sql():
+    run = Run.of(nsys_profile(RESNET))
+    windows = _windows()
+    per_layer = kernels_per_request(windows, run.kernels,
+                                    kernel_layers(run)).per_layer.set_index("layer")
+    rows = nsys_sql(RESNET, f"""
+        SELECT {TEXT} AS layer, SUM(k.end - k.start), COUNT(*) FROM CUPTI_ACTIVITY_KIND_KERNEL k
+        JOIN CUPTI_ACTIVITY_KIND_RUNTIME r ON r.correlationId = k.correlationId
+             AND (r.globalTid >> 24) & 16777215 = (k.globalPid >> 24) & 16777215
+        JOIN NVTX_EVENTS n ON n.eventType = 59 AND n.globalTid = r.globalTid
+             AND n.start <= r.start AND n.end >= r.end
+             AND {TEXT} != 'ExecutionContext::execute'
+             AND n.domainId = (SELECT d.domainId FROM NVTX_EVENTS d WHERE d.eventType = 75
+                               AND coalesce(d.text, (SELECT value FROM StringIds
+                                                     WHERE id = d.textId)) = 'TensorRT')
+        WHERE k.start >= {windows['start_ns'].min()}
+        GROUP BY layer""")
+    assert len(rows) == len(per_layer)
+    for layer, gpu, count in rows:
+        assert (per_layer.loc[layer, "gpu_ns"], per_layer.loc[layer, "kernels"]) == (gpu, count)

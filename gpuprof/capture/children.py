@@ -22,6 +22,23 @@ class Stoppable(Protocol):
     def stop(self): ...
 
 
+class Child:
+    """``with child: ...`` starts it and stops it whatever happens (a subclass defines both)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 _LIVE: dict[int, Stoppable] = {}
 _LOCK = threading.Lock()
 _HOOKS_INSTALLED = False

@@ -56,7 +56,7 @@ class NetCaptureResult:
 
 
 @dataclass
-class NetCapture:
+class NetCapture(children.Child):
     """One bpftrace capture. ``pids``/``ports`` filter in the kernel (empty: everything)."""
 
     ports: Sequence[int] = ()
@@ -88,13 +88,6 @@ class NetCapture:
     @property
     def program_ran(self) -> str:
         return self._ran
-
-    def __enter__(self) -> NetCapture:
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start bpftrace and return once its probes are attached (its BEGIN has printed)."""

@@ -54,7 +54,7 @@ class TraceConfig:
 
 
 @dataclass
-class TritonServer:
+class TritonServer(children.Child):
     """A tritonserver process on 127.0.0.1. Use as ``with TritonServer(repo) as server: ...``."""
 
     model_repository: Path
@@ -87,13 +87,6 @@ class TritonServer:
     @property
     def log_path(self) -> Path | None:
         return self._log_path
-
-    def __enter__(self) -> TritonServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def start(self) -> None:
         if self._proc is not None:
