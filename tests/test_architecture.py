@@ -37,8 +37,6 @@ KNOWN_CROSSINGS = {
     "gpuprof.capture.ort.runner": {"ingest"},             # builds the Profile itself
     "gpuprof.capture.trt.pipeline": {"align", "ingest"},  # merges the nsys export itself
     "gpuprof.render.engine_report": {"api"},              # saves the run, draws plots
-    "gpuprof.render.net_report": {"ingest"},
-    "gpuprof.render.reconcile_section": {"ingest"},
 }
 
 

@@ -11,13 +11,13 @@ import pytest
 
 from gpuprof.errors import BadInputError
 from gpuprof.ingest.trt_layer_info import (
-    layer_info_by_name,
     precision_of,
     read_layer_info,
     read_trtexec_profile,
     with_layer_types,
 )
 from gpuprof.model import conform
+from gpuprof.model.engine_layers import layer_info_by_name
 
 from .conftest import fixture_path
 

@@ -13,7 +13,6 @@ as a shorter number. bpftrace's "Lost N events" lines are summed into the facts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import pandas as pd
 
 from .. import bpf
 from ..errors import BadInputError
+from ..model.net_facts import NetCaptureFacts
 from ..model.tables import conform
 from .net_columns import columns_of
 
@@ -34,26 +34,6 @@ RUN_COLUMNS = ["time_ns", "pid", "tid", "comm", "local_port", "remote_port", "di
 SEED_CLOCK = ("none: the seed layout has no monotonic time (TIME(ms) counts from bpftrace's "
               "start, TIME is wall-clock seconds); time_ns and bytes are -1")
 MONOTONIC_CLOCK = "CLOCK_MONOTONIC (bpftrace nsecs)"
-
-
-@dataclass
-class NetCaptureFacts:
-    layout: str = ""                # "gpuprof" or "seed"
-    program: str = "unknown"        # "tracepoint" / "kprobe" (gpuprof's header), else unknown
-    clock: str = ""
-    start_monotonic_ns: int = -1    # bpftrace's nsecs once attached (gpuprof layout)
-    start_wall: str = ""
-    pids: list[int] = field(default_factory=list)    # kernel-side filters the capture used
-    ports: list[int] = field(default_factory=list)
-    events: int = 0
-    lost_events: int = 0
-    truncated_lines: int = 0
-    unparsed_lines: int = 0
-    unparsed_example: str = ""      # one line that was neither an event nor a known message
-
-    @property
-    def partial(self) -> bool:
-        return self.lost_events > 0 or self.truncated_lines > 0
 
 
 def read_net_capture(path: str | Path) -> tuple[pd.DataFrame, NetCaptureFacts]:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..errors import BadInputError
 from ..model import conform
+from ..model.engine_layers import layer_info_by_name
 
 # Datatype words in TensorRT's format descriptions ("Row major linear FP32", "Channel major FP16
 # format where channel % 4 == 0", "Float", "Half", "Int8") and in network dtypes ("FLOAT").
@@ -110,24 +111,6 @@ def read_trtexec_profile(source: str | Path | list) -> pd.DataFrame:
              "duration_ns": round(float(entry["averageMs"]) * 1e6), "source": "trtexec"}
             for entry in data[1:] if isinstance(entry, dict) and "name" in entry and "averageMs" in entry]
     return conform("layer_timings", pd.DataFrame(rows))
-
-
-LAYER_INFO_COLUMNS = ("layer_type", "precision", "tactic")
-
-
-def layer_info_by_name(engine_layers: pd.DataFrame,
-                       columns: tuple[str, ...] = LAYER_INFO_COLUMNS) -> pd.DataFrame:
-    """``columns`` of ``engine_layers`` indexed by layer name, one row per name, for every join
-    of layer rows on ``layer`` (IProfiler times, the reconciliation table).
-
-    A name the engine lists more than once keeps one of its rows whole: the one with the most of
-    ``columns`` recorded, the first in engine order on a tie. Values are objects (not
-    categoricals), so a join keeps them whatever the other side's categories.
-    """
-    frame = engine_layers[["layer", *columns]].astype(object)
-    missing = frame[list(columns)].isna().sum(axis=1)
-    best = frame.iloc[missing.to_numpy().argsort(kind="stable")]
-    return best.drop_duplicates("layer").set_index("layer")[list(columns)]
 
 
 def with_layer_types(layer_timings: pd.DataFrame, engine_layers: pd.DataFrame) -> pd.DataFrame:

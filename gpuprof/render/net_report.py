@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..ingest.net_capture import NetCaptureFacts
+from ..model.net_facts import NetCaptureFacts
 from .report import Report, Section
 
 NS_PER_MS = 1_000_000

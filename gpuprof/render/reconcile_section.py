@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..analyze.reconcile import iprofiler_rows, profiler_overhead
-from ..ingest.trt_layer_info import layer_info_by_name
+from ..model.engine_layers import layer_info_by_name
 from ..units import MICROSECONDS
 from .report import Section
 
