@@ -35,8 +35,6 @@ KNOWN_CROSSINGS = {
     "gpuprof.capture.loadgen.windows": {"analyze"},       # window metrics while measuring
     "gpuprof.capture.loadgen.tracing": {"ingest"},        # parses trace parts while waiting
     "gpuprof.capture.ort.runner": {"ingest"},             # builds the Profile itself
-    "gpuprof.capture.trt.pipeline": {"align", "ingest"},  # merges the nsys export itself
-    "gpuprof.render.engine_report": {"api"},              # saves the run, draws plots
 }
 
 

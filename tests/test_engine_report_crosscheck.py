@@ -13,6 +13,7 @@ from itertools import groupby
 import pandas as pd
 import pytest
 
+from gpuprof.api import Run
 from gpuprof.cli.main import main
 from gpuprof.model import Profile, conform
 from gpuprof.render import plots
@@ -93,7 +94,7 @@ def test_cv_warning_on_either_side_of_the_threshold(engine_run, change):
     iterations["latency_ns"] = latencies
     iterations["end_ns"] = iterations["start_ns"] + iterations["latency_ns"]
     changed = Profile(tables={**profile.tables, "iterations": iterations}, meta=profile.meta)
-    notes = build_engine_report(changed).section("latency").notes
+    notes = build_engine_report(Run.of(changed)).section("latency").notes
     expected = _expected_cv_notes(latencies)
     assert len(expected) == (change == "one_slow")
     got = _cv_notes(notes)
@@ -219,7 +220,7 @@ def test_memory_phases_with_interleaved_sources(engine_run):
                          "kind": "alloc", "bytes": 7 * MIB, "phase": None})
     events = conform("memory_events", pd.concat([rss, allocator, nsys], ignore_index=True))
     changed = Profile(tables={**profile.tables, "memory_events": events}, meta=profile.meta)
-    section = build_engine_report(changed).section("memory")
+    section = build_engine_report(Run.of(changed)).section("memory")
     zero = _run_start(profile)
     expected = [(phase, (start - zero) / 1e6, (end - start) / 1e6, before / MIB, peak / MIB)
                 for _, _, phase, start, end, before, peak in _phase_blocks(events)]

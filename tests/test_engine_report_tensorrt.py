@@ -4,7 +4,7 @@ No TensorRT run happens here (it needs a GPU). Each test builds the run's inputs
 real run does: a runner output folder written by ``results.write_results`` from the runner's
 own bookkeeping classes (``AllocationLog``, ``LayerTimeLog``) and its own ``run_facts``, with
 values chosen here where the runner would read them from the GPU (versions, clocks, CUDA-event
-times); then ``pipeline.profile_from_results`` turns it into the Profile exactly as
+times); then ``pipeline.engine_run.profile_from_results`` turns it into the Profile exactly as
 ``run_tensorrt`` does after the runner exits. Nothing pretends to run TensorRT or nsys; where
 an nsys capture is needed, a real third-party nsys export (a TensorRT ResNet-50) is ingested.
 """
@@ -18,16 +18,19 @@ from pathlib import Path
 
 import pytest
 
+from gpuprof.api import Run
 from gpuprof.capture.onnx_inputs import format_dims, input_fact
 from gpuprof.capture.trt.allocator import AllocationLog
 from gpuprof.capture.trt.build import BuildResult, shape_profile
 from gpuprof.capture.trt.cache import CacheEntry
 from gpuprof.capture.trt.options import BuildOptions, run_shapes
-from gpuprof.capture.trt.pipeline import TrtRunConfig, profile_from_results
+from gpuprof.capture.trt.pipeline import TrtCapture, TrtRunConfig
 from gpuprof.capture.trt.profiler import LayerTimeLog
 from gpuprof.capture.trt.results import write_results
 from gpuprof.capture.trt.runner import CLOCK_MARK, RunSettings, guessed_axes, run_facts
-from gpuprof.render.engine_report import build_engine_report, write_engine_outputs
+from gpuprof.cli.engine_outputs import write_engine_outputs
+from gpuprof.pipeline.engine_run import profile_from_results
+from gpuprof.render.engine_report import build_engine_report
 from gpuprof.render.report import render
 
 from .conftest import REPO, fixture_path
@@ -171,7 +174,7 @@ def _trt_profile(tmp_path: Path, *, layer_profile: bool = True, sqlite: Path | N
                           layer_profile=layer_profile, nsys=sqlite is not None,
                           no_nsys_reason=no_nsys_reason)
     built = BuildResult(entry, sidecar, cache_hit=True, seconds=0.01)
-    return profile_from_results(out, built, config, sqlite)
+    return profile_from_results(TrtCapture(out, built, sqlite), config)
 
 
 def _all_text(report) -> str:
@@ -292,7 +295,7 @@ def test_tensorrt_memory_phases_match_plain_python(tmp_path):
     profile = _trt_profile(tmp_path)
     events = profile.memory_events
     assert {str(s) for s in events["source"]} == {"trt_allocator"}
-    section = build_engine_report(profile).section("memory")
+    section = build_engine_report(Run.of(profile)).section("memory")
     zero = _run_start(profile)
     expected = [(phase, (start - zero) / 1e6, (end - start) / 1e6, before / MIB, peak / MIB)
                 for _, _, phase, start, end, before, peak in _phase_blocks(events)]
@@ -317,7 +320,7 @@ def test_tensorrt_memory_phases_match_plain_python(tmp_path):
 
 def test_tensorrt_report_without_layer_pass(tmp_path):
     profile = _trt_profile(tmp_path, layer_profile=False)
-    report = build_engine_report(profile)
+    report = build_engine_report(Run.of(profile))
     assert report.facts["Layer profile"] == "the per-layer pass was skipped (--no-layer-profile)"
     assert report.facts["Timed pass"].startswith(f"{ITERATIONS} iterations")
     text = _all_text(report)
@@ -330,7 +333,7 @@ def test_tensorrt_report_with_an_nsys_export(tmp_path):
     for the runner's own, so it has no gpuprof clock marks and the report must say so."""
     sqlite = fixture_path("nsys", RESNET)
     profile = _trt_profile(tmp_path, sqlite=sqlite)
-    report = build_engine_report(profile)
+    report = build_engine_report(Run.of(profile))
     nsys = report.facts["nsys"]
     assert nsys.startswith("nsys ") and "profile --capture-range=cudaProfilerApi (" in nsys
     assert ("cudaProfilerStart/Stop around the timed iterations only: warm-up and the layer pass "

@@ -170,7 +170,7 @@ def test_profiler_overhead_and_report_section(nsys_with_marks):
     overhead = profiler_overhead(merged)
     assert overhead["iprofiler_sum_ns"] == pytest.approx(per_call.astype("int64").sum())
     assert overhead["ratio"] == pytest.approx(overhead["iprofiler_sum_ns"] / 700_000)
-    report = build_engine_report(merged)
+    report = build_engine_report(Run.of(merged))
     section = report.section("reconcile")
     assert section is not None and "Profiler overhead" in " ".join(section.notes)
     assert "three measurements" in render(report, "md")

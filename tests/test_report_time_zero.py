@@ -156,15 +156,15 @@ def _engine_profile() -> tuple[Profile, int]:
 
 
 def test_engine_peak_and_phase_starts_from_the_run_start(tmp_path, drawn_lines):
-    from gpuprof.render.engine_report import _plot_memory
+    from gpuprof.render.engine_report import plot_memory_file
 
     profile, t0 = _engine_profile()
-    section = build_engine_report(profile).section("memory")
+    section = build_engine_report(Run.of(profile)).section("memory")
     # load starts 1.5 ms and the peak (second allocation, in "timed") 2.5 ms after the first
     # iteration, the run's first event
     assert section.table["start (ms)"].tolist() == pytest.approx([1.5, 2.5])
     assert any("first reached in phase 'timed' at 2.500 ms" in note for note in section.notes)
-    _plot_memory(Run.of(profile), tmp_path / "memory.png")
+    plot_memory_file(Run.of(profile), tmp_path / "memory.png")
     assert [line.peak_ms for line in drawn_lines[-1]] == pytest.approx([2.5])
     nsys_view = memory_section(profile).table["Peak at (ms)"].tolist()
     assert nsys_view == pytest.approx([2.5])

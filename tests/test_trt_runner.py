@@ -159,8 +159,9 @@ def test_runner_on_gpu(small_plan, tmp_path):
 def test_pipeline_without_gpu_raises_capture_error(small_plan, tmp_path):
     from gpuprof.capture.trt.device import gpu_present, tensorrt_unavailable_reason
     from gpuprof.capture.trt.options import BuildOptions
-    from gpuprof.capture.trt.pipeline import TrtRunConfig, run_tensorrt
+    from gpuprof.capture.trt.pipeline import TrtRunConfig
     from gpuprof.errors import CaptureError
+    from gpuprof.pipeline.engine_run import run_tensorrt
 
     if gpu_present():
         pytest.skip("a GPU is present: test_pipeline_on_gpu covers the run")
@@ -177,15 +178,17 @@ def test_pipeline_without_gpu_raises_capture_error(small_plan, tmp_path):
 @pytest.mark.trt_runtime
 def test_pipeline_on_gpu(small_plan, tmp_path):
     from gpuprof.capture.trt.options import BuildOptions
-    from gpuprof.capture.trt.pipeline import TrtRunConfig, run_tensorrt
+    from gpuprof.capture.trt.pipeline import TrtRunConfig
+    from gpuprof.pipeline.engine_run import run_tensorrt
 
     config = TrtRunConfig(CLS, tmp_path / "out", BuildOptions(shapes={"x": (1, 3, 64, 64)}),
                           iterations=5, warmup=2, profile_iterations=2, cache_dir=small_plan.parent)
     profile = run_tensorrt(config)
     assert len(profile.iterations) == 5 and profile.meta.extra["engine"]["cache_hit"] is True
+    from gpuprof.api import Run
     from gpuprof.render.engine_report import build_engine_report
 
-    facts = build_engine_report(profile).facts
+    facts = build_engine_report(Run.of(profile)).facts
     assert facts["Timed pass"].startswith("5 iterations (requested: 5) after 2 warm-up; CUDA events")
     assert facts["Layer profile"].startswith("2 iterations") and "IProfiler" in facts["Layer profile"]
     assert facts["nsys"].startswith("not captured (nsys capture was not requested)")

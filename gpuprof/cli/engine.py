@@ -78,7 +78,7 @@ def _run_tensorrt(args: RunArgs):
     """Build (cached) and profile on TensorRT in a child process, under nsys when installed."""
     import shutil
 
-    from ..capture.trt.pipeline import run_tensorrt
+    from ..pipeline.engine_run import run_tensorrt
 
     return run_tensorrt(trt_run_config(args, nsys_available=shutil.which("nsys") is not None))
 
@@ -126,8 +126,8 @@ def _given(**options) -> dict:
 
 
 def _write_and_print(profile, out_dir: Path, fmt: str, top: int, note: str | None) -> None:
-    from ..render.engine_report import write_engine_outputs
     from ..render.report import render
+    from .engine_outputs import write_engine_outputs
 
     report, outputs = write_engine_outputs(profile, out_dir, top=top, backend_note=note)
     text = render(report, fmt, table=_csv_table(report) if fmt == "csv" else None, width=_width())

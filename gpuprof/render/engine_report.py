@@ -1,21 +1,19 @@
 """The ``gpuprof engine`` report: facts, latency, iterations, layers, layer types, memory.
 
 Analysis functions return raw ns/bytes; this module picks display units (ms or µs for time,
-MiB for memory) and words. ``write_engine_outputs`` writes every file of an engine run into one
-directory; plots and the trace come from ``plots``/``chrome_trace`` when those are available.
+MiB for memory) and words. ``cli/engine_outputs.py::write_engine_outputs`` writes every file
+of an engine run into one directory with the writers at the end of this module; plots and the
+trace come from ``plots``/``chrome_trace`` when those are available.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..analyze import latency, layer_times, stats
-from ..api import Run
-from ..errors import GpuprofError
 from ..model import Profile
 from ..units import MIB, MICROSECONDS
 from .report import Report, Section
@@ -40,17 +38,10 @@ RUNNER_FOLDER = ("the TensorRT runner's own output: iterations.csv, layer_timing
 RUNNER_NSYS_FILES = "; nsys report {report} and its SQLite export {export}"
 
 
-@dataclass
-class EngineOutputs:
-    directory: Path
-    written: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)  # file -> why it was not written
-
-
-def build_engine_report(profile: Profile, top: int = TOP_LAYERS, backend_note: str | None = None,
+def build_engine_report(profile, top: int = TOP_LAYERS, backend_note: str | None = None,
                         files: dict[str, str] | None = None) -> Report:
-    """The report of an engine run; ``profile`` is used as a ``Run`` (analyses cached once)."""
-    profile = profile if isinstance(profile, Run) else Run.of(profile)
+    """The report of an engine run; ``profile`` is an ``api.Run`` (its analyses cached once:
+    ``gpuprof.load`` and ``Run.of`` make one)."""
     extra = profile.meta.extra
     title = f"gpuprof engine: {extra.get('model', '?')}"
     if extra.get("partial"):
@@ -442,37 +433,21 @@ def _num(value) -> str:
 
 
 # -- files --------------------------------------------------------------------------------
+# The command (cli/engine_outputs.py) writes an engine run's folder with these and saves the
+# run; render only draws, lists and writes reports.
 
-def write_engine_outputs(profile: Profile, directory: str | Path, top: int = TOP_LAYERS,
-                         backend_note: str | None = None) -> tuple[Report, EngineOutputs]:
-    """Write every file of an engine run into ``directory``; return the report and what was written.
-
-    Plots, trace and the saved run go first so the report can list exactly the files that exist.
-    Files of ours that this run did not write (e.g. a previous run's layers.csv) are removed, so
-    the folder always describes one run.
-    """
-    run = Run.of(profile)  # the TensorRT projection and time zero, each computed once
-    out = EngineOutputs(Path(directory))
-    out.directory.mkdir(parents=True, exist_ok=True)
-    _optional(out, "memory.png", lambda path: _plot_memory(run, path))
-    _optional(out, "trace.json", lambda path: _write_trace(run, path))
-    if run.meta.extra.get("raw_profile_file") == "onnxruntime_profile.json":
-        out.written.append("onnxruntime_profile.json")
-    run.save(out.directory / "run.gpuprof")  # with the projection, as a re-analysis reads it
-    out.written.append("run.gpuprof")
+def file_listing(run, written: list[str], directory: Path) -> dict[str, str]:
+    """The Files section: each file this run wrote into ``directory`` and what it holds
+    (``written``: the plots, trace and saved run that exist; the reports are always there)."""
     tables = ["layers.csv"] if not run.layer_timings.empty else []
-    names = ["report.md", "report.json", *tables, "iterations.csv", *out.written]
+    names = ["report.md", "report.json", *tables, "iterations.csv", *written]
     listed = {n: FILES[n] for n in names}
     if "memory.png" in listed:
         sources = _memory_sources(run.memory_events)
         listed["memory.png"] = ("memory over time: " + sources if sources != _RSS_ONLY
                                 else FILES["memory.png"])
-    listed.update(_runner_files(run, out.directory))
-    report = build_engine_report(run, top, backend_note, listed)
-    _write_reports(report, out)
-    for stale in set(FILES) - set(out.written):
-        (out.directory / stale).unlink(missing_ok=True)
-    return report, out
+    listed.update(_runner_files(run, directory))
+    return listed
 
 
 _RSS_ONLY = MEMORY_SOURCES["process_rss"]
@@ -496,32 +471,24 @@ def _runner_files(profile: Profile, directory: Path) -> dict[str, str]:
     return {f"{folder}/": content}
 
 
-def _write_reports(report: Report, out: EngineOutputs) -> None:
+def write_report_files(report: Report, directory: Path) -> list[str]:
+    """report.md, report.json and the layer and iteration CSVs; the names written."""
     from .report import write_report
 
-    write_report(report, out.directory / "report.md", "md")
-    write_report(report, out.directory / "report.json", "json")
+    write_report(report, directory / "report.md", "md")
+    write_report(report, directory / "report.json", "json")
     written = ["report.md", "report.json"]
     for name, key in (("layers.csv", "layers"), ("iterations.csv", "iterations")):
         section = report.section(key)
         if section is not None and section.table is not None:
-            write_report(report, out.directory / name, "csv", table=key)
+            write_report(report, directory / name, "csv", table=key)
             written.append(name)
-    out.written[:0] = written
+    return written
 
 
-def _optional(out: EngineOutputs, name: str, write) -> None:
-    try:
-        write(out.directory / name)
-        out.written.append(name)
-    except ImportError as exc:
-        out.skipped[name] = f"not available in this build ({exc.name})"
-    except GpuprofError as exc:
-        out.skipped[name] = exc.message
-
-
-def _plot_memory(run: Run, path: Path) -> None:
-    """memory.png: each source's use over time, with the phase table's phases as bands."""
+def plot_memory_file(run, path: Path) -> None:
+    """memory.png: each source's use over time, with the phase table's phases as bands
+    (``run``: an ``api.Run``, for its time zero)."""
     from ..analyze.memory import memory_timeline
     from ..analyze.memory_phases import memory_by_phase
     from .plots import plot_memory
@@ -533,7 +500,8 @@ def _plot_memory(run: Run, path: Path) -> None:
                 phases=memory_by_phase(run.memory_events))
 
 
-def _write_trace(run: Run, path: Path) -> None:
+def write_trace_file(run, path: Path) -> None:
+    """trace.json: the run's Chrome/Perfetto trace from its time zero."""
     from .chrome_trace import write_chrome_trace
 
     write_chrome_trace(run, path, origin_ns=run.time_zero)

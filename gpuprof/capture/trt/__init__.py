@@ -7,7 +7,8 @@ lazily by the function that needs it, with an install hint when it is missing.
 - ``runner``: the profiled child process (GPU only): allocator events, CUDA-event timings,
   per-layer IProfiler times; ``results`` loads its output directory into a ``Profile``.
 - ``nsys_cmd``: the exact Nsight Systems command lines around the runner.
-- ``pipeline``: ONNX -> cached plan -> runner child (optionally under nsys) -> ``Profile``.
+- ``pipeline``: ONNX -> cached plan -> runner child (optionally under nsys) -> its results
+  (``pipeline/engine_run.py`` adds the layer information and merges the nsys export).
 - ``api``: which TensorRT flavour is used (full TensorRT, else TensorRT-RTX; tensorrt_lean for
   the runtime interfaces only).
 """

@@ -1,13 +1,14 @@
-"""ONNX model -> cached plan -> profiled run in a child process -> ``Profile``.
+"""ONNX model -> cached plan -> profiled run in a child process -> the runner's own results.
 
-The one call a command such as ``gpuprof engine`` needs for the TensorRT backend. The build
-happens in this process; the run happens in a child (``runner``), optionally under nsys, so
-the build is never part of any measurement.
+The build happens in this process; the run happens in a child (``runner``), optionally under
+nsys, so the build is never part of any measurement. ``capture_tensorrt`` returns what the run
+left (``TrtCapture``) and ``runner_profile`` reads the runner's own folder; the engine's layer
+information and the nsys export are read and merged by the composer
+(``pipeline/engine_run.py::run_tensorrt``), so capture imports no ingest or align.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,18 @@ class TrtRunConfig:
 NSYS_TABLES = ("kernels", "api_calls", "copies", "nvtx_ranges")
 
 
-def run_tensorrt(config: TrtRunConfig, progress: Listener | None = None) -> Profile:
-    """Build (or reuse) the engine, run it in a child process, load its results."""
+@dataclass
+class TrtCapture:
+    """What one TensorRT run left: the runner's folder, the build that made its plan and the
+    nsys export when nsys recorded the run."""
+
+    out: Path
+    built: BuildResult
+    sqlite: Path | None = None
+
+
+def capture_tensorrt(config: TrtRunConfig, progress: Listener | None = None) -> TrtCapture:
+    """Build (or reuse) the engine and run it in a child process (under nsys when asked)."""
     built = build_engine(config.model, config.options, cache_dir=config.cache_dir,
                          progress=progress)
     out = Path(config.out_dir)
@@ -54,15 +65,14 @@ def run_tensorrt(config: TrtRunConfig, progress: Listener | None = None) -> Prof
         sqlite = profile_and_export(built.plan, out, extra, config.nsys_options, config.timeout_s)
     else:
         run_tool(runner_argv(built.plan, out, extra), config.timeout_s, "the TensorRT runner")
-    return profile_from_results(out, built, config, sqlite)
+    return TrtCapture(out, built, sqlite)
 
 
-def profile_from_results(out: Path, built: BuildResult, config: TrtRunConfig,
-                         sqlite: Path | None = None) -> Profile:
-    """The runner's output folder (``results``), the build that made its plan and the nsys
-    export when there is one, as one ``Profile``: what ``gpuprof engine`` reports."""
+def runner_profile(captured: TrtCapture, config: TrtRunConfig) -> Profile:
+    """The runner's output folder (``results``) with the facts of the build that made its
+    plan and of nsys (captured or why not): every table but the engine's layers and nsys's."""
+    out, built, sqlite = captured.out, captured.built, captured.sqlite
     profile = load_results(out)
-    _attach_layer_info(profile, built.entry.layers)
     meta = profile.meta
     meta.extra["engine"] = {"plan": built.plan.name, "cache_hit": built.cache_hit,
                             "build_seconds": built.sidecar.get("build_seconds"),
@@ -79,14 +89,6 @@ def profile_from_results(out: Path, built: BuildResult, config: TrtRunConfig,
     if sqlite is None:
         for name in NSYS_TABLES:
             meta.absent.setdefault(name, f"no nsys capture: {config.no_nsys_reason}")
-        return profile
-    from ...align.clock import merge_nsys
-    from ...ingest.nsys import read_nsys
-
-    # kernels, API calls, NVTX layer ranges and nsys memory events join the run's own
-    # tables, moved onto its monotonic clock through the runner's NVTX clock marks
-    profile = merge_nsys(profile, read_nsys(sqlite, details=True))
-    profile.meta.extra["nsys_sqlite"] = os.fspath(sqlite.name)
     return profile
 
 
@@ -99,19 +101,6 @@ def _nsys_facts(config: TrtRunConfig, sqlite: Path | None) -> dict[str, Any]:
             "trace": list(options.trace), "cuda_memory_usage": options.cuda_memory_usage,
             "cuda_graph_trace_node": options.cuda_graph_trace_node,
             "report": f"{sqlite.stem}.nsys-rep", "export": sqlite.name}
-
-
-def _attach_layer_info(profile: Profile, layers_json: Path) -> None:
-    """The engine's layers (type, precision, tactic) as a table; IProfiler rows get their types."""
-    from ...ingest.trt_layer_info import read_layer_info, with_layer_types
-    from ...model import conform
-
-    if not Path(layers_json).exists():
-        return
-    layers = read_layer_info(layers_json)
-    profile.tables["engine_layers"] = layers
-    profile.tables["layer_timings"] = conform(
-        "layer_timings", with_layer_types(profile.layer_timings, layers))
 
 
 def _runner_args(config: TrtRunConfig, sidecar: dict) -> list[str]:
