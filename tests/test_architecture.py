@@ -34,7 +34,6 @@ KNOWN_CROSSINGS = {
     "gpuprof.capture.loadgen.runner": {"analyze"},        # level tables from records
     "gpuprof.capture.loadgen.windows": {"analyze"},       # window metrics while measuring
     "gpuprof.capture.loadgen.tracing": {"ingest"},        # parses trace parts while waiting
-    "gpuprof.capture.ort.runner": {"ingest"},             # builds the Profile itself
 }
 
 

@@ -242,7 +242,8 @@ def test_time_zero_ignores_unrecorded_starts():
 
 def test_onnxruntime_engine_run_trace_matches_its_tables(tmp_path):
     pytest.importorskip("onnxruntime")
-    from gpuprof.capture.ort import OrtRunConfig, run_onnxruntime
+    from gpuprof.capture.ort import OrtRunConfig
+    from gpuprof.pipeline.engine_run import run_onnxruntime
 
     if not CLS_MODEL.exists():
         pytest.skip(f"{CLS_MODEL.name} not fetched (python tools/fetch_models.py --tests)")

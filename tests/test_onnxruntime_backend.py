@@ -16,12 +16,13 @@ import pytest
 from onnx import TensorProto, helper
 
 from gpuprof.analyze import latency, layer_times, stats
-from gpuprof.capture.ort import OrtRunConfig, run_onnxruntime
+from gpuprof.capture.ort import OrtRunConfig
 from gpuprof.capture.ort.fallback import choose_backend
 from gpuprof.capture.ort.session import clean_message
 from gpuprof.capture.trt.device import tensorrt_unavailable_reason
 from gpuprof.errors import BadInputError, CaptureError, MissingDependencyError, NoDataError
 from gpuprof.ingest.onnxruntime_profile import parse_events, read_events
+from gpuprof.pipeline.engine_run import run_onnxruntime
 
 REPO = Path(__file__).resolve().parents[1]
 PHASES = ["baseline", "load", "warmup", "timed", "release", "profile_load", "profiled", "done"]

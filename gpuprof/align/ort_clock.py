@@ -1,4 +1,10 @@
-"""ONNX Runtime's profile on CLOCK_MONOTONIC, verified by the model's own stamps.
+"""ONNX Runtime's profiles on the run's clock.
+
+``run_bracket_clock``: a profile ``gpuprof engine`` took itself, put on its perf_counter_ns
+clock by the host's brackets around each profiled ``session.run``.
+
+The rest: the profiles of the model ``gpuprof triton serve`` writes, on CLOCK_MONOTONIC,
+verified by the model's own stamps.
 
 The ingest puts each profile on the monotonic clock with the model's anchor (profiling start
 in realtime ns, realtime minus monotonic measured in the stub). That arithmetic is checked,
@@ -38,3 +44,21 @@ def shift(frame: pd.DataFrame, columns: list[str], offset_ns: int) -> pd.DataFra
     if not offset_ns:
         return frame
     return frame.assign(**{c: frame[c] + offset_ns for c in columns})
+
+
+def run_bracket_clock(events: list[dict], brackets: list[tuple[int, int]]) -> ClockDomain:
+    """Offset from ORT's profile clock (µs since profiling start) to ``perf_counter_ns``.
+
+    Each ``model_run`` lies inside the host's bracket around its ``session.run`` call, so the
+    offset lies in ``[max(h0 - ts), min(h1 - ts - dur)]`` over all runs: we take the middle and
+    half the width as the error bound (at least ORT's 1 µs resolution).
+    """
+    runs = sorted((e["ts"] * 1000, e["dur"] * 1000) for e in events
+                  if isinstance(e, dict) and e.get("name") == "model_run")
+    pairs = list(zip(runs, brackets, strict=False))
+    if not pairs:
+        return ClockDomain("onnxruntime_profile", 0, "none", -1)
+    lo = max(h0 - ts for (ts, _), (h0, _) in pairs)
+    hi = min(h1 - ts - dur for (ts, dur), (_, h1) in pairs)
+    return ClockDomain("onnxruntime_profile", (lo + hi) // 2, "run-bracket",
+                       max(abs(hi - lo) // 2, 1000))

@@ -84,7 +84,7 @@ def _run_tensorrt(args: RunArgs):
 
 
 def _run_onnxruntime(args: RunArgs):
-    from ..capture.ort import run_onnxruntime
+    from ..pipeline.engine_run import run_onnxruntime
 
     with _Progress() as progress:
         return run_onnxruntime(ort_run_config(args), progress=progress)

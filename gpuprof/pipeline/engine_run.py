@@ -51,3 +51,35 @@ def _attach_layer_info(profile: Profile, layers_json: Path) -> None:
     profile.tables["engine_layers"] = layers
     profile.tables["layer_timings"] = conform(
         "layer_timings", with_layer_types(profile.layer_timings, layers))
+
+
+def run_onnxruntime(config, progress=None) -> Profile:
+    """Run ``config.model`` on ONNX Runtime (``capture/ort``) and return its ``Profile``, with
+    ORT's per-node times of the profiled pass on the run's clock. Ctrl-C during the run keeps
+    what was captured (``meta.extra["partial"]``); ORT's file is removed unless it was asked
+    for (``config.raw_profile_path``)."""
+    from ..capture.ort import capture_onnxruntime
+
+    captured = capture_onnxruntime(config, progress)
+    try:
+        if captured.raw_profile is not None:
+            _attach_ort_profile(captured, config.profile_warmup)
+    finally:
+        captured.discard_raw()
+    return captured.profile
+
+
+def _attach_ort_profile(captured, warmup_runs: int) -> None:
+    """ORT's per-node times as ``layer_timings``, moved onto the run's perf_counter_ns clock by
+    the brackets around each profiled run; the warm-up runs skipped."""
+    from ..align.ort_clock import run_bracket_clock
+    from ..ingest.onnxruntime_profile import parse_events, read_events
+
+    events = read_events(captured.raw_profile)
+    clock = run_bracket_clock(events, captured.profile_brackets)
+    parsed = parse_events(events, clock.offset_ns, skip_runs=warmup_runs)
+    profile = captured.profile
+    profile.tables["layer_timings"] = conform("layer_timings", parsed.layer_timings)
+    profile.meta.clocks["onnxruntime_profile"] = clock
+    profile.meta.extra["profile_runs"] = parsed.runs.to_dict(orient="list")
+    profile.meta.extra["node_providers"] = parsed.providers

@@ -1,5 +1,6 @@
-"""ONNX Runtime backend: run an ONNX model on ORT and capture latency, per-node times and RSS."""
+"""ONNX Runtime backend: run an ONNX model on ORT and capture latency, ORT's own profile and RSS
+(``pipeline/engine_run.py::run_onnxruntime`` reads the profile into per-node times)."""
 
-from .runner import OrtRunConfig, run_onnxruntime
+from .runner import OrtCapture, OrtRunConfig, capture_onnxruntime
 
-__all__ = ["OrtRunConfig", "run_onnxruntime"]
+__all__ = ["OrtCapture", "OrtRunConfig", "capture_onnxruntime"]

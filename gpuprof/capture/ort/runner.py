@@ -7,6 +7,11 @@ touches the latencies; the per-node profile comes from a second session built wi
 Ctrl-C (KeyboardInterrupt) at any point after loading keeps what was captured: the result is
 returned with ``meta.extra["partial"]`` set and the interrupted phase named; the caller decides
 how to exit. The sampler thread is always joined.
+
+``capture_onnxruntime`` returns the raw result (``OrtCapture``): the timed pass and RSS as a
+``Profile``, and ORT's own profile JSON of the profiled pass with the host's brackets around
+each of its runs. Reading that JSON into ``layer_timings`` on the run's clock is the
+composer's (``pipeline/engine_run.py::run_onnxruntime``), so capture imports no ingest.
 """
 
 from __future__ import annotations
@@ -56,13 +61,28 @@ class _Captured:
     starts: list[int] = field(default_factory=list)
     ends: list[int] = field(default_factory=list)
     profile_brackets: list[tuple[int, int]] = field(default_factory=list)
-    layer_timings: pd.DataFrame | None = None
+    raw_profile: Path | None = None
+    raw_is_temporary: bool = False
     extra: dict = field(default_factory=dict)
-    clocks: dict = field(default_factory=dict)
 
 
-def run_onnxruntime(config: OrtRunConfig, progress: Progress | None = None) -> Profile:
-    """Run ``config.model`` and return its ``Profile`` (see the module docstring)."""
+@dataclass
+class OrtCapture:
+    """One ONNX Runtime run as captured: no per-node times yet (``raw_profile`` holds them)."""
+
+    profile: Profile                       # iterations, memory_events, the run's facts
+    raw_profile: Path | None               # ORT's profile JSON (None: no profiled run finished)
+    profile_brackets: list[tuple[int, int]]  # perf_counter_ns around each profiled session.run
+    raw_is_temporary: bool = False         # not the file the user asked to keep: remove it
+
+    def discard_raw(self) -> None:
+        """Remove ORT's profile file unless the user asked to keep it."""
+        if self.raw_profile is not None and self.raw_is_temporary:
+            self.raw_profile.unlink(missing_ok=True)
+
+
+def capture_onnxruntime(config: OrtRunConfig, progress: Progress | None = None) -> OrtCapture:
+    """Run ``config.model`` and return what was captured (see the module docstring)."""
     progress = progress or (lambda phase, done, total: None)
     model = onnx_inputs.load_onnx(config.model)
     resolved = onnx_inputs.resolve_shapes(onnx_inputs.read_inputs(model), config.shapes)
@@ -76,7 +96,8 @@ def run_onnxruntime(config: OrtRunConfig, progress: Progress | None = None) -> P
         except KeyboardInterrupt:
             captured.extra |= {"partial": True, "interrupted_phase": sampler.phase}
     meta = _meta(config, resolved, providers, captured)
-    return Profile(tables=_tables(captured, sampler, config), meta=meta)
+    return OrtCapture(Profile(tables=_tables(captured, sampler), meta=meta), captured.raw_profile,
+                      captured.profile_brackets, captured.raw_is_temporary)
 
 
 def _phases(config, feeds, providers, sampler, captured, progress) -> None:
@@ -163,60 +184,39 @@ def _profiled_pass(config, feeds, providers, sampler, captured, progress) -> Non
             raw = Path(session.end_profiling())
             del session
             if len(captured.profile_brackets) > config.profile_warmup:
-                _ingest_profile(config, raw, captured)
+                _keep_raw_profile(config, raw, captured)
 
 
-def _ingest_profile(config: OrtRunConfig, raw: Path, captured: _Captured) -> None:
-    from ...ingest.onnxruntime_profile import parse_events, read_events
-
-    events = read_events(raw)
-    runs_offset = _clock_offset(events, captured.profile_brackets)
-    parsed = parse_events(events, runs_offset.offset_ns, skip_runs=config.profile_warmup)
-    captured.layer_timings = parsed.layer_timings
-    captured.clocks["onnxruntime_profile"] = runs_offset
-    captured.extra["profile_runs"] = parsed.runs.to_dict(orient="list")
-    captured.extra["node_providers"] = parsed.providers
+def _keep_raw_profile(config: OrtRunConfig, raw: Path, captured: _Captured) -> None:
+    """Move ORT's profile out of the session's temporary folder: to the file the user asked
+    for, else to a temporary file the composer removes once it has read it."""
     if config.raw_profile_path is not None:
         config.raw_profile_path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(raw, config.raw_profile_path)
-        captured.extra["raw_profile_file"] = config.raw_profile_path.name
+        kept = config.raw_profile_path
+        captured.extra["raw_profile_file"] = kept.name
+    else:
+        handle, name = tempfile.mkstemp(prefix="gpuprof-ort-", suffix=".json")
+        os.close(handle)
+        kept = Path(name)
+        captured.raw_is_temporary = True
+    os.replace(raw, kept)
+    captured.raw_profile = kept
 
 
-def _clock_offset(events: list[dict], brackets: list[tuple[int, int]]) -> ClockDomain:
-    """Offset from ORT's profile clock (us since profiling start) to ``perf_counter_ns``.
-
-    Each ``model_run`` lies inside the host's bracket around its ``session.run`` call, so the
-    offset lies in ``[max(h0 - ts), min(h1 - ts - dur)]`` over all runs: we take the middle and
-    half the width as the error bound (at least ORT's 1 us resolution).
-    """
-    runs = sorted((e["ts"] * 1000, e["dur"] * 1000) for e in events
-                  if isinstance(e, dict) and e.get("name") == "model_run")
-    pairs = list(zip(runs, brackets, strict=False))
-    if not pairs:
-        return ClockDomain("onnxruntime_profile", 0, "none", -1)
-    lo = max(h0 - ts for (ts, _), (h0, _) in pairs)
-    hi = min(h1 - ts - dur for (ts, dur), (_, h1) in pairs)
-    return ClockDomain("onnxruntime_profile", (lo + hi) // 2, "run-bracket",
-                       max(abs(hi - lo) // 2, 1000))
-
-
-def _tables(captured: _Captured, sampler: RssSampler, config: OrtRunConfig) -> dict:
+def _tables(captured: _Captured, sampler: RssSampler) -> dict:
     n = len(captured.ends)
     iterations = pd.DataFrame({
         "iteration": range(n), "start_ns": captured.starts[:n], "end_ns": captured.ends[:n]})
     iterations["latency_ns"] = iterations["end_ns"] - iterations["start_ns"]
     iterations["source"] = SOURCE
-    tables = {"iterations": iterations, "memory_events": sampler.table()}
-    if captured.layer_timings is not None:
-        tables["layer_timings"] = captured.layer_timings
-    return tables
+    return {"iterations": iterations, "memory_events": sampler.table()}
 
 
 def _meta(config, resolved, providers, captured: _Captured) -> RunMeta:
     meta = RunMeta(tool="onnxruntime", tool_version=ort_session.ort_module().__version__)
     meta.sources = [facts.source_file(config.model)]
-    meta.clocks = {"host": ClockDomain("perf_counter_ns", 0, "identity", 0)} | captured.clocks
-    meta.absent = facts.absent_tables(config, captured.layer_timings is not None)
+    meta.clocks = {"host": ClockDomain("perf_counter_ns", 0, "identity", 0)}
+    meta.absent = facts.absent_tables(config, captured.raw_profile is not None)
     meta.extra = facts.run_facts(config, resolved, providers, captured) | captured.extra
     meta.extra.setdefault("partial", False)
     return meta
