@@ -27,6 +27,7 @@ from gpuprof.capture.loadgen.transport import Record, split_url
 from gpuprof.capture.loadgen.windows import RecordCursor
 from gpuprof.capture.triton_repo import config_pbtxt, model_name_for, onnx_io
 from gpuprof.errors import BadInputError
+from gpuprof.pipeline.sweep import level_table
 from gpuprof.render import perf_report
 from tests.conftest import REPO, fixture_path
 
@@ -301,12 +302,12 @@ def _spec(server, **kw) -> LoadSpec:
 
 @pytest.mark.triton
 def test_concurrency_sweep_writes_perf_analyzer_csv(server, tmp_path):
-    from gpuprof.capture.loadgen import run_sweep
+    from gpuprof.pipeline.sweep import run_sweep
 
     events = []
     result = run_sweep(_spec(server, levels=[1, 2]), progress=lambda k, d: events.append(k))
     assert not result.partial and [lv.level for lv in result.levels] == [1, 2]
-    table = result.level_table()
+    table = level_table(result)
     assert (table["samples"] > 0).all() and (table["errors"] == 0).all()
     assert (table["throughput_infer_s"] > 0).all()
     # every answered request was counted by the server too (windows may cut a few at edges)
@@ -320,7 +321,7 @@ def test_concurrency_sweep_writes_perf_analyzer_csv(server, tmp_path):
 
 @pytest.mark.triton
 def test_grpc_and_count_windows(server):
-    from gpuprof.capture.loadgen import run_sweep
+    from gpuprof.pipeline.sweep import run_sweep
 
     result = run_sweep(_spec(server, url=server.grpc_url, protocol="grpc",
                              measurement_mode="count_windows", measurement_request_count=20))
@@ -331,7 +332,7 @@ def test_grpc_and_count_windows(server):
 
 @pytest.mark.triton
 def test_poisson_request_rate(server):
-    from gpuprof.capture.loadgen import run_sweep
+    from gpuprof.pipeline.sweep import run_sweep
 
     result = run_sweep(_spec(server, mode="request_rate", levels=[40.0],
                              distribution="poisson", max_threads=4))
@@ -345,8 +346,8 @@ def test_trace_joins_client_and_server_and_agrees_with_statistics(server):
     """Stats deltas and the trace's stage sums come from the same server timestamps: over a
     whole run they agree in count exactly and in time within 1 %."""
     from gpuprof.analyze import perf_trace
-    from gpuprof.capture.loadgen import run_sweep
     from gpuprof.capture.loadgen.server_api import ServerAPI
+    from gpuprof.pipeline.sweep import run_sweep
 
     api = ServerAPI(server.http_url)
     before = api.stats(server.model_name)
@@ -373,7 +374,7 @@ def test_trace_joins_client_and_server_and_agrees_with_statistics(server):
 @pytest.mark.triton
 def test_back_to_back_traced_runs_each_collect_their_own_traces(server):
     from gpuprof.analyze import perf_trace
-    from gpuprof.capture.loadgen import run_sweep
+    from gpuprof.pipeline.sweep import run_sweep
 
     for _ in range(2):
         result = run_sweep(_spec(server, trace=True, url=server.grpc_url, protocol="grpc",
@@ -385,7 +386,7 @@ def test_back_to_back_traced_runs_each_collect_their_own_traces(server):
 
 @pytest.mark.triton
 def test_unknown_model_and_wrong_shapes_are_clear(server):
-    from gpuprof.capture.loadgen import run_sweep
+    from gpuprof.pipeline.sweep import run_sweep
 
     with pytest.raises(BadInputError, match="not available") as info:
         run_sweep(_spec(server, model="no_such_model"))
@@ -397,9 +398,9 @@ def test_unknown_model_and_wrong_shapes_are_clear(server):
 
 
 def test_server_down_is_one_clear_error():
-    from gpuprof.capture.loadgen import run_sweep
     from gpuprof.capture.loadgen.server_api import ServerGone
     from gpuprof.capture.triton_server import free_port
+    from gpuprof.pipeline.sweep import run_sweep
 
     pytest.importorskip("tritonclient.http")
     with pytest.raises(ServerGone, match="cannot reach Triton") as info:
@@ -412,7 +413,7 @@ def test_server_dying_mid_run_keeps_partial_results(server):
     """Last test of the module: it kills the module's server."""
     import threading
 
-    from gpuprof.capture.loadgen import run_sweep
+    from gpuprof.pipeline.sweep import run_sweep
 
     killer = threading.Timer(1.5, server.stop)
     killer.start()
@@ -427,13 +428,14 @@ def test_server_dying_mid_run_keeps_partial_results(server):
 
 def test_stability_on_a_percentile():
     spec = LoadSpec(model="m", percentile=95).validate()
-    assert spec.latency_key == "latency_p95_ns"
+    assert perf.stable_latency_key(spec.percentile) == "latency_p95_ns"
     with pytest.raises(BadInputError, match="not offered"):
         LoadSpec(model="m", percentile=97).validate()
 
 
 def test_trace_needs_a_server_trace_file():
     from gpuprof.capture.loadgen.tracing import TraceSession
+    from gpuprof.ingest.triton_trace import check_part
 
     class NoTraceFile:  # the trace-setting answer of a server started without a trace file
         url = "127.0.0.1:1"
@@ -442,7 +444,7 @@ def test_trace_needs_a_server_trace_file():
             return {"trace_level": ["OFF"], "trace_rate": "1000", "trace_file": ""}
 
     with pytest.raises(BadInputError, match="writes no trace file") as info:
-        TraceSession(NoTraceFile(), "m").start()
+        TraceSession(NoTraceFile(), "m", check_part).start()
     assert "--trace-file" in info.value.hint
 
 
@@ -453,6 +455,7 @@ def test_trace_parts_are_parsed_once_while_waiting_for_the_flush(tmp_path, monke
     from types import SimpleNamespace
 
     from gpuprof.capture.loadgen import tracing
+    from gpuprof.ingest import triton_trace
 
     trace_file = tmp_path / "trace.json"
     whole, growing = tmp_path / "trace.json.0", tmp_path / "trace.json.1"
@@ -477,7 +480,7 @@ def test_trace_parts_are_parsed_once_while_waiting_for_the_flush(tmp_path, monke
 
     parsed = _count_part_parses(monkeypatch)
     monkeypatch.setattr(tracing, "time", SimpleNamespace(monotonic=time.monotonic, sleep=poll))
-    session = tracing.TraceSession(FlushingServer(), "m").start()
+    session = tracing.TraceSession(FlushingServer(), "m", triton_trace.check_part).start()
     assert session.finish() == [whole, growing]
     assert len(polls) == 4
     assert parsed.count(whole.name) == 1 and parsed.count(growing.name) == 2
@@ -506,13 +509,14 @@ def _triton_objects(trace_id: int, t0: int) -> list[dict]:
 def test_trace_parts_are_parsed_once_across_the_flush_wait_and_ingest(tmp_path, monkeypatch):
     """The records read while waiting for the flush are the ones ingest uses: the JSON of each
     part is parsed once per version of it (the part still being written twice), not again by
-    the session's read, which gives the table read_triton_trace gives for exactly these parts."""
+    the composer's read, which gives the table read_triton_trace gives for exactly these parts."""
     import shutil
     import time
     from types import SimpleNamespace
 
     from gpuprof.capture.loadgen import tracing
     from gpuprof.ingest import triton_trace
+    from gpuprof.pipeline.sweep import read_trace_requests
 
     trace_file = tmp_path / "trace.json"
     stale = tmp_path / "trace.json.7"  # an earlier server run's part: same ids, not this run's
@@ -541,12 +545,13 @@ def test_trace_parts_are_parsed_once_across_the_flush_wait_and_ingest(tmp_path, 
         JSONDecoder=json.JSONDecoder, JSONDecodeError=json.JSONDecodeError))
     parsed = _count_part_parses(monkeypatch)
     monkeypatch.setattr(tracing, "time", SimpleNamespace(monotonic=time.monotonic, sleep=poll))
-    session = tracing.TraceSession(FlushingServer(), "m").start()
+    session = tracing.TraceSession(FlushingServer(), "m", triton_trace.check_part).start()
     files = session.finish()
     assert files == [first, last]
     polled = (list(parsed), list(loads))
     assert polled[0] == [first.name, last.name, last.name]
-    got = session.read(files).profile.tables["requests"]
+    got = triton_trace.read_trace_parts(files, session.take_parsed(),
+                                        open_lists=True).profile.tables["requests"]
     assert (parsed, loads) == polled  # ingest parsed nothing again
     assert sorted(got["request_id"].unique()) == ["r1", "r2", "r3"]
 
@@ -557,7 +562,7 @@ def test_trace_parts_are_parsed_once_across_the_flush_wait_and_ingest(tmp_path, 
         shutil.copyfile(path, by_files / path.name)
     expected = triton_trace.read_triton_trace(by_files).profile.tables["requests"]
     pd.testing.assert_frame_equal(got, expected)
-    pd.testing.assert_frame_equal(tracing.read_trace_requests(list(files)), expected)
+    pd.testing.assert_frame_equal(read_trace_requests(list(files)), expected)
 
 
 class _FlushingServer:
@@ -581,12 +586,16 @@ class _FlushingServer:
 def _swept(tmp_path, monkeypatch, flush: dict):
     """A SweepResult after the runner collected the trace that ``flush`` writes."""
     from gpuprof.capture.loadgen import runner, tracing
+    from gpuprof.ingest.triton_trace import check_part
+    from gpuprof.pipeline.sweep import read_trace
 
     monkeypatch.setattr(tracing, "FLUSH_WAIT_S", 0.3)
-    result = runner.SweepResult(LoadSpec(model="m"), None, {}, "r")
-    session = tracing.TraceSession(_FlushingServer(tmp_path / "trace.json", flush), "m").start()
-    runner._finish_trace(session, result)
-    assert session.parsed == {}  # no raw record outlives the read
+    result = runner.SweepResult(LoadSpec(model="m", trace=True), None, {}, "r")
+    session = tracing.TraceSession(_FlushingServer(tmp_path / "trace.json", flush), "m",
+                                   check_part).start()
+    runner._finish_trace(session, result)  # what the capture collects
+    read_trace(result)                     # what the composer reads at once
+    assert session.parsed == {} and result.trace_parsed == {}  # no raw record outlives the read
     return result
 
 

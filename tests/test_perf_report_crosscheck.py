@@ -30,6 +30,7 @@ import pytest
 
 from gpuprof.analyze import perf, perf_trace
 from gpuprof.capture.loadgen.options import LoadSpec
+from gpuprof.pipeline.sweep import level_table
 from gpuprof.render import perf_report
 
 SHAPE = {"x": (1, 3, 48, 192)}
@@ -46,7 +47,7 @@ SENDING = {"http": "HTTP_SEND_START", "grpc": "GRPC_SEND_START"}
 def sweep(request, cls_triton_server):
     """Two concurrency levels, every request traced on the server; stable on the mean latency
     (HTTP) or on p95 (gRPC, ``--percentile 95``)."""
-    from gpuprof.capture.loadgen import run_sweep
+    from gpuprof.pipeline.sweep import run_sweep
 
     server, (protocol, percentile) = cls_triton_server, request.param
     url = server.http_url if protocol == "http" else server.grpc_url
@@ -118,7 +119,7 @@ def _expected_stable(level, spec) -> bool:
 
 @pytest.mark.triton
 def test_levels_table_matches_raw_records_and_statistics(sweep):
-    table = sweep.level_table()
+    table = level_table(sweep)
     shown = perf_report.perf_report(table, {}, [], "concurrency").section("levels").table
     assert shown["Concurrency"].tolist() == [1, 2]
     for row, level in zip(shown.to_dict("records"), sweep.levels, strict=True):
@@ -139,7 +140,7 @@ def test_stable_column_and_note_follow_perf_analyzers_rule_by_hand(sweep, tmp_pa
     run stabilised on (the mean over HTTP, p95 over gRPC)."""
     from gpuprof.cli.perf import _notes
 
-    table = sweep.level_table()
+    table = level_table(sweep)
     shown = perf_report.perf_report(table, {}, [], "concurrency").section("levels").table
     with open(perf_report.write_perf_csv(table, "concurrency", tmp_path / "pa.csv"),
               newline="", encoding="utf-8") as handle:
@@ -176,7 +177,7 @@ def _csv_expected(level, batch_size: int) -> dict[str, str | float]:
 @pytest.mark.triton
 def test_perf_analyzer_csv_matches_raw_records_and_statistics(sweep, tmp_path):
     """Every column gpuprof writes, read back from the file."""
-    path = perf_report.write_perf_csv(sweep.level_table(), "concurrency", tmp_path / "pa.csv")
+    path = perf_report.write_perf_csv(level_table(sweep), "concurrency", tmp_path / "pa.csv")
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)
@@ -261,7 +262,7 @@ def test_trace_segments_match_raw_trace_files(sweep):
     # the report's side, built the way `gpuprof perf --trace` builds it
     spans = perf_trace.server_spans(sweep.trace_requests, sweep.prefix)
     joined = perf_trace.join_requests(sweep.requests_table(), spans)
-    shown = perf_report.perf_report(sweep.level_table(), {}, [], "concurrency",
+    shown = perf_report.perf_report(level_table(sweep), {}, [], "concurrency",
                                     joined).section("trace").table.set_index("level")
     raw = _raw_trace(sweep.trace_files, sweep.prefix)
     protocol = sweep.spec.protocol

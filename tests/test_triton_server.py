@@ -139,14 +139,15 @@ def test_a_load_test_leaves_no_traceback_in_the_server_log(served):
     """The model gpuprof writes hands every output over cleanly: a two-level HTTP load test
     adds no traceback and no error line to the server's log (it used to add one traceback per
     response: numpy's DLPack capsule destructor rejecting the name the stub gives it)."""
-    from gpuprof.capture.loadgen import LoadSpec, run_sweep
+    from gpuprof.capture.loadgen import LoadSpec
+    from gpuprof.pipeline.sweep import level_table, run_sweep
 
     start = served.log_path.stat().st_size  # the start-up lines have their own CUDA errors
     result = run_sweep(LoadSpec(model=served.model_name, url=served.http_url,
                                 shapes={"x": SHAPE}, levels=[1, 2], measurement_interval_ms=300,
                                 max_trials=3, warmup_ms=100, max_duration_s=30,
                                 max_requests=2000))
-    assert not result.partial and result.level_table()["errors"].eq(0).all()
+    assert not result.partial and level_table(result)["errors"].eq(0).all()
     with open(served.log_path, errors="replace") as log:
         log.seek(start)
         written = log.read()

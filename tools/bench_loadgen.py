@@ -28,10 +28,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpuprof.analyze import perf_trace  # noqa: E402
-from gpuprof.capture.loadgen import LoadSpec, run_sweep  # noqa: E402
+from gpuprof.capture.loadgen import LoadSpec  # noqa: E402
 from gpuprof.capture.loadgen.server_api import ServerAPI, stats_delta  # noqa: E402
-from gpuprof.capture.loadgen.tracing import TraceSession, read_trace_requests  # noqa: E402
+from gpuprof.capture.loadgen.tracing import TraceSession  # noqa: E402
 from gpuprof.capture.triton_server import TraceConfig, serve_onnx  # noqa: E402
+from gpuprof.ingest.triton_trace import check_part  # noqa: E402
+from gpuprof.pipeline.sweep import read_trace_requests, run_sweep  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CLS = REPO / "models" / "ppocr_mobile_v2_cls.onnx"
@@ -85,7 +87,7 @@ def plain_client(server, protocol: str, requests: int, shape) -> Run:
     tensor = tc.InferInput("x", list(shape), "FP32")
     tensor.set_data_from_numpy(data)
     api = ServerAPI(server.http_url)
-    session = TraceSession(api, server.model_name).start()
+    session = TraceSession(api, server.model_name, check_part).start()
     prefix, rows = f"plain-{protocol}-", []
     for _ in range(20):  # warm-up, untimed
         client.infer(server.model_name, [tensor])

@@ -85,6 +85,17 @@ def network_misc_ns(metrics: dict) -> float:
     return max(0.0, wait - server)
 
 
+def stable_latency_label(percentile: float | None) -> str:
+    """The latency that must be stable: "mean" (perf_analyzer's default) or a percentile's
+    label ("p95")."""
+    return "mean" if percentile is None else percentile_label(percentile)
+
+
+def stable_latency_key(percentile: float | None) -> str:
+    """The ``window_metrics`` key of that latency."""
+    return f"latency_{stable_latency_label(percentile)}_ns"
+
+
 def is_stable(windows: Sequence[dict], pct: float, latency_key: str = "latency_mean_ns",
               count: int = STABILITY_WINDOWS) -> bool:
     """perf_analyzer's rule: the last ``count`` windows all have throughput, and max/min - 1 of

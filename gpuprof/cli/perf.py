@@ -1,6 +1,6 @@
 """``gpuprof perf``: load-test a Triton model the way perf_analyzer does, with p99.9 and traces.
 
-Only parses options, runs ``gpuprof.capture.loadgen.run_sweep`` with a live display on stderr,
+Only parses options, runs ``gpuprof.pipeline.perf_run.run_perf`` with a live display on stderr,
 and writes what ``gpuprof.render.perf_report`` lays out.
 """
 
@@ -168,11 +168,12 @@ def _live_display(enabled: bool):
 
 
 def _write_outputs(run, opts: dict) -> None:
+    from ..pipeline.sweep import level_table
     from ..render import perf_report
     from ..render.report import render, write_report
 
     result = run.sweep
-    table = result.level_table()
+    table = level_table(result)
     joined, notes = run.joined, _notes(result, table)
     report = perf_report.perf_report(table, _facts(result), notes, result.spec.mode, joined)
     node_rows = _add_nodes(report, run, opts)
@@ -251,7 +252,7 @@ def _write_frame(frame, path) -> Path:
 
 
 def _facts(result) -> dict[str, str]:
-    from ..analyze.perf import STABILITY_WINDOWS
+    from ..analyze.perf import STABILITY_WINDOWS, stable_latency_label
 
     spec, model = result.spec, result.model
     shapes = "; ".join(f"{k} [{','.join(map(str, v))}]" for k, v in result.shapes.items())
@@ -261,7 +262,7 @@ def _facts(result) -> dict[str, str]:
              "Inputs": shapes, "Batch size": str(spec.batch_size),
              "Windows": f"{spec.measurement_mode}, {window}, stable within "
                         f"{spec.stability_pct:g}% over {STABILITY_WINDOWS} on throughput and "
-                        f"{spec.latency_label} latency, "
+                        f"{stable_latency_label(spec.percentile)} latency, "
                         f"at most {spec.max_trials}",
              "Latency": "client-side, ms; client = send + receive in the client; net+srv, "
                         "queue, compute: per-request averages (statistics extension), as in "

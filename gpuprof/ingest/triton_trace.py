@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import BadInputError, NoDataError
+from ..errors import BadInputError, GpuprofError, NoDataError
 from ..model import SCHEMAS, ClockDomain, Profile, RunMeta, SourceFile
 from ..model.triton_stages import (  # noqa: F401  (names the trace's readers use)
     END_TO_END,
@@ -261,6 +261,26 @@ def parse_trace_part(path: Path, *, salvage: bool = True) -> tuple[PartRecords |
         raise NotATraceError(f"{path.name} is JSON but not a Triton trace (a list of objects)",
                             "Pass a file written by --trace-config triton,file=...")
     return PartRecords(data), True
+
+
+def check_part(path: Path) -> tuple[bool, bool, PartRecords | None]:
+    """For someone waiting for a part to be finished (``capture.loadgen.tracing``): whether
+    ``path`` is whole JSON, whether it is a list still open whose objects are all complete
+    (how Triton writes without a log frequency), and its records when it is a trace.
+
+    A part cut inside an object is still being written: no records. One that is whole JSON
+    but not a trace is whole, without records: the read of the trace reads it again and
+    reports it.
+    """
+    try:
+        records, whole = parse_trace_part(path, salvage=True)
+    except NotATraceError:
+        return True, False, None
+    except (OSError, GpuprofError):
+        return False, False, None
+    if not whole and (records.lost_objects or not records.missing_bracket):
+        return False, False, None
+    return whole, records.missing_bracket, records
 
 
 def _not_a_list(path: Path, data: dict) -> str:

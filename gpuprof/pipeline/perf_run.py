@@ -95,8 +95,8 @@ def run_perf(spec, progress=None, net_file: Path | None = None, net_program: str
 
 def _capture(spec, progress, net_file: Path | None, net_program: str):
     """(sweep result, finished eBPF capture or None, server port)."""
-    from ..capture.loadgen import run_sweep
     from ..capture.loadgen.transport import split_url
+    from .sweep import run_sweep
 
     port = split_url(spec.url)[1]
     if net_file is None:

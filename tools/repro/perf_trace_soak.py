@@ -14,8 +14,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from gpuprof.capture.loadgen import LoadSpec, run_sweep
+from gpuprof.capture.loadgen import LoadSpec
 from gpuprof.capture.triton_server import TraceConfig, TritonServer
+from gpuprof.pipeline.sweep import run_sweep
 from tests.test_loadgen_soak import _model_source, _repro  # noqa: E402
 
 

@@ -1,18 +1,19 @@
 """perf_analyzer-style load generation against a Triton server (HTTP or gRPC).
 
-``run_sweep(LoadSpec(...))`` measures each load level until stable and returns a
-``SweepResult``; ``gpuprof.analyze.perf`` turns records into numbers and
-``gpuprof.render.perf_report`` writes them. Needs ``tritonclient[http,grpc]``.
+``measure_sweep(LoadSpec(...), analysis)`` measures each load level until stable and returns a
+``SweepResult``; ``gpuprof.pipeline.sweep.run_sweep`` hands it the analysis
+(``gpuprof.analyze.perf`` turns records into numbers) and ``gpuprof.render.perf_report``
+writes them. Needs ``tritonclient[http,grpc]``.
 """
 
 from .options import LoadSpec, parse_range, parse_shape
 
-__all__ = ["LoadSpec", "SweepResult", "parse_range", "parse_shape", "run_sweep"]
+__all__ = ["LoadSpec", "SweepResult", "measure_sweep", "parse_range", "parse_shape"]
 
 
 def __getattr__(name: str):
     # the runner (pandas, numpy) loads on first use: `gpuprof perf --help` reads only options
-    if name in ("SweepResult", "run_sweep"):
+    if name in ("SweepResult", "measure_sweep"):
         from . import runner
 
         return getattr(runner, name)

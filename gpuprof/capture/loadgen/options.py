@@ -45,19 +45,6 @@ class LoadSpec:
     seed: int = 0
 
     @property
-    def latency_label(self) -> str:
-        """The latency that must be stable: "mean" (perf_analyzer's default) or a percentile's
-        label ("p95")."""
-        from ...analyze.stats import percentile_label  # not at import: `perf --help` stays light
-
-        return "mean" if self.percentile is None else percentile_label(self.percentile)
-
-    @property
-    def latency_key(self) -> str:
-        """The ``analyze.perf.window_metrics`` key of that latency."""
-        return f"latency_{self.latency_label}_ns"
-
-    @property
     def count_window_cap_s(self) -> float:
         """A count window still ends after this long, so a slow server cannot stall a level."""
         return max(10.0, 10 * self.measurement_interval_ms / 1000)

@@ -1,8 +1,11 @@
 """A whole load test: check the model, probe it once, then measure every level in turn.
 
-``run_sweep`` is bounded in time (``max_duration_s``) and in requests (``max_requests``), stops
+``measure_sweep`` is bounded in time (``max_duration_s``) and in requests (``max_requests``), stops
 its worker threads whatever happens, and keeps the levels it finished when the server dies, the
 caps are reached or the user presses Ctrl-C: the result is then marked partial with the reason.
+What measuring needs of analysis (window metrics, stability) and ingest (is a trace part whole)
+comes from the ``SweepAnalysis`` it is given; ``pipeline/sweep.py::run_sweep`` composes it and
+reads the trace parts the run collected.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ...analyze import perf
 from ...errors import BadInputError, GpuprofError
+from .analysis import SweepAnalysis
 from .drivers import Budget, LoadDriver
 from .inputs import ModelInfo, make_payloads, request_shapes
 from .options import LoadSpec
@@ -38,16 +41,18 @@ class SweepResult:
     started_ns: int = 0
     finished_ns: int = 0
     trace_files: list[Path] = field(default_factory=list)  # --trace: this run's trace parts
-    trace_requests: pd.DataFrame | None = None   # ... read into ingest's requests table
-    trace_issues: list[str] = field(default_factory=list)  # ... what reading them found
-    trace_error: str | None = None               # ... or why there is no table
+    trace_parsed: dict = field(default_factory=dict)  # ... records parsed while waiting for them
+    trace_error: str | None = None               # ... or why there is no trace
+    # filled by the composer (pipeline/sweep.py) when it reads the parts, at once:
+    trace_requests: pd.DataFrame | None = None   # ingest's requests table of the parts
+    trace_issues: list[str] = field(default_factory=list)  # what reading them found
 
-    def level_table(self) -> pd.DataFrame:
-        """One row per finished level (merged windows), raw units (ns)."""
-        return perf.level_table([{"level": lv.level, "stable": lv.stable,
-                                  "complete": lv.complete, "windows": len(lv.windows),
-                                  **lv.metrics}
-                                 for lv in self.levels if lv.metrics])
+    def level_rows(self) -> list[dict]:
+        """One dict per finished level: its merged windows' metrics (``analyze.perf.level_table``
+        makes the table)."""
+        return [{"level": lv.level, "stable": lv.stable, "complete": lv.complete,
+                 "windows": len(lv.windows), **lv.metrics}
+                for lv in self.levels if lv.metrics]
 
     def windows_table(self) -> pd.DataFrame:
         rows = [{"level": w.level, "trial": w.trial, "counted": any(w is c for c in lv.counted),
@@ -62,17 +67,17 @@ class SweepResult:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def run_sweep(spec: LoadSpec, progress=None) -> SweepResult:
+def measure_sweep(spec: LoadSpec, analysis: SweepAnalysis, progress=None) -> SweepResult:
     """Run the load test described by ``spec``; ``progress(kind, data)`` gets live events."""
     spec.validate()
     api = ServerAPI(spec.url, spec.protocol, timeout_s=min(10.0, spec.request_timeout_s))
     try:
-        return _run(spec, api, progress)
+        return _run(spec, api, analysis, progress)
     finally:
         api.close()
 
 
-def _run(spec: LoadSpec, api: ServerAPI, progress) -> SweepResult:
+def _run(spec: LoadSpec, api: ServerAPI, analysis: SweepAnalysis, progress) -> SweepResult:
     info = api.model_info(spec.model, spec.model_version)
     shapes = request_shapes(info, spec.shapes, spec.batch_size)
     payloads = make_payloads(info, shapes, spec.input_data, spec.seed)
@@ -80,11 +85,11 @@ def _run(spec: LoadSpec, api: ServerAPI, progress) -> SweepResult:
     factory = functools.partial(make_sender, spec.protocol, spec.url, spec.model,
                                 spec.model_version, payloads, [t.name for t in info.outputs],
                                 spec.request_timeout_s)
-    tracer = _tracer(spec, api)  # before the probe: every request of the run is traced
+    tracer = _tracer(spec, api, analysis)  # before the probe: every request of the run is traced
     result.started_ns = time.perf_counter_ns()
     try:
         _probe(factory, api, result.prefix, spec.model)
-        _measure_levels(spec, api, factory, len(payloads), result, progress, tracer)
+        _measure_levels(spec, api, analysis, factory, len(payloads), result, progress, tracer)
     finally:
         result.finished_ns = time.perf_counter_ns()
         if tracer:
@@ -92,12 +97,12 @@ def _run(spec: LoadSpec, api: ServerAPI, progress) -> SweepResult:
     return result
 
 
-def _measure_levels(spec, api, factory, n_payloads, result: SweepResult, progress,
+def _measure_levels(spec, api, analysis, factory, n_payloads, result: SweepResult, progress,
                     tracer=None) -> None:
     records: list = []
     budget = Budget(spec.max_requests)
     driver = LoadDriver(factory, n_payloads, result.prefix, budget, records)
-    meter = LevelMeter(spec, api, RecordCursor(records), result.prefix,
+    meter = LevelMeter(spec, api, analysis, RecordCursor(records), result.prefix,
                        result.started_ns + int(spec.max_duration_s * 1e9), budget, progress,
                        tracer)
     try:
@@ -149,22 +154,21 @@ def _probe(factory, api: ServerAPI, prefix: str, model: str) -> None:
                         "Check --shape, -b and --input-data against the model's inputs")
 
 
-def _tracer(spec: LoadSpec, api: ServerAPI):
+def _tracer(spec: LoadSpec, api: ServerAPI, analysis: SweepAnalysis):
     if not spec.trace:
         return None
     from .tracing import TraceSession
 
-    return TraceSession(api, spec.model, spec.trace_rate).start()
+    return TraceSession(api, spec.model, analysis.check_trace_part, spec.trace_rate).start()
 
 
 def _finish_trace(tracer, result: SweepResult) -> None:
-    """Collect the run's trace parts and read them at once, so no raw trace record outlives
-    this call; a server that is gone or a trace ingest cannot read becomes ``trace_error``."""
+    """Collect the run's trace parts with the records parsed while waiting for them (the
+    composer reads them at once, see ``pipeline/sweep.py``); a server that is gone during the
+    flush becomes ``trace_error``."""
     try:
         result.trace_files = tracer.finish()
-        trace = tracer.read(result.trace_files)
     except GpuprofError as exc:
         result.trace_error = exc.message
         return
-    result.trace_requests = trace.profile.tables["requests"]
-    result.trace_issues = trace.issues
+    result.trace_parsed = tracer.take_parsed()

@@ -10,6 +10,11 @@ Why no log frequency: with tracing switched on through this API, tritonserver 2.
 trace parts while thousands of HTTP requests a second go on crashed it in 4 of 14 runs even
 at 1 in 15 or 1 in 150 requests traced; with no log frequency, 0 of 5
 (tools/repro/triton_http_trace_crash.py --api model, docs/BENCHMARKS.md).
+
+Whether a part is finished is told by parsing it; the parser is handed in (``check_part``,
+``ingest.triton_trace.check_part`` through the composer), so capture imports no ingest. The
+records it parses while waiting are kept and handed over (``take_parsed``), so the composer's
+read of the trace parses each part once.
 """
 
 from __future__ import annotations
@@ -17,12 +22,11 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
-
-from ...errors import BadInputError, GpuprofError
-from ...ingest import triton_trace
+from ...errors import BadInputError
 from .server_api import ServerAPI
 
 LOG_FREQUENCY = 0   # write only when our setting is replaced (see the module's docstring)
@@ -39,16 +43,21 @@ RESTORED_KEYS = ("trace_level", "trace_rate", "log_frequency")
 FLUSH_WAIT_S = 5.0
 
 
+# path -> (whole JSON?, a list the server keeps open?, its records or None)
+PartCheck = Callable[[Path], tuple[bool, bool, Any]]
+
+
 class TraceSession:
-    def __init__(self, api: ServerAPI, model: str, rate: int | None = None):
+    def __init__(self, api: ServerAPI, model: str, check_part: PartCheck, rate: int | None = None):
         self.api, self.model, self.rate = api, model, rate
+        self.check_part = check_part
         self.original: dict = {}
         self.file: Path | None = None
         self.before: dict[Path, tuple[int, int]] = {}   # trace files as they were at start
         # per part, the (mtime ns, size) it was last parsed at and whether it was whole JSON
         # per part: the stamp last parsed, whole JSON?, an open list?, when that stamp was seen
         self.checked: dict[Path, tuple[tuple[int, int], bool, bool, float]] = {}
-        self.parsed: dict[Path, triton_trace.PartRecords] = {}  # whole parts' records, for read
+        self.parsed: dict[Path, Any] = {}  # whole parts' records, for the composer's read
 
     def start(self) -> TraceSession:
         current = _plain(self.api.trace_settings(self.model))
@@ -78,10 +87,10 @@ class TraceSession:
         Restoring replaces our trace setting; Triton writes the traces it holds to a new part
         once the last request using it is released, so we wait for a part that was not there
         before the restore and for every new part to be whole, up to ``FLUSH_WAIT_S``.
-        At that deadline every part is returned, whole or not: ``read`` keeps the
+        At that deadline every part is returned, whole or not: the composer's read keeps the
         complete objects of one cut short and reports the damage. A part is parsed while waiting
         only when it changed since its last check, and the records of each whole part are kept
-        for ``read``, so each part is parsed once.
+        for ``take_parsed``, so each part is parsed once.
         """
         at_restore = set(self._stamps())  # the flush goes to a part that does not exist yet
         self.api.update_trace_settings(dict(self.original) or {"trace_level": ["OFF"]},
@@ -96,12 +105,10 @@ class TraceSession:
                 return sorted(stamps, key=_index)
             time.sleep(0.05)
 
-    def read(self, files: list[Path]) -> triton_trace.TritonTrace:
-        """The trace of exactly these parts; the records ``finish`` read are used and let go.
-        A list the live server keeps open is how Triton writes without a log frequency, not
-        damage."""
-        preread, self.parsed = self.parsed, {}
-        return triton_trace.read_trace_parts(files, preread, open_lists=True)
+    def take_parsed(self) -> dict[Path, Any]:
+        """The records ``finish`` parsed, per part; the session lets go of them."""
+        parsed, self.parsed = self.parsed, {}
+        return parsed
 
     def _whole(self, path: Path, stamp: tuple[int, int]) -> bool:
         """Whether ``path`` is finished, parsing it only if its ``stamp`` is new: whole JSON,
@@ -113,8 +120,7 @@ class TraceSession:
         """
         seen = self.checked.get(path)
         if seen is None or seen[0] != stamp:
-            whole, records = _parse_part(path)
-            open_list = records is not None and records.missing_bracket
+            whole, open_list, records = self.check_part(path)
             self.checked[path] = seen = (stamp, whole, open_list, time.monotonic())
             if records is None:
                 self.parsed.pop(path, None)
@@ -160,26 +166,3 @@ def _plain(settings: dict) -> dict:
         else:
             out[key] = value[0] if isinstance(value, list) and value else value
     return out
-
-
-def _parse_part(path: Path) -> tuple[bool, triton_trace.PartRecords | None]:
-    """Whether ``path`` is whole JSON, and its records when it is a trace: a whole one, or a
-    list still open whose objects are all complete (``missing_bracket``).
-
-    A part cut inside an object is still being written: no records. One that is whole JSON
-    but not a trace is whole, without records: ``read`` reads it again and reports it.
-    """
-    try:
-        records, whole = triton_trace.parse_trace_part(path, salvage=True)
-    except triton_trace.NotATraceError:
-        return True, None
-    except (OSError, GpuprofError):
-        return False, None
-    if not whole and (records.lost_objects or not records.missing_bracket):
-        return False, None
-    return whole, records
-
-
-def read_trace_requests(files: list[Path]) -> pd.DataFrame:
-    """The ``requests`` table of exactly these trace files (``ingest.triton_trace``)."""
-    return triton_trace.read_trace_parts(files, {}).profile.tables["requests"]

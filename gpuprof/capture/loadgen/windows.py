@@ -2,7 +2,9 @@
 
 The load keeps running across windows; each window is cut out of the record stream by
 completion time and framed by two statistics samples. Stops early on the run's deadline and
-turns a dead server into ``ServerGone`` so the runner can keep what it already measured.
+turns a dead server into ``ServerGone`` so the runner can keep what it already measured. A
+window's numbers and the stability decision come from the ``SweepAnalysis`` the composer hands
+in (``analysis.py``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ...analyze import perf
 from ...errors import CaptureError
+from .analysis import SweepAnalysis
 from .drivers import Budget
 from .options import LoadSpec
 from .server_api import ServerAPI, ServerGone, stats_delta
@@ -43,12 +45,9 @@ class LevelResult:
     windows: list[Window] = field(default_factory=list)
     stable: bool = False
     complete: bool = False                        # False: the run stopped during this level
-    metrics: dict = field(default_factory=dict)   # merged over the last windows
+    metrics: dict = field(default_factory=dict)   # merged over the counted windows
     trace_rate: int | None = None                 # --trace: the server traced 1 in this many
-
-    @property
-    def counted(self) -> list[Window]:
-        return self.windows[-perf.STABILITY_WINDOWS:]
+    counted: list[Window] = field(default_factory=list)  # the last windows, merged into metrics
 
 
 class RecordCursor:
@@ -78,6 +77,7 @@ class RecordCursor:
 class LevelMeter:
     spec: LoadSpec
     api: ServerAPI
+    analysis: SweepAnalysis
     cursor: RecordCursor
     prefix: str
     deadline_ns: int
@@ -92,13 +92,13 @@ class LevelMeter:
             self.cursor.discard()
             for trial in range(self.spec.max_trials):
                 self._measure_window(result, trial)
-                if perf.is_stable([w.metrics for w in result.windows], self.spec.stability_pct,
-                                  self.spec.latency_key):
+                if self.analysis.stable([w.metrics for w in result.windows]):
                     result.stable = True
                     break
             result.complete = True
         finally:
-            result.metrics = merge(result.counted, self.spec.batch_size)
+            result.counted = result.windows[-self.analysis.counted_windows:]
+            result.metrics = self._merge(result.counted)
 
     def _warm_up(self, result: LevelResult) -> None:
         """Run the level unmeasured; when tracing, trace (almost) nothing meanwhile and then
@@ -130,10 +130,18 @@ class LevelMeter:
         self._wait_window(start)
         end = time.perf_counter_ns()
         after = self.api.stats(self.spec.model, self.spec.model_version)
-        frame = perf.records_frame(self.cursor.take(start, end), self.prefix)
         delta = stats_delta(before, after)
-        metrics = perf.window_metrics(frame, end - start, delta, self.spec.batch_size)
+        frame, metrics = self.analysis.window(self.cursor.take(start, end), self.prefix,
+                                              end - start, delta)
         return Window(level, trial, start, end, frame, delta, metrics)
+
+    def _merge(self, windows: list[Window]) -> dict:
+        """One result from several windows: their requests pooled, durations and deltas summed."""
+        if not windows:
+            return {}
+        return self.analysis.merged([w.records for w in windows],
+                                    sum(w.end_ns - w.start_ns for w in windows),
+                                    [w.delta for w in windows])
 
     def _wait_window(self, start: int) -> None:
         if self.spec.measurement_mode == "time_windows":
@@ -169,12 +177,3 @@ class LevelMeter:
         if self.progress:
             self.progress(kind, data)
 
-
-def merge(windows: list[Window], batch_size: int) -> dict:
-    """One result from several windows: their requests pooled, durations and deltas summed."""
-    if not windows:
-        return {}
-    frame = pd.concat([w.records for w in windows], ignore_index=True)
-    duration = sum(w.end_ns - w.start_ns for w in windows)
-    return perf.window_metrics(frame, duration, perf.sum_deltas([w.delta for w in windows]),
-                               batch_size)
