@@ -278,8 +278,8 @@ def check_part(path: Path) -> tuple[bool, bool, PartRecords | None]:
         return True, False, None
     except (OSError, GpuprofError):
         return False, False, None
-    if not whole and (records.lost_objects or not records.missing_bracket):
-        return False, False, None
+    if records is None or (not whole and (records.lost_objects or not records.missing_bracket)):
+        return False, False, None   # (with salvage, records is never None)
     return whole, records.missing_bracket, records
 
 
