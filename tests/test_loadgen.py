@@ -198,6 +198,32 @@ def test_stability_rule():
     assert perf.is_stable([win(50, 1), win(100, 10), win(104, 10.2), win(101, 10)], 5)
 
 
+def test_the_composer_decides_stability_on_the_chosen_latency():
+    """The measuring loop asks SweepMeasures, not analyze: with --percentile 95 a wobbling
+    p95 is unstable though the mean is steady; without, the mean decides."""
+    from gpuprof.pipeline.sweep import SweepMeasures
+
+    steady = {"throughput_infer_s": 100.0, "latency_mean_ns": 1e6, "latency_p95_ns": 2e6}
+    windows = [steady, steady | {"latency_p95_ns": 3e6}, steady]
+    assert SweepMeasures(LoadSpec(model="m")).stable(windows)
+    assert not SweepMeasures(LoadSpec(model="m", percentile=95)).stable(windows)
+    assert SweepMeasures(LoadSpec(model="m")).counted_windows == perf.STABILITY_WINDOWS
+
+
+def test_the_composer_merges_windows_as_one_pooled_window():
+    """A level's result: the windows' requests pooled, durations and deltas summed."""
+    from gpuprof.pipeline.sweep import SweepMeasures
+
+    measures = SweepMeasures(LoadSpec(model="m", batch_size=2))
+    a, b = _records([1_000, 3_000]), _records([2_000, 9_000, 4_000], start=50_000)
+    (fa, _), (fb, _) = (measures.window(r, "p", 10**9, {"success": (len(r), 0)}) for r in (a, b))
+    merged = measures.merged([fa, fb], 3 * 10**9, [{"success": (2, 0)}, {"success": (3, 0)}])
+    latencies = sorted([1_000, 3_000, 2_000, 9_000, 4_000])
+    assert merged["requests"] == 5 and merged["server_requests"] == 5
+    assert merged["latency_p50_ns"] == latencies[2] and merged["duration_ns"] == 3 * 10**9
+    assert merged["throughput_infer_s"] == pytest.approx(5 * 2 / 3)
+
+
 def test_record_cursor_splits_by_completion_time():
     records = _records([10, 10, 10, 10], start=0)   # ends at 10, 20, 30, 40
     cursor = RecordCursor(records)

@@ -211,6 +211,26 @@ def test_auto_iterations_stop_at_the_minimum_count():
     assert "--no-layer-profile" in profile.meta.absent["layer_timings"]
 
 
+def test_ort_profile_file_is_read_then_removed_unless_asked_for(tmp_path, monkeypatch):
+    """Capture keeps ORT's profile only until the composer has read it into layer_timings:
+    nothing is left in the temporary folder; a file asked for stays."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    config = OrtRunConfig(_real("ppocr_mobile_v2_cls.onnx"), iterations=3, warmup=0,
+                          profile_iterations=2, profile_warmup=1, shapes={"x": (1, 3, 48, 96)})
+    profile = run_onnxruntime(config)
+    assert sorted(profile.layer_timings["iteration"].unique()) == [0, 1]
+    assert profile.meta.clocks["onnxruntime_profile"].method == "run-bracket"
+    assert list(scratch.iterdir()) == []
+    kept = tmp_path / "ort.json"
+    profile = run_onnxruntime(dataclasses.replace(config, raw_profile_path=kept))
+    assert profile.meta.extra["raw_profile_file"] == "ort.json"
+    assert isinstance(json.loads(kept.read_text()), list) and list(scratch.iterdir()) == []
+
+
 # -- Ctrl-C -------------------------------------------------------------------------------
 
 def _interrupt_at(phase_to_stop: str, after: int):
