@@ -1,0 +1,72 @@
+"""Doctor probes for TensorRT (full, RTX, lean: which builds, which runs) and Nsight Systems.
+
+"Installed" means what ``trt/api.py`` means: a real module, not tensorrt-stubs' empty
+namespace package; "runs here" means what ``trt/device.py`` decides for ``gpuprof engine``.
+No TensorRT object is created: a Runtime without a GPU crashes the process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import shutil
+
+from .doctor_checks import MISSING, OK, PARTIAL, Check, Part, first_line, tool_output
+from .doctor_gpu import DRIVER_FIX
+from .trt import api, device
+from .trt.nsys_cmd import NSYS_HINT
+
+# module -> (what it is, pip package, can it build at all)
+FLAVOURS = {
+    "tensorrt": ("TensorRT", "pip install tensorrt-cu13 (downloads from NVIDIA's servers)", True),
+    "tensorrt_rtx": ("TensorRT-RTX", "pip install tensorrt-rtx-cu13", True),
+    "tensorrt_lean": ("TensorRT lean runtime", "pip install tensorrt-lean-cu13", False),
+}
+NSYS_FIX = f"{NSYS_HINT} (Debian/Ubuntu: apt-get install -y nsight-systems-cli from NVIDIA's CUDA repository)"
+
+
+def flavour(module: str):
+    """The probe for one TensorRT module."""
+    def probe(part: Part) -> Check:
+        return tensorrt_check(part, module)
+    return probe
+
+
+def tensorrt_check(part: Part, module: str) -> Check:
+    label, fix, builds = FLAVOURS[module]
+    if not api.installed(module):
+        stubs = importlib.util.find_spec(module) is not None
+        why = "only type stubs are installed (tensorrt-stubs)" if stubs else "not installed"
+        return part.check(MISSING, why, fix, {"version": None, "can_build": False, "can_run": False})
+    version = str(getattr(importlib.import_module(module), "__version__", None))
+    can_build = builds and api.installed(module, "Builder")
+    no_gpu = device.gpu_unavailable_reason()
+    can_run = api.installed(module, "Runtime") and no_gpu is None
+    facts = {"version": version, "can_build": can_build, "can_run": can_run}
+    build = "builds engines" if can_build else "cannot build (a runtime only)"
+    run = "runs engines here" if can_run else f"cannot run engines here: {no_gpu or 'no Runtime class'}"
+    status = OK if can_run and (can_build or not builds) else PARTIAL
+    return part.check(status, f"{label} {version}: {build}; {run}", DRIVER_FIX, facts)
+
+
+def tensorrt_usable(part: Part) -> Check:
+    """The decision ``gpuprof engine --backend auto`` makes, word for word."""
+    reason = device.tensorrt_unavailable_reason()
+    if reason is None:
+        return part.check(OK, "gpuprof engine runs on TensorRT")
+    fix = device.TENSORRT_RUNTIME_HINT if device.gpu_present() else DRIVER_FIX
+    return part.check(MISSING, f"no: {reason}", fix)
+
+
+def nsys(part: Part) -> Check:
+    path = shutil.which("nsys")
+    if path is None:
+        return part.check(MISSING, "'nsys' is not on PATH", NSYS_FIX,
+                          {"path": None, "version": None, "can_profile": False})
+    version = first_line(tool_output([path, "--version"]))
+    gpu = device.gpu_unavailable_reason()
+    facts = {"path": path, "version": version, "can_profile": gpu is None}
+    if gpu:
+        return part.check(PARTIAL, f"{version or 'version unknown'} ({path}); exports reports, but cannot "
+                          f"profile CUDA here: {gpu}", DRIVER_FIX, facts)
+    return part.check(OK, f"{version or 'version unknown'} ({path}); can profile CUDA here", facts=facts)
