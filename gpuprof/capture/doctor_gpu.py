@@ -69,7 +69,8 @@ def gpus(part: Part) -> Check:
     reason = device.gpu_unavailable_reason()
     if reason:
         fix = NVML_FIX if "not installed" in reason else DRIVER_FIX
-        return part.check(MISSING, reason, fix, {"count": 0, "gpus": []})
+        counted = reason == device.NO_GPU  # NVML ran and saw none; else nothing was counted
+        return part.check(MISSING, reason, fix, {"count": 0 if counted else None, "gpus": []})
     found = [{**info, **gpu_modes(info["device_id"])} for info in device.gpu_info()]
     names = sorted({g["name"] for g in found})
     return part.check(OK, f"{len(found)} × {', '.join(names)}", facts={"count": len(found), "gpus": found},
