@@ -22,7 +22,8 @@ KERNEL_FIX = "A kernel built with CONFIG_DEBUG_INFO_BTF=y"
 
 @functools.lru_cache(maxsize=1)
 def facts() -> net_preflight.SystemFacts:
-    """This machine's eBPF facts, looked at once per doctor run (``facts.cache_clear()``)."""
+    """This machine's eBPF facts, looked at once per doctor run (``facts.cache_clear()``).
+    Each probe also takes facts as an argument, so every branch is testable on any machine."""
     found = net_preflight.system_facts(mount=False)
     if found.tracefs is None and found.is_root:
         # a capture mounts it when it starts; doctor only looks
@@ -30,23 +31,23 @@ def facts() -> net_preflight.SystemFacts:
     return found
 
 
-def root(part: Part) -> Check:
-    uid = os.geteuid()
+def root(part: Part, uid: int | None = None) -> Check:
+    uid = os.geteuid() if uid is None else uid
     if uid == 0:
         return part.check(OK, "running as root", facts={"uid": uid})
     return part.check(MISSING, f"not root (uid {uid}): eBPF capture needs root", ROOT_FIX, {"uid": uid})
 
 
-def bpftrace(part: Part) -> Check:
-    path = facts().bpftrace
+def bpftrace(part: Part, found: net_preflight.SystemFacts | None = None) -> Check:
+    path = (found or facts()).bpftrace
     if path is None:
         return part.check(MISSING, "bpftrace is not on PATH", BPFTRACE_FIX, {"path": None, "version": None})
     version = first_line(tool_output([path, "--version"]))
     return part.check(OK, f"{version or 'version unknown'} ({path})", facts={"path": path, "version": version})
 
 
-def tracefs(part: Part) -> Check:
-    found = facts()
+def tracefs(part: Part, found: net_preflight.SystemFacts | None = None) -> Check:
+    found = found or facts()
     if found.tracefs is not None:
         return part.check(OK, f"mounted at {found.tracefs}", facts={"path": str(found.tracefs)})
     if found.is_root:
@@ -55,15 +56,15 @@ def tracefs(part: Part) -> Check:
     return part.check(MISSING, "not visible without root (needs root)", ROOT_FIX, {"path": None})
 
 
-def btf(part: Part) -> Check:
-    if facts().btf:
+def btf(part: Part, found: net_preflight.SystemFacts | None = None) -> Check:
+    if (found or facts()).btf:
         return part.check(OK, f"{net_preflight.BTF} present", facts={"present": True})
     return part.check(MISSING, f"{net_preflight.BTF} is missing (the programs read struct sock through it)",
                       KERNEL_FIX, {"present": False})
 
 
-def tracepoints(part: Part) -> Check:
-    found = facts()
+def tracepoints(part: Part, found: net_preflight.SystemFacts | None = None) -> Check:
+    found = found or facts()
     names = ", ".join(t.replace("/", ":") for t in net_preflight.TRACEPOINTS)
     if found.tracefs is None:
         return part.check(MISSING, f"cannot tell without tracefs ({names})", _tracefs_fix(found),
@@ -77,8 +78,8 @@ def tracepoints(part: Part) -> Check:
                       "Linux 6.3+ with CONFIG_FTRACE_SYSCALLS=y", flags)
 
 
-def kprobes(part: Part) -> Check:
-    found = facts()
+def kprobes(part: Part, found: net_preflight.SystemFacts | None = None) -> Check:
+    found = found or facts()
     names = "/".join(net_preflight.KPROBE_FUNCTIONS)
     if found.tracefs is None:
         return part.check(MISSING, f"cannot tell without tracefs ({names})", _tracefs_fix(found),
@@ -89,19 +90,19 @@ def kprobes(part: Part) -> Check:
                       "A kernel built with CONFIG_KPROBES=y", {"present": False})
 
 
-def capture(part: Part) -> Check:
+def capture(part: Part, found: net_preflight.SystemFacts | None = None) -> Check:
     """Which program ``gpuprof net`` would run, decided by ``net_preflight.choose_program``."""
     try:
-        program = net_preflight.choose_program("auto", facts())
+        program = net_preflight.choose_program("auto", found or facts())
     except GpuprofError as exc:
-        return part.check(MISSING, f"no: {exc.message}", _capture_fixes(exc), {"program": None})
+        return part.check(MISSING, f"no: {exc.message}", _capture_fixes(exc, found or facts()),
+                          {"program": None})
     return part.check(OK, f"gpuprof net runs the {program} program", facts={"program": program})
 
 
-def _capture_fixes(exc: GpuprofError) -> str:
+def _capture_fixes(exc: GpuprofError, found: net_preflight.SystemFacts) -> str:
     """Every step still missing, not only the first one the preflight stops at; the
     preflight's own hint when the parts doctor shows are all there (a kernel without them)."""
-    found = facts()
     steps = [fix for fix, missing in ((ROOT_FIX, not found.is_root),
                                       (BPFTRACE_FIX, found.bpftrace is None),
                                       (TRACEFS_FIX, found.tracefs is None and found.is_root),

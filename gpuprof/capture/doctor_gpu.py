@@ -42,6 +42,11 @@ def kernel_module_version() -> str | None:
         text = DRIVER_PROC.read_text(errors="replace")
     except OSError:
         return None
+    return parse_module_version(text)
+
+
+def parse_module_version(text: str) -> str:
+    """The version in the module's banner; the proprietary and the open module word it differently."""
     match = re.search(r"Kernel Module(?: for \S+)?\s+(\d+(?:\.\d+)+)", text)
     return match.group(1) if match else "unknown version"
 
@@ -130,7 +135,8 @@ def cuda_runtime(part: Part) -> Check:
         return part.check(MISSING, "cuda-python is not installed", CUDA_FIX,
                           {"runtime_version": None, "driver_version": None, "device_count": None})
     runtime = _cuda_value(rt, rt.cudaRuntimeGetVersion())
-    facts = {"runtime_version": cuda_version(runtime), "driver_version": None, "device_count": None}
+    facts: dict[str, Any] = {"runtime_version": cuda_version(runtime), "driver_version": None,
+                             "device_count": None}
     error, count = rt.cudaGetDeviceCount()
     if error != rt.cudaError_t.cudaSuccess:
         return part.check(PARTIAL, f"runtime {facts['runtime_version']} loads, but no GPU can be used "
