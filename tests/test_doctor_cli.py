@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gpuprof.capture.doctor import PROBES, SCHEMA_VERSION
-from gpuprof.capture.doctor_commands import COMMANDS
+from gpuprof.capture.doctor_commands import registered
 from gpuprof.cli.main import main
 from gpuprof.render.doctor import MARKS, READINESS
 from tests.conftest import REPO
@@ -49,7 +49,9 @@ def test_json_schema(doc):
     assert doc["schema_version"] == SCHEMA_VERSION
     assert all(SNAKE.match(key.rsplit(".", 1)[-1]) for key in _keys(doc)), _keys(doc)
     assert [c["name"] for c in doc["checks"]] == [part.name for part, _ in PROBES]
-    assert [c["name"] for c in doc["commands"]] == [command.name for command in COMMANDS]
+    from gpuprof.cli.main import COMMANDS as REGISTERED
+
+    assert [c["name"] for c in doc["commands"]] == [c.name for c in registered(REGISTERED)]
     for check in doc["checks"]:
         assert set(check) == {"name", "group", "title", "status", "detail", "fix", "notes", "facts"}
         assert check["status"] in MARKS and (check["fix"] is None) == (check["status"] == "ok")

@@ -14,7 +14,7 @@ import pytest
 
 from gpuprof.capture import doctor, doctor_ebpf, doctor_gpu, doctor_tools, doctor_trt
 from gpuprof.capture.doctor_checks import MISSING, OK, PARTIAL, Check
-from gpuprof.capture.doctor_commands import COMMANDS, FULL, NO, PARTLY, readiness
+from gpuprof.capture.doctor_commands import COMMANDS, FULL, NO, PARTLY, readiness, registered
 from tests.conftest import REPO
 
 NAMES = [part.name for part, _ in doctor.PROBES]
@@ -40,15 +40,25 @@ def test_every_needed_check_is_probed():
     assert needed <= set(NAMES)
 
 
+def test_every_registered_command_has_a_row_and_every_row_a_command():
+    """A new command needs a row here (what it needs); a row for a command this gpuprof lacks
+    is left out of the answer."""
+    from gpuprof.cli.main import COMMANDS as REGISTERED
+
+    rows = {command.name.split()[0] for command in COMMANDS}
+    assert set(REGISTERED) - {"doctor"} <= rows
+    assert [c.name for c in registered(["perf", "net"])] == ["perf", "perf --net", "net"]
+
+
 def test_everything_present_runs_everything_fully():
     assert set(_ready(_with()).values()) == {FULL}
 
 
 @pytest.mark.parametrize("missing, expected", [
     # nsys absent: .sqlite still opens; the TensorRT run loses its kernels
-    ({"nsys": MISSING}, {"nsys": PARTLY, "engine": PARTLY}),
+    ({"nsys": MISSING}, {"nsys": PARTLY, "engine": PARTLY, "run": PARTLY}),
     # nsys here without a GPU still exports .nsys-rep reports
-    ({"nsys": PARTIAL}, {"engine": PARTLY}),
+    ({"nsys": PARTIAL}, {"engine": PARTLY, "run": PARTLY}),
     ({"tensorrt": MISSING}, {"build": PARTLY}),
     ({"tensorrt": MISSING, "tensorrt_rtx": MISSING}, {"build": NO}),
     # TensorRT-RTX without a GPU still builds

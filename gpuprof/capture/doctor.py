@@ -11,7 +11,7 @@ from typing import Any
 
 from . import doctor_ebpf, doctor_gpu, doctor_tools, doctor_trt
 from .doctor_checks import Check, Part, Probe, package_version, run_probes
-from .doctor_commands import Readiness, readiness
+from .doctor_commands import COMMANDS, Command, Readiness, readiness, registered
 
 SCHEMA_VERSION = 1
 
@@ -46,9 +46,11 @@ def examine(reraise: bool = False) -> list[Check]:
     return run_probes(PROBES, reraise=reraise)
 
 
-def document(checks: Sequence[Check], commands: Sequence[Readiness] | None = None) -> dict[str, Any]:
-    """The doctor's answer as plain data: snake_case keys, None (JSON null) where unknown."""
-    ready = readiness(checks) if commands is None else commands
+def document(checks: Sequence[Check], command_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """The doctor's answer as plain data: snake_case keys, None (JSON null) where unknown.
+    ``command_names``: the commands this gpuprof registers (default: every row of the table)."""
+    commands: Sequence[Command] = COMMANDS if command_names is None else registered(command_names)
+    ready = readiness(checks, commands)
     return {
         "schema_version": SCHEMA_VERSION,
         "gpuprof_version": package_version("gpuprof"),

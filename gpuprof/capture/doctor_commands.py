@@ -59,6 +59,12 @@ COMMANDS = (
         Need((("ebpf_capture",),), "no eBPF capture of the requests' TCP calls", essential=True))),
     Command("net", "gpuprof net", (
         Need((("ebpf_capture",),), "cannot capture; reports on saved captures only (gpuprof net FILE)"),)),
+    Command("run", "gpuprof run -- python app.py", (
+        Need((("nsys",),), "runs without nsys: the program's inference calls, no GPU kernels"),)),
+    # reading files gpuprof or trtexec wrote needs nothing beyond gpuprof itself
+    Command("open", "gpuprof open RUN", ()),
+    Command("diff", "gpuprof diff RUN_A RUN_B", ()),
+    Command("trtexec", "gpuprof trtexec --layer-info FILE", ()),
 )
 
 
@@ -73,6 +79,12 @@ class Readiness:
 def readiness(checks: Iterable[Check], commands: Iterable[Command] = COMMANDS) -> list[Readiness]:
     by_name = {check.name: check for check in checks}
     return [_one(command, by_name) for command in commands]
+
+
+def registered(names: Iterable[str], commands: Iterable[Command] = COMMANDS) -> list[Command]:
+    """The rows of the commands this gpuprof has (``triton serve`` is a row of ``triton``)."""
+    have = set(names)
+    return [command for command in commands if command.name.split()[0] in have]
 
 
 def _one(command: Command, checks: Mapping[str, Check]) -> Readiness:

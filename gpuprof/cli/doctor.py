@@ -22,5 +22,14 @@ def doctor_command(ctx: click.Context, as_json: bool) -> None:
     from ..render.doctor import render_doctor
 
     debug = bool((ctx.find_root().obj or {}).get("debug"))
-    doc = document(examine(reraise=debug))
+    doc = document(examine(reraise=debug), command_names=_registered())
     click.echo(json.dumps(doc, indent=2) if as_json else render_doctor(doc), nl=as_json)
+
+
+def _registered() -> list[str]:
+    """The commands this install has: a row for a command it lacks would be noise."""
+    import importlib.util
+
+    from .main import COMMANDS
+
+    return [name for name, (module, _, _) in COMMANDS.items() if importlib.util.find_spec(module)]

@@ -1,7 +1,7 @@
-"""The eBPF checks for machines unlike this one (not root, no tracefs, no bpftrace, no BTF):
-the probes take ``net_preflight.SystemFacts``, so each branch is checked here from facts, as
-test_net_preflight.py checks the preflight; this machine's own facts are in
-test_doctor_probes.py."""
+"""Doctor's answers for machines unlike this one. The eBPF probes take
+``net_preflight.SystemFacts`` (not root, no tracefs, no bpftrace, no BTF, kprobes only), as
+test_net_preflight.py checks the preflight; a GPU's line and the driver banner are plain
+functions of what NVML and the kernel say. This machine's own answers: test_doctor_probes.py."""
 
 from __future__ import annotations
 
@@ -76,3 +76,18 @@ def test_missing_bpftrace_and_btf_each_say_how_to_get_them():
 ])
 def test_driver_version_from_both_module_banners(banner, version):
     assert doctor_gpu.parse_module_version(banner + "\nGCC version:  gcc version 12.2.0\n") == version
+
+
+def test_a_gpu_line_shows_clocks_persistence_and_ecc_and_says_unknown():
+    gpu = {"device_id": 0, "name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0",
+           "memory_bytes": 85_520_809_984, "sm_clock_mhz": 345, "max_sm_clock_mhz": 1980,
+           "memory_clock_mhz": 2619, "max_memory_clock_mhz": 2619, "persistence_mode": True,
+           "ecc_mode": None}
+    assert doctor_gpu.describe_gpu(gpu) == (
+        "GPU 0: NVIDIA H100 80GB HBM3, compute capability 9.0, 79.6 GiB, SM clock 345 of 1980 MHz, "
+        "memory clock 2619 of 2619 MHz, persistence on, ECC unknown")
+
+
+@pytest.mark.parametrize("encoded, text", [(13040, "13.4"), (12080, "12.8"), (0, None), (None, None)])
+def test_cuda_version_spelling(encoded, text):
+    assert doctor_gpu.cuda_version(encoded) == text
