@@ -82,7 +82,7 @@ def test_every_printed_line_comes_from_the_document(capsys):
         expected |= {(command["usage"], READINESS[command["readiness"]]), *(f"fix: {f}" for f in command["fixes"])}
         expected |= {f"- {m['without']} (lacks: {', '.join(titles[n] for n in m['checks'])})"
                      for m in command["missing"]}
-    assert lines[0].startswith("gpuprof doctor:")
+    assert lines[0].startswith(f"gpuprof doctor (schema {SCHEMA_VERSION})")
     for line in lines[1:]:
         assert line.strip() in expected or _row(line, expected), line
     shown = "\n".join(lines)
@@ -177,3 +177,17 @@ def test_without_root_doctor_says_needs_root():
     assert checks["ebpf_capture"]["status"] == "missing" and "root" in checks["ebpf_capture"]["fix"]
     ready = {c["name"]: c["readiness"] for c in doc["commands"]}
     assert ready["net"] == "partial" and ready["perf --net"] == "no"
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_a_terminal_wraps_lines_under_their_column_and_loses_no_word(width):
+    from gpuprof.capture.doctor import document, examine
+    from gpuprof.render.doctor import render_doctor
+
+    doc = document(examine())
+    flat, wrapped = render_doctor(doc), render_doctor(doc, width)
+    assert wrapped.split() == flat.split()
+    for line in wrapped.splitlines():
+        # only a word longer than the room under its column (a path, a URL) may pass the width
+        room = width - (len(line) - len(line.lstrip()))
+        assert len(line) <= width or len(line.split()[-1]) > room or len(line.split()) == 1, line

@@ -23,7 +23,15 @@ def doctor_command(ctx: click.Context, as_json: bool) -> None:
 
     debug = bool((ctx.find_root().obj or {}).get("debug"))
     doc = document(examine(reraise=debug), command_names=_registered())
-    click.echo(json.dumps(doc, indent=2) if as_json else render_doctor(doc), nl=as_json)
+    click.echo(json.dumps(doc, indent=2) if as_json else render_doctor(doc, _terminal_width()), nl=as_json)
+
+
+def _terminal_width() -> int | None:
+    """The terminal's width; None (never wrap) when stdout is a pipe or a file."""
+    import shutil
+    import sys
+
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
 def _registered() -> list[str]:
