@@ -191,3 +191,27 @@ def test_a_terminal_wraps_lines_under_their_column_and_loses_no_word(width):
         # only a word longer than the room under its column (a path, a URL) may pass the width
         room = width - (len(line) - len(line.lstrip()))
         assert len(line) <= width or len(line.split()[-1]) > room or len(line.split()) == 1, line
+
+
+def test_verdicts_agree_with_what_the_commands_themselves_decide(doc, tmp_path):
+    """Each command's own start-up decision, taken the way the command takes it."""
+    from gpuprof.capture.net_preflight import choose_program, system_facts
+    from gpuprof.capture.ort.fallback import choose_backend
+    from gpuprof.capture.triton_backends import find_triton
+    from gpuprof.capture.trt import api
+    from gpuprof.errors import GpuprofError
+
+    def works(step) -> bool:
+        try:
+            step()
+        except GpuprofError:
+            return False
+        return True
+
+    ready = {c["name"]: c for c in doc["commands"]}
+    engine_on_trt = choose_backend("auto")[0] == "tensorrt"
+    assert engine_on_trt == (not any("not TensorRT" in m["without"] for m in ready["engine"]["missing"]))
+    assert works(api.builder_module) == (ready["build"]["readiness"] != "no")
+    assert works(lambda: find_triton(tmp_path)) == (ready["triton serve"]["readiness"] != "no")
+    capture = works(lambda: choose_program("auto", system_facts(mount=False)))
+    assert capture == (ready["net"]["readiness"] == "full")

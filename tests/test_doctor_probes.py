@@ -234,6 +234,9 @@ def test_tritonserver_matches_the_wheel(checks):
     assert check.facts["binary"] == (str(binary) if binary.is_file() else None)
     assert check.facts["python_stub"] == any(stub.glob("triton_python_backend_stub"))
     assert check.facts["package_version"] == importlib.metadata.version("nvidia-pytriton")
+    assert check.facts["libraries"] == (root.parents[1] / "nvidia_pytriton.libs").is_dir()
+    ready = binary.is_file() and check.facts["libraries"] and check.facts["python_stub"]
+    assert (check.status == OK) == ready
 
 
 def test_tritonclient_protocols_import_in_a_fresh_python(checks):

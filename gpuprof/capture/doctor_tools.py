@@ -57,9 +57,12 @@ def tritonserver(part: Part) -> Check:
     binary = root / "bin" / "tritonserver"
     python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = root / "python_backend_stubs" / python_version / triton_backends.STUB
-    facts = {**unknown, "binary": str(binary) if binary.is_file() else None, "python_stub": stub.is_file()}
-    if not binary.is_file():
-        return part.check(MISSING, f"nvidia-pytriton has no tritonserver at {binary}",
+    libs = root.parents[1] / "nvidia_pytriton.libs"  # where triton_server.py points LD_LIBRARY_PATH
+    facts = {**unknown, "binary": str(binary) if binary.is_file() else None, "python_stub": stub.is_file(),
+             "libraries": libs.is_dir()}
+    if not binary.is_file() or not libs.is_dir():
+        lacking = binary if not binary.is_file() else libs
+        return part.check(MISSING, f"nvidia-pytriton is incomplete: no {lacking}",
                           "pip install --force-reinstall --no-deps nvidia-pytriton", facts)
     if not stub.is_file():
         return part.check(PARTIAL, f"tritonserver found, but no python backend stub for Python {python_version}",
