@@ -102,3 +102,12 @@ def test_every_pip_package_a_fix_names_is_one_gpuprof_declares():
     assert packages >= {"nvidia-ml-py", "cuda-python", "tensorrt-rtx-cu13", "tritonclient", "nvidia-pytriton"}
     for package in packages - {"tensorrt-cu13", "onnxruntime-gpu"}:
         assert re.search(rf"\b{re.escape(package)}\b", declared), package
+    # "(in gpuprof's trt extra)": that extra of pyproject.toml lists the package
+    pyproject = (REPO / "pyproject.toml").read_text()
+    named = [(fix, extras) for fix in fixes for extras in re.findall(r"in gpuprof's (\w+(?: and \w+)*) extras?", fix)]
+    assert len(named) >= 4
+    for fix, extras in named:
+        package = re.search(r"pip install \"?([A-Za-z0-9_.-]+)", fix).group(1)
+        for extra in extras.split(" and "):
+            line = re.search(rf"^{extra} = \[(.*)\]", pyproject, re.M)
+            assert line and package in line.group(1), (extra, package)

@@ -1,7 +1,7 @@
 """Doctor probes for eBPF capture (``gpuprof net``, ``gpuprof perf --net``).
 
-The facts and the final decision are ``net_preflight``'s, the ones a capture acts on; doctor
-only never mounts tracefs (a capture mounts it, as root, when it starts) and shows each part.
+The facts and the final decision are ``net_preflight``'s, the ones a capture acts on. One
+difference: doctor never mounts tracefs (a capture does, as root, when it starts).
 """
 
 from __future__ import annotations

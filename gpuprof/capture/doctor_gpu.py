@@ -18,8 +18,8 @@ from .trt import device
 
 DRIVER_PROC = Path("/proc/driver/nvidia/version")
 DRIVER_FIX = "Install the NVIDIA driver on a machine with an NVIDIA GPU (Debian: apt-get install -y nvidia-driver, from non-free)"
-NVML_FIX = "pip install nvidia-ml-py"
-CUDA_FIX = "pip install cuda-python"
+NVML_FIX = "pip install nvidia-ml-py (a dependency of gpuprof)"
+CUDA_FIX = "pip install cuda-python (in gpuprof's cuda and trt extras)"
 
 
 def driver(part: Part) -> Check:

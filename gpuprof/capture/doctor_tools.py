@@ -20,8 +20,8 @@ from .doctor_checks import (
 from .trt import device
 
 PYTRITON_FIX = "pip install --no-deps nvidia-pytriton"
-TRITONCLIENT_FIX = 'pip install "tritonclient[http,grpc]"'
-ORT_FIX = "pip install onnxruntime"
+TRITONCLIENT_FIX = 'pip install "tritonclient[http,grpc]" (in gpuprof\'s triton extra)'
+ORT_FIX = "pip install onnxruntime (a dependency of gpuprof)"
 ORT_GPU_FIX = "pip install onnxruntime-gpu (for its CUDAExecutionProvider)"
 CHROMIUM_FIX = "apt-get install -y chromium"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")

@@ -19,8 +19,8 @@ from .trt.nsys_cmd import NSYS_HINT
 # module -> (what it is, pip package, can it build at all)
 FLAVOURS = {
     "tensorrt": ("TensorRT", "pip install tensorrt-cu13 (downloads from NVIDIA's servers)", True),
-    "tensorrt_rtx": ("TensorRT-RTX", "pip install tensorrt-rtx-cu13", True),
-    "tensorrt_lean": ("TensorRT lean runtime", "pip install tensorrt-lean-cu13", False),
+    "tensorrt_rtx": ("TensorRT-RTX", "pip install tensorrt-rtx-cu13 (in gpuprof's trt extra)", True),
+    "tensorrt_lean": ("TensorRT lean runtime", "pip install tensorrt-lean-cu13 (in gpuprof's trt extra)", False),
 }
 NSYS_FIX = f"{NSYS_HINT} (Debian/Ubuntu: apt-get install -y nsight-systems-cli from NVIDIA's CUDA repository)"
 
