@@ -47,6 +47,17 @@ def _gpus_in_kernel() -> int:
     return len(list(folder.iterdir())) if folder.is_dir() else 0
 
 
+def _all_hopper() -> bool:
+    """Every GPU is a Hopper (compute capability 9.x), which TensorRT-RTX does not run on;
+    asked of nvidia-smi, not NVML's Python binding."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None or not _gpus_in_kernel():
+        return False
+    caps = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
+                          text=True, timeout=30).stdout.split()
+    return bool(caps) and all(cap.startswith("9.") for cap in caps)
+
+
 def _imports_in_fresh_python(module: str) -> bool:
     done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, timeout=60)
     return done.returncode == 0
@@ -148,8 +159,9 @@ def test_tensorrt_flavours_match_their_packages(checks, module, distributions, b
     versions = {importlib.metadata.version(d) for d in distributions if _installed(d)}
     assert check.facts["version"] in versions
     assert check.facts["can_build"] == (builds and hasattr(importlib.import_module(module), "Builder"))
-    assert check.facts["can_run"] == (_gpus_in_kernel() > 0)
-    assert check.status == (OK if _gpus_in_kernel() else PARTIAL)
+    runs = _gpus_in_kernel() > 0 and not (module == "tensorrt_rtx" and _all_hopper())
+    assert check.facts["can_run"] == runs
+    assert check.status == (OK if runs else PARTIAL)
 
 
 def _installed(distribution: str) -> bool:
@@ -161,9 +173,11 @@ def _installed(distribution: str) -> bool:
 
 
 def test_tensorrt_usable_needs_a_gpu_and_a_runtime(checks):
-    runtime = any(importlib.util.find_spec(m) is not None and hasattr(importlib.import_module(m), "Runtime")
-                  for m in ("tensorrt", "tensorrt_rtx"))
-    assert (checks["tensorrt_usable"].status == OK) == (runtime and _gpus_in_kernel() > 0)
+    runtimes = [m for m in ("tensorrt", "tensorrt_rtx") if importlib.util.find_spec(m) is not None
+                and hasattr(importlib.import_module(m), "Runtime")]
+    if _all_hopper():
+        runtimes = [m for m in runtimes if m != "tensorrt_rtx"]
+    assert (checks["tensorrt_usable"].status == OK) == (bool(runtimes) and _gpus_in_kernel() > 0)
 
 
 def test_nsys_matches_path_and_its_own_version(checks):

@@ -40,22 +40,48 @@ def tensorrt_check(part: Part, module: str) -> Check:
         return part.check(MISSING, why, fix, {"version": None, "can_build": False, "can_run": False})
     version = str(getattr(importlib.import_module(module), "__version__", None))
     can_build = builds and api.installed(module, "Builder")
-    no_gpu = device.gpu_unavailable_reason()
-    can_run = api.installed(module, "Runtime") and no_gpu is None
-    facts = {"version": version, "can_build": can_build, "can_run": can_run}
+    no_run = run_problem(module)
+    facts = {"version": version, "can_build": can_build, "can_run": no_run is None}
     build = "builds engines" if can_build else "cannot build (a runtime only)"
-    run = "runs engines here" if can_run else f"cannot run engines here: {no_gpu or 'no Runtime class'}"
-    status = OK if can_run and (can_build or not builds) else PARTIAL
-    return part.check(status, f"{label} {version}: {build}; {run}", DRIVER_FIX, facts)
+    run = "runs engines here" if no_run is None else f"cannot run engines here: {no_run}"
+    status = OK if no_run is None and (can_build or not builds) else PARTIAL
+    fix = DRIVER_FIX if device.gpu_unavailable_reason() else FLAVOURS["tensorrt"][1]
+    return part.check(status, f"{label} {version}: {build}; {run}", fix, facts)
+
+
+def run_problem(module: str) -> str | None:
+    """Why ``module`` cannot run engines on this machine, or None."""
+    no_gpu = device.gpu_unavailable_reason()
+    if no_gpu:
+        return no_gpu
+    if not api.installed(module, "Runtime"):
+        return "it has no Runtime"
+    if module == "tensorrt_rtx" and (hopper := hopper_only()):
+        return hopper
+    return None
+
+
+def hopper_only() -> str | None:
+    """TensorRT-RTX targets RTX GPUs (see ``trt/build.py::build_target``), never Hopper."""
+    gpus = device.gpu_info()
+    if gpus and all(str(g.get("compute_capability", "")).startswith("9.") for g in gpus):
+        return f"TensorRT-RTX does not run on Hopper GPUs ({gpus[0]['name']}, compute capability 9.x)"
+    return None
 
 
 def tensorrt_usable(part: Part) -> Check:
-    """The decision ``gpuprof engine --backend auto`` makes, word for word."""
+    """The decision ``gpuprof engine --backend auto`` makes, and whether it will hold: with only
+    TensorRT-RTX on a Hopper GPU, engine picks TensorRT, which then cannot load the plan."""
     reason = device.tensorrt_unavailable_reason()
-    if reason is None:
-        return part.check(OK, "gpuprof engine runs on TensorRT")
-    fix = device.TENSORRT_RUNTIME_HINT if device.gpu_present() else DRIVER_FIX
-    return part.check(MISSING, f"no: {reason}", fix)
+    if reason is not None:
+        fix = device.TENSORRT_RUNTIME_HINT if device.gpu_present() else DRIVER_FIX
+        return part.check(MISSING, f"no: {reason}", fix)
+    runnable = [m for m in api.BUILDER_MODULES if api.installed(m, "Runtime") and run_problem(m) is None]
+    if not runnable:
+        return part.check(MISSING, f"no: {hopper_only() or 'no TensorRT runtime runs here'} (gpuprof "
+                          "engine still picks TensorRT here, and its run will fail; use --backend "
+                          "onnxruntime)", FLAVOURS["tensorrt"][1])
+    return part.check(OK, f"gpuprof engine runs on TensorRT ({', '.join(runnable)})")
 
 
 def nsys(part: Part) -> Check:
