@@ -15,6 +15,7 @@ from typing import Any
 from . import api
 
 TENSORRT_RUNTIME_HINT = "pip install tensorrt-cu13, or tensorrt-rtx-cu13"
+NO_GPU = "NVML reports no GPU"
 
 
 def gpu_unavailable_reason() -> str | None:
@@ -26,7 +27,7 @@ def gpu_unavailable_reason() -> str | None:
         return "nvidia-ml-py is not installed, so no GPU can be detected"
     except Exception as exc:  # pynvml raises NVMLError subclasses named after the cause
         return f"no usable NVIDIA GPU driver ({type(exc).__name__})"
-    return None if count > 0 else "NVML reports no GPU"
+    return None if count > 0 else NO_GPU
 
 
 def gpu_present() -> bool:
