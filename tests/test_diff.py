@@ -294,3 +294,46 @@ def test_two_real_onnxruntime_runs(two_ort_runs, tmp_path, capsys):
         assert latency.loc["latency", f"{side}_count"] == len(iterations)
     doc = json.loads((tmp_path / "d.json").read_text())
     assert doc["gates"][0]["expression"] == "latency.p99>+5%"
+
+
+TRITON = "cmpark0126__ml-serving-system-building__sync_poison.json"
+LATER = {"COMPUTE_OUTPUT_START", "COMPUTE_END", "HTTP_SEND_START", "HTTP_SEND_END", "REQUEST_END",
+         "INFER_RESPONSE_COMPLETE"}
+DELAY_NS = 5_000_000
+
+
+def _plain_end_to_end(records: list) -> np.ndarray:
+    """Per request id: last HTTP_SEND_END minus first HTTP_RECV_START, in plain Python."""
+    starts, ends = {}, {}
+    for record in records:
+        for stamp in record.get("timestamps", []):
+            if stamp["name"] == "HTTP_RECV_START":
+                starts[record["id"]] = min(starts.get(record["id"], stamp["ns"]), stamp["ns"])
+            if stamp["name"] == "HTTP_SEND_END":
+                ends[record["id"]] = max(ends.get(record["id"], stamp["ns"]), stamp["ns"])
+    return np.array([ends[i] - starts[i] for i in starts if i in ends], dtype=float)
+
+
+def test_triton_traces_compute_made_slower(tmp_path, capsys):
+    source = fixture_path("triton", TRITON)
+    records = json.loads(source.read_text())
+    for record in records:
+        for stamp in record.get("timestamps", []):
+            if stamp["name"] in LATER:
+                stamp["ns"] += DELAY_NS
+    slower = tmp_path / "slower.json"
+    slower.write_text(json.dumps(records))
+    assert main(["diff", str(source), str(source), "--fail-on", "latency.p99>+5%", "--fail-on", "stage.mean>+5%"]) == 0
+    capsys.readouterr()
+    assert main(["diff", str(source), str(slower), "--fail-on", "latency.p99>+5%"]) == 1
+    assert "FAIL latency.p99>+5%: latency:" in capsys.readouterr().err
+    diff = _diff(source, slower)
+    latency = diff.tables["latency"].set_index("name")
+    base, new = _plain_end_to_end(json.loads(source.read_text())), _plain_end_to_end(records)
+    assert latency.loc["latency", "base_count"] == len(base)
+    assert latency.loc["latency", "base_p99"] == pytest.approx(np.percentile(base, 99))
+    assert latency.loc["latency", "new_p99"] == pytest.approx(np.percentile(new, 99))
+    stages = diff.tables["stage"].set_index("name")
+    assert stages.loc["COMPUTE_INFER", "delta_mean"] == pytest.approx(DELAY_NS)
+    assert stages.loc["COMPUTE_INFER", "significant_mean"]
+    assert stages.loc["HTTP_RECV", "delta_mean"] == 0 and not stages.loc["HTTP_RECV", "significant_mean"]
