@@ -4,6 +4,7 @@ Runtime runs; numbers recomputed with plain SQL / plain Python on the same files
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import itertools
 import json
@@ -19,7 +20,6 @@ from gpuprof.analyze.diff import compare
 from gpuprof.analyze.diff_gates import evaluate, parse_gate
 from gpuprof.analyze.diff_samples import run_samples
 from gpuprof.cli.main import main
-from gpuprof.errors import BadInputError
 from gpuprof.ingest.diff_inputs import read_diff_input
 from gpuprof.model import Profile
 
@@ -41,7 +41,8 @@ LAYER_KERNELS = """
 
 def _diff(base, new):
     inputs = [read_diff_input(base), read_diff_input(new)]
-    return compare(*(run_samples(i.profile, label, i.formats) for i, label in zip(inputs, ("base", "new"))))
+    return compare(*(run_samples(i.profile, label, i.formats, i.summaries)
+                     for i, label in zip(inputs, ("base", "new"))))
 
 
 def _layer_total_sql(path: Path, layer: str) -> tuple[int, int]:
@@ -245,10 +246,39 @@ def test_gate_on_a_category_the_runs_lack_is_one_error(capsys):
     assert "nothing to compare" in _one_error(capsys)
 
 
-def test_perf_csv_is_refused_with_a_reason(capsys):
-    csv = fixture_path("perf_analyzer", "triton-inference-server__model_analyzer__add_sub-results.csv")
-    with pytest.raises(BadInputError, match="no per-request samples"):
-        read_diff_input(csv)
+def test_perf_analyzer_csvs_compared_without_verdicts(tmp_path, capsys):
+    source = fixture_path("perf_analyzer", "triton-inference-server__model_analyzer__add_sub-results.csv")
+    with source.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["p99 latency"] = str(int(row["p99 latency"]) * 2)
+    slower = tmp_path / "slower.csv"
+    with slower.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["diff", str(source), str(source), "--fail-on", "latency.p99>+5%"]) == 0
+    capsys.readouterr()
+    assert main(["diff", str(source), str(slower), "--fail-on", "latency.p99>+5%", "--fail-on", "stage.mean>+1%"]) == 1
+    err = capsys.readouterr().err
+    assert "FAIL latency.p99>+5%: concurrency 2: +100.0%" in err and "no verdict" in err and "stage.mean" not in err
+    diff = _diff(source, slower)
+    latency = diff.tables["latency"].set_index("name")
+    with source.open(newline="") as handle:
+        plain = next(csv.DictReader(handle))
+    assert latency.loc["concurrency 2", "base_p99"] == int(plain["p99 latency"]) * 1000   # µs in the CSV
+    assert latency.loc["concurrency 2", "base_mean"] == int(plain["Avg latency"]) * 1000
+    stages = diff.tables["stage"].set_index("name")
+    assert stages.loc["Server Queue @ concurrency 2", "base_mean"] == int(plain["Server Queue"]) * 1000
+
+
+def test_model_analyzer_csvs_of_two_models_have_nothing_in_common(capsys):
+    one = fixture_path("perf_analyzer", "NguyenTranDat__test-docker__results__metrics-model-inference.csv")
+    other = fixture_path("perf_analyzer", "minhminh2k__Triton_Backup__results__metrics-model-inference.csv")
+    assert main(["diff", str(one), str(one), "--fail-on", "latency.p99>+5%"]) == 0
+    capsys.readouterr()
+    assert main(["diff", str(one), str(other)]) == 2
+    assert "nothing in common" in _one_error(capsys)
 
 
 def test_absolute_gates_parse_in_ns():

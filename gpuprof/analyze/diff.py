@@ -44,12 +44,12 @@ def compare(base: RunSamples, new: RunSamples) -> Diff:
     out = Diff(base.label, new.label, notes=[*base.notes, *new.notes])
     rng = np.random.default_rng(SEED)
     for category in CATEGORIES:
-        a, b = base.samples.get(category), new.samples.get(category)
+        a, b = _side(base, category), _side(new, category)
         if a is None and b is None:
             continue
         if a is None or b is None:
             only = base.label if a is not None else new.label
-            out.notes.append(f"{category}: only {only} has {category} samples; not compared")
+            out.notes.append(f"{category}: only {only} has {category} times; not compared")
             continue
         out.tables[category] = compare_category(a, b, rng)
     if not any((t["status"] == "both").any() for t in out.tables.values()):
@@ -60,19 +60,33 @@ def compare(base: RunSamples, new: RunSamples) -> Diff:
     return out
 
 
-def compare_category(base: pd.DataFrame, new: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """One row per name in either run: both sides' statistics, deltas and verdicts."""
-    left = _describe(base).add_prefix("base_").rename(columns={"base_name": "name"})
-    right = _describe(new).add_prefix("new_").rename(columns={"new_name": "name"})
-    table = left.merge(right, on="name", how="outer")
-    table["status"] = np.where(table["base_count"].isna(), "only in new",
-                               np.where(table["new_count"].isna(), "only in base", "both"))
+def _side(run: RunSamples, category: str) -> tuple[pd.DataFrame, pd.DataFrame | None] | None:
+    """(statistics, samples or None) of one run's category; None when it has neither."""
+    if category in run.samples:
+        return _describe(run.samples[category]), run.samples[category]
+    if category in run.summaries:
+        return run.summaries[category][list(STAT_COLUMNS)], None
+    return None
+
+
+STAT_COLUMNS = ("name", "count", "total", "mean", "p50", "p90", "p99")
+
+
+def compare_category(base: tuple, new: tuple, rng: np.random.Generator) -> pd.DataFrame:
+    """One row per name in either run: both sides' statistics, deltas and verdicts (only where
+    both sides have samples)."""
+    (base_stats, base_samples), (new_stats, new_samples) = base, new
+    left = base_stats.add_prefix("base_").rename(columns={"base_name": "name"})
+    right = new_stats.add_prefix("new_").rename(columns={"new_name": "name"})
+    table = left.merge(right, on="name", how="outer", indicator="side")
+    table["status"] = table.pop("side").astype(str).map(
+        {"both": "both", "left_only": "only in base", "right_only": "only in new"})
     for metric in METRICS:
         delta = table[f"new_{metric}"] - table[f"base_{metric}"]
         table[f"delta_{metric}"] = delta
         base_value = table[f"base_{metric}"]
         table[f"delta_{metric}_pct"] = np.where(base_value > 0, delta / base_value.where(base_value > 0) * 100, np.nan)
-    verdicts = _verdicts(table, base, new, rng)
+    verdicts = _verdicts(table, base_samples, new_samples, rng)
     table = pd.concat([table, verdicts], axis=1)
     order = table["new_total"].fillna(0) - table["base_total"].fillna(0)
     return table.iloc[np.argsort(-order.abs().to_numpy(), kind="stable")].reset_index(drop=True)
@@ -80,13 +94,13 @@ def compare_category(base: pd.DataFrame, new: pd.DataFrame, rng: np.random.Gener
 
 def _describe(samples: pd.DataFrame) -> pd.DataFrame:
     out = stats.describe_by(samples, "name", "value_ns", percentiles=(50, 90, 99))
-    return out[["name", "count", "total", "mean", "p50", "p90", "p99"]]
+    return out[list(STAT_COLUMNS)]
 
 
-def _verdicts(table: pd.DataFrame, base: pd.DataFrame, new: pd.DataFrame,
+def _verdicts(table: pd.DataFrame, base: pd.DataFrame | None, new: pd.DataFrame | None,
               rng: np.random.Generator) -> pd.DataFrame:
-    base_groups = _groups(base)
-    new_groups = _groups(new)
+    base_groups = _groups(base) if base is not None else {}
+    new_groups = _groups(new) if new is not None else {}
     rows = []
     for name in table["name"]:
         a, b = base_groups.get(name), new_groups.get(name)

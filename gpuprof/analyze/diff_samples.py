@@ -33,10 +33,15 @@ class RunSamples:
     # per layer name: precision, tactic, formats where the run's engine information has them
     layer_info: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["layer"]))
     notes: list[str] = field(default_factory=list)
+    # category -> name, count, total, mean, p50, p90, p99 given as statistics (load-test CSVs)
+    summaries: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
-def run_samples(profile: Profile, label: str, formats: pd.DataFrame | None = None) -> RunSamples:
-    out = RunSamples(label=label)
+def run_samples(profile: Profile, label: str, formats: pd.DataFrame | None = None,
+                summaries: dict[str, pd.DataFrame] | None = None) -> RunSamples:
+    out = RunSamples(label=label, summaries=dict(summaries or {}))
+    if summaries:
+        out.notes.append(f"{label}: summary statistics only (no per-call samples, so no significance verdict)")
     _layers_or_ranges(profile, out)
     _add(out, "kernel", _kernels(profile))
     _stages_and_latency(profile, out)

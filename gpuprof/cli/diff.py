@@ -22,7 +22,7 @@ from ..render.formats import FORMATS
 @click.option("--top", type=int, default=20, show_default=True, help="Rows per table in terminal/Markdown views.")
 def diff_command(base, new, gates, output, fmt, table, top):
     """Compare two runs: saved runs (.gpuprof), nsys exports, trtexec runs (a folder or the
-    profile JSON) or Triton traces. Deltas are absolute and in %, with significance from the
+    profile JSON), Triton traces or load-test CSVs (perf_analyzer -f, model_analyzer). Deltas are absolute and in %, with significance from the
     per-call samples."""
     from ..analyze.diff import compare
     from ..analyze.diff_gates import evaluate, parse_gate
@@ -34,7 +34,7 @@ def diff_command(base, new, gates, output, fmt, table, top):
     parsed = [parse_gate(text) for text in gates]   # a bad gate fails before any file is read
     runs = [read_diff_input(path) for path in (base, new)]
     labels = _labels(base, new)
-    samples = [run_samples(run.profile, label, run.formats) for run, label in zip(runs, labels)]
+    samples = [run_samples(run.profile, label, run.formats, run.summaries) for run, label in zip(runs, labels)]
     diff = compare(*samples)
     results = [evaluate(gate, diff) for gate in parsed]
     chosen = format_for(output, fmt)

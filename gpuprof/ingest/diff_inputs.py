@@ -1,6 +1,7 @@
 """What `gpuprof diff` accepts, read into the data model: a saved run (.gpuprof), an nsys
 export (.sqlite, .nsys-rep), a trtexec run (a folder or its profile JSON; layer information,
-times and log found beside it by name) or a Triton trace (JSON, its parts or a folder)."""
+times and log found beside it by name), a Triton trace (JSON, its parts or a folder) or a
+load-test summary CSV (perf_analyzer -f, model_analyzer: statistics without samples)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class DiffInput:
     profile: Profile
     kind: str                           # "saved run", "nsys export", "trtexec", "triton trace"
     formats: pd.DataFrame | None = None  # trtexec: each layer's input/output formats
+    summaries: dict[str, pd.DataFrame] | None = None  # load-test CSVs: statistics, no samples
 
 
 def read_diff_input(path: str | Path) -> DiffInput:
@@ -33,9 +35,9 @@ def read_diff_input(path: str | Path) -> DiffInput:
 
         return DiffInput(read_nsys(path), "nsys export")
     if path.suffix == ".csv":
-        raise BadInputError(f"{path.name}: perf_analyzer CSVs hold summaries, no per-request samples, "
-                            "so gpuprof diff cannot tell a change from noise with them",
-                            "Compare the runs' Triton traces or `gpuprof perf --save` runs instead")
+        from .perf_csv import read_perf_csv
+
+        return DiffInput(Profile(), "load-test CSV", summaries=read_perf_csv(path))
     if path.is_dir() and _has_trtexec_profile(path) or path.suffix == ".json" and _is_trtexec_profile(path):
         return _trtexec(path)
     if path.is_dir() or path.suffix == ".json":
