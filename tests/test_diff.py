@@ -261,7 +261,7 @@ def test_perf_analyzer_csvs_compared_without_verdicts(tmp_path, capsys):
     capsys.readouterr()
     assert main(["diff", str(source), str(slower), "--fail-on", "latency.p99>+5%", "--fail-on", "stage.mean>+1%"]) == 1
     err = capsys.readouterr().err
-    assert "FAIL latency.p99>+5%: concurrency 2: +100.0%" in err and "no verdict" in err and "stage.mean" not in err
+    assert "FAIL latency.p99>+5%: concurrency 2: +100.0%" in err and "no samples to judge" in err and "stage.mean" not in err
     diff = _diff(source, slower)
     latency = diff.tables["latency"].set_index("name")
     with source.open(newline="") as handle:
@@ -367,3 +367,21 @@ def test_triton_traces_compute_made_slower(tmp_path, capsys):
     assert stages.loc["COMPUTE_INFER", "delta_mean"] == pytest.approx(DELAY_NS)
     assert stages.loc["COMPUTE_INFER", "significant_mean"]
     assert stages.loc["HTTP_RECV", "delta_mean"] == 0 and not stages.loc["HTTP_RECV", "significant_mean"]
+
+
+def test_few_samples_are_not_judged_not_failed(tmp_path):
+    """Kernels called once in the export: past any threshold, but one call each is no evidence."""
+    source = fixture_path("nsys", RESNET)
+    copy = tmp_path / "once.sqlite"
+    shutil.copyfile(source, copy)
+    with sqlite3.connect(copy) as db:
+        once = db.execute("""SELECT s.value FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN StringIds s ON s.id = k.shortName
+                             GROUP BY s.value HAVING COUNT(*) = 1""").fetchall()
+        if not once:
+            pytest.skip("no kernel called once in the export")
+        db.execute("""UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET end = end + (end - start)
+                      WHERE shortName = (SELECT id FROM StringIds WHERE value = ?)""", once[0])
+    diff = _diff(source, copy)
+    result = evaluate(parse_gate("kernel.total>+50%"), diff)
+    assert once[0][0] in result.unjudged
+    assert once[0][0] not in set(result.offending.get("name", []))

@@ -4,8 +4,9 @@ noise.
 Significance comes from the per-call samples: a percentile bootstrap (numpy, fixed seed, so the
 same inputs give the same verdict) of the difference new - base of each statistic (mean, p50,
 p90, p99); a change is significant when its 95% interval excludes 0. A name with fewer than
-``MIN_SAMPLES`` calls on either side has no verdict (``None``): one number each is no evidence
-either way. The totals' verdict is the mean's (total = calls x mean; the calls are shown).
+``MIN_SAMPLES`` calls on either side has no verdict (``None``): a bootstrap of so few values
+is no evidence either way. The totals' verdict is the mean's (total = calls x mean; the calls
+are shown).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .diff_samples import CATEGORIES, RunSamples
 
 METRICS = ("total", "mean", "p50", "p90", "p99")
 TESTED = ("mean", "p50", "p90", "p99")
-MIN_SAMPLES = 2
+MIN_SAMPLES = 5
 RESAMPLES = 400
 MAX_BOOTSTRAP_SAMPLES = 4000   # larger samples are subsampled (without replacement) first
 CONFIDENCE = 0.95
@@ -38,10 +39,11 @@ class Diff:
     layer_changes: pd.DataFrame = field(default_factory=pd.DataFrame)  # precision/tactic/format
     notes: list[str] = field(default_factory=list)
     method: str = METHOD
+    unsampled: set[str] = field(default_factory=set)  # categories a side has no samples of
 
 
 def compare(base: RunSamples, new: RunSamples) -> Diff:
-    out = Diff(base.label, new.label, notes=[*base.notes, *new.notes])
+    out = Diff(base.label, new.label, notes=[*base.notes, *new.notes], unsampled=base.unsampled | new.unsampled)
     rng = np.random.default_rng(SEED)
     for category in CATEGORIES:
         a, b = _side(base, category), _side(new, category)

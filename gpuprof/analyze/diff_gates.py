@@ -2,9 +2,11 @@
 ``latency.p99>+5%``, ``kernel.mean>+50us``.
 
 A gate trips on a name present in both runs whose change passes the threshold and is not
-noise: its bootstrap verdict is significant, or there is no verdict because a side has a
-single sample (trtexec's per-layer means), where the threshold alone decides. A name in one run
-only has no relative change and trips no gate; the report lists it.
+noise: its bootstrap verdict is significant, or the runs hold no per-call samples to judge
+with (trtexec's one mean per layer, load-test CSVs' statistics), where the threshold alone
+decides. A name with a few samples (under ``MIN_SAMPLES`` a side) that passes the threshold is
+listed as not judged, never failed: noise is not called a regression. A name in one run only
+has no relative change and trips no gate; the report lists it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Gate:
 class GateResult:
     gate: Gate
     offending: pd.DataFrame = field(default_factory=pd.DataFrame)  # name, base, new, delta, pct, verdict
+    unjudged: list[str] = field(default_factory=list)  # past the threshold on too few samples
 
     @property
     def tripped(self) -> bool:
@@ -68,13 +71,18 @@ def evaluate(gate: Gate, diff: Diff) -> GateResult:
     both = table[table["status"] == "both"]
     column = f"delta_{gate.metric}_pct" if gate.relative else f"delta_{gate.metric}"
     compare = OPS[gate.op]
-    rows = []
+    rows, unjudged = [], []
     for _, row in both.iterrows():
         value = row[column]
         verdict = significant(row, gate.metric)
-        if pd.notna(value) and compare(value, gate.threshold) and verdict is not False:
-            rows.append({"name": row["name"], "base_ns": row[f"base_{gate.metric}"],
+        if pd.isna(value) or not compare(value, gate.threshold) or verdict is False:
+            continue
+        if verdict is None and gate.category not in diff.unsampled:
+            unjudged.append(str(row["name"]))
+            continue
+        rows.append({"name": row["name"], "base_ns": row[f"base_{gate.metric}"],
                          "new_ns": row[f"new_{gate.metric}"], "delta_ns": row[f"delta_{gate.metric}"],
                          "delta_pct": row[f"delta_{gate.metric}_pct"],
-                         "verdict": "significant" if verdict else "no verdict (single sample)"})
-    return GateResult(gate, pd.DataFrame(rows))
+                         "verdict": "significant" if verdict else "no samples to judge"})
+    return GateResult(gate, pd.DataFrame(rows), unjudged)
+

@@ -35,11 +35,13 @@ class RunSamples:
     notes: list[str] = field(default_factory=list)
     # category -> name, count, total, mean, p50, p90, p99 given as statistics (load-test CSVs)
     summaries: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # categories whose values are not per-call samples (one mean per name, or summaries)
+    unsampled: set[str] = field(default_factory=set)
 
 
 def run_samples(profile: Profile, label: str, formats: pd.DataFrame | None = None,
                 summaries: dict[str, pd.DataFrame] | None = None) -> RunSamples:
-    out = RunSamples(label=label, summaries=dict(summaries or {}))
+    out = RunSamples(label=label, summaries=dict(summaries or {}), unsampled=set(summaries or {}))
     if summaries:
         out.notes.append(f"{label}: summary statistics only (no per-call samples, so no significance verdict)")
     _layers_or_ranges(profile, out)
@@ -65,6 +67,7 @@ def _layers_or_ranges(profile: Profile, out: RunSamples) -> None:
         _add(out, "layer", _frame(timings["layer"].astype(object), timings["duration_ns"]))
         sources = ", ".join(sorted(map(str, timings["source"].dropna().unique())))
         if (timings["iteration"] == -1).all():
+            out.unsampled.add("layer")
             out.notes.append(f"{out.label}: layer times are per-layer means ({sources}), no per-call samples")
         else:
             out.notes.append(f"{out.label}: layer times per iteration from {sources}")

@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 
-from ..analyze.diff import Diff, significant
+from ..analyze.diff import MIN_SAMPLES, Diff, significant
 from ..analyze.diff_gates import GateResult
 from ..units import MICROSECONDS, NS_PER_US
 from .report import Report, Section
@@ -51,7 +51,7 @@ def _category_section(category: str, table: pd.DataFrame, top: int | None) -> Se
     })
     counts = f"{int(table['base_count'].sum(skipna=True))} base and {int(table['new_count'].sum(skipna=True))} new samples"
     notes = [f"{counts} over {len(table)} names; largest absolute change in total first; "
-             f"'significant' when the 95% bootstrap interval of the change excludes 0 (n/a: under 2 samples a side)."]
+             f"'significant' when the 95% bootstrap interval of the change excludes 0 (n/a: under {MIN_SAMPLES} samples a side)."]
     if category == "latency":
         notes.append(f"Gate on {metric} with e.g. --fail-on 'latency.{metric}>+5%'.")
     return Section(category, TITLES[category], out, notes, max_rows=top)
@@ -62,6 +62,9 @@ def _gates_section(gates: list[GateResult]) -> Section:
     for result in gates:
         if not result.tripped:
             rows.append({"Gate": result.gate.text, "Result": "pass", "Name": "", "Change": ""})
+        if result.unjudged:
+            rows.append({"Gate": result.gate.text, "Result": "not judged", "Name": ", ".join(result.unjudged[:10]),
+                         "Change": f"{len(result.unjudged)} names past the threshold on under {MIN_SAMPLES} samples a side"})
         for _, line in result.offending.iterrows():
             rows.append({"Gate": result.gate.text, "Result": "FAIL", "Name": line["name"],
                          "Change": offending_text(line)})
@@ -83,7 +86,7 @@ def diff_json(diff: Diff, gates: list[GateResult]) -> str:
         "schema_version": SCHEMA_VERSION, "base": diff.base, "new": diff.new,
         "significance_method": diff.method, "notes": diff.notes,
         "gates": [{"expression": g.gate.text, "tripped": g.tripped,
-                   "offending": _records(g.offending)} for g in gates],
+                   "offending": _records(g.offending), "not_judged": g.unjudged} for g in gates],
         "categories": {category: _records(table) for category, table in diff.tables.items()},
         "layer_changes": _records(diff.layer_changes),
         "units": "ns for every *_ns, total, mean, pNN, delta and ci value; percent for *_pct",
