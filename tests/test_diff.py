@@ -385,3 +385,34 @@ def test_few_samples_are_not_judged_not_failed(tmp_path):
     result = evaluate(parse_gate("kernel.total>+50%"), diff)
     assert once[0][0] in result.unjudged
     assert once[0][0] not in set(result.offending.get("name", []))
+
+
+COOKBOOK_INFO = "NVIDIA__trt-samples-for-hackathon-cn__cookbook__07-Tool__trtexec__model-trained-exportLayerInfo.log"
+
+
+def _cookbook_run(folder: Path, rename: dict[str, str]) -> Path:
+    """A trtexec folder: the real TensorRT 10 layer information (layers renamed per ``rename``,
+    ONNX origin kept) and a profile of its layers, 10 µs each."""
+    folder.mkdir()
+    info = json.loads(fixture_path("trtexec", COOKBOOK_INFO).read_text())
+    for layer in info["Layers"]:
+        layer["Name"] = rename.get(layer["Name"], layer["Name"])
+    (folder / "run.graph.json").write_text(json.dumps(info))
+    profile = [{"count": 10}] + [{"name": layer["Name"], "timeMs": 0.1, "averageMs": 0.01, "medianMs": 0.01,
+                                  "percentage": 100 / len(info["Layers"])} for layer in info["Layers"]]
+    (folder / "run.profile.json").write_text(json.dumps(profile))
+    return folder
+
+
+def test_layers_renamed_between_engines_match_by_onnx_origin(tmp_path):
+    info = json.loads(fixture_path("trtexec", COOKBOOK_INFO).read_text())
+    with_origin = [layer["Name"] for layer in info["Layers"] if "[ONNX Layer:" in layer.get("Metadata", "")]
+    if not with_origin:
+        pytest.skip("the layer information records no ONNX origin")
+    old = with_origin[0]
+    base = _cookbook_run(tmp_path / "base", {})
+    new = _cookbook_run(tmp_path / "new", {old: old + "_myl9_0"})
+    diff = _diff(base, new)
+    layers = diff.tables["layer"]
+    assert (layers["status"] == "both").all() and old in set(layers["name"])
+    assert any("matched by ONNX origin" in note and old in note for note in diff.notes)

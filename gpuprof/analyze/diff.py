@@ -11,7 +11,7 @@ are shown).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,7 @@ class Diff:
 def compare(base: RunSamples, new: RunSamples) -> Diff:
     out = Diff(base.label, new.label, notes=[*base.notes, *new.notes], unsampled=base.unsampled | new.unsampled)
     rng = np.random.default_rng(SEED)
+    new = match_by_origin(base, new, out.notes)
     for category in CATEGORIES:
         a, b = _side(base, category), _side(new, category)
         if a is None and b is None:
@@ -158,6 +159,34 @@ def significant(row: pd.Series, metric: str) -> bool | None:
     """The verdict for ``metric`` of one compared row (the mean's for totals)."""
     value = row.get(f"significant_{'mean' if metric == 'total' else metric}")
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else bool(value)
+
+
+def match_by_origin(base: RunSamples, new: RunSamples, notes: list[str]) -> RunSamples:
+    """``new`` with each layer that only it has renamed to the base's layer built from the same
+    ONNX nodes, when exactly one layer only the base has was (names differ between engines:
+    Myelin suffixes, fusion order)."""
+    if "layer" not in base.samples or "layer" not in new.samples or "onnx_nodes" not in base.layer_info \
+            or "onnx_nodes" not in new.layer_info:
+        return new
+    only_base = set(base.samples["layer"]["name"]) - set(new.samples["layer"]["name"])
+    only_new = set(new.samples["layer"]["name"]) - set(base.samples["layer"]["name"])
+    origin_base = _origins(base.layer_info, only_base)
+    renames = {layer: origin_base[nodes] for nodes, layer in _origins(new.layer_info, only_new).items()
+               if nodes in origin_base}
+    if not renames:
+        return new
+    notes.extend(f"layer '{name}' in {new.label} matched by ONNX origin to '{renames[name]}'" for name in sorted(renames))
+    samples = dict(new.samples)
+    samples["layer"] = samples["layer"].assign(name=samples["layer"]["name"].replace(renames))
+    info = new.layer_info.assign(layer=new.layer_info["layer"].replace(renames))
+    return replace(new, samples=samples, layer_info=info)
+
+
+def _origins(info: pd.DataFrame, names: set[str]) -> dict[str, str]:
+    """ONNX node list -> layer, for the named layers whose node list no other of them shares."""
+    rows = info[info["layer"].isin(names) & info["onnx_nodes"].notna()]
+    unique = rows.drop_duplicates("onnx_nodes", keep=False)
+    return dict(zip(unique["onnx_nodes"], unique["layer"]))
 
 
 CHANGE_COLUMNS = ("layer_type", "precision", "tactic", "inputs", "outputs")

@@ -126,7 +126,7 @@ def _stages_and_latency(profile: Profile, out: RunSamples) -> None:
     _add(out, "latency", pd.concat(latency) if latency else None)
 
 
-LAYER_INFO = ["layer", "layer_type", "precision", "tactic"]
+LAYER_INFO = ["layer", "layer_type", "precision", "tactic", "onnx_nodes"]
 
 
 def _layer_info(engine_layers: pd.DataFrame, formats: pd.DataFrame | None) -> pd.DataFrame:
