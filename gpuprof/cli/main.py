@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "perf": ("gpuprof.cli.perf", "perf_command", "Load-test a Triton server (perf_analyzer-style)."),
     "net": ("gpuprof.cli.net", "net_command", "Capture TCP traffic per connection with eBPF, or report on a capture."),
     "doctor": ("gpuprof.cli.doctor", "doctor_command", "Check this machine and say which commands can run here."),
+    "trtexec": ("gpuprof.cli.trtexec", "trtexec_command", "Report on trtexec's layer info, profile, times and log (TREx's tables)."),
+    "diff": ("gpuprof.cli.diff", "diff_command", "Compare two runs: per-layer, kernel, stage and latency deltas; CI gates."),
 }
 
 
