@@ -20,7 +20,8 @@ REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_even
 @click.option("--out-dir", type=click.Path(path_type=Path),
               help="Write every artefact here: report.md/.json, CSV tables, trace, plots, run.")
 @click.option("--chrome-trace", type=click.Path(path_type=Path),
-              help="Write a Chrome/Perfetto trace JSON (open in ui.perfetto.dev).")
+              help="Write the timeline for ui.perfetto.dev: Perfetto protobuf for a .pftrace "
+                   "name (large runs), Chrome trace JSON otherwise.")
 @click.option("--memory-plot", type=click.Path(path_type=Path), help="Write memory over time as PNG.")
 @click.option("--save", type=click.Path(path_type=Path),
               help="Save the loaded run (.gpuprof) to re-analyse later without the export.")
@@ -66,10 +67,9 @@ def _terminal(report):
 
 def _write_extras(run, chrome_trace, memory_plot) -> None:
     if chrome_trace:
-        from ..render.chrome_trace import write_chrome_trace
+        from ..render.trace_files import describe_trace, write_trace
 
-        path = write_chrome_trace(run, chrome_trace, origin_ns=run.time_zero)
-        click.echo(f"Wrote {path}", err=True)
+        click.echo(describe_trace(write_trace(run, chrome_trace)), err=True)
     if memory_plot:
         from ..render.artifacts import write_memory_plot
 
