@@ -142,7 +142,7 @@ def test_cli_writes_protobuf_for_a_pftrace_name_and_says_its_size(tmp_path):
     out = tmp_path / "t.pftrace"
     result = CliRunner().invoke(cli, ["nsys", str(export), "--chrome-trace", str(out)])
     assert result.exit_code == 0, result.output
-    assert f"Wrote {out} (" in result.output and "MiB" in result.output
+    assert f"Wrote {out} (" in result.output and "iB); open it in ui.perfetto.dev" in result.output
     assert Parsed(out.read_bytes()).gpu_slices()
 
 
@@ -170,3 +170,44 @@ def test_varints_at_their_edges_read_back_by_protobuf():
     assert [p.track_event.track_uuid for p in packets] == values.tolist()
     assert [list(p.track_event.flow_ids) for p in packets] == [
         [int(v)] if keep else [] for v, keep in zip(values, present)]
+
+
+@pytest.mark.parametrize("suffix", [".pftrace", ".json"])
+def test_trace_window_keeps_exactly_the_kernels_overlapping_it(suffix, tmp_path):
+    """--trace-window 1100:1140 (ms from the report's zero): the kernels in the trace are those a
+    plain SQL query finds overlapping that window."""
+    export = fixture_path("nsys", RESNET)
+    zero = load(export).time_zero
+    lo, hi = zero + 1_100_000_000, zero + 1_140_000_000
+    expected = _sql(export, f"""SELECT count(*), sum(k.end - k.start)
+        FROM CUPTI_ACTIVITY_KIND_KERNEL k WHERE k.start <= {hi} AND k.end >= {lo}""")[0]
+    assert expected[0] > 0
+    out = tmp_path / f"t{suffix}"
+    result = CliRunner().invoke(cli, ["nsys", str(export), "--chrome-trace", str(out),
+                                      "--trace-window", "1100:1140", "-o", str(tmp_path / "r.md")])
+    assert result.exit_code == 0, result.output
+    if suffix == ".pftrace":
+        kernels = [s for s in Parsed(out.read_bytes()).gpu_slices() if s[0] != "copy"]
+        kernels = [s for s in kernels if not s[0].startswith(("memcpy", "memset", "Memcpy",
+                                                                "Memset"))]
+        assert (len(kernels), sum(e - s for _, s, e, _, _ in kernels)) == expected
+    else:
+        import json
+        events = json.loads(out.read_text())["traceEvents"]
+        kernels = [e for e in events if e.get("cat") == "gpu" and "demangled_name" in
+                   e.get("args", {})]
+        assert len(kernels) == expected[0]
+        # times still count from the run's zero, as the report's do
+        first = _sql(export, f"SELECT min(start) FROM CUPTI_ACTIVITY_KIND_KERNEL "
+                             f"WHERE start <= {hi} AND end >= {lo}")[0][0]
+        assert min(e["ts"] for e in kernels) == pytest.approx((first - zero) / 1000, abs=1e-3)
+
+
+@pytest.mark.parametrize("window", ["abc", "5:1", "-1:3"])
+def test_a_bad_trace_window_is_one_error_before_reading(window, tmp_path):
+    export = fixture_path("nsys", RESNET)
+    result = CliRunner().invoke(cli, ["nsys", str(export), "--chrome-trace",
+                                      str(tmp_path / "t.pftrace"), "--trace-window", window])
+    assert result.exit_code == 2
+    assert "--trace-window" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "t.pftrace").exists()

@@ -25,15 +25,17 @@ def is_protobuf(path: str | Path) -> bool:
     return Path(path).suffix.lower() in PROTOBUF_SUFFIXES
 
 
-def write_trace(run, path: str | Path) -> Path:
-    """Write ``run``'s timeline to ``path`` in the format its suffix names."""
+def write_trace(run, path: str | Path, origin_ns: int | None = None) -> Path:
+    """Write ``run``'s timeline to ``path`` in the format its suffix names. JSON counts time
+    from ``origin_ns`` (default: the run's time zero); protobuf keeps the run's own ns."""
     if is_protobuf(path):
         from .perfetto_trace import write_perfetto_trace
 
         return write_perfetto_trace(run, path)
     from .chrome_trace import write_chrome_trace
 
-    return write_chrome_trace(run, path, origin_ns=run.time_zero)
+    return write_chrome_trace(run, path, origin_ns=run.time_zero if origin_ns is None
+                              else origin_ns)
 
 
 def out_dir_trace_name(run) -> str:
@@ -45,7 +47,7 @@ def out_dir_trace_name(run) -> str:
 def describe_trace(path: Path) -> str:
     """"Wrote PATH (SIZE)", and what opens it when its size is past a viewer's limit."""
     size = path.stat().st_size
-    line = f"Wrote {path} ({size / MIB:,.1f} MiB)"
+    line = f"Wrote {path} ({_size(size)})"
     if not is_protobuf(path) and size > JSON_VIEWER_LIMIT:
         return (line + ": too big for chrome://tracing and slow in Perfetto's UI; write a "
                 ".pftrace instead (same tracks, a fraction of the size)")
@@ -53,3 +55,10 @@ def describe_trace(path: Path) -> str:
         return (line + ": may exceed what Perfetto's UI holds in a browser; open it through "
                 "`trace_processor --httpd FILE` and ui.perfetto.dev")
     return line + "; open it in ui.perfetto.dev"
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("GiB", 1024 * MIB), ("MiB", MIB), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}"
+    return f"{size} B"
