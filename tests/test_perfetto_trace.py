@@ -211,3 +211,20 @@ def test_a_bad_trace_window_is_one_error_before_reading(window, tmp_path):
     assert result.exit_code == 2
     assert "--trace-window" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "t.pftrace").exists()
+
+
+def test_lanes_never_overlap_whatever_the_ranges():
+    """Nested, partly overlapping and zero-length ranges: no lane holds two overlapping
+    slices, and nested ranges take one lane per depth."""
+    from gpuprof.render.perfetto_trace import _lanes
+
+    nested = (np.array([0, 1, 2, 5, 10]), np.array([9, 8, 3, 6, 12]))
+    assert _lanes(*nested).tolist() == [0, 1, 2, 2, 0]
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        start = np.sort(rng.integers(0, 100, 40))
+        end = start + rng.integers(0, 30, 40)
+        lanes = _lanes(start, end)
+        for lane in set(lanes.tolist()):
+            spans = sorted(zip(start[lanes == lane], end[lanes == lane]))
+            assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))

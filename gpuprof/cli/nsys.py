@@ -41,8 +41,9 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, trace_wi
                                      param_hint="--trace-window")
         _window_ms(trace_window)  # a typo fails before a long read
     with _status(f"Reading {file.name}"):
-        # launch configurations only annotate traces and saved runs: read them when written
-        run = load(file, details=bool(chrome_trace or out_dir or save))
+        # launch configurations only annotate JSON traces and saved runs: read them when
+        # written (the protobuf trace leaves per-slice arguments out)
+        run = load(file, details=bool(_json_trace(chrome_trace) or out_dir or save))
     if not any(run.num_rows(name) for name in REPORTED_TABLES):
         # refused only when there is nothing to report: NVTX ranges alone (a TensorRT engine
         # traced with -t nvtx), runtime calls or memory events alone make a report
@@ -85,6 +86,12 @@ def _write_extras(run, chrome_trace, trace_window, memory_plot) -> None:
         from ..render.artifacts import write_memory_plot
 
         click.echo(f"Wrote {write_memory_plot(run, memory_plot)}", err=True)
+
+
+def _json_trace(chrome_trace) -> bool:
+    from ..render.trace_files import is_protobuf
+
+    return bool(chrome_trace) and not is_protobuf(chrome_trace)
 
 
 def _cut(run, window: str):

@@ -94,7 +94,7 @@ def _slice_sets(profile: Profile, tracks: TrackTree) -> Iterator[tuple[int, Slic
     yield from _run_slices(profile, tracks)
 
 
-def _host_slices(profile: Profile, tracks: TrackTree, flows: pd.DataFrame):
+def _host_slices(profile: Profile, tracks: TrackTree, flows: LaunchFlows):
     from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import (
         ProcessDescriptor,
         ThreadDescriptor,
@@ -118,7 +118,8 @@ def _thread_slices(profile, tracks, flows, pid, tid, thread):
         mine = calls.iloc[rows]
         yield (tracks.add(parent_uuid=thread, name="CUDA API"),
                Slices(mine["start_ns"].to_numpy(), mine["end_ns"].to_numpy(),
-                      _names(mine["name"], "(CUDA API)"), flow_out=_flow_out(rows, flows)))
+                      _names(mine["name"], "(CUDA API)"),
+                      flow_out=np.where(flows.starts[rows], rows + 1, 0).astype(np.uint64)))
     ranges = profile.nvtx_ranges
     nested = ranges[(ranges["pid"] == pid) & (ranges["tid"] == tid)
                     & (ranges["range_kind"].astype(object) == "push_pop")
@@ -144,7 +145,7 @@ def _async_ranges(ranges: pd.DataFrame, tracks: TrackTree, process: int):
                       _names(marks["text"], "(mark)")))
 
 
-def _gpu_slices(profile: Profile, tracks: TrackTree, flows: pd.DataFrame):
+def _gpu_slices(profile: Profile, tracks: TrackTree, flows: LaunchFlows):
     from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import ProcessDescriptor
 
     work = _gpu_work(profile, flows)
@@ -170,48 +171,95 @@ def _gpu_slices(profile: Profile, tracks: TrackTree, flows: pd.DataFrame):
                           flow_in=columns["flow_id"][rows], flow_ends=columns["flow_last"][rows]))
 
 
-def _gpu_work(profile: Profile, flows: pd.DataFrame) -> pd.DataFrame:
+GPU_TABLES = (("kernels", "kernel"), ("copies", "copy"))
+
+
+def _gpu_work(profile: Profile, flows: LaunchFlows) -> pd.DataFrame:
     """Kernels and copies with their label and the launch flow reaching each (0: none)."""
-    keys = ["device_id", "pid", "stream_id", "correlation_id", "start_ns", "end_ns"]
+    keys = ["device_id", "pid", "stream_id", "start_ns", "end_ns"]
     parts = []
-    for table, names, kind in ((profile.kernels, _kernel_labels, "kernel"),
-                               (profile.copies, _copy_names, "copy")):
+    for table_name, _ in GPU_TABLES:
+        table = profile.tables[table_name]
         if not table.empty:
-            parts.append(table[keys].assign(label=names(table), kind=kind,
-                                            row=np.arange(len(table))))
+            label = _kernel_labels(table) if table_name == "kernels" else _copy_names(table)
+            parts.append(table[keys].assign(label=label, flow_id=flows.reaching[table_name],
+                                            flow_last=flows.last[table_name]))
     if not parts:
         return pd.DataFrame(columns=keys + ["label", "flow_id", "flow_last"])
-    work = pd.concat(parts, ignore_index=True)
-    work = work.merge(flows[["kind", "row", "flow_id", "flow_last"]], on=["kind", "row"],
-                      how="left", sort=False)
-    return work.assign(flow_id=work["flow_id"].fillna(0).astype(np.uint64),
-                       flow_last=work["flow_last"].fillna(False).astype(bool))
+    return pd.concat(parts, ignore_index=True)
 
 
-def _launch_flows(profile: Profile) -> pd.DataFrame:
+@dataclass
+class LaunchFlows:
     """One flow per API call that launched GPU work: it runs from the call through each kernel
     or copy with the call's correlation id (same process), in start order, and ends at the
-    last (a graph launch has many)."""
-    calls = profile.api_calls[["pid", "correlation_id"]].assign(api_row=np.arange(
-        len(profile.api_calls)))
-    calls = calls[calls["correlation_id"] >= 0].drop_duplicates(["pid", "correlation_id"])
-    parts = [t[["pid", "correlation_id", "start_ns"]].assign(kind=kind, row=np.arange(len(t)))
-             for t, kind in ((profile.kernels, "kernel"), (profile.copies, "copy"))
-             if not t.empty]
-    columns = ["api_row", "kind", "row", "flow_id", "flow_last"]
-    if calls.empty or not parts:
-        return pd.DataFrame(columns=columns)
-    pairs = pd.concat(parts, ignore_index=True).merge(calls, on=["pid", "correlation_id"])
-    pairs = pairs.sort_values(["api_row", "start_ns"], kind="stable")
-    pairs["flow_id"] = (pairs["api_row"] + 1).astype(np.uint64)
-    pairs["flow_last"] = ~pairs.duplicated("api_row", keep="last")
-    return pairs[columns]
+    last (a graph launch has many). A flow's id is its call's api_calls row + 1."""
+
+    starts: np.ndarray                 # per api_calls row: starts a flow
+    reaching: dict[str, np.ndarray]    # per GPU table row: the flow reaching it (0: none)
+    last: dict[str, np.ndarray]        # per GPU table row: the flow ends here
 
 
-def _flow_out(rows: np.ndarray, flows: pd.DataFrame) -> np.ndarray:
-    """Per api_calls row in ``rows``: the flow it starts (0: none)."""
-    started = np.isin(rows, flows["api_row"].to_numpy(np.int64))
-    return np.where(started, rows + 1, 0).astype(np.uint64)
+def _launch_flows(profile: Profile) -> LaunchFlows:
+    calls = profile.api_calls
+    call_keys = _launch_keys(calls)
+    valid = np.flatnonzero(calls["correlation_id"].to_numpy() >= 0)
+    keys, first = np.unique(call_keys[valid], return_index=True)  # the first call per key
+    first_rows = valid[first]
+    starts = np.zeros(len(calls), bool)
+    reaching, last = {}, {}
+    for table_name, _ in GPU_TABLES:
+        table = profile.tables[table_name]
+        api_row = _matching_rows(_launch_keys(table), keys, first_rows)
+        reaching[table_name] = np.where(api_row >= 0, api_row + 1, 0).astype(np.uint64)
+        last[table_name] = _last_of_each_flow(api_row, table["start_ns"].to_numpy())
+        starts[api_row[api_row >= 0]] = True
+    # a flow passes from one table's rows to the other's: only the latest row may end it
+    _end_once(reaching, last, profile)
+    return LaunchFlows(starts, reaching, last)
+
+
+def _launch_keys(table: pd.DataFrame) -> np.ndarray:
+    """(pid, correlation id) as one int64: pids fit 24 bits, correlation ids 39."""
+    pid = table["pid"].to_numpy(np.int64)
+    corr = table["correlation_id"].to_numpy(np.int64)
+    return (pid << 39) | (corr & ((1 << 39) - 1))
+
+
+def _matching_rows(work_keys: np.ndarray, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per GPU row: the api_calls row of its launch (-1: none)."""
+    if not len(keys) or not len(work_keys):
+        return np.full(len(work_keys), -1, np.int64)
+    at = np.minimum(np.searchsorted(keys, work_keys), len(keys) - 1)
+    return np.where(keys[at] == work_keys, rows[at], -1)
+
+
+def _last_of_each_flow(api_row: np.ndarray, start_ns: np.ndarray) -> np.ndarray:
+    """True on the latest-starting row of each flow (within one table)."""
+    order = np.lexsort((start_ns, api_row))
+    sorted_rows = api_row[order]
+    is_last = np.ones(len(order), bool)
+    is_last[:-1] = sorted_rows[:-1] != sorted_rows[1:]
+    out = np.zeros(len(api_row), bool)
+    out[order] = is_last & (sorted_rows >= 0)
+    return out
+
+
+def _end_once(reaching: dict, last: dict, profile: Profile) -> None:
+    """Where one call launched both kernels and copies, keep the end on the later of the two
+    tables' last rows only."""
+    kernels, copies = profile.tables["kernels"], profile.tables["copies"]
+    k_last, c_last = np.flatnonzero(last["kernels"]), np.flatnonzero(last["copies"])
+    if not len(k_last) or not len(c_last):
+        return
+    k_ids, c_ids = reaching["kernels"][k_last], reaching["copies"][c_last]
+    both, k_at, c_at = np.intersect1d(k_ids, c_ids, return_indices=True)
+    if not len(both):
+        return
+    k_start = kernels["start_ns"].to_numpy()[k_last[k_at]]
+    c_start = copies["start_ns"].to_numpy()[c_last[c_at]]
+    last["kernels"][k_last[k_at[k_start < c_start]]] = False
+    last["copies"][c_last[c_at[k_start >= c_start]]] = False
 
 
 def _run_slices(profile: Profile, tracks: TrackTree):
@@ -372,6 +420,24 @@ def _lanes(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     each goes to the lowest lane free at its start."""
     if len(start) < 2 or np.all(start[1:] >= np.maximum.accumulate(end)[:-1]):
         return np.zeros(len(start), np.int64)  # the common case: nothing overlaps
+    # nested ranges (NVTX push/pop): a slice's depth, the slices still open at its start,
+    # is a valid lane -- checked, since partly overlapping ranges would break it
+    depth = np.arange(len(start)) - np.searchsorted(np.sort(end), start, side="right")
+    if _lanes_valid(depth, start, end):
+        return depth
+    return _greedy_lanes(start, end)
+
+
+def _lanes_valid(lanes: np.ndarray, start: np.ndarray, end: np.ndarray) -> bool:
+    if lanes.min() < 0:
+        return False
+    order = np.argsort(lanes, kind="stable")  # by lane, then by start
+    same = lanes[order][1:] == lanes[order][:-1]
+    return bool(np.all(start[order][1:][same] >= end[order][:-1][same]))
+
+
+def _greedy_lanes(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Each slice in the lowest lane free at its start (any overlaps)."""
     lanes = np.empty(len(start), np.int64)
     free: list[int] = []
     busy: list[tuple[int, int]] = []  # (end, lane)
@@ -399,7 +465,8 @@ def _slice_packets(track: int, start: np.ndarray, end: np.ndarray, iids: np.ndar
         event += _flow_fields(n, begins, flow_out, flow_in, flow_ends)
     packet = wire.varint_field(8, times)
     packet += wire.varint_field(10, np.full(2 * n, SEQUENCE_ID))
-    packet += wire.varint_field(13, np.full(2 * n, NEEDS_INCREMENTAL_STATE))
+    # only begin packets name their slice through the interned names
+    packet += wire.varint_field(13, np.full(2 * n, NEEDS_INCREMENTAL_STATE), begins)
     packet += wire.message_field(11, event)
     return _framed_rows(packet)
 
