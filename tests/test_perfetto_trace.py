@@ -228,3 +228,14 @@ def test_lanes_never_overlap_whatever_the_ranges():
         for lane in set(lanes.tolist()):
             spans = sorted(zip(start[lanes == lane], end[lanes == lane]))
             assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))
+
+
+def test_gzip_trace_holds_the_same_packets(tmp_path):
+    import gzip
+
+    run = load(fixture_path("nsys", RESNET))
+    plain = write_perfetto_trace(run, tmp_path / "t.pftrace").read_bytes()
+    packed = write_perfetto_trace(run, tmp_path / "t.pftrace.gz").read_bytes()
+    assert packed[:2] == b"\x1f\x8b" and len(packed) < len(plain) / 2
+    assert gzip.decompress(packed) == plain
+    assert trace_files.is_protobuf("x.PFTRACE.gz") and not trace_files.is_protobuf("x.json")

@@ -1,7 +1,7 @@
 """Benchmark: what writing a trace adds to the command a user types, per format.
 
 For each export, in fresh processes, in one run: `gpuprof nsys EXPORT -o report.md` (the
-baseline), the same with `--chrome-trace t.pftrace`, and (unless --no-json) with
+baseline), the same with `--chrome-trace t.pftrace` and `t.pftrace.gz`, and (unless --no-json) with
 `--chrome-trace t.json`. Wall time and peak RSS (the child's own, from wait4) and the trace's
 size. With --check, the protobuf trace is read back with Perfetto's classes and its slice
 count compared with the export's rows.
@@ -68,6 +68,8 @@ def main() -> None:
             report = str(Path(tmp) / "report.md")
             runs = [("baseline (no trace)", [])]
             runs.append(("--chrome-trace t.pftrace", ["--chrome-trace", f"{tmp}/t.pftrace"]))
+            runs.append(("--chrome-trace t.pftrace.gz",
+                         ["--chrome-trace", f"{tmp}/t.pftrace.gz"]))
             if not args.no_json:
                 runs.append(("--chrome-trace t.json", ["--chrome-trace", f"{tmp}/t.json"]))
             for label, extra in runs:
