@@ -20,19 +20,30 @@ REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_even
 @click.option("--out-dir", type=click.Path(path_type=Path),
               help="Write every artefact here: report.md/.json, CSV tables, trace, plots, run.")
 @click.option("--chrome-trace", type=click.Path(path_type=Path),
-              help="Write a Chrome/Perfetto trace JSON (open in ui.perfetto.dev).")
+              help="Write the timeline for ui.perfetto.dev: Perfetto protobuf for a .pftrace "
+                   "name (large runs), Chrome trace JSON otherwise.")
+@click.option("--trace-window", metavar="START:END",
+              help="Cut --chrome-trace to this window, in ms from the run's time zero (the zero "
+                   "the reports count from), e.g. 1200:1250.")
 @click.option("--memory-plot", type=click.Path(path_type=Path), help="Write memory over time as PNG.")
 @click.option("--save", type=click.Path(path_type=Path),
               help="Save the loaded run (.gpuprof) to re-analyse later without the export.")
 @click.option("--top", type=int, help="Rows per table in terminal/Markdown views.")
-def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, memory_plot, save, top):
+def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, trace_window, memory_plot,
+                 save, top):
     """Analyse an Nsight Systems export (.sqlite, .nsys-rep) or a saved run (.gpuprof)."""
     from ..api import load
     from ..render.report import format_for, render, write_report
 
+    if trace_window:
+        if not chrome_trace:
+            raise click.BadParameter("cuts the trace: give --chrome-trace too",
+                                     param_hint="--trace-window")
+        _window_ms(trace_window)  # a typo fails before a long read
     with _status(f"Reading {file.name}"):
-        # launch configurations only annotate traces and saved runs: read them when written
-        run = load(file, details=bool(chrome_trace or out_dir or save))
+        # launch configurations only annotate JSON traces and saved runs: read them when
+        # written (the protobuf trace leaves per-slice arguments out)
+        run = load(file, details=bool(_json_trace(chrome_trace) or out_dir or save))
     if not any(run.num_rows(name) for name in REPORTED_TABLES):
         # refused only when there is nothing to report: NVTX ranges alone (a TensorRT engine
         # traced with -t nvtx), runtime calls or memory events alone make a report
@@ -48,7 +59,7 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, memory_p
 
         for path in write_artifacts(run, report, out_dir):
             click.echo(f"Wrote {path}", err=True)
-    _write_extras(run, chrome_trace, memory_plot)
+    _write_extras(run, chrome_trace, trace_window, memory_plot)
     if output:
         click.echo(f"Wrote {write_report(report, output, fmt, table)}", err=True)
     else:
@@ -64,16 +75,49 @@ def _terminal(report):
     return report
 
 
-def _write_extras(run, chrome_trace, memory_plot) -> None:
+def _write_extras(run, chrome_trace, trace_window, memory_plot) -> None:
     if chrome_trace:
-        from ..render.chrome_trace import write_chrome_trace
+        from ..render.trace_files import describe_trace, write_trace
 
-        path = write_chrome_trace(run, chrome_trace, origin_ns=run.time_zero)
-        click.echo(f"Wrote {path}", err=True)
+        zero = run.time_zero
+        traced = _cut(run, trace_window) if trace_window else run
+        click.echo(describe_trace(write_trace(traced, chrome_trace, origin_ns=zero)), err=True)
     if memory_plot:
         from ..render.artifacts import write_memory_plot
 
         click.echo(f"Wrote {write_memory_plot(run, memory_plot)}", err=True)
+
+
+def _json_trace(chrome_trace) -> bool:
+    from ..render.trace_files import is_protobuf
+
+    return bool(chrome_trace) and not is_protobuf(chrome_trace)
+
+
+def _cut(run, window: str):
+    """``run`` cut to ``window`` ("START:END", ms from its time zero)."""
+    from ..analyze.window import cut
+    from ..api import Run
+
+    start_ms, end_ms = _window_ms(window)
+    zero = run.time_zero
+    part = Run.of(cut(run, zero + round(start_ms * 1e6), zero + round(end_ms * 1e6)))
+    if not any(part.num_rows(t) for t in ("kernels", "copies", "api_calls", "nvtx_ranges")):
+        raise click.BadParameter(f"{window} ms holds no kernel, copy, API call or NVTX range; "
+                                 "the report's times count from the same zero",
+                                 param_hint="--trace-window")
+    return part
+
+
+def _window_ms(window: str) -> tuple[float, float]:
+    try:
+        start, end = (float(part) for part in window.split(":"))
+    except ValueError:
+        start = end = -1.0
+    if not 0 <= start < end:
+        raise click.BadParameter(f"{window!r} is not START:END in ms with 0 <= START < END "
+                                 "(e.g. 1200:1250)", param_hint="--trace-window")
+    return start, end
 
 
 def _what_is_there(run) -> str:

@@ -8,7 +8,8 @@ from .report import Report, write_report
 
 
 def write_artifacts(run, report: Report, out_dir: str | Path) -> list[Path]:
-    """report.md/.json/.txt, one CSV per table, trace.json, plots and the saved run."""
+    """report.md/.json/.txt, one CSV per table, the trace (trace.json, or trace.pftrace
+    for large runs), plots and the saved run."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [write_report(report, out / "report.md"), write_report(report, out / "report.json"),
@@ -16,9 +17,9 @@ def write_artifacts(run, report: Report, out_dir: str | Path) -> list[Path]:
     for section in report.sections:
         if section.table is not None and len(section.table):
             written.append(write_report(report, out / f"{section.key}.csv", table=section.key))
-    from .chrome_trace import write_chrome_trace
+    from .trace_files import out_dir_trace_name, write_trace
 
-    written.append(write_chrome_trace(run, out / "trace.json", origin_ns=run.time_zero))
+    written.append(write_trace(run, out / out_dir_trace_name(run)))
     if len(run.memory_events):
         written.append(write_memory_plot(run, out / "memory.png"))
     if run.is_tensorrt():
