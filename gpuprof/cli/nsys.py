@@ -40,7 +40,9 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, trace_wi
             raise click.BadParameter("cuts the trace: give --chrome-trace too",
                                      param_hint="--trace-window")
         _window_ms(trace_window)  # a typo fails before a long read
-    with _status(f"Reading {file.name}"):
+    from ..render.section_times import timed
+
+    with _status(f"Reading {file.name}"), timed("read"):
         # launch configurations only annotate JSON traces and saved runs: read them when
         # written (the protobuf trace leaves per-slice arguments out)
         run = load(file, details=bool(_json_trace(chrome_trace) or out_dir or save))
@@ -53,7 +55,8 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, trace_wi
             "Capture CUDA activity with: nsys profile -t cuda,nvtx --cuda-memory-usage=true ...")
     report = run.report(top=top)
     if save:
-        click.echo(f"Saved run: {run.save(save)}", err=True)
+        with timed("save"):
+            click.echo(f"Saved run: {run.save(save)}", err=True)
     if out_dir:
         from ..render.artifacts import write_artifacts
 
@@ -61,7 +64,8 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, trace_wi
             click.echo(f"Wrote {path}", err=True)
     _write_extras(run, chrome_trace, trace_window, memory_plot)
     if output:
-        click.echo(f"Wrote {write_report(report, output, fmt, table)}", err=True)
+        with timed("write report"):
+            click.echo(f"Wrote {write_report(report, output, fmt, table)}", err=True)
     else:
         text = render(_terminal(report) if format_for(None, fmt) == "terminal" else report,
                       format_for(None, fmt), table=table)

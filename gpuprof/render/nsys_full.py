@@ -10,16 +10,16 @@ import pandas as pd
 from ..units import MICROSECONDS
 from .layer_section import layer_section
 from .report import Report, Section
+from .section_times import timed
 
 
 def nsys_report(run, top: int | None = None) -> Report:
-    report = Report(title=f"gpuprof: {_source_name(run)}", facts=facts(run))
-    if run.is_tensorrt() and run.kernels.empty:
-        report.add(host_layer_section(run))
-    elif run.is_tensorrt():
-        report.add(layer_section(run.layers(), run.nvtx_coverage("TensorRT")))
-    elif len(run.nvtx_ranges) and len(run.kernels):
-        report.add(range_section(run))
+    with timed("facts"):
+        report = Report(title=f"gpuprof: {_source_name(run)}", facts=facts(run))
+    with timed("layers or ranges"):
+        first = _layers_or_ranges(run)
+    if first is not None:
+        report.add(first)
     for section in _other_sections(run):
         report.add(section)
     if set(run.meta.absent) - {"memory_events"}:
@@ -30,6 +30,16 @@ def nsys_report(run, top: int | None = None) -> Report:
         for section in report.sections:
             section.max_rows = top
     return report
+
+
+def _layers_or_ranges(run) -> Section | None:
+    if run.is_tensorrt() and run.kernels.empty:
+        return host_layer_section(run)
+    if run.is_tensorrt():
+        return layer_section(run.layers(), run.nvtx_coverage("TensorRT"))
+    if len(run.nvtx_ranges) and len(run.kernels):
+        return range_section(run)
+    return None
 
 
 def _source_name(run) -> str:

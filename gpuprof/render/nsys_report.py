@@ -26,6 +26,7 @@ from ..analyze.streams import GPU_KEYS, STREAM_KEYS, GpuActivity
 from ..model import Profile
 from .memory_labels import memory_labels
 from .report import Section
+from .section_times import timed
 
 DEFAULT_MAX_ROWS = 20
 MS, US = 1e-6, 1e-3          # ns -> ms, ns -> µs
@@ -96,14 +97,19 @@ def build_sections(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
     ``origin_ns``, the run's time zero (``Run.time_zero``; None: found here)."""
     # the GPU, gap and stream sections read the same intervals, and the first two the same
     # per-GPU timeline: built once here instead of once per section
-    activity = GpuActivity.of(profile.kernels, profile.copies)
+    with timed("gpu intervals"):
+        activity = GpuActivity.of(profile.kernels, profile.copies)
     origin = first_event_ns(profile.tables) if origin_ns is None else origin_ns
-    builders: list[Callable[[Profile, int | None], Section | None]] = [
-        kernel_section, partial(gpu_section, activity=activity),
-        partial(gap_section, activity=activity, origin_ns=origin),
-        partial(stream_section, activity=activity), copy_section, nvtx_section, api_section,
-        partial(memory_section, origin_ns=origin)]
-    sections = (build(profile, max_rows) for build in builders)
+    builders: dict[str, Callable[[Profile, int | None], Section | None]] = {
+        "kernels": kernel_section, "gpus": partial(gpu_section, activity=activity),
+        "gaps": partial(gap_section, activity=activity, origin_ns=origin),
+        "streams": partial(stream_section, activity=activity), "copies": copy_section,
+        "nvtx": nvtx_section, "api": api_section,
+        "memory": partial(memory_section, origin_ns=origin)}
+    sections = []
+    for name, build in builders.items():
+        with timed(name):
+            sections.append(build(profile, max_rows))
     return [s for s in sections if s is not None]
 
 
