@@ -37,6 +37,11 @@ ATTRIBUTION_VERSION = 2  # 2: with kernel durations
 # Bump when gpu_time_by_range's table for the same attribution changes.
 RANGE_TABLE_VERSION = 1
 
+# Bump when any `gpuprof nsys` section's analysis table (kernel, NVTX, copy, API, GPU, stream,
+# gap and memory summaries), the time zero or the NVTX coverage changes for the same tables:
+# a saved run's stored ones are then ignored and recomputed.
+SECTION_TABLES_VERSION = 1
+
 
 def _attribution_name(domain: str | None) -> str:
     return _domain_member("attribution", domain)
@@ -44,6 +49,10 @@ def _attribution_name(domain: str | None) -> str:
 
 def _range_table_name(domain: str | None) -> str:
     return _domain_member("ranges", domain)
+
+
+def _section_name(name: str) -> str:
+    return f"section_{name}"
 
 
 def _domain_member(kind: str, domain: str | None) -> str:
@@ -90,6 +99,27 @@ class Run(Profile):
     def _attributed_by_domain(self) -> dict:
         return self.__dict__.setdefault("_attributed_cache", {})
 
+    # -- finished section tables ----------------------------------------------------------
+    # A report's sections each aggregate a whole table (millions of kernels); the results are
+    # small, so ``save`` stores them and a saved run's report decodes no event at all.
+    @property
+    def _section_tables(self) -> dict[str, pd.DataFrame]:
+        return self.__dict__.setdefault("_section_table_cache", {})
+
+    def section_table(self, name: str, compute) -> pd.DataFrame:
+        """The analysis table of report section ``name``: stored in a saved run, else
+        ``compute()``; computed once per run either way, and kept by ``save``."""
+        cache = self._section_tables
+        if name not in cache:
+            saved = self.derived(_section_name(name), SECTION_TABLES_VERSION)
+            cache[name] = compute() if saved is None else saved
+        return cache[name]
+
+    def _stored_number(self, name: str, compute) -> float:
+        """A single figure (time zero, coverage) kept like the section tables."""
+        table = self.section_table(name, lambda: pd.DataFrame({"value": [compute()]}))
+        return table["value"].iloc[0]
+
     def range_table(self, domain: str | None = None) -> pd.DataFrame:
         """GPU time per NVTX range name (``analyze.layers.gpu_time_by_range``), computed once
         per run and domain; a saved run may hold it already (see ``save``)."""
@@ -119,6 +149,8 @@ class Run(Profile):
         for domain, table in self.__dict__.get("_range_table_cache", {}).items():
             derived[_range_table_name(domain)] = (RANGE_TABLE_VERSION,
                                                   range_table_for_storage(table))
+        for name, table in self._section_tables.items():
+            derived[_section_name(name)] = (SECTION_TABLES_VERSION, table)
         return super().save(path, derived)
 
     def is_tensorrt(self) -> bool:
@@ -141,7 +173,8 @@ class Run(Profile):
     def nvtx_coverage(self, domain: str | None = None) -> float:
         from .analyze.layers import coverage
 
-        return coverage(self.attributed(domain))
+        return float(self._stored_number(_domain_member("coverage", domain),
+                                         lambda: coverage(self.attributed(domain))))
 
     def reconcile(self) -> pd.DataFrame:
         """Each TensorRT layer measured three ways (``analyze.reconcile``), on the run's cached
@@ -154,10 +187,10 @@ class Run(Profile):
     @functools.cached_property
     def time_zero(self) -> int:
         """The run's first event (ns), from which every report, trace and plot counts time
-        (``analyze.common.first_event_ns``), found once per run."""
+        (``analyze.common.first_event_ns``), found once per run (kept by ``save``)."""
         from .analyze.common import first_event_ns
 
-        return first_event_ns(self.tables)
+        return int(self._stored_number("time_zero", lambda: first_event_ns(self.tables)))
 
     # -- everything else `gpuprof nsys` reports -------------------------------------------
     def report(self, top: int | None = None):

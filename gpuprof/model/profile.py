@@ -113,7 +113,8 @@ class Profile:
 
 
 DERIVED = "derived/"
-DERIVED_FROM = ("kernels", "nvtx_ranges", "api_calls")
+# every table a stored section summarises (kernels, copies, NVTX, API calls, memory)
+DERIVED_FROM = ("kernels", "nvtx_ranges", "api_calls", "copies", "memory_events")
 
 
 def _parquet_bytes(frame: pd.DataFrame) -> bytes:

@@ -33,11 +33,11 @@ def nsys_report(run, top: int | None = None) -> Report:
 
 
 def _layers_or_ranges(run) -> Section | None:
-    if run.is_tensorrt() and run.kernels.empty:
+    if run.is_tensorrt() and not run.num_rows("kernels"):
         return host_layer_section(run)
     if run.is_tensorrt():
         return layer_section(run.layers(), run.nvtx_coverage("TensorRT"))
-    if len(run.nvtx_ranges) and len(run.kernels):
+    if run.num_rows("nvtx_ranges") and run.num_rows("kernels"):
         return range_section(run)
     return None
 
@@ -52,14 +52,16 @@ def facts(run) -> dict[str, str]:
            else f"{meta.tool or 'unknown'} (version not recorded in the export)"}
     if meta.gpus:
         out["GPUs"] = "; ".join(f"{g.device_id}: {g.name}" for g in meta.gpus)
-    elif len(run.kernels):
-        ids = sorted(run.kernels["device_id"].unique().tolist())
+    elif run.num_rows("kernels"):
+        ids = sorted(run.frame("kernels", ["device_id"])["device_id"].unique().tolist())
         out["GPUs"] = ", ".join(f"device {i} (name not recorded)" for i in ids)
     if meta.session_start_utc_ns:
         start = dt.datetime.fromtimestamp(meta.session_start_utc_ns / 1e9, tz=dt.timezone.utc)
         out["Session start"] = start.strftime("%Y-%m-%d %H:%M:%S UTC")
-    out["Events"] = (f"{len(run.kernels):,} kernels, {len(run.copies):,} copies/sets, "
-                     f"{len(run.api_calls):,} CUDA API calls, {len(run.nvtx_ranges):,} NVTX ranges")
+    # row counts, not len(table): a saved run's counts come from its file, nothing decoded
+    rows = run.num_rows
+    out["Events"] = (f"{rows('kernels'):,} kernels, {rows('copies'):,} copies/sets, "
+                     f"{rows('api_calls'):,} CUDA API calls, {rows('nvtx_ranges'):,} NVTX ranges")
     return out
 
 
@@ -109,4 +111,4 @@ def _other_sections(run) -> list[Section]:
         from .nsys_report import build_sections
     except ImportError:
         return []
-    return list(build_sections(run, origin_ns=run.time_zero))
+    return list(build_sections(run, origin_ns=run.time_zero, tables=run.section_table))

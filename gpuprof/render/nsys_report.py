@@ -9,6 +9,7 @@ built elsewhere (``analyze.layers``); the caller composes the ``Report``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import partial
 
@@ -90,34 +91,53 @@ MEMORY_COLUMNS: Columns = [
 ]
 
 
+# An analysis table by section name: (name, how to compute it) -> the table. A saved run
+# hands in its stored tables this way (``Run.section_table``); by default each is computed.
+TableSource = Callable[[str, Callable[[], pd.DataFrame]], pd.DataFrame]
+
+
+def _computed(name: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    return compute()
+
+
 def build_sections(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
-                   origin_ns: int | None = None) -> list[Section]:
+                   origin_ns: int | None = None, tables: TableSource = _computed) -> list[Section]:
     """Every nsys section except layers, in reading order; sections without data are skipped,
     except memory, which says how to capture it when it is missing. Times of day are ms from
-    ``origin_ns``, the run's time zero (``Run.time_zero``; None: found here)."""
+    ``origin_ns``, the run's time zero (``Run.time_zero``; None: found here). ``tables`` gives
+    each section's analysis table (``Run.section_table`` reuses a saved run's)."""
     # the GPU, gap and stream sections read the same intervals, and the first two the same
-    # per-GPU timeline: built once here instead of once per section
-    with timed("gpu intervals"):
-        activity = GpuActivity.of(profile.kernels, profile.copies)
+    # per-GPU timeline: built once, when the first of them is computed
+    activity = functools.cache(lambda: GpuActivity.of(profile.kernels, profile.copies))
     origin = first_event_ns(profile.tables) if origin_ns is None else origin_ns
-    builders: dict[str, Callable[[Profile, int | None], Section | None]] = {
-        "kernels": kernel_section, "gpus": partial(gpu_section, activity=activity),
-        "gaps": partial(gap_section, activity=activity, origin_ns=origin),
-        "streams": partial(stream_section, activity=activity), "copies": copy_section,
-        "nvtx": nvtx_section, "api": api_section,
+    summaries: dict[str, Callable[[], pd.DataFrame]] = {
+        "kernels": lambda: kernel_summary(profile.kernels),
+        "gpus": lambda: activity().busy(GPU_KEYS),
+        "gaps": lambda: activity().largest_gaps(GAPS_PER_GPU),
+        "streams": lambda: activity().busy(STREAM_KEYS),
+        "copies": lambda: copy_summary(profile.copies),
+        "nvtx": lambda: nvtx_summary(profile.nvtx_ranges),
+        "api": lambda: api_summary(profile.api_calls),
+        "memory": lambda: memory_summary(profile.memory_events),
+    }
+    builders: dict[str, Callable[..., Section | None]] = {
+        "kernels": kernel_section, "gpus": gpu_section,
+        "gaps": partial(gap_section, origin_ns=origin), "streams": stream_section,
+        "copies": copy_section, "nvtx": nvtx_section, "api": api_section,
         "memory": partial(memory_section, origin_ns=origin)}
     sections = []
     for name, build in builders.items():
         with timed(name):
-            sections.append(build(profile, max_rows))
+            summary = tables(name, summaries[name])
+            sections.append(build(profile, max_rows, summary=summary))
     return [s for s in sections if s is not None]
 
 
 def kernel_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
-                   by: str = "name") -> Section | None:
+                   by: str = "name", summary: pd.DataFrame | None = None) -> Section | None:
     """Kernels by base name (``by="name"``) or one row per instantiation
-    (``by="demangled_name"``)."""
-    summary = kernel_summary(profile.kernels, by=by)
+    (``by="demangled_name"``); ``summary``: ``kernel_summary``'s table, computed already."""
+    summary = kernel_summary(profile.kernels, by=by) if summary is None else summary
     if summary.empty:
         return None
     table = _display(summary.rename(columns={by: "kernel"}), KERNEL_COLUMNS)
@@ -134,8 +154,9 @@ def kernel_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
                    max_rows)
 
 
-def nvtx_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section | None:
-    summary = nvtx_summary(profile.nvtx_ranges)
+def nvtx_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
+                 summary: pd.DataFrame | None = None) -> Section | None:
+    summary = nvtx_summary(profile.nvtx_ranges) if summary is None else summary
     if summary.empty:
         return None
     notes = ["Push/pop ranges nest on one thread; start/end ranges may cross threads. "
@@ -144,8 +165,9 @@ def nvtx_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> S
                    [n for n in notes if n], max_rows)
 
 
-def copy_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section | None:
-    summary = copy_summary(profile.copies)
+def copy_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
+                 summary: pd.DataFrame | None = None) -> Section | None:
+    summary = copy_summary(profile.copies) if summary is None else summary
     if summary.empty:
         return None
     notes = ["Bandwidth is bytes over the time the operations were running (MB = 10^6 bytes, "
@@ -154,9 +176,10 @@ def copy_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> S
                    max_rows)
 
 
-def api_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section | None:
+def api_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
+                summary: pd.DataFrame | None = None) -> Section | None:
     """CUDA API calls by total host time (``nsys stats --report cuda_api_sum``)."""
-    summary = api_summary(profile.api_calls)
+    summary = api_summary(profile.api_calls) if summary is None else summary
     if summary.empty:
         return None
     calls, total_ms = int(summary["calls"].sum()), summary["total_ns"].sum() * MS
@@ -168,8 +191,9 @@ def api_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Se
 
 
 def gpu_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
-                activity: GpuActivity | None = None) -> Section | None:
-    busy = _activity(profile, activity).busy(GPU_KEYS)
+                activity: GpuActivity | None = None,
+                summary: pd.DataFrame | None = None) -> Section | None:
+    busy = _activity(profile, activity).busy(GPU_KEYS) if summary is None else summary
     if busy.empty:
         return None
     notes = ["Busy time is the union of kernel and copy intervals: concurrent work on several "
@@ -180,8 +204,8 @@ def gpu_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
 
 def gap_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
                 top: int = GAPS_PER_GPU, activity: GpuActivity | None = None,
-                origin_ns: int | None = None) -> Section | None:
-    gaps = _activity(profile, activity).largest_gaps(top)
+                origin_ns: int | None = None, summary: pd.DataFrame | None = None) -> Section | None:
+    gaps = _activity(profile, activity).largest_gaps(top) if summary is None else summary.copy()
     if gaps.empty:
         return None
     gaps["start_ms"] = (gaps["gap_start_ns"] - _origin(profile, origin_ns)) * MS
@@ -192,8 +216,9 @@ def gap_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
 
 
 def stream_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
-                   activity: GpuActivity | None = None) -> Section | None:
-    busy = _activity(profile, activity).busy(STREAM_KEYS)
+                   activity: GpuActivity | None = None,
+                   summary: pd.DataFrame | None = None) -> Section | None:
+    busy = _activity(profile, activity).busy(STREAM_KEYS) if summary is None else summary
     if busy.empty:
         return None
     busy = busy.sort_values(["busy_ns", "device_id", "stream_id"], ascending=[False, True, True])
@@ -213,15 +238,14 @@ def _activity(profile: Profile, activity: GpuActivity | None) -> GpuActivity:
 
 
 def memory_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
-                   origin_ns: int | None = None) -> Section:
+                   origin_ns: int | None = None, summary: pd.DataFrame | None = None) -> Section:
     """Peak and final use per source, GPU and kind of memory: one row per kind, so pinned host
     memory is never added into a GPU's device memory."""
-    events = profile.memory_events
-    if events.empty:
+    if profile.num_rows("memory_events") == 0:
         notes = ["Memory over time was not captured: this profile holds no memory "
                  f"allocation or free events. Capture them with: {MEMORY_CAPTURE_HINT}"]
         return Section("memory", MEMORY_TITLE, None, notes, max_rows)
-    summary = memory_summary(events)
+    summary = (memory_summary(profile.memory_events) if summary is None else summary).copy()
     summary["memory"] = memory_labels(summary)
     summary["peak_ms"] = (summary["peak_time_ns"] - _origin(profile, origin_ns)) * MS
     notes = ["Memory in use is the running sum of allocations minus frees per source, GPU and "
