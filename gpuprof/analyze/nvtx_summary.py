@@ -7,10 +7,11 @@ apart because a start/end range can cross threads and overlap its siblings.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .common import DEFAULT_DOMAIN, UNNAMED, duration_ns, labelled
-from .stats import describe_by
+from .stats import rank_percentile, sorted_by_code_then_value
 
 RANGE_KINDS = ("push_pop", "start_end")
 NVTX_PERCENTILES: tuple[float, ...] = (50, 90, 99)
@@ -29,16 +30,32 @@ def nvtx_summary(nvtx_ranges: pd.DataFrame) -> pd.DataFrame:
     ranges = ranges[ranges["end_ns"] >= ranges["start_ns"]]
     if ranges.empty:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
-    frame = pd.DataFrame({
-        "domain": labelled(ranges["domain"], DEFAULT_DOMAIN),
-        "text": labelled(ranges["text"], UNNAMED),
-        "range_kind": labelled(ranges["range_kind"], UNNAMED),
-        "duration_ns": duration_ns(ranges),
-    })
-    out = describe_by(frame, KEYS, "duration_ns", NVTX_PERCENTILES)
-    out = out.rename(columns={"total": "total_ns", "mean": "mean_ns", "min": "min_ns",
-                              "max": "max_ns", "p50": "p50_ns", "p90": "p90_ns", "p99": "p99_ns"})
-    for key in KEYS:
-        out[key] = out[key].astype(str)
+    labels = [labelled(ranges["domain"], DEFAULT_DOMAIN).array,
+              labelled(ranges["text"], UNNAMED).array,
+              labelled(ranges["range_kind"], UNNAMED).array]
+    # one int64 code per (domain, text, kind): mixed radix over the three categoricals' codes
+    code = np.zeros(len(ranges), dtype=np.int64)
+    for cat in labels:
+        code = code * len(cat.categories) + cat.codes.astype(np.int64)
+    codes, durations = sorted_by_code_then_value(code, duration_ns(ranges))
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    counts = np.diff(np.r_[starts, len(codes)])
+    totals = np.add.reduceat(durations, starts)
+    out = pd.DataFrame(dict(zip(KEYS, _decode(codes[starts], labels), strict=True)))
+    out["count"], out["total_ns"], out["mean_ns"] = counts, totals, totals / counts
+    out["min_ns"], out["max_ns"] = durations[starts], durations[starts + counts - 1]
+    values = durations.astype(np.float64)
+    for q in NVTX_PERCENTILES:
+        out[f"p{q:g}_ns"] = rank_percentile(values, starts, counts, q)
     out = out.sort_values(["total_ns"] + KEYS, ascending=[False, True, True, True], kind="stable")
     return out[COLUMNS].reset_index(drop=True)
+
+
+def _decode(codes: np.ndarray, labels: list[pd.Categorical]) -> list[np.ndarray]:
+    """The (domain, text, kind) strings of mixed-radix ``codes`` (see ``nvtx_summary``)."""
+    out = []
+    for cat in reversed(labels):
+        size = len(cat.categories)
+        out.append(np.asarray(cat.categories, dtype=object)[codes % size].astype(str))
+        codes = codes // size
+    return out[::-1]

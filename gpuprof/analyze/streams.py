@@ -21,8 +21,15 @@ STAT_COLUMNS = ["count", "work_ns", "busy_ns", "first_start_ns", "last_end_ns", 
 INTERVAL_COLUMNS = ["device_id", "pid", "stream_id", "start_ns", "end_ns", "activity"]
 
 
-def gpu_intervals(kernels: pd.DataFrame, copies: pd.DataFrame) -> pd.DataFrame:
-    """Kernels, copies and sets as one table of intervals; ``activity`` says which."""
+def gpu_intervals(kernels: pd.DataFrame, copies: pd.DataFrame,
+                  activity: bool = True) -> pd.DataFrame:
+    """Kernels, copies and sets as one table of intervals; ``activity`` says which (left out
+    with ``activity=False``: busy time and gaps never read it, and millions of kernels would
+    each carry a string)."""
+    if not activity:
+        columns = INTERVAL_COLUMNS[:-1]
+        parts = [kernels[columns]] + ([copies[columns]] if not copies.empty else [])
+        return pd.concat(parts, ignore_index=True)
     parts = [kernels.assign(activity="kernel")[INTERVAL_COLUMNS]]
     if not copies.empty:
         parts.append(copies.assign(activity=copies["kind"].astype(str))[INTERVAL_COLUMNS])
@@ -65,7 +72,7 @@ class GpuActivity:
 
     @classmethod
     def of(cls, kernels: pd.DataFrame, copies: pd.DataFrame) -> GpuActivity:
-        return cls(gpu_intervals(kernels, copies))
+        return cls(gpu_intervals(kernels, copies, False))
 
     def timeline(self, keys: list[str]) -> _Timeline:
         if tuple(keys) not in self._timelines:
@@ -103,28 +110,60 @@ class GpuActivity:
             return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns})
         timeline = self.timeline(keys)
         idle = np.flatnonzero(timeline.gap > 0)
-        out = intervals.iloc[timeline.order[idle]][keys].reset_index(drop=True)
-        out["gap_end_ns"] = timeline.start[idle]
-        out["gap_ns"] = timeline.gap[idle]
+        gap, end, group = timeline.gap[idle], timeline.start[idle], timeline.group[idle]
+        # by group (keys ascending), longest first, earliest first among equals; then the
+        # first ``top`` of each group (numpy on the idle gaps, which can be millions)
+        order = np.lexsort((end - gap, -gap, group))
+        group = group[order]
+        heads = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+        rank = np.arange(len(group)) - np.repeat(heads, np.diff(np.r_[heads, len(group)]))
+        chosen = idle[order[rank < top]]
+        out = intervals.iloc[timeline.order[chosen]][keys].reset_index(drop=True)
+        out["gap_end_ns"] = timeline.start[chosen]
+        out["gap_ns"] = timeline.gap[chosen]
         out["gap_start_ns"] = out["gap_end_ns"] - out["gap_ns"]
-        out = out.sort_values(keys + ["gap_ns", "gap_start_ns"],
-                              ascending=[True] * len(keys) + [False, True], kind="stable")
-        return out.groupby(keys, sort=False).head(top)[columns].reset_index(drop=True)
+        return out[columns]
 
 
 class _Timeline:
     """Intervals sorted by (group, start) with the idle gap before each one."""
 
     def __init__(self, intervals: pd.DataFrame, keys: list[str]):
-        codes = intervals.groupby(keys, sort=True, observed=True).ngroup().to_numpy()
+        codes = _group_codes(intervals, keys)
         start = intervals["start_ns"].to_numpy(dtype=np.int64)
         end = np.maximum(intervals["end_ns"].to_numpy(dtype=np.int64), start)
         self.order = np.lexsort((start, codes))
         codes, self.start, self.end = codes[self.order], start[self.order], end[self.order]
+        self.group = codes
         first = np.r_[True, codes[1:] != codes[:-1]]
         self.heads = np.flatnonzero(first)
         # running maximum of the ends so far, per group: a start beyond it opens a gap
-        running_end = pd.Series(self.end).groupby(codes).cummax().to_numpy()
+        running_end = _running_max_per_group(self.end, self.start, self.heads)
         previous_end = np.r_[self.start[:1], running_end[:-1]]
         self.gap = np.where(~first & (self.start > previous_end), self.start - previous_end,
                             0).astype(np.int64)
+
+
+def _group_codes(intervals: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """Each row's group number, groups numbered in ascending order of their keys (as a sorted
+    group-by's ``ngroup``): each key factorized in sorted order, combined in mixed radix."""
+    code = np.zeros(len(intervals), dtype=np.int64)
+    for key in keys:
+        values, uniques = pd.factorize(intervals[key], sort=True)
+        code = code * max(len(uniques), 1) + values
+    return np.unique(code, return_inverse=True)[1].reshape(-1)
+
+
+def _running_max_per_group(end: np.ndarray, start: np.ndarray, heads: np.ndarray) -> np.ndarray:
+    """The running maximum of ``end`` restarted at each group head (rows sorted by group and
+    start). One cumulative maximum over the whole array: each end is taken relative to its
+    group's first start (>= 0, since end >= start >= that start) and lifted by the group's
+    number times a step above every relative end, so no group sees an earlier group's ends."""
+    sizes = np.diff(np.r_[heads, len(end)])
+    base = np.repeat(start[heads], sizes)
+    relative = end - base
+    step = int(relative.max()) + 1 if len(relative) else 1
+    if step * len(heads) >= 2**62:  # cannot be lifted in int64: per-group accumulation
+        return np.concatenate([np.maximum.accumulate(end[h:h + n]) for h, n in zip(heads, sizes)])
+    lift = np.repeat(np.arange(len(heads), dtype=np.int64) * step, sizes)
+    return np.maximum.accumulate(relative + lift) - lift + base
