@@ -79,6 +79,11 @@ class GpuActivity:
             self._timelines[tuple(keys)] = _Timeline(self.intervals, keys)
         return self._timelines[tuple(keys)]
 
+    def forget(self, keys: list[str]) -> None:
+        """Drop the timeline of ``keys`` once no section needs it (several arrays of one
+        int64 per kernel: not held while the next grouping's timeline is built)."""
+        self._timelines.pop(tuple(keys), None)
+
     def busy(self, keys: list[str]) -> pd.DataFrame:
         """``busy_by`` on these intervals."""
         intervals = self.intervals

@@ -130,6 +130,8 @@ def build_sections(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
         with timed(name):
             summary = tables(name, summaries[name])
             sections.append(build(profile, max_rows, summary=summary))
+        if name == "gaps" and activity.cache_info().currsize:
+            activity().forget(GPU_KEYS)  # the per-GPU timeline is done with
     return [s for s in sections if s is not None]
 
 

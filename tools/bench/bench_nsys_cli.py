@@ -8,6 +8,8 @@ Measured per export: the default report (`-o r.json`), `--out-dir`, `--save run.
 the saved run's report, `gpuprof.load(p).report()`, pandas and the bare scan; then the
 default report once more with GPUPROF_SECTION_TIMES=1 for the seconds of each section.
 The JSON reports of the export, the --save run and the saved run must be identical.
+``--baseline REPO`` also times the default report, --save and the saved run's report of
+another checkout (e.g. /work/main, before a change), in the same rounds.
 """
 
 from __future__ import annotations
@@ -83,13 +85,24 @@ def section_times(export: Path, work: Path) -> dict[str, float]:
     return times
 
 
-def bench(export: Path, repeat: int) -> tuple[list[dict], dict[str, float]]:
+BASELINE_COMMANDS = ("gpuprof nsys EXPORT -o r.json", "gpuprof nsys EXPORT --save run.gpuprof",
+                     "gpuprof nsys run.gpuprof -o r.json")
+
+
+def bench(export: Path, repeat: int,
+          baseline: Path | None = None) -> tuple[list[dict], dict[str, float]]:
     work = Path(tempfile.mkdtemp(prefix="gpuprof-bench-", dir=export.parent))
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    todo = [(name, argv, env) for name, (argv, _) in commands(export, work).items()]
+    if baseline is not None:  # the other checkout's commands, on files of its own
+        (work / "baseline").mkdir()
+        base_env = dict(os.environ, PYTHONPATH=str(baseline))
+        base = commands(export, work / "baseline")
+        todo += [(f"baseline: {name}", base[name][0], base_env) for name in BASELINE_COMMANDS]
     runs: dict[str, list[dict]] = {}
     try:
         for _ in range(repeat):  # rounds interleave the commands: load changes hit them all
-            for name, (argv, _) in commands(export, work).items():
+            for name, argv, env in todo:
                 out = measure(argv, env)
                 runs.setdefault(name, []).append(out)
                 print(f"{export.name:>12} {name:40s} {out['seconds']:7.2f} s "
@@ -132,18 +145,21 @@ def markdown(rows: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("exports", type=Path, nargs="+")
+    parser.add_argument("--baseline", type=Path, metavar="REPO",
+                        help="another checkout whose gpuprof to time beside this one")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds per export; the table keeps each command's fastest round")
     args = parser.parse_args()
     rows, times = [], {}
     for export in args.exports:
-        measured, times[export.name] = bench(export, args.repeat)
+        measured, times[export.name] = bench(export, args.repeat, args.baseline)
         rows += measured
     print()
     print(markdown(rows))
     print()
     for export, sections in times.items():
-        print(f"{export}: " + ", ".join(f"{k} {v:.2f}" for k, v in sections.items()))
+        print(f"{export} section seconds: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in sections.items()))
     return 0
 
 
