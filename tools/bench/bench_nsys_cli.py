@@ -56,12 +56,13 @@ def commands(export: Path, work: Path) -> dict[str, tuple[list[str], Path]]:
     }
 
 
-def measure(argv: list[str], env: dict | None = None) -> dict:
+def measure(argv: list[str], env: dict | None = None, cwd: Path = REPO) -> dict:
     """Wall time and the child's own peak RSS (wait4's ru_maxrss, KiB on Linux). This parent
     stays small, so what a child inherits at exec is a floor far below the figures measured."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        child = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
+        # cwd is the checkout measured: `python -m` puts it first on sys.path
+        child = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
         _, status, usage = os.wait4(child.pid, 0)  # reaped here, with its own rusage
         seconds = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -93,21 +94,24 @@ def bench(export: Path, repeat: int,
           baseline: Path | None = None) -> tuple[list[dict], dict[str, float]]:
     work = Path(tempfile.mkdtemp(prefix="gpuprof-bench-", dir=export.parent))
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    todo = [(name, argv, env) for name, (argv, _) in commands(export, work).items()]
+    todo = [(name, argv, env, REPO) for name, (argv, _) in commands(export, work).items()]
     if baseline is not None:  # the other checkout's commands, on files of its own
         (work / "baseline").mkdir()
         base_env = dict(os.environ, PYTHONPATH=str(baseline))
         base = commands(export, work / "baseline")
-        todo += [(f"baseline: {name}", base[name][0], base_env) for name in BASELINE_COMMANDS]
+        todo += [(f"baseline: {name}", base[name][0], base_env, baseline)
+                 for name in BASELINE_COMMANDS]
     runs: dict[str, list[dict]] = {}
     try:
         for _ in range(repeat):  # rounds interleave the commands: load changes hit them all
-            for name, argv, env in todo:
-                out = measure(argv, env)
+            for name, argv, env, cwd in todo:
+                out = measure(argv, env, cwd)
                 runs.setdefault(name, []).append(out)
                 print(f"{export.name:>12} {name:40s} {out['seconds']:7.2f} s "
                       f"{out['peak_bytes'] / 2**20:8.0f} MiB", flush=True)
         _check_same_reports(work)
+        if baseline is not None:
+            _check_same_as_baseline(work)
         sizes = {"saved run MiB": (work / "run.gpuprof").stat().st_size / 2**20}
         times = section_times(export, work) | sizes
     finally:
@@ -126,6 +130,15 @@ def _check_same_reports(work: Path) -> None:
     if not reports[0] == reports[1] == reports[2]:
         raise SystemExit("the saved run's report differs from the export's")
     print("reports of the export and of its saved run: identical", flush=True)
+
+
+def _check_same_as_baseline(work: Path) -> None:
+    """The baseline checkout's report of the export must say what this one's says."""
+    mine, theirs = (json.loads(path.read_text()) for path in (work / "r.json",
+                                                              work / "baseline/r.json"))
+    if mine != theirs:
+        raise SystemExit("the report differs from the baseline checkout's")
+    print("report identical to the baseline checkout's", flush=True)
 
 
 def markdown(rows: list[dict]) -> str:
