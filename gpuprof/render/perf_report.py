@@ -60,10 +60,12 @@ def _level(value: float):
 
 
 def _usec(ns) -> int | str:
-    """Whole microseconds, truncated as perf_analyzer does; empty when unknown."""
+    """Whole microseconds, truncated as perf_analyzer does; empty when unknown. Means and
+    interpolated percentiles are floats a few ulps from their exact value; rounding to
+    1e-6 ns first keeps one that is exactly on a µs (10,733,000 ns) from reading 10732."""
     if ns is None or (isinstance(ns, float) and math.isnan(ns)):
         return ""
-    return int(ns // 1000)
+    return int(round(float(ns), 6) // 1000)
 
 
 def write_perf_csv(table: pd.DataFrame, mode: str, path: str | Path) -> Path:
