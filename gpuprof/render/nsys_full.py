@@ -13,7 +13,7 @@ from .report import Report, Section
 
 
 def nsys_report(run, top: int | None = None) -> Report:
-    report = Report(title=f"gpuprof: {_source_name(run)}", facts=facts(run))
+    report = Report(title=f"gpuprof: {_source_name(run)}", facts=facts(run), kind="nsys")
     if run.is_tensorrt() and run.kernels.empty:
         report.add(host_layer_section(run))
     elif run.is_tensorrt():
