@@ -55,7 +55,7 @@ def build_engine_report(profile: Profile, top: int = TOP_LAYERS, backend_note: s
     title = f"gpuprof engine: {extra.get('model', '?')}"
     if extra.get("partial"):
         title += f" (PARTIAL: interrupted during {extra.get('interrupted_phase', '?')})"
-    report = Report(title=title, facts=_facts(profile, backend_note))
+    report = Report(title=title, facts=_facts(profile, backend_note), kind="engine")
     unit = _time_unit(profile.iterations["latency_ns"])
     report.add(_latency_section(profile.iterations, unit))
     report.add(_iterations_section(profile.iterations, unit))

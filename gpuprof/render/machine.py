@@ -5,7 +5,7 @@ analysis DataFrame hands its raw columns over as ``Section.data`` (``total_ns``,
 ``share`` as a fraction: the analysis' own names and units, full precision); any other section's
 display table is renamed label by label (``machine_key``: "Mean (µs)" -> ``mean_us``, "% GPU" ->
 ``gpu_percent``), its values unrounded in the label's unit. Not measured is ``null`` (NaN, NA,
-None and empty cells alike), never 0 or "". The layout is documented in docs/JSON.md; change
+None, and the display's "" and "-" alike), never 0 or "". The layout is documented in docs/JSON.md; change
 ``SCHEMA_VERSION`` when a key changes meaning or goes away.
 """
 
@@ -24,6 +24,7 @@ from ..errors import BadInputError
 from .report import Report, Section
 
 SCHEMA_VERSION = 1
+NOT_MEASURED_TEXT = {"", "-"}  # what display tables write for a value that is not there
 _NOT_KEY = re.compile(r"[^a-z0-9]+")
 
 
@@ -60,7 +61,8 @@ def json_value(value):
     """One cell as JSON: numbers whole (numpy to Python), not measured as None."""
     if isinstance(value, (list, tuple, np.ndarray)):
         return [json_value(v) for v in value]
-    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, str) and value == ""):
+    if value is None or value is pd.NA or value is pd.NaT or (
+            isinstance(value, str) and value in NOT_MEASURED_TEXT):
         return None
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
