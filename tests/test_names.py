@@ -13,6 +13,8 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpuprof.api import load
 from gpuprof.render.names import fit_name_lists, fit_names
@@ -125,3 +127,14 @@ def test_shared_start_and_end_go_first():
     shown = fit_names(names, 30)
     assert len(set(shown)) == 12 and all(len(s) <= 30 for s in shown)
     assert all(f"block.{i}/" in s for i, s in enumerate(shown))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["sm75_xmma_a_tile64_k", "sm75_xmma_a_tile128_k",
+                                          "sm75_xmma_b_tile64_k", "copyKernel", "x"]),
+                         min_size=1, max_size=3).map(", ".join), min_size=1, max_size=8),
+       st.integers(4, 60))
+def test_list_cells_fit_and_never_read_alike(cells, width):
+    shown = fit_name_lists(cells, width)
+    assert all(len(c) <= width for c in shown)
+    assert len(set(shown)) == len(set(cells))
