@@ -83,14 +83,15 @@ def windows_frame(windows: pd.DataFrame) -> pd.DataFrame:
     for col in ("latency_mean_ns", "latency_p50_ns", "latency_p90_ns", "latency_p99_ns",
                 "latency_p99.9_ns", "send_ns", "receive_ns", "server_queue_ns",
                 "server_compute_input_ns", "server_compute_infer_ns", "server_compute_output_ns"):
-        out[col.replace("_ns", "_us")] = windows[col] / 1e3
+        # machine keys: snake_case with the unit (latency_p99_9_us)
+        out[col.replace("_ns", "_us").replace(".", "_")] = windows[col] / 1e3
     out["server_requests"] = windows["server_requests"]
     return out
 
 
 def write_windows_csv(windows: pd.DataFrame, path: str | Path) -> Path:
     with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
-        windows_frame(windows).to_csv(handle, index=False, float_format="%.3f")
+        windows_frame(windows).to_csv(handle, index=False)  # full precision, for programs
     return Path(path)
 
 
