@@ -148,7 +148,7 @@ def _word_cuts(names: list[str], width: int) -> list[str | None]:
             out.append(name)
             continue
         others = [f for j, f in enumerate(features) if j != index]
-        needed = _telling_words(tokens[index], others, frequency)
+        needed = _telling_words(tokens[index], others)
         shown = None if needed is None else (
             _fill(tokens[index], needed, frequency, width)
             # without its first word when only that does not fit (``…tilesize64x64x64_…``)
@@ -162,8 +162,7 @@ def _features(words: list[str]) -> set[str]:
     return set(words) | {a + "\0" + b for a, b in zip(words, words[1:], strict=False)}
 
 
-def _telling_words(words: list[str], others: list[set[str]],
-                   frequency: dict[str, int]) -> set[int] | None:
+def _telling_words(words: list[str], others: list[set[str]]) -> set[int] | None:
     """Positions of few, short words (or adjacent pairs) such that every other name lacks at
     least one of them (greedy set cover); None when no choice tells them apart."""
     candidates = [({p}, w) for p, w in enumerate(words)] + [
