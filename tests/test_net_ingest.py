@@ -229,12 +229,14 @@ def test_cli_report_csv_and_json_match_plain_python(tmp_path, capsys):
         la, lp = src.rsplit(":", 1)
         ra, rp = dst.rsplit(":", 1)
         want = by_conn[(pid, la, int(lp), ra, int(rp))]
-        assert (row.sends, row.recvs, row._5, row._6) == (want["sends"], want["recvs"], want["sent"], want["received"])
-        assert row._7 == pytest.approx((want["first"] - 1_000_000_000) / 1e6)
-        assert row._8 == pytest.approx((want["last"] - 1_000_000_000) / 1e6)
+        assert (row.sends, row.recvs, row.bytes_sent, row.bytes_received) == (
+            want["sends"], want["recvs"], want["sent"], want["received"])
+        assert row.first_ms == pytest.approx((want["first"] - 1_000_000_000) / 1e6)
+        assert row.last_ms == pytest.approx((want["last"] - 1_000_000_000) / 1e6)
+    assert report["schema_version"] == 1 and report["kind"] == "net"
     facts = report["facts"]
-    assert facts["Lost events"] == "12" and facts["Events"] == f"{len(records):,}"
-    assert "PARTIAL" in facts["Status"]
+    assert facts["lost_events"] == "12" and facts["events"] == f"{len(records):,}"
+    assert "PARTIAL" in facts["status"]
     assert any("lost 12 events" in note for s in report["sections"] for note in s["notes"])
 
 

@@ -206,7 +206,7 @@ def test_windows_csv_rows_match_each_window_by_hand(sweep, tmp_path):
     windows = [(level, w) for level in sweep.levels for w in level.windows]
     assert len(rows) == len(windows) > 0
     us = {"latency_mean_us": "mean", "latency_p50_us": "p50", "latency_p90_us": "p90",
-          "latency_p99_us": "p99", "latency_p99.9_us": "p99.9", "send_us": "send",
+          "latency_p99_us": "p99", "latency_p99_9_us": "p99.9", "send_us": "send",
           "receive_us": "receive", "server_queue_us": "server_queue",
           "server_compute_input_us": "server_compute_input",
           "server_compute_infer_us": "server_compute_infer",
@@ -227,8 +227,8 @@ def test_windows_csv_rows_match_each_window_by_hand(sweep, tmp_path):
                 assert row[column] == value, column
             elif isinstance(value, int):
                 assert float(row[column]) == value, column
-            else:  # written with 3 decimals
-                assert math.isclose(float(row[column]), value, rel_tol=1e-9, abs_tol=5.1e-4), \
+            else:  # written at full precision
+                assert math.isclose(float(row[column]), value, rel_tol=1e-12, abs_tol=1e-12), \
                     (column, row[column], value)
 
 

@@ -130,7 +130,8 @@ def _write_and_print(profile, out_dir: Path, fmt: str, top: int, note: str | Non
     from .engine_outputs import write_engine_outputs
 
     report, outputs = write_engine_outputs(profile, out_dir, top=top, backend_note=note)
-    text = render(report, fmt, table=_csv_table(report) if fmt == "csv" else None, width=_width())
+    # a terminal's own width; piped, the names stay whole
+    text = render(report, fmt, table=_csv_table(report) if fmt == "csv" else None)
     click.echo(text, nl=not text.endswith("\n"))
     click.echo(f"Wrote {', '.join(outputs.written)} to {out_dir}/", err=True)
     for name, why in outputs.skipped.items():
@@ -145,12 +146,6 @@ def _csv_table(report) -> str:
     """CSV on stdout holds one table: the layers, or the iterations when there are no layers."""
     layers = report.section("layers")
     return "layers" if layers is not None and layers.table is not None else "iterations"
-
-
-def _width() -> int:
-    import shutil
-
-    return max(shutil.get_terminal_size((120, 24)).columns, 80)
 
 
 class _Progress:

@@ -63,16 +63,8 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, trace_wi
     if output:
         click.echo(f"Wrote {write_report(report, output, fmt, table)}", err=True)
     else:
-        text = render(_terminal(report) if format_for(None, fmt) == "terminal" else report,
-                      format_for(None, fmt), table=table)
+        text = render(report, format_for(None, fmt), table=table)
         click.echo(text, nl=False)
-
-
-def _terminal(report):
-    from ..render.layer_section import for_terminal
-
-    report.sections = [for_terminal(s) for s in report.sections]
-    return report
 
 
 def _write_extras(run, chrome_trace, trace_window, memory_plot) -> None:

@@ -13,7 +13,7 @@ from .report import Report, Section
 
 
 def nsys_report(run, top: int | None = None) -> Report:
-    report = Report(title=f"gpuprof: {_source_name(run)}", facts=facts(run))
+    report = Report(title=f"gpuprof: {_source_name(run)}", facts=facts(run), kind="nsys")
     if run.is_tensorrt() and run.kernels.empty:
         report.add(host_layer_section(run))
     elif run.is_tensorrt():
@@ -63,7 +63,10 @@ def range_section(run, rows: int = 20) -> Section:
     })
     notes = [f"NVTX coverage: {run.nvtx_coverage():.2%} of kernel time falls inside a push/pop range "
              "(each kernel counted once, in its innermost range)."]
-    return Section("ranges", "GPU time by NVTX range", shown, notes, max_rows=rows)
+    data = table[["domain", "name", "calls", "total_ns", "mean_ns", "share",
+                  "kernels_per_call"]].astype({"domain": str, "name": str})
+    return Section("ranges", "GPU time by NVTX range", shown, notes, max_rows=rows,
+                   data=data.rename(columns={"name": "range"}).reset_index(drop=True))
 
 
 HOST_TIME = "CPU-side (host) time, not GPU time"
@@ -91,7 +94,14 @@ def host_layer_section(run, rows: int = 20) -> Section:
              "'nsys profile -t cuda,nvtx' for GPU time per layer.",
              "Engine wrapper ranges (ExecutionContext::...) hold whole inferences and are left "
              "out; the NVTX section lists them."]
-    return Section("layers", f"TensorRT layers by {HOST_TIME}", shown, notes, max_rows=rows)
+    # for programs the unit says it: host_total_ns, never a GPU time
+    data = layers[["layer", "reformat", "calls", "total_ns", "mean_ns", "median_ns", "share",
+                   "cumulative_share"]].astype({"layer": str}).rename(columns={
+                       "total_ns": "host_total_ns", "mean_ns": "host_mean_ns",
+                       "median_ns": "host_median_ns", "share": "host_share",
+                       "cumulative_share": "host_cumulative_share"})
+    return Section("layers", f"TensorRT layers by {HOST_TIME}", shown, notes, max_rows=rows,
+                   data=data.reset_index(drop=True))
 
 
 def _other_sections(run) -> list[Section]:

@@ -85,28 +85,30 @@ def windows_frame(windows: pd.DataFrame) -> pd.DataFrame:
     for col in ("latency_mean_ns", "latency_p50_ns", "latency_p90_ns", "latency_p99_ns",
                 "latency_p99.9_ns", "send_ns", "receive_ns", "server_queue_ns",
                 "server_compute_input_ns", "server_compute_infer_ns", "server_compute_output_ns"):
-        out[col.replace("_ns", "_us")] = windows[col] / 1e3
+        # machine keys: snake_case with the unit (latency_p99_9_us)
+        out[col.replace("_ns", "_us").replace(".", "_")] = windows[col] / 1e3
     out["server_requests"] = windows["server_requests"]
     return out
 
 
 def write_windows_csv(windows: pd.DataFrame, path: str | Path) -> Path:
     with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
-        windows_frame(windows).to_csv(handle, index=False, float_format="%.3f")
+        windows_frame(windows).to_csv(handle, index=False)  # full precision, for programs
     return Path(path)
 
 
 def perf_report(table: pd.DataFrame, facts: dict[str, str], notes: list[str],
                 mode: str, joined: pd.DataFrame | None = None) -> Report:
     """The terminal/Markdown report: one row per level, latencies in ms."""
-    report = Report("gpuprof perf: Triton load test", facts=facts)
+    report = Report("gpuprof perf: Triton load test", facts=facts, kind="perf")
     if table.empty:
         notes = ["no load level was measured", *notes]
     report.add(Section("levels", "Throughput and latency per load level", _display(table, mode),
-                       notes=notes))
+                       notes=notes, data=None if table.empty else table.rename(
+                           columns={"level": mode})))  # JSON: every metric, raw ns
     if joined is not None and not joined.empty:
         report.add(Section("trace", "Where a request's time goes (client + server trace, ms)",
-                           _trace_display(joined), notes=[
+                           _trace_display(joined), data=_trace_means_ns(joined), notes=[
                                "per-request means over the traced requests of all windows of "
                                "each level; the segments add up "
                                "to the client latency (to server, server receive, queue, compute "
@@ -144,6 +146,17 @@ def _display(table: pd.DataFrame, mode: str) -> pd.DataFrame | None:
                          + table["server_compute_output_ns"]) / 1e6
     out["stable"] = ["yes" if s else "no" for s in table["stable"]]
     return out
+
+
+def _trace_means_ns(joined: pd.DataFrame) -> pd.DataFrame:
+    """The trace section for programs: per level, requests and mean segment times in ns."""
+    from ..analyze.perf_trace import SEGMENTS
+
+    cols = ["client_latency_ns", *SEGMENTS]
+    means = joined.groupby("level", sort=True)[cols].mean().astype("float64")
+    means.columns = [f"mean_{c}" for c in cols]
+    means.insert(0, "requests", joined.groupby("level", sort=True).size())
+    return means.reset_index()
 
 
 def _trace_display(joined: pd.DataFrame) -> pd.DataFrame:
