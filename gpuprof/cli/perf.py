@@ -236,7 +236,7 @@ def _add_net(report, run, opts: dict, node_rows=None) -> list[Path]:
                                                    opts["waterfall"]))
     if opts["chrome_trace"]:
         written.append(request_trace.write_request_trace(opts["chrome_trace"], frame, segments,
-                                                           node_rows))
+                                                           node_rows, run.joined))
     if opts["net_file"]:
         written.append(net.capture_path)
     return written

@@ -81,7 +81,8 @@ def run_perf(spec, progress=None, net_file: Path | None = None, net_program: str
     requests = sweep.requests_table()
     spans = (None if sweep.trace_requests is None
              else perf_trace.server_spans(sweep.trace_requests, sweep.prefix))
-    joined = None if spans is None else perf_trace.join_requests(requests, spans)
+    joined = (None if spans is None
+              else perf_trace.join_requests(requests, spans, batch_rows(sweep.shapes)))
     net = None if captured is None else analyze_net(requests, captured, port, spans)
     run = PerfRun(sweep, requests, spans, joined, net)
     if spec.trace:
@@ -91,6 +92,13 @@ def run_perf(spec, progress=None, net_file: Path | None = None, net_program: str
     if server_nsys is not None and spans is not None:
         run.kernels = server_kernels(spans, Path(server_nsys))
     return run
+
+
+def batch_rows(shapes: dict[str, tuple[int, ...]]) -> int:
+    """A request's rows: the first dim of its first input as sent (every request of a load test
+    has the same shapes; a scalar input is one row)."""
+    first = next(iter(shapes.values()), ())
+    return int(first[0]) if first else 1
 
 
 def _capture(spec, progress, net_file: Path | None, net_program: str):
