@@ -28,6 +28,10 @@ ONNX_TO_TRITON = {
     11: "TYPE_FP64", 12: "TYPE_UINT32", 13: "TYPE_UINT64", 16: "TYPE_BF16",
 }
 
+# the profile's run lines name one request per session.run; a batch has several
+PROFILED_BATCHING = ("--ort-profile and --dynamic-batching cannot be combined: node times are "
+                     "matched to one request per ONNX Runtime run", "Drop one of the two options")
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -146,10 +150,7 @@ def write_repository(model_path: str | Path, repo_dir: str | Path, name: str | N
     if not onnx_path.is_file():
         raise BadInputError(f"ONNX model '{model_path}' not found", "Check the path")
     if profile_dir and batching:
-        # the profile's run lines name one request per session.run; a batch has several
-        raise BadInputError("--ort-profile and --dynamic-batching cannot be combined: node "
-                            "times are matched to one request per ONNX Runtime run",
-                            "Drop one of the two options")
+        raise BadInputError(*PROFILED_BATCHING)
     name = name or model_name_for(onnx_path)
     inputs, outputs = onnx_io(onnx_path)
     if batching:
