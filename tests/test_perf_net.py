@@ -133,10 +133,15 @@ def test_trace_waterfall_and_timeline_are_written(run):
     trace = json.loads((run["out"] / "path.json").read_text())
     events = trace["traceEvents"]
     names = {e["args"]["name"] for e in events if e.get("name") == "process_name"}
-    assert names == {"client (gpuprof perf)", "network (eBPF TCP calls)", "server (Triton stages)"}
+    assert names == {"client (gpuprof perf)", "network (eBPF TCP calls)", "server (Triton stages)",
+                     "server: model executions"}
     requests = [e for e in events if e.get("ph") == "X" and e["name"].startswith("request ")]
     assert len(requests) == len(run["csv"])
-    assert sum(e["ph"] == "s" for e in events) == 4 * len(run["csv"])
+    flows = [e["name"] for e in events if e["ph"] == "s"]
+    assert flows.count("request path") == 4 * len(run["csv"])
+    # no dynamic batching here: one execution per request, one arrow to it from each
+    assert flows.count("execution") == len(run["csv"]) == sum(
+        e["ph"] == "X" and e["pid"] == 5 for e in events)
     assert (run["out"] / "slowest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "SERVER_RECV" in run["stdout"] and "CLIENT_END" in run["stdout"]
 
