@@ -62,7 +62,8 @@ def serve_command(model: str, name: str | None, http_port: int | None, grpc_port
                    f"  gRPC  {server.grpc_url}\n  log   {server.log_path}")
         if batching:
             click.echo(f"  dynamic batching: up to {batching.max_batch_size} rows, queue delay "
-                       f"{batching.max_queue_delay_us} µs")
+                       f"{batching.max_queue_delay_us} µs (clients leave out the batch dim: "
+                       "gpuprof perf --shape without it, -b sets it)")
         if ort_profile:
             click.echo(f"  ORT profiles {Path(ort_profile).resolve()}")
         if trace:
