@@ -114,7 +114,8 @@ def test_live_display_names_the_level(mode, level, shown, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["--waterfall", "w.png"], "Error: --waterfall needs --net. Add --net"),
-    (["--chrome-trace", "t.json"], "Error: --chrome-trace needs --net. Add --net"),
+    (["--chrome-trace", "t.json"], "Error: --chrome-trace needs --trace or --net. Add --trace "
+                                   "(server stages) or --net (eBPF capture, as root)"),
     (["--trace-rate", "0"], "Error: --trace-rate must be 'auto' or a whole number >= 1, not '0'"),
 ])
 def test_perf_net_and_trace_options_are_checked_first(args, message, capsys):

@@ -33,13 +33,23 @@ TRACE_LEVELS = ("TIMESTAMPS", "TENSORS")
 @click.option("--ort-profile", "ort_profile", type=click.Path(file_okay=False),
               help="Profile ONNX Runtime into this folder (per-node times per request; "
                    "gpuprof perf --trace reads them).")
+@click.option("--dynamic-batching", is_flag=True,
+              help="Let Triton batch requests (the ONNX model's first dim must be a free batch "
+                   "dim); each batch runs as one ONNX Runtime call.")
+@click.option("--max-batch-size", type=int, default=8, show_default=True,
+              help="--dynamic-batching: rows per execution at most.")
+@click.option("--max-queue-delay-us", type=int, default=0, show_default=True,
+              help="--dynamic-batching: how long a request may wait for others to join it.")
 @click.option("--max-seconds", type=float, default=0, help="Stop by itself after this long.")
 def serve_command(model: str, name: str | None, http_port: int | None, grpc_port: int | None,
                   trace_file: str | None, trace_level: str, trace_rate: int, log_frequency: int,
                   instances: int, threads: int, ort_profile: str | None,
+                  dynamic_batching: bool, max_batch_size: int, max_queue_delay_us: int,
                   max_seconds: float) -> None:
     """Serve MODEL (.onnx) with the bundled Triton on 127.0.0.1 until Ctrl-C."""
     from ..capture.triton_server import TraceConfig, serve_onnx
+
+    batching = _batching(dynamic_batching, max_batch_size, max_queue_delay_us, ort_profile)
 
     trace = None
     if trace_file:
@@ -47,9 +57,13 @@ def serve_command(model: str, name: str | None, http_port: int | None, grpc_port
     click.echo("Starting tritonserver (about 10 s)...", err=True)
     with serve_onnx(model, name=name, http_port=http_port, grpc_port=grpc_port, trace=trace,
                     instances=instances, intra_op_threads=threads, profile_dir=ort_profile,
-                    keep_log=True) as server:
+                    batching=batching, keep_log=True) as server:
         click.echo(f"Serving '{server.model_name}'\n  HTTP  http://{server.http_url}\n"
                    f"  gRPC  {server.grpc_url}\n  log   {server.log_path}")
+        if batching:
+            click.echo(f"  dynamic batching: up to {batching.max_batch_size} rows, queue delay "
+                       f"{batching.max_queue_delay_us} µs (clients leave out the batch dim: "
+                       "gpuprof perf --shape without it, -b sets it)")
         if ort_profile:
             click.echo(f"  ORT profiles {Path(ort_profile).resolve()}")
         if trace:
@@ -58,6 +72,21 @@ def serve_command(model: str, name: str | None, http_port: int | None, grpc_port
                    "Press Ctrl-C to stop.", err=True)
         _wait(server, max_seconds)
     click.echo("Stopped.", err=True)
+
+
+def _batching(enabled: bool, max_batch_size: int, max_queue_delay_us: int,
+              ort_profile: str | None):
+    from ..capture.triton_repo import PROFILED_BATCHING, Batching
+    from ..errors import BadInputError
+
+    if not enabled:
+        if (max_batch_size, max_queue_delay_us) != (8, 0):
+            raise BadInputError("--max-batch-size and --max-queue-delay-us need "
+                                "--dynamic-batching", "Add --dynamic-batching")
+        return None
+    if ort_profile:
+        raise BadInputError(*PROFILED_BATCHING)
+    return Batching(max_batch_size, max_queue_delay_us).check()
 
 
 def _wait(server, max_seconds: float) -> None:

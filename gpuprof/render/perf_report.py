@@ -114,12 +114,39 @@ def perf_report(table: pd.DataFrame, facts: dict[str, str], notes: list[str],
                                "to the client latency (to server, server receive, queue, compute "
                                "input, compute infer, server output, from server = response "
                                "send + wire + client read)", *batching_notes(joined)]))
+        executions = execution_section(joined)
+        if executions is not None:
+            report.add(executions)
     return report
+
+
+def execution_section(joined: pd.DataFrame) -> Section | None:
+    """Model executions by how many traced requests shared them (dynamic batching)."""
+    from ..analyze.executions import by_size, execution_table
+
+    table = execution_table(joined)
+    if table.empty or int(table["requests"].max()) < 2:
+        return None
+    sizes = by_size(table)
+    shown = pd.DataFrame({"requests per execution": sizes["requests"].astype("int64"),
+                          "executions": sizes["executions"].astype("int64"),
+                          "requests": sizes["total_requests"].astype("int64"),
+                          "rows (mean)": sizes["rows"],
+                          "compute ms (mean)": sizes["compute_ns"] / 1e6})
+    return Section("executions", "Model executions shared by requests (dynamic batching)",
+                   shown, notes=[
+                       "requests with the same COMPUTE_START and COMPUTE_END (to the ns) ran "
+                       "in one model execution; compute = COMPUTE_START to COMPUTE_END of the "
+                       "execution; rows = the batch rows of its traced requests (first dim of "
+                       "each request's input as sent); compute_share = a request's rows / its "
+                       "execution's rows",
+                       "traced requests only: with a sampled trace (--trace-rate > 1) an "
+                       "execution's untraced requests are not counted"])
 
 
 def batching_notes(joined: pd.DataFrame) -> list[str]:
     """How many requests shared a model execution (dynamic batching), from the trace."""
-    known = joined.dropna(subset=["execution"])
+    known = joined.dropna(subset=["execution_id"])
     if known.empty:
         return []
     shared = known[known["execution_requests"] > 1]
@@ -127,8 +154,9 @@ def batching_notes(joined: pd.DataFrame) -> list[str]:
         return [f"each of the {len(known)} traced requests ran in its own model execution"]
     return [f"{len(shared)} of {len(known)} traced requests shared a model execution with "
             f"others (dynamic batching; up to {int(shared['execution_requests'].max())} per "
-            f"execution, {known['execution'].nunique()} executions); each request's "
-            "compute_share in the per-request CSV is its share of that execution"]
+            f"execution, {known['execution_id'].nunique()} executions); each request's "
+            "compute_share in the per-request CSV is its batch rows over all rows of its "
+            "execution (table 'executions')"]
 
 
 def _display(table: pd.DataFrame, mode: str) -> pd.DataFrame | None:

@@ -15,6 +15,7 @@ from .report import Section
 # segment -> (its name, where it ends in the terminal table: short, so cells stay whole,
 # and the boundary the seed's timeline names)
 SEGMENTS = {
+    "to_server_ns": ("to server", "HTTP_RECV_START", "HTTP_RECV_START"),  # without eBPF
     "net_client_send_ns": ("client send", "1st send() done", "CLIENT_SEND"),
     "net_wire_in_ns": ("wire in", "server 1st recv()", "SERVER_RECV"),
     "net_server_read_ns": ("server read", "HTTP_RECV_START", "HTTP_RECV_START"),
@@ -28,6 +29,7 @@ SEGMENTS = {
     "net_server_send_ns": ("server send", "server 1st send()", "SERVER_SEND"),
     "net_wire_out_ns": ("wire out", "client 1st recv()", "CLIENT_RECV"),
     "net_client_recv_ns": ("client recv", "client end", "CLIENT_END"),
+    "from_server_ns": ("from server", "client end", "CLIENT_END"),   # without eBPF
 }
 LABELS = {segment: name for segment, (name, _, _) in SEGMENTS.items()}
 WHERE = {segment: until for segment, (_, until, _) in SEGMENTS.items()}
