@@ -222,13 +222,13 @@ def test_executions_section_is_recomputed_from_the_trace_files(run):
     for (start, end), size in groups.items():
         by_size[size].append(end - start)
     section = next(s for s in run["report"]["sections"] if s["key"] == "executions")
-    shown = {row["requests per execution"]: row for row in section["rows"]}
+    shown = {row["requests_per_execution"]: row for row in section["rows"]}
     assert set(shown) == set(by_size)
     for size, spans in by_size.items():
         row = shown[size]
         assert row["executions"] == len(spans) and row["requests"] == size * len(spans)
-        assert row["rows (mean)"] == pytest.approx(ROWS * size)
-        assert row["compute ms (mean)"] == pytest.approx(sum(spans) / len(spans) / 1e6)
+        assert row["rows_mean"] == pytest.approx(ROWS * size)
+        assert row["compute_mean_ns"] == pytest.approx(sum(spans) / len(spans))
 
 
 @pytest.mark.triton

@@ -133,8 +133,13 @@ def execution_section(joined: pd.DataFrame) -> Section | None:
                           "requests": sizes["total_requests"].astype("int64"),
                           "rows (mean)": sizes["rows"],
                           "compute ms (mean)": sizes["compute_ns"] / 1e6})
+    data = pd.DataFrame({"requests_per_execution": sizes["requests"].astype("int64"),
+                         "executions": sizes["executions"].astype("int64"),
+                         "requests": sizes["total_requests"].astype("int64"),
+                         "rows_mean": sizes["rows"].astype("float64"),
+                         "compute_mean_ns": sizes["compute_ns"].astype("float64")})
     return Section("executions", "Model executions shared by requests (dynamic batching)",
-                   shown, notes=[
+                   shown, data=data, notes=[
                        "requests with the same COMPUTE_START and COMPUTE_END (to the ns) ran "
                        "in one model execution; compute = COMPUTE_START to COMPUTE_END of the "
                        "execution; rows = the batch rows of its traced requests (first dim of "

@@ -48,10 +48,10 @@ def path_sections(frame: pd.DataFrame, segments: list[str], match, clocks: dict,
     notes.append("each segment runs from the end of the previous one to the boundary in "
                  "'until'; send()/recv() times are when those system calls returned (eBPF)")
     return [Section("net_path", "Per-request path: client, network, server (µs)",
-                    _summary_display(summary), notes=notes),
+                    _summary_display(summary), notes=notes, data=_summary_data(summary)),
             timeline_section(frame, segments),
             Section("clocks", "Clocks, checked against the client's CLOCK_MONOTONIC",
-                    clock_table(clocks)),
+                    clock_table(clocks), data=clock_data(clocks)),
             Section("waterfall", f"The {min(slowest_n, len(frame))} slowest requests",
                     preformatted=waterfall_lines(slowest(frame, slowest_n), segments))]
 
@@ -84,6 +84,18 @@ def _summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _summary_data(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows for JSON/CSV: each segment's statistics in raw ns (mean_ns, p50_ns, ...), with
+    its per-request CSV column."""
+    out = pd.DataFrame({"segment": [LABELS[s] for s in summary["segment"]],
+                        "column": summary["segment"].astype(str),
+                        "until": [WHERE[s] for s in summary["segment"]],
+                        "n": summary["count"].astype("int64")})
+    for col in ["mean", *[percentile_label(q) for q in DEFAULT_PERCENTILES], "max"]:
+        out[f"{col}_ns"] = summary[col].astype("float64")
+    return out
+
+
 def _match_notes(match, matched: int, negative: int, facts) -> list[str]:
     from ..analyze.stats import unreliable_percentiles
 
@@ -110,6 +122,13 @@ def _match_notes(match, matched: int, negative: int, facts) -> list[str]:
         notes.append(f"server pid(s) seen on the connections: "
                      f"{', '.join(map(str, match.server_pids))}")
     return notes
+
+
+def clock_data(clocks: dict) -> pd.DataFrame:
+    """The clocks for JSON/CSV, in ns; an error bound not measured is null."""
+    return pd.DataFrame([{"source": name, "offset_ns": c.offset_ns,
+                          "error_bound_ns": c.error_ns if c.error_ns >= 0 else None,
+                          "method": c.method} for name, c in clocks.items()])
 
 
 def clock_table(clocks: dict) -> pd.DataFrame:
