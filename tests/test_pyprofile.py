@@ -1,0 +1,193 @@
+"""gpuprof.profile() on a real ONNX Runtime model, end to end: records and pause/resume
+really leave calls out (counted by the test's own loops), the summary is recomputed with numpy
+on the per-inference table, the per-operator table against ONNX Runtime's own profile read as
+plain JSON, the saved run reopens with the same reports, the runtime is restored on exit, and
+Chrome DevTools' trace engine reads the trace."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+import gpuprof
+from gpuprof.errors import BadInputError
+
+from .conftest import CLS_MODEL
+
+WARM_UP, PAUSED, TRACE = 3, 5, 10
+
+
+def _session(ort, **kwargs):
+    return ort.InferenceSession(str(CLS_MODEL), providers=["CPUExecutionProvider"], **kwargs)
+
+
+def _feeds(session):
+    rng = np.random.default_rng(0)
+    return {session.get_inputs()[0].name: rng.random((1, 3, 48, 192), dtype=np.float32)}
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory):
+    if not CLS_MODEL.exists():
+        pytest.skip("models/ppocr_mobile_v2_cls.onnx not found (run tools/fetch_models.py)")
+    import onnxruntime as ort
+
+    out = tmp_path_factory.mktemp("profile") / "trace.json"
+    with gpuprof.profile(output=out, ort_nodes=True) as prof:
+        session = _session(ort)
+        feeds = _feeds(session)
+        with prof.record("warm up"):
+            for _ in range(WARM_UP):
+                session.run(None, feeds)
+        prof.pause()
+        for _ in range(PAUSED):
+            session.run(None, feeds)
+        prof.resume()
+        with prof.record("trace"):
+            for _ in range(TRACE):
+                session.run(None, feeds)
+    return prof
+
+
+def test_records_label_calls_and_pause_leaves_calls_out(profiled):
+    table = profiled.inferences()
+    assert Counter(table["record"]) == {"warm up": WARM_UP, "trace": TRACE}
+    assert list(table["record"]) == ["warm up"] * WARM_UP + ["trace"] * TRACE  # call order
+    assert profiled.run.meta.extra["calls_left_out_paused"] == PAUSED
+    assert set(table["runtime"]) == {"onnxruntime"}
+    # every call lies inside its record on the real clock
+    spans = profiled.run.nvtx_ranges.set_index("text")
+    for row in table.itertuples():
+        span = spans.loc[row.record]
+        assert span.start_ns <= row.start_ns and row.start_ns + row.latency_ns <= span.end_ns
+
+
+def test_summary_is_numpy_on_the_per_inference_table(profiled):
+    latency = profiled.inferences()["latency_ns"].to_numpy()
+    summary = profiled.summary()["latency_ns"]
+    assert summary["count"] == len(latency) == WARM_UP + TRACE
+    assert summary["min"] == latency.min() and summary["max"] == latency.max()
+    assert summary["mean"] == pytest.approx(latency.mean())
+    for name, q in [("median", 50), ("p90", 90), ("p95", 95), ("p97", 97), ("p99", 99),
+                    ("p99.9", 99.9)]:
+        assert summary[name] == pytest.approx(np.percentile(latency, q, method="linear")), name
+    attrs = profiled.summary().attrs
+    assert attrs["n"] == len(latency) and attrs["percentile_method"] == "linear"
+    in_ms = profiled.summary("ms")["latency_ms"]
+    assert in_ms["p97"] == pytest.approx(summary["p97"] / 1e6)
+
+
+def _nodes_per_run_from_ort(tmp_path) -> Counter:
+    """One run of a session ONNX Runtime profiles for the test, read as plain JSON."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "own")
+    session = _session(ort, sess_options=options)
+    session.run(None, _feeds(session))
+    events = json.loads(open(session.end_profiling()).read())
+    return Counter(e["args"]["op_name"] for e in events
+                   if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"))
+
+
+def test_operators_count_only_kept_runs_and_average_their_nodes(profiled, tmp_path):
+    per_run = _nodes_per_run_from_ort(tmp_path)
+    operators = profiled.operators().set_index("name")
+    kept = WARM_UP + TRACE
+    assert operators["count"].to_dict() == {op: n * kept for op, n in per_run.items()}
+    durations = defaultdict(list)  # plain Python over the same node rows
+    for row in profiled.run.layer_timings.itertuples():
+        durations[row.layer_type].append(row.duration_ns)
+    for op, values in durations.items():
+        assert operators.loc[op, "average_elapsed_ns"] == pytest.approx(sum(values) / len(values))
+    assert list(operators["average_elapsed_ns"]) == sorted(operators["average_elapsed_ns"], reverse=True)
+
+
+def test_cpu_operators_and_executions_agree_with_the_nodes(profiled):
+    cpu = profiled.cpu_operators()
+    assert len(cpu) == len(profiled.run.layer_timings)  # CPU provider only here
+    first = cpu[cpu["inference"] == 0]
+    assert list(first["operator_index"]) == list(range(len(first)))
+    executions = profiled.executions().set_index("inference")
+    node_sums = profiled.run.layer_timings.groupby("iteration")["duration_ns"].sum()
+    assert executions["operators_ns"].astype("int64").to_dict() == node_sums.to_dict()
+    assert (executions["operators_ns"] <= executions["latency_ns"]).all()  # nodes inside the call
+    assert executions["gpu_ns"].isna().all()  # no CUDA events without a GPU
+
+
+def test_saved_run_reopens_with_the_same_reports(profiled):
+    assert profiled.saved.exists() and profiled.saved.name == "trace.gpuprof"
+    run = gpuprof.load(profiled.saved)
+    for report in ("inferences", "executions", "operators", "cpu_operators", "frame"):
+        assert getattr(run, report)().equals(getattr(profiled, report)()), report
+    assert run.summary().equals(profiled.summary())
+
+
+def test_memory_samples_carry_their_record(profiled):
+    memory = profiled.run.memory_events
+    rss = memory[memory["source"] == "process_rss"]
+    assert rss["bytes"].sum() > 0
+    assert {"warm up", "trace"} <= set(rss["phase"].astype(object))
+
+
+def test_runtime_is_restored_after_the_block(profiled):
+    import onnxruntime as ort
+
+    assert "run" not in ort.InferenceSession.__dict__
+    assert "__init__" in ort.InferenceSession.__dict__
+    assert not hasattr(ort.InferenceSession.__init__, "__gpuprof_original__")
+
+
+def test_devtools_reads_the_trace(profiled):
+    from .test_chrome_trace_devtools import _summary, _written_tracks
+
+    summary = _summary(profiled.output)
+    slices, _ = _written_tracks(profiled.output)
+    read = {(t["pid"], t["tid"]): t["slices"] for t in summary["tracks"]}
+    for key, count in slices.items():
+        assert read.get(key) == count, key
+    events = json.loads(profiled.output.read_text())["traceEvents"]
+    names = Counter(e["name"] for e in events if e["ph"] == "X" and e.get("cat") == "gpuprof")
+    assert names == {"warm up": 1, "trace": 1}
+    assert sum(1 for e in events if e["ph"] == "X" and e.get("cat") == "iteration") == WARM_UP + TRACE
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+def test_output_in_a_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(BadInputError, match="does not exist"):
+        with gpuprof.profile(output=tmp_path / "nope" / "trace.json"):
+            pass
+
+
+def test_nested_profile_is_a_clear_error(tmp_path):
+    with gpuprof.profile(output=tmp_path / "a.json"):
+        with pytest.raises(BadInputError, match="already active"):
+            with gpuprof.profile(output=tmp_path / "b.json"):
+                pass
+    assert (tmp_path / "a.json").exists() and not (tmp_path / "b.json").exists()
+
+
+def test_pause_outside_the_block_and_resume_without_pause(tmp_path, capsys):
+    prof = gpuprof.profile(output=tmp_path / "t.json")
+    with pytest.raises(BadInputError, match="outside"):
+        prof.pause()
+    with prof:
+        prof.resume()
+        prof.pause()
+        prof.pause()
+        prof.resume()
+    err = capsys.readouterr().err
+    assert "resume() without pause()" in err and "pause() while already paused" in err
+    with pytest.raises(BadInputError, match="unknown time unit"):
+        prof.summary("minutes")
+
+
+def test_reports_before_the_block_ends_are_a_clear_error(tmp_path):
+    with gpuprof.profile(output=tmp_path / "t.json") as prof:
+        with pytest.raises(BadInputError, match="once its 'with' block has ended"):
+            prof.summary()
