@@ -204,3 +204,8 @@ class Run(Profile):
         from .analyze.inference_reports import frame
 
         return frame(self)
+
+    def by_record(self) -> pd.DataFrame:
+        from .analyze.inference_reports import by_record
+
+        return by_record(self)

@@ -6,6 +6,7 @@ at exit, after sys.exit, on Ctrl-C and on SIGTERM; a failing profiler never brea
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import sysconfig
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import gpuprof
@@ -93,6 +95,19 @@ def test_unmodified_script_is_profiled_as_one_record(python, tmp_path):
     assert output.exists() and "4 inference calls profiled" in done.stderr
 
 
+def test_ort_node_profile_is_written_at_exit(python, tmp_path):
+    """Hundreds of node rows: writing them uses pyarrow's thread pool, which refuses work in
+    plain atexit handlers; the hook's exit handler runs before that."""
+    output = tmp_path / "trace.json"
+    env = _env(output) | {"GPUPROF_ORT_NODES": "1"}
+    done = subprocess.run([python, str(_app(tmp_path)), "4"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "profiling failed" not in done.stderr, done.stderr
+    run = gpuprof.load(output.with_suffix(".gpuprof"))
+    assert sorted(set(run.layer_timings["iteration"])) == [0, 1, 2, 3]
+    assert run.operators()["count"].sum() == len(run.layer_timings) > 700
+
+
 def test_unset_variable_does_nothing(python, tmp_path):
     done = _run(python, tmp_path, None, "2")
     assert done.returncode == 0 and done.stderr == ""
@@ -148,3 +163,71 @@ def test_wheel_build_puts_the_hook_at_the_top_of_site_packages(tmp_path):
                    cwd=REPO, check=True, capture_output=True, timeout=120)
     assert (build / HOOK.name).read_text() == HOOK.read_text()
     shutil.rmtree(REPO / "build", ignore_errors=True)  # nothing left in the checkout
+
+
+# -- gpuprof run --------------------------------------------------------------------------
+
+def _gpuprof(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gpuprof", "run", *args]
+
+
+def test_gpuprof_run_passes_the_exit_code_and_reports_the_saved_run(python, tmp_path):
+    report = tmp_path / "report.json"
+    done = subprocess.run(_gpuprof("--trace", str(tmp_path / "t.json"), "-o", str(report), "--",
+                                   python, str(_app(tmp_path)), "6", "exit3"),
+                          env=_env(None), cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 3, done.stderr
+    assert "nsys: not found, profiled without it" in done.stderr
+    sections = {s["key"]: s for s in json.loads(report.read_text())["sections"]}
+    printed = {row["statistic"]: row["latency (ns)"] for row in sections["summary"]["rows"]}
+    latency = gpuprof.load(tmp_path / "t.gpuprof").inferences()["latency_ns"].to_numpy()
+    assert printed["count"] == len(latency) == 6
+    for name, q in [("median", 50), ("p97", 97), ("p99.9", 99.9)]:
+        assert printed[name] == round(np.percentile(latency, q)), name
+    assert sections["records"]["rows"][0]["record"] == "app.py"
+
+
+def test_gpuprof_run_nsys_on_without_nsys_is_one_clear_line(python, tmp_path):
+    if shutil.which("nsys"):
+        pytest.skip("nsys is installed here")
+    done = subprocess.run(_gpuprof("--nsys", "on", "--", python, "-c", "pass"), env=_env(None),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3
+    assert done.stderr.strip().splitlines() == [
+        line for line in done.stderr.strip().splitlines() if line.startswith("Error: ")]
+    assert "nsys" in done.stderr
+
+
+def test_gpuprof_run_without_the_hook_says_what_to_do(tmp_path):
+    done = subprocess.run(_gpuprof("--", sys.executable, "-S", "-c", "pass"), env=_env(None),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4
+    error = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(error) == 1 and "wrote no profile" in error[0] and "gpuprof_autostart.pth" in error[0]
+
+
+def test_gpuprof_run_ctrl_c_reaches_the_program_and_leaves_no_orphan(python, tmp_path):
+    proc = subprocess.Popen(_gpuprof("--trace", str(tmp_path / "t.json"), "--", python,
+                                     str(_app(tmp_path)), "3", "wait"),
+                            env=_env(None), cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline() == "done\n"
+        child = _child_of(proc.pid)
+        proc.send_signal(signal.SIGINT)  # what the terminal sends to gpuprof's group
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    # the program's own exit status after Ctrl-C (Python's: 1, or 130 when killed by SIGINT)
+    assert proc.returncode in (1, 128 + signal.SIGINT), err
+    assert "Inference summary" in out and "KeyboardInterrupt" in err
+    assert len(gpuprof.load(tmp_path / "t.gpuprof").inferences()) == 3
+    assert not Path(f"/proc/{child}").exists()
+
+
+def _child_of(pid: int) -> int:
+    import psutil
+
+    children = psutil.Process(pid).children()
+    assert len(children) == 1
+    return children[0].pid

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import BadInputError
 from ..model import Profile
-from .stats import PERCENTILE_METHOD, describe, unreliable_percentiles
+from .stats import PERCENTILE_METHOD, describe, describe_by, unreliable_percentiles
 
 RECORD_DOMAIN = "gpuprof"
 SUMMARY_PERCENTILES = (50, 90, 95, 97, 99, 99.9)
@@ -150,3 +150,12 @@ def _scale(unit: str) -> int:
 
 def _ascii(unit: str) -> str:
     return "us" if unit == "µs" else unit
+
+
+def by_record(profile: Profile) -> pd.DataFrame:
+    """Latency statistics per record (ns), records in the order they first ran."""
+    table = inferences(profile)
+    stats = describe_by(table, "record", "latency_ns", (50, 90, 99))
+    first = table.groupby("record", sort=False)["inference"].min()
+    return stats.assign(first=stats["record"].map(first)).sort_values("first", ignore_index=True) \
+        .drop(columns="first")

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "triton": ("gpuprof.cli.triton", "triton_group", "Triton: parse traces, serve a model for tests and demos."),
     "perf": ("gpuprof.cli.perf", "perf_command", "Load-test a Triton server (perf_analyzer-style)."),
     "net": ("gpuprof.cli.net", "net_command", "Capture TCP traffic per connection with eBPF, or report on a capture."),
+    "run": ("gpuprof.cli.run", "run_command", "Run a Python program with profiling on; print its inference report."),
 }
 
 

@@ -47,10 +47,26 @@ def _begin(output: str) -> None:
     record = profiler.record(_program_label())
     record.__enter__()
     _state.update(profiler=profiler, record=record)
-    atexit.register(finish)
+    _at_exit(finish)
     os.register_at_fork(after_in_child=_forget)
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _at_exit(func) -> None:
+    """Run ``func`` at interpreter exit, before thread pools refuse work.
+
+    Plain atexit handlers run after ``threading`` has shut concurrent.futures down, and
+    writing the saved run (pyarrow converts columns on a thread pool) then fails. Threading's
+    own exit hooks run first, newest first: importing concurrent.futures.thread now registers
+    its hook before ours, so ours runs before it. atexit stays as the fallback."""
+    import concurrent.futures.thread  # noqa: F401
+    import threading
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        register(func)
+    atexit.register(func)
 
 
 def finish() -> None:
@@ -93,3 +109,7 @@ def _report(exc: BaseException) -> None:
         why = exc.one_line() if isinstance(exc, GpuprofError) else f"{exc.__class__.__name__}: {exc}"
         print(f"gpuprof: {ENV} is set but profiling failed ({why}); the program runs "
               "unprofiled", file=sys.stderr)
+        if os.environ.get("GPUPROF_DEBUG"):
+            import traceback
+
+            traceback.print_exception(exc)
