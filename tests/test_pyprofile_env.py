@@ -35,6 +35,12 @@ APP = textwrap.dedent(f"""
         session.run(None, feeds)
     print("done", flush=True)
     mode = sys.argv[2] if len(sys.argv) > 2 else ""
+    if mode == "own-profile":  # the program profiles itself too
+        import gpuprof
+        with gpuprof.profile(output="own.json") as prof:
+            with prof.record("mine"):
+                session.run(None, feeds)
+        print(len(prof.inferences()), flush=True)
     if mode == "wait":
         time.sleep(60)
     if mode == "exit3":
@@ -106,6 +112,15 @@ def test_ort_node_profile_is_written_at_exit(python, tmp_path):
     run = gpuprof.load(output.with_suffix(".gpuprof"))
     assert sorted(set(run.layer_timings["iteration"])) == [0, 1, 2, 3]
     assert run.operators()["count"].sum() == len(run.layer_timings) > 700
+
+
+def test_program_with_its_own_profile_runs_inside_the_whole_program_one(python, tmp_path):
+    output = tmp_path / "trace.json"
+    done = _run(python, tmp_path, output, "2", "own-profile")
+    assert done.returncode == 0 and done.stdout == "done\n1\n", done.stderr
+    assert "runs inside it" in done.stderr
+    assert len(_inferences(output)) == 3  # the whole program's: its own profile's call too
+    assert len(_inferences(tmp_path / "own.json")) == 1
 
 
 def test_unset_variable_does_nothing(python, tmp_path):

@@ -42,7 +42,7 @@ def start() -> None:
 def _begin(output: str) -> None:
     from .pyprofile import Profiler
 
-    profiler = Profiler(output, ort_nodes=os.environ.get(ORT_NODES_ENV) == "1")
+    profiler = Profiler(output, ort_nodes=os.environ.get(ORT_NODES_ENV) == "1", whole_program=True)
     profiler.__enter__()
     record = profiler.record(_program_label())
     record.__enter__()

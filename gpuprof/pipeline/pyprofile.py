@@ -46,12 +46,30 @@ def check_output(output: str | os.PathLike) -> Path:
     return path
 
 
+def _check_not_nested(profiler: Profiler) -> None:
+    """A profile() inside another is an error -- except inside the whole-program one that
+    GPUPROF_OUTPUT_PATH started: the program must run as it does without the variable, so its
+    own profile() runs nested (each capture has its own hooks, stacked, and its own files)."""
+    if not _ACTIVE:
+        return
+    if all(active.whole_program for active in _ACTIVE):
+        import sys
+
+        print(f"gpuprof: note: GPUPROF_OUTPUT_PATH already profiles the whole program "
+              f"({_ACTIVE[0].output}); this profile() runs inside it", file=sys.stderr)
+        return
+    raise BadInputError(f"gpuprof.profile() is already active (writing {_ACTIVE[-1].output})",
+                        "Profile once per process: use prof.record(label) for parts of the run")
+
+
 class Profiler:
     """The context ``gpuprof.profile()`` returns; its reports exist after the block ends."""
 
     def __init__(self, output: str | os.PathLike = "trace.json", *, ort_nodes: bool = False,
-                 memory_interval_s: float = 0.01, gpu_memory: bool = True):
+                 memory_interval_s: float = 0.01, gpu_memory: bool = True,
+                 whole_program: bool = False):
         self.output = Path(output)
+        self.whole_program = whole_program  # started by GPUPROF_OUTPUT_PATH (autostart)
         self.options = Options(ort_nodes=ort_nodes, memory_interval_s=memory_interval_s,
                                gpu_memory=gpu_memory)
         self._capture: Capture | None = None
@@ -62,10 +80,7 @@ class Profiler:
     def __enter__(self) -> Profiler:
         self.output = check_output(self.output)
         with _LOCK:
-            if _ACTIVE:
-                raise BadInputError(
-                    f"gpuprof.profile() is already active (writing {_ACTIVE[-1].output})",
-                    "Profile once per process: use prof.record(label) for parts of the run")
+            _check_not_nested(self)
             _ACTIVE.append(self)
         try:
             self._capture = Capture(self.options)

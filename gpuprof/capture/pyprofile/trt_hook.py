@@ -7,22 +7,35 @@ enqueue only; the GPU time is the work.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from . import cuda
 from .hooks import Hook
-from .recorder import now_ns
+from .recorder import Recorder, now_ns
 
 DEFAULT_STREAM = 0
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+    # The entry points as TensorRT declares them: tools/typecheck.sh fails here when a
+    # TensorRT release renames them or changes their arguments (the wrappers pass them on).
+    _ASYNC_V3: Callable[[trt.IExecutionContext, int], bool] = trt.IExecutionContext.execute_async_v3
+    _SYNC_V2: Callable[[trt.IExecutionContext, list[int]], bool] = trt.IExecutionContext.execute_v2
+
+
+StreamOf = Callable[[tuple, dict], int]
 
 
 class TrtHook(Hook):
     modules = ("tensorrt", "tensorrt_rtx", "tensorrt_lean")
 
-    def __init__(self, recorder):
+    def __init__(self, recorder: Recorder):
         super().__init__(recorder)
         runtime = cuda.gpu_runtime()
-        self.timer = cuda.EventTimer(runtime) if runtime is not None else None
+        self.timer: cuda.EventTimer | None = cuda.EventTimer(runtime) if runtime is not None else None
 
     def install(self, name: str, module: ModuleType) -> None:
         context = getattr(module, "IExecutionContext", None)
@@ -33,28 +46,27 @@ class TrtHook(Hook):
         self.wrap(context, "execute_async_v3", self._timed(f"{name}.execute_async_v3", _stream_v3), what)
         self.wrap(context, "execute_v2", self._timed(f"{name}.execute_v2", _stream_v2), what)
 
-    def _timed(self, runtime: str, stream_of):
-        def make(original):
+    def _timed(self, runtime: str, stream_of: StreamOf) -> Callable[[Callable], Callable]:
+        def make(original: Callable) -> Callable:
             recorder = self.recorder
 
-            def execute(context, *args, **kwargs):
+            def execute(context: Any, *args: Any, **kwargs: Any) -> Any:
                 if recorder.paused:
                     recorder.left_out += 1
                     return original(context, *args, **kwargs)
-                stream, events = stream_of(args, kwargs), None
-                if self.timer is not None:
-                    events = self._guarded(lambda: self.timer.begin(stream))
+                timer, stream = self.timer, stream_of(args, kwargs)
+                events = self._guarded(lambda: timer.begin(stream)) if timer is not None else None
                 start = now_ns()
                 try:
                     return original(context, *args, **kwargs)
                 finally:
                     index = recorder.add_call(runtime, start, now_ns())
-                    if events is not None:
-                        self._guarded(lambda: self.timer.end(index, events, stream))
+                    if timer is not None and events is not None:
+                        self._guarded(lambda: timer.end(index, events, stream))
             return execute
         return make
 
-    def _guarded(self, action):
+    def _guarded(self, action: Callable[[], Any]) -> Any:
         """A CUDA event call; on failure GPU timing stops, the program's call still runs."""
         try:
             return action()
