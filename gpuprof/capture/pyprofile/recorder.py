@@ -50,7 +50,8 @@ class Recorder:
         return not self.paused
 
     def add_call(self, runtime: str, start_ns: int, end_ns: int) -> int:
-        self.calls.append(Call(runtime, start_ns, end_ns, threading.get_native_id()))
+        # a plain tuple in Call's field order: a NamedTuple costs ~0.5 µs more per call
+        self.calls.append((runtime, start_ns, end_ns, threading.get_native_id()))  # type: ignore[arg-type]
         return len(self.calls) - 1
 
     def add_span(self, label: str, start_ns: int, end_ns: int, tid: int) -> None:
