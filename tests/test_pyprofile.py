@@ -191,3 +191,62 @@ def test_reports_before_the_block_ends_are_a_clear_error(tmp_path):
     with gpuprof.profile(output=tmp_path / "t.json") as prof:
         with pytest.raises(BadInputError, match="once its 'with' block has ended"):
             prof.summary()
+
+
+def test_each_thread_s_calls_get_that_thread_s_record(tmp_path):
+    """Records on two threads overlap in time; a call belongs to its own thread's record."""
+    import threading
+
+    import onnxruntime as ort
+
+    session = _session(ort)
+    feeds = _feeds(session)
+    both_open = threading.Barrier(2)
+
+    def work(prof, label: str, calls: int) -> None:
+        with prof.record(label):
+            both_open.wait(timeout=30)
+            for _ in range(calls):
+                session.run(None, feeds)
+            both_open.wait(timeout=30)
+
+    with gpuprof.profile(output=tmp_path / "t.json") as prof:
+        threads = [threading.Thread(target=work, args=(prof, "a", 3)),
+                   threading.Thread(target=work, args=(prof, "b", 4))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    table = prof.inferences()
+    assert Counter(table["record"]) == {"a": 3, "b": 4}
+    assert table.groupby("record")["thread"].nunique().to_dict() == {"a": 1, "b": 1}
+
+
+def test_a_runtime_without_the_entry_point_is_a_warning(tmp_path, capsys):
+    """Another version's API (here a real module without the client class): a warning, and
+    the profile goes on."""
+    import tritonclient.utils
+
+    from gpuprof.capture.pyprofile.recorder import Recorder
+    from gpuprof.capture.pyprofile.triton_hook import TritonHook
+
+    recorder = Recorder()
+    TritonHook(recorder).install("tritonclient.http", tritonclient.utils)
+    assert recorder.warnings == ["tritonclient.http has no InferenceServerClient; its calls are "
+                                 "not captured"]
+    assert "warning" in capsys.readouterr().err
+
+
+def test_a_session_the_program_profiles_itself_keeps_its_own_file(tmp_path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "mine")
+    with gpuprof.profile(output=tmp_path / "t.json", ort_nodes=True) as prof:
+        session = _session(ort, sess_options=options)
+        session.run(None, _feeds(session))
+    own = json.loads(open(session.end_profiling()).read())  # still the program's to end
+    assert any(e.get("cat") == "Node" for e in own)
+    assert len(prof.inferences()) == 1 and prof.operators().empty
+    assert "ort_nodes" in prof.run.meta.absent["layer_timings"]

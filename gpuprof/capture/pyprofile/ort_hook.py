@@ -73,12 +73,10 @@ class OrtHook(Hook):
     def _profiled_init(self, module: ModuleType):
         def make(original):
             def init(session, *args, **kwargs):
-                options, args, kwargs = _options_argument(module, args, kwargs)
-                if options.enable_profiling:  # the caller profiles it: their file, not ours
+                prepared = self._with_profiling(module, args, kwargs)
+                if prepared is None:
                     return original(session, *args, **kwargs)
-                saved = (options.enable_profiling, options.profile_file_prefix)
-                options.enable_profiling = True
-                options.profile_file_prefix = str(self.profile_dir / f"ort_{next(self._names)}")
+                options, args, kwargs, saved = prepared
                 try:
                     original(session, *args, **kwargs)
                 finally:
@@ -86,6 +84,22 @@ class OrtHook(Hook):
                 self.sessions[id(session)] = NodeSession(session)
             return init
         return make
+
+    def _with_profiling(self, module: ModuleType, args: tuple, kwargs: dict):
+        """The call's options with ORT profiling on into our folder, the call's arguments and
+        the options' previous values; None to leave the call as it is: the caller profiles
+        the session itself (their file, not ours), or this ORT's signature is another one."""
+        try:
+            options, args, kwargs = _options_argument(module, args, kwargs)
+            if options.enable_profiling:
+                return None
+            saved = (options.enable_profiling, options.profile_file_prefix)
+            options.enable_profiling = True
+            options.profile_file_prefix = str(self.profile_dir / f"ort_{next(self._names)}")
+        except Exception as exc:
+            self.recorder.failed("switching on ONNX Runtime's node profile", exc)
+            return None
+        return options, args, kwargs, saved
 
     def finish(self) -> None:
         """End ORT's profiling of our sessions: each writes its JSON file now."""
