@@ -246,3 +246,14 @@ def _child_of(pid: int) -> int:
     children = psutil.Process(pid).children()
     assert len(children) == 1
     return children[0].pid
+
+
+def test_gpuprof_run_command_line_under_nsys(tmp_path):
+    from gpuprof.pipeline.profile_run import choose_nsys, program_argv
+
+    argv = program_argv(["python", "app.py", "-x"], "/opt/nsys/bin/nsys", tmp_path / "t-nsys")
+    assert argv[:4] == ["/opt/nsys/bin/nsys", "profile", "--capture-range=cudaProfilerApi",
+                        "--capture-range-end=none"]
+    assert argv[-3:] == ["python", "app.py", "-x"] and str(tmp_path / "t-nsys") in argv
+    assert program_argv(["python", "app.py"], None, tmp_path / "t") == ["python", "app.py"]
+    assert choose_nsys("off") == (None, "nsys: off (--nsys off)")

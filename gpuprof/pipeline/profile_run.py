@@ -66,7 +66,7 @@ def profile_program(argv: Sequence[str], trace: Path, nsys_mode: str = "auto",
     for stale in (trace, saved):  # never report an earlier run's files as this one's
         stale.unlink(missing_ok=True)
     base = trace.with_name(f"{trace.stem}-nsys")
-    child = Program(profile_argv(base, argv, nsys=nsys) if nsys else argv, _child_env(trace, ort_nodes))
+    child = Program(program_argv(argv, nsys, base), _child_env(trace, ort_nodes))
     child.start()
     code = child.wait()
     if not saved.exists():
@@ -75,6 +75,13 @@ def profile_program(argv: Sequence[str], trace: Path, nsys_mode: str = "auto",
     if nsys:
         run = _merged(run, nsys, base, trace, saved)
     return ProgramRun(code, run, trace, saved, note, child.interrupted)
+
+
+def program_argv(argv: Sequence[str], nsys: str | None, base: Path) -> list[str]:
+    """The program's command line, under ``nsys profile`` when ``nsys`` is given: capturing
+    from the profiler's first cudaProfilerStart to the program's end ("none": a pause's
+    cudaProfilerStop must not end the one report gpuprof reads back)."""
+    return profile_argv(base, argv, nsys=nsys, range_end="none") if nsys else list(argv)
 
 
 def _child_env(trace: Path, ort_nodes: bool) -> dict[str, str]:
