@@ -250,3 +250,34 @@ def test_a_session_the_program_profiles_itself_keeps_its_own_file(tmp_path):
     assert any(e.get("cat") == "Node" for e in own)
     assert len(prof.inferences()) == 1 and prof.operators().empty
     assert "ort_nodes" in prof.run.meta.absent["layer_timings"]
+
+
+def test_report_numbers_recomputed_in_plain_python(profiled):
+    """What `gpuprof run` prints for a run: per record, per operator and the memory peak."""
+    from itertools import accumulate
+
+    from gpuprof.render.profile_report import profile_report
+
+    report = profile_report(profiled.run)
+    calls = profiled.inferences()
+    records = report.section("records").table.set_index("record")
+    for label, group in calls.groupby("record"):
+        latency = group["latency_ns"].to_numpy()
+        row = records.loc[label]
+        assert row["inferences"] == len(latency)
+        assert row["mean (µs)"] == round(latency.mean() / 1000, 1)
+        for q in (50, 90, 99):
+            assert row[f"p{q} (µs)"] == round(np.percentile(latency, q) / 1000, 1)
+    durations = defaultdict(list)
+    for row in profiled.run.layer_timings.itertuples():
+        durations[row.layer_type].append(row.duration_ns)
+    operators = report.section("operators").table.set_index("operator")
+    for op, values in durations.items():
+        assert operators.loc[op, "count"] == len(values)
+        assert operators.loc[op, "average (µs)"] == round(sum(values) / len(values) / 1000, 2)
+        assert operators.loc[op, "total (ms)"] == round(sum(values) / 1e6, 3)
+    rss = profiled.run.memory_events
+    rss = rss[rss["source"] == "process_rss"].sort_values("time_ns", kind="stable")
+    peak = max(accumulate(int(b) for b in rss["bytes"]))
+    memory = report.section("memory").table.set_index("memory")
+    assert memory.loc["host (process_rss)", "peak (MiB)"] == round(peak / 2**20, 1)

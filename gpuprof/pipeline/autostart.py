@@ -4,7 +4,9 @@ The ``gpuprof.pth`` start-up hook (``gpuprof_autostart.pth``, installed into sit
 calls ``start()`` only when the variable is set, so an interpreter without it pays one
 environment lookup. The whole program is one record named after the script; the files are
 written at exit -- normal exit, an uncaught exception or Ctrl-C (both run atexit) and SIGTERM
-(handled here: files first, then the default action, so the exit status still says SIGTERM).
+(handled here: files first, then the default action, so the exit status still says SIGTERM;
+a program that installs its own SIGTERM handler replaces this one, and its files are then
+written when it exits normally).
 Any error inside the profiler is reported once on stderr and the program goes on unprofiled.
 
 Only the first Python process of the program is profiled: its children (subprocesses,

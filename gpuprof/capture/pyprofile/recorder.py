@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 
 class Call(NamedTuple):
-    """One captured inference call."""
+    """One captured inference call (stored as a plain tuple in this order: see add_call)."""
 
     runtime: str       # "onnxruntime", "tensorrt.execute_async_v3", "tritonclient.http", ...
     start_ns: int
@@ -44,10 +44,6 @@ class Recorder:
     warnings: list[str] = field(default_factory=list)
     pid: int = field(default_factory=os.getpid)
     _reported: bool = False
-
-    @property
-    def capturing(self) -> bool:
-        return not self.paused
 
     def add_call(self, runtime: str, start_ns: int, end_ns: int) -> int:
         # a plain tuple in Call's field order: a NamedTuple costs ~0.5 µs more per call
