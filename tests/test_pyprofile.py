@@ -281,3 +281,30 @@ def test_report_numbers_recomputed_in_plain_python(profiled):
     peak = max(accumulate(int(b) for b in rss["bytes"]))
     memory = report.section("memory").table.set_index("memory")
     assert memory.loc["host (process_rss)", "peak (MiB)"] == round(peak / 2**20, 1)
+
+
+def test_records_joined_with_an_nsys_export_get_their_kernels():
+    """`gpuprof run --nsys`: the records carry no nsys thread id of their own; joined with the
+    export they take it, and the GPU time per record equals the export's own attribution of
+    the same ranges. Real export: its 50 ranges of the "default" domain play the records."""
+    from gpuprof.align.program_nsys import join_nsys
+    from gpuprof.api import Run
+    from gpuprof.ingest.nsys import read_nsys
+    from gpuprof.model import Profile
+    from gpuprof.render.profile_report import profile_report
+
+    from .conftest import fixture_path
+
+    export = fixture_path("nsys", "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite")
+    exported = read_nsys(export)
+    ranges = exported.nvtx_ranges
+    own = ranges[ranges["domain"] == "default"].assign(domain="gpuprof", global_tid=-1)
+    joined = Run.of(join_nsys(Profile(tables={"nvtx_ranges": own}), exported, "gpuprof"))
+    expected = gpuprof.load(export).gpu_time_by_range("default").set_index("name")
+    got = joined.gpu_time_by_range("gpuprof").set_index("name")
+    assert expected["total_ns"].sum() > 0
+    assert got["total_ns"].to_dict() == expected["total_ns"].to_dict()
+    assert got["calls"].to_dict() == expected["calls"].to_dict()
+    section = profile_report(joined).section("gpu").table.set_index("record")
+    for name, total in expected["total_ns"].items():
+        assert section.loc[name, "GPU total (ms)"] == round(total / 1e6, 3)

@@ -20,8 +20,6 @@ from ..capture.program import Program
 from ..capture.pyprofile.capture import NVTX_DOMAIN
 from ..capture.trt.nsys_cmd import export_argv, find_nsys, profile_argv, run_tool
 from ..errors import BadInputError, CaptureError
-from ..model import Profile
-from ..model.tables import TABLE_NAMES
 from .autostart import ENV, ORT_NODES_ENV, OWNER_ENV
 from .pyprofile import check_output, saved_run_path
 
@@ -94,7 +92,7 @@ def _child_env(trace: Path, ort_nodes: bool) -> dict[str, str]:
 
 def _merged(run: Run, nsys: str, base: Path, trace: Path, saved: Path) -> Run:
     """The program's run plus the nsys export of it, on the host clock; saved and traced again."""
-    from ..align.clock import merge_nsys
+    from ..align.program_nsys import join_nsys
     from ..ingest.nsys import read_nsys
 
     if not Path(f"{base}.nsys-rep").exists():
@@ -102,12 +100,7 @@ def _merged(run: Run, nsys: str, base: Path, trace: Path, saved: Path) -> Run:
                            "profiling?)", "Run with --nsys off for the host side only")
     run_tool(export_argv(base, nsys), what="nsys export")
     exported = read_nsys(Path(f"{base}.sqlite"))
-    ranges = exported.tables["nvtx_ranges"]
-    # the records are already the run's own: keep nsys's other ranges and the clock marks
-    exported.tables["nvtx_ranges"] = ranges[(ranges["domain"] != NVTX_DOMAIN)
-                                            | (ranges["range_kind"] == "mark")]
-    decoded = Profile(tables={name: run.tables[name] for name in TABLE_NAMES}, meta=run.meta)
-    merged = Run.of(merge_nsys(decoded, exported))
+    merged = Run.of(join_nsys(run, exported, NVTX_DOMAIN))
     merged.save(saved)
     merged.write_trace(trace)
     return merged

@@ -19,6 +19,8 @@ def profile_report(run, facts: dict[str, str] | None = None) -> Report:
     report.add(_records_section(run))
     if not run.layer_timings.empty:
         report.add(_operators_section(run))
+    if run.num_rows("kernels"):
+        report.add(_gpu_section(run))
     memory = _memory_section(run)
     if memory is not None:
         report.add(memory)
@@ -60,6 +62,20 @@ def _operators_section(run) -> Section:
                           "total (ms)": (ops["total_ns"] / 1e6).round(3)})
     return Section("operators", "Operators (ONNX Runtime's per-node profile)", table,
                    ["Slowest average first."], max_rows=TOP_OPERATORS)
+
+
+def _gpu_section(run) -> Section:
+    """GPU kernels launched inside each record (an nsys capture joined with the run)."""
+    from ..analyze.inference_reports import RECORD_DOMAIN
+
+    ranges = run.gpu_time_by_range(RECORD_DOMAIN)
+    table = pd.DataFrame({"record": ranges["name"], "calls": ranges["calls"],
+                          "GPU total (ms)": (ranges["total_ns"] / 1e6).round(3),
+                          f"GPU per call ({MICROSECONDS})": (ranges["mean_ns"] / NS_PER_US).round(1),
+                          "kernels per call": ranges["kernels_per_call"].round(1),
+                          "share": (ranges["share"] * 100).round(1)})
+    return Section("gpu", "GPU time per record (nsys)", table,
+                   ["Kernels count for the innermost record open on the thread that launched them."])
 
 
 def _memory_section(run) -> Section | None:
