@@ -164,6 +164,13 @@ def test_output_in_a_missing_folder_is_a_clear_error(tmp_path):
             pass
 
 
+@pytest.mark.parametrize("name", ["trace.gpuprof", "."])
+def test_output_that_is_a_folder_or_the_saved_run_s_name_is_a_clear_error(tmp_path, name):
+    with pytest.raises(BadInputError, match="is a folder|saved run's name"):
+        with gpuprof.profile(output=tmp_path / name if name != "." else tmp_path):
+            pass
+
+
 def test_nested_profile_is_a_clear_error(tmp_path):
     with gpuprof.profile(output=tmp_path / "a.json"):
         with pytest.raises(BadInputError, match="already active"):

@@ -29,7 +29,7 @@ _LOCK = threading.Lock()
 
 def saved_run_path(output: Path) -> Path:
     """Where the saved run goes: beside the trace, same stem (trace.json -> trace.gpuprof)."""
-    return output.with_suffix(SUFFIX) if output.suffix != SUFFIX else output.with_suffix(".gpuprof.run")
+    return output.with_suffix(SUFFIX)
 
 
 def check_output(output: str | os.PathLike) -> Path:
@@ -43,6 +43,9 @@ def check_output(output: str | os.PathLike) -> Path:
                             "Pass an output path in a folder you can write to")
     if path.is_dir():
         raise BadInputError(f"the output '{path}' is a folder", "Pass a file name such as trace.json")
+    if path.suffix == SUFFIX:
+        raise BadInputError(f"the output '{path.name}' would be the saved run's name",
+                            f"Name the trace (e.g. trace.json): the saved run goes beside it as {SUFFIX}")
     return path
 
 
