@@ -14,6 +14,7 @@ On exit it writes the Chrome/Perfetto trace at ``output`` and the saved run besi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -85,12 +86,18 @@ class Profiler:
         with _LOCK:
             _check_not_nested(self)
             _ACTIVE.append(self)
+        capture = None
         try:
-            self._capture = Capture(self.options)
-            self._capture.start()
+            capture = Capture(self.options)
+            capture.start()
         except BaseException:
             _ACTIVE.remove(self)
+            if capture is not None:  # put back whatever it had patched or started
+                with contextlib.suppress(Exception):
+                    capture.stop()
+                capture.cleanup()
             raise
+        self._capture = capture
         return self
 
     def __exit__(self, *exc) -> None:
