@@ -315,3 +315,28 @@ def test_records_joined_with_an_nsys_export_get_their_kernels():
     section = profile_report(joined).section("gpu").table.set_index("record")
     for name, total in expected["total_ns"].items():
         assert section.loc[name, "GPU total (ms)"] == round(total / 1e6, 3)
+
+
+def test_io_binding_runs_are_captured_too(tmp_path):
+    import onnxruntime as ort
+
+    def bound(session):
+        (name, value), = _feeds(session).items()
+        binding = session.io_binding()
+        binding.bind_cpu_input(name, value)
+        binding.bind_output(session.get_outputs()[0].name)
+        return binding
+
+    session = _session(ort)
+    with gpuprof.profile(output=tmp_path / "t.json", ort_nodes=True) as prof:
+        fresh = _session(ort)  # created inside: ORT profiles its nodes
+        fresh.run_with_iobinding(bound(fresh))
+        session.run_with_iobinding(bound(session))
+        with pytest.raises(ValueError):  # another session's binding: ORT refuses, no run
+            fresh.run_with_iobinding(bound(session))
+        fresh.run(None, _feeds(fresh))
+    assert len(prof.inferences()) == 3
+    assert prof.run.meta.extra["calls_that_raised"] == 1
+    # fresh's two runs matched to ORT's profile in order, the failed call not among them
+    assert sorted(set(prof.run.layer_timings["iteration"])) == [0, 2]
+    assert "run_with_iobinding" not in ort.InferenceSession.__dict__

@@ -34,6 +34,7 @@ def build_profile(captured: Captured, meta_extra: dict | None = None) -> Profile
     meta = RunMeta(tool=TOOL, clocks={"host": ClockDomain(
         "host", 0, "identity: every source here reads CLOCK_MONOTONIC")})
     meta.extra = {"pid": recorder.pid, "calls_left_out_paused": recorder.left_out,
+                  "calls_that_raised": recorder.raised,
                   "warnings": list(recorder.warnings), **(meta_extra or {})}
     meta.absent = _absent(captured, calls, layers)
     tables = {"nvtx_ranges": _records(recorder.spans, recorder.pid),

@@ -1,4 +1,4 @@
-"""ONNX Runtime: every ``InferenceSession.run`` timed on the host; with ``nodes=True`` also
+"""ONNX Runtime: every ``InferenceSession.run`` and ``run_with_iobinding`` timed on the host; with ``nodes=True`` also
 ONNX Runtime's own per-node profile of the sessions created while profiling is on.
 
 For the node profile the session must be created with ``SessionOptions.enable_profiling``:
@@ -46,7 +46,8 @@ class OrtHook(Hook):
         if session_class is None:
             self.recorder.warn("onnxruntime has no InferenceSession; its calls are not captured")
             return
-        self.wrap(session_class, "run", self._timed_run, "onnxruntime.InferenceSession")
+        for method in ("run", "run_with_iobinding"):  # the GPU path binds device buffers
+            self.wrap(session_class, method, self._timed_run, "onnxruntime.InferenceSession")
         if self.nodes:
             self.wrap(session_class, "__init__", self._profiled_init(module),
                       "onnxruntime.InferenceSession")
@@ -63,11 +64,14 @@ class OrtHook(Hook):
                 return original(session, *args, **kwargs)
             start = now_ns()
             try:
-                return original(session, *args, **kwargs)
-            finally:
-                index = recorder.add_call("onnxruntime", start, now_ns())
-                if node_session is not None:
-                    node_session.calls.append(index)
+                result = original(session, *args, **kwargs)
+            except BaseException:
+                recorder.raised += 1  # not an inference (and no model_run in ORT's profile)
+                raise
+            index = recorder.add_call("onnxruntime", start, now_ns())
+            if node_session is not None:
+                node_session.calls.append(index)
+            return result
         return run
 
     def _profiled_init(self, module: ModuleType):

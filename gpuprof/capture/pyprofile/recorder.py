@@ -41,6 +41,7 @@ class Recorder:
     compute_ns: dict[int, int] = field(default_factory=dict)
     paused: bool = False
     left_out: int = 0          # calls made while paused (counted, not timed)
+    raised: int = 0            # calls that raised: not inferences, counted only
     warnings: list[str] = field(default_factory=list)
     pid: int = field(default_factory=os.getpid)
     _reported: bool = False

@@ -30,8 +30,11 @@ class TritonHook(Hook):
                     return original(client, *args, **kwargs)
                 start = now_ns()
                 try:
-                    return original(client, *args, **kwargs)
-                finally:
-                    recorder.add_call(runtime, start, now_ns())
+                    result = original(client, *args, **kwargs)
+                except BaseException:
+                    recorder.raised += 1  # a failed request is not an inference
+                    raise
+                recorder.add_call(runtime, start, now_ns())
+                return result
             return infer
         return make

@@ -58,11 +58,14 @@ class TrtHook(Hook):
                 events = self._guarded(lambda: timer.begin(stream)) if timer is not None else None
                 start = now_ns()
                 try:
-                    return original(context, *args, **kwargs)
-                finally:
-                    index = recorder.add_call(runtime, start, now_ns())
-                    if timer is not None and events is not None:
-                        self._guarded(lambda: timer.end(index, events, stream))
+                    result = original(context, *args, **kwargs)
+                except BaseException:
+                    recorder.raised += 1  # not an inference; its start event is left unused
+                    raise
+                index = recorder.add_call(runtime, start, now_ns())
+                if timer is not None and events is not None:
+                    self._guarded(lambda: timer.end(index, events, stream))
+                return result
             return execute
         return make
 
