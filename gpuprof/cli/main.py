@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "doctor": ("gpuprof.cli.doctor", "doctor_command", "Check this machine and say which commands can run here."),
     "trtexec": ("gpuprof.cli.trtexec", "trtexec_command", "Report on trtexec's layer info, profile, times and log (TREx's tables)."),
     "diff": ("gpuprof.cli.diff", "diff_command", "Compare two runs: per-layer, kernel, stage and latency deltas; CI gates."),
+    "run": ("gpuprof.cli.run", "run_command", "Run a Python program with profiling on; print its inference report."),
 }
 
 
