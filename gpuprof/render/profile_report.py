@@ -42,7 +42,9 @@ def _summary_section(run) -> Section:
         notes.append(f"{left_out} calls made while paused are left out.")
     if not len(run.iterations):
         notes.append(run.meta.absent.get("iterations", "No inference call was captured."))
-    return Section("summary", "Inference summary", table, notes)
+    data = pd.DataFrame({"statistic": summary.index,
+                         "latency_ns": summary["latency_ns"].astype("float64")})
+    return Section("summary", "Inference summary", table, notes, data=data)
 
 
 def _records_section(run) -> Section:
