@@ -34,6 +34,7 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, memory_p
         # launch configurations only annotate traces and saved runs: read them when written
         run = load(file, details=bool(chrome_trace or out_dir or save))
     if not any(run.num_rows(name) for name in REPORTED_TABLES):
+        _refuse_other_saved_run(file, run)
         # refused only when there is nothing to report: NVTX ranges alone (a TensorRT engine
         # traced with -t nvtx), runtime calls or memory events alone make a report
         raise NoDataError(
@@ -74,6 +75,14 @@ def _write_extras(run, chrome_trace, memory_plot) -> None:
         from ..render.artifacts import write_memory_plot
 
         click.echo(f"Wrote {write_memory_plot(run, memory_plot)}", err=True)
+
+
+def _refuse_other_saved_run(file: Path, run) -> None:
+    """A saved engine or triton run has nothing for this report: name the command that has."""
+    from ..model.run_kind import is_saved_run, require_command
+
+    if is_saved_run(file):
+        require_command(run.meta, file.name, "nsys")
 
 
 def _what_is_there(run) -> str:
