@@ -85,11 +85,14 @@ def build_engine(model: str | os.PathLike, options: BuildOptions | None = None,
     target = build_target(trt)
     model_sha = file_sha256(model)
     key = cache_key(model_sha, options.key_dict(), api.describe(trt), target)
-    entry = CacheEntry.for_key(cache_dir or default_cache_dir(), model.name, key)
+    directory = cache_dir or default_cache_dir()
+    entry = CacheEntry.for_key(directory, model.name, key)
     if force:
         entry.remove()
-    elif (sidecar := entry.read_sidecar()) is not None:
-        return BuildResult(entry, sidecar, True, time.perf_counter() - started)
+    else:
+        found = CacheEntry.find(directory, model.name, key)
+        if (sidecar := found.read_sidecar()) is not None:
+            return BuildResult(found, sidecar, True, time.perf_counter() - started)
     state = state or ProgressState(progress)
     sidecar, notes = _build_into(trt, entry, model, options, timing_cache, state, log)
     sidecar.update(key=key, target=target, model={"name": model.name, "sha256": model_sha,
