@@ -11,6 +11,7 @@ from ..errors import NoDataError
 from .options import report_output_options
 
 # what `gpuprof nsys` can report on; an export with none of them is refused
+HUMAN_FORMATS = ("terminal", "md")  # --group-nvtx groups these; CSV and JSON keep raw rows
 REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_events")
 
 
@@ -25,7 +26,11 @@ REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_even
 @click.option("--save", type=click.Path(path_type=Path),
               help="Save the loaded run (.gpuprof) to re-analyse later without the export.")
 @click.option("--top", type=int, help="Rows per table in terminal/Markdown views.")
-def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, memory_plot, save, top):
+@click.option("--group-nvtx", is_flag=True,
+              help="Terminal/Markdown: one NVTX row for names that differ only by trailing ids "
+                   "(PyTorch's 'op_id = N'); CSV and JSON keep one row per name.")
+def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, memory_plot, save, top,
+                 group_nvtx):
     """Analyse an Nsight Systems export (.sqlite, .nsys-rep) or a saved run (.gpuprof)."""
     from ..api import load
     from ..render.report import format_for, render, write_report
@@ -50,12 +55,25 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, memory_p
         for path in write_artifacts(run, report, out_dir):
             click.echo(f"Wrote {path}", err=True)
     _write_extras(run, chrome_trace, memory_plot)
+    if group_nvtx and format_for(output, fmt) in HUMAN_FORMATS:  # after --out-dir's raw files
+        _group_nvtx(run, report)
     if output:
         click.echo(f"Wrote {write_report(report, output, fmt, table)}", err=True)
     else:
         text = render(_terminal(report) if format_for(None, fmt) == "terminal" else report,
                       format_for(None, fmt), table=table)
         click.echo(text, nl=False)
+
+
+def _group_nvtx(run, report) -> None:
+    """The NVTX section with ids grouped, in the people's views only (machine formats keep
+    every name, so no row a program reads is merged away)."""
+    from ..render.nsys_report import nvtx_section
+
+    old = report.section("nvtx")
+    if old is not None:
+        grouped = nvtx_section(run, old.max_rows, group_ids=True)
+        report.sections[report.sections.index(old)] = grouped
 
 
 def _terminal(report):
