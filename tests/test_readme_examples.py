@@ -5,10 +5,10 @@ command is run in order in one scratch folder, where the README's placeholders a
 ``report.sqlite`` is a shared nsys export, ``model.onnx`` the PP-OCR classifier, ``models/`` the
 project's models, and ``/tmp/`` the scratch folder. ``gpuprof triton serve`` starts a real
 server in the background; the ``perf`` lines after it load-test that server (at the address it
-chose, 8000 when free), and the next other command stops it, as Ctrl-C would. Perf's windows are 1 s instead of 5 and
-the capture's 30 s are 3 (timing is never asserted). ``sudo`` lines run
-where this is root and eBPF can run, GPU-only ones where there is a GPU; elsewhere they skip with
-the reason. A command no rule here knows fails: a new README line needs its test.
+chose, 8000 when free), and the next other command stops it, as Ctrl-C would. Perf's windows
+are 1 s instead of 5 and the capture's 30 s are 3 (timing is never asserted). ``sudo`` lines
+run where this is root and eBPF can run, GPU-only ones where there is a GPU; elsewhere they
+skip with the reason. A command no rule here knows fails: a new README line needs its test.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Workspace:
         self.root = root
         self.server: subprocess.Popen | None = None
         self.server_url: str | None = None
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(root / "cache"),
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), "GPUPROF_ENGINE_CACHE": str(root / "engines"),
                     "GPUPROF_FIXTURES": str(fixtures_root()), "GPUPROF_SKIP_SETUP": "1"}
         (root / "models").symlink_to(REPO / "models")
         (root / "model.onnx").symlink_to(REPO / "models" / "ppocr_mobile_v2_cls.onnx")
@@ -92,7 +92,7 @@ class Workspace:
         self.stop_server()
         self.server = subprocess.Popen(words, cwd=self.root, env=self.env, text=True,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       start_new_session=True)
+                                       start_new_session=True, preexec_fn=_ctrl_c_stops)
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=_forward, args=(self.server.stderr, lines), daemon=True).start()
         threading.Thread(target=_forward, args=(self.server.stdout, queue.Queue()), daemon=True).start()
@@ -126,6 +126,12 @@ class Workspace:
 
 
 _EOF = "<end of output>"
+
+
+def _ctrl_c_stops() -> None:
+    """SIGINT back to its default in the server, so Python turns it into KeyboardInterrupt as
+    in a terminal (a test runner started in the background inherits it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _forward(stream, lines: queue.Queue) -> None:
