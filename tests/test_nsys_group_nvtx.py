@@ -10,6 +10,7 @@ from collections import defaultdict
 
 import pytest
 
+from gpuprof.analyze.layers import gpu_time_by_range
 from gpuprof.analyze.nvtx_summary import nvtx_summary, range_pattern
 from gpuprof.cli.main import main
 from gpuprof.ingest.nsys import read_nsys
@@ -57,9 +58,25 @@ def test_grouped_rows_match_sql(export):
 def test_markdown_groups_and_json_keeps_every_name(export, capsys, tmp_path):
     assert main(["nsys", str(export), "--group-nvtx", "--top", "50", "--format", "md"]) == 0
     markdown = capsys.readouterr().out
-    nvtx = markdown.split("## NVTX ranges by total time")[1].split("\n## ")[0]
-    assert "op\\_id = \\*" in nvtx and not re.search(r"op\\_id = \d", nvtx)
+    for title in ("NVTX ranges by total time", "GPU time by NVTX range"):
+        section = markdown.split(f"## {title}")[1].split("\n## ")[0]
+        assert "op\\_id = \\*" in section and not re.search(r"op\\_id = \d", section), title
     assert main(["nsys", str(export), "--group-nvtx", "--format", "json"]) == 0
     sections = {s["key"]: s for s in json.loads(capsys.readouterr().out)["sections"]}
     raw = nvtx_summary(read_nsys(export).nvtx_ranges)
     assert len(sections["nvtx"]["rows"]) == len(raw)
+
+
+def test_grouped_gpu_time_per_range_adds_up_the_names_it_groups(export):
+    """Calls and GPU time per pattern equal the sums over the names each pattern groups."""
+    from gpuprof.api import load
+
+    run = load(export)
+    raw = run.gpu_time_by_range()
+    grouped = gpu_time_by_range(run, None, run.attributed(None), group_ids=True)
+    expected = raw.assign(name=raw["name"].astype(str).map(range_pattern)).groupby(
+        ["domain", "name"], observed=True)[["calls", "total_ns"]].sum()
+    got = grouped.assign(name=grouped["name"].astype(str)).groupby(
+        ["domain", "name"], observed=True)[["calls", "total_ns"]].sum()
+    assert len(grouped) < len(raw)
+    assert got.sort_index().astype("int64").equals(expected.sort_index().astype("int64"))

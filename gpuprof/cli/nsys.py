@@ -68,12 +68,22 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, memory_p
 def _group_nvtx(run, report) -> None:
     """The NVTX section with ids grouped, in the people's views only (machine formats keep
     every name, so no row a program reads is merged away)."""
+    from ..analyze.layers import gpu_time_by_range
+    from ..render.nsys_full import range_section
     from ..render.nsys_report import nvtx_section
 
-    old = report.section("nvtx")
-    if old is not None:
-        grouped = nvtx_section(run, old.max_rows, group_ids=True)
-        report.sections[report.sections.index(old)] = grouped
+    def grouped_ranges(rows):
+        table = gpu_time_by_range(run, None, run.attributed(None), group_ids=True)
+        section = range_section(run, rows, table)
+        section.notes.append("Grouped (--group-nvtx): names that differ only by trailing ids "
+                             "share a row.")
+        return section
+
+    for key, build in (("nvtx", lambda rows: nvtx_section(run, rows, group_ids=True)),
+                       ("ranges", grouped_ranges)):
+        old = report.section(key)
+        if old is not None:
+            report.sections[report.sections.index(old)] = build(old.max_rows)
 
 
 def _terminal(report):
