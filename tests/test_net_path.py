@@ -113,7 +113,7 @@ def test_the_summary_is_numpy_linear_percentiles_of_each_segment():
     table = net_path.segment_summary(frame, ["y_ns", "x_ns"]).set_index("segment")
     assert list(table.index) == ["y_ns", "x_ns"]
     for col in ("x_ns", "y_ns"):
-        for q in (50, 90, 95, 99, 99.9):
+        for q in (50, 90, 95, 97, 99, 99.9):
             assert table.loc[col, f"p{q:g}"] == pytest.approx(
                 np.percentile(frame[col], q, method="linear"))
         assert table.loc[col, "count"] == 997

@@ -53,8 +53,9 @@ def facts(run) -> dict[str, str]:
     return out
 
 
-def range_section(run, rows: int = 20) -> Section:
-    table = run.gpu_time_by_range()
+def range_section(run, rows: int = 20, table: pd.DataFrame | None = None) -> Section:
+    """GPU time per NVTX range name (``table``: another grouping of the same, e.g. ids grouped)."""
+    table = run.gpu_time_by_range() if table is None else table
     shown = pd.DataFrame({
         "domain": table["domain"].astype(str), "range": table["name"].astype(str),
         "calls": table["calls"].astype("int64"), "GPU ms": table["total_ns"] / 1e6,

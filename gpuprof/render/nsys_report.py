@@ -133,12 +133,16 @@ def kernel_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
                                                KERNEL_COLUMNS))
 
 
-def nvtx_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS) -> Section | None:
-    summary = nvtx_summary(profile.nvtx_ranges)
+def nvtx_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
+                 group_ids: bool = False) -> Section | None:
+    summary = nvtx_summary(profile.nvtx_ranges, group_ids)
     if summary.empty:
         return None
     notes = ["Push/pop ranges nest on one thread; start/end ranges may cross threads. "
              "Nested ranges each count their full duration.", _percentile_note(summary["count"])]
+    if group_ids:
+        notes.append("Grouped (--group-nvtx): names that differ only by trailing ids "
+                     "('op_id = *') share a row; CSV and JSON keep one row per name.")
     return Section("nvtx", "NVTX ranges by total time", _display(summary, NVTX_COLUMNS),
                    [n for n in notes if n], max_rows, data=machine_rows(summary, NVTX_COLUMNS))
 

@@ -33,6 +33,7 @@ PA_COLUMNS = {
     "p99 latency": "latency_p99_ns",
 }
 EXTRA_COLUMNS = {
+    "p97 latency": "latency_p97_ns",
     "p99.9 latency": "latency_p99.9_ns",
     "Avg latency": "latency_mean_ns",
     "Samples": "samples",
@@ -82,8 +83,8 @@ def windows_frame(windows: pd.DataFrame) -> pd.DataFrame:
     for col in ("requests", "errors", "samples"):
         out[col] = windows[col].astype("int64")
     out["throughput_infer_s"] = windows["throughput_infer_s"]
-    for col in ("latency_mean_ns", "latency_p50_ns", "latency_p90_ns", "latency_p99_ns",
-                "latency_p99.9_ns", "send_ns", "receive_ns", "server_queue_ns",
+    for col in ("latency_mean_ns", "latency_p50_ns", "latency_p90_ns", "latency_p95_ns",
+                "latency_p97_ns", "latency_p99_ns", "latency_p99.9_ns", "send_ns", "receive_ns", "server_queue_ns",
                 "server_compute_input_ns", "server_compute_infer_ns", "server_compute_output_ns"):
         # machine keys: snake_case with the unit (latency_p99_9_us)
         out[col.replace("_ns", "_us").replace(".", "_")] = windows[col] / 1e3
@@ -169,7 +170,7 @@ def _display(table: pd.DataFrame, mode: str) -> pd.DataFrame | None:
         return None
     out = pd.DataFrame({LEVEL_COLUMN[mode]: [_level(v) for v in table["level"]]})
     out["infer/s"] = table["throughput_infer_s"]
-    for label in ("p50", "p90", "p95", "p99", "p99.9"):
+    for label in ("p50", "p90", "p95", "p97", "p99", "p99.9"):
         out[f"{label} ms"] = table[f"latency_{label}_ns"] / 1e6
     out["samples"] = table["samples"].astype("int64")
     out["client ms"] = (table["send_ns"] + table["receive_ns"]) / 1e6
