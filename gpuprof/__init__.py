@@ -17,4 +17,17 @@ def load(path, details: bool = False):
     return _load(path, details=details)
 
 
-__all__ = ["GpuprofError", "load", "__version__"]
+def profile(output="trace.json", *, ort_nodes: bool = False, memory_interval_s: float = 0.01,
+            gpu_memory: bool = True):
+    """Profile this program's inference calls inside ``with gpuprof.profile(...) as prof:``:
+    ONNX Runtime, TensorRT and tritonclient calls, records (``prof.record(label)``),
+    ``prof.pause()``/``resume()``, memory over time. On exit it writes the Chrome trace at
+    ``output`` and the saved run beside it; ``prof.summary()`` and the other reports follow.
+    ``ort_nodes`` adds ONNX Runtime's per-node profile of sessions created inside the block."""
+    from .pipeline.pyprofile import Profiler
+
+    return Profiler(output, ort_nodes=ort_nodes, memory_interval_s=memory_interval_s,
+                    gpu_memory=gpu_memory)
+
+
+__all__ = ["GpuprofError", "load", "profile", "__version__"]

@@ -197,3 +197,48 @@ class Run(Profile):
         from .render.nsys_full import nsys_report
 
         return nsys_report(self, top=top)
+
+    def write_trace(self, path: str | Path) -> Path:
+        """The Chrome/Perfetto trace of the run, written atomically."""
+        from .render.chrome_trace import write_chrome_trace
+
+        return write_chrome_trace(self, path, self.time_zero)
+
+    # -- gpuprof.profile() reports (analyze/inference_reports.py) ---------------------------
+    def summary(self, unit: str = "ns") -> pd.DataFrame:
+        from .analyze.inference_reports import summary
+
+        return summary(self, unit)
+
+    def inferences(self) -> pd.DataFrame:
+        from .analyze.inference_reports import inferences
+
+        return inferences(self)
+
+    def executions(self) -> pd.DataFrame:
+        from .analyze.inference_reports import executions
+
+        return executions(self)
+
+    def operators(self) -> pd.DataFrame:
+        from .analyze.inference_reports import operators
+
+        return operators(self)
+
+    def cpu_operators(self) -> pd.DataFrame:
+        from .analyze.inference_reports import cpu_operators
+
+        return cpu_operators(self)
+
+    def frame(self, name: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+        """Every span of a profile() run as one raw table; with ``name``, ``Profile.frame``."""
+        if name is not None:
+            return super().frame(name, columns or list(self.tables[name].columns))
+        from .analyze.inference_reports import frame
+
+        return frame(self)
+
+    def by_record(self) -> pd.DataFrame:
+        from .analyze.inference_reports import by_record
+
+        return by_record(self)

@@ -66,7 +66,7 @@ def test_latency_matches_numpy_on_the_saved_iterations(det_run):
     values = iterations["latency_ns"].to_numpy(dtype=float) / 1e6
     rows = _sections(json.loads((out / "report.json").read_text()))["latency"]["rows"]
     unit = [k for k in rows[0] if k.startswith("value")][0]
-    assert unit == "value (ms)"
+    assert unit == "value_ms"
     by_stat = {r["statistic"]: r[unit] for r in rows}
     for q in stats.DEFAULT_PERCENTILES:
         assert by_stat[f"p{q:g}"] == pytest.approx(np.percentile(values, q, method="linear"))
@@ -75,15 +75,15 @@ def test_latency_matches_numpy_on_the_saved_iterations(det_run):
     p999 = next(r for r in rows if r["statistic"] == "p99.9")
     assert p999["note"].startswith("unreliable")
     csv = pd.read_csv(out / "iterations.csv")
-    assert len(csv) == 5 and csv["latency (ms)"].to_numpy() == pytest.approx(values)
+    assert len(csv) == 5 and csv["latency_ms"].to_numpy() == pytest.approx(values)
 
 
 def test_layer_csv_sums_to_the_profiled_session_time(det_run):
     out, _ = det_run
     profile = Profile.load(out / "run.gpuprof")
     layers = pd.read_csv(out / "layers.csv")
-    unit = 1e3 if "total (µs)" in layers else 1e6
-    total_col = "total (µs)" if unit == 1e3 else "total (ms)"
+    unit = 1e3 if "total_us" in layers else 1e6
+    total_col = "total_us" if unit == 1e3 else "total_ms"
     assert layers[total_col].sum() * unit == pytest.approx(profile.layer_timings["duration_ns"].sum())
     runs = pd.DataFrame(profile.meta.extra["profile_runs"])
     # Tolerance: layer times fall short of ORT's own run time by the executor's work between
@@ -91,14 +91,15 @@ def test_layer_csv_sums_to_the_profiled_session_time(det_run):
     nodes_per_run = len(profile.layer_timings) / len(runs)
     assert layers[total_col].sum() * unit <= runs["run_ns"].sum() + nodes_per_run * len(runs) * 1000
     assert layers[total_col].sum() * unit >= 0.5 * runs["run_ns"].sum()
-    assert layers["cum %"].iloc[-1] == pytest.approx(100.0)
+    assert layers["cum_percent"].iloc[-1] == pytest.approx(100.0)
 
 
 def test_report_json_and_markdown(det_run):
     out, _ = det_run
     report = json.loads((out / "report.json").read_text())
-    assert report["facts"]["Backend"].startswith("ONNX Runtime ")
-    assert "x: 1x3x160x160" in report["facts"]["Inputs"]
+    assert report["schema_version"] == 1 and report["kind"] == "engine"
+    assert report["facts"]["backend"].startswith("ONNX Runtime ")
+    assert "x: 1x3x160x160" in report["facts"]["inputs"]
     keys = list(_sections(report))
     assert keys[:5] == ["latency", "iterations", "layers", "layer_types", "memory"]
     memory = _sections(report)["memory"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -29,7 +30,7 @@ def test_perf_sweep_writes_csvs_and_report(server, tmp_path, capsys):
     code = main(["perf", "-m", server.model_name, "-u", server.http_url,
                  "--concurrency-range", "1:2:1", "--shape", "x:1,3,48,192", *FAST,
                  "-f", str(out), "--windows-csv", str(windows), "--trace",
-                 "--trace-csv", str(joined)])
+                 "--trace-csv", str(joined), "-o", str(tmp_path / "report.json")])
     text = capsys.readouterr().out
     assert code == 0, text
     assert "Throughput and latency per load level" in text and "p99.9" in text
@@ -40,6 +41,18 @@ def test_perf_sweep_writes_csvs_and_report(server, tmp_path, capsys):
     trace = pd.read_csv(joined)
     assert len(trace) > 0 and set(trace["level"]) == {1, 2}
     assert "Where a request's time goes" in text
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["schema_version"] == 1 and report["kind"] == "perf"
+    sections = {s["key"]: s for s in report["sections"]}
+    keys = {k for s in sections.values() for r in s["rows"] for k in r} | set(report["facts"])
+    assert all(re.fullmatch(r"[a-z0-9_]+", k) for k in keys), keys
+    levels = sections["levels"]["rows"]
+    assert [r["concurrency"] for r in levels] == [1, 2]
+    assert [r["samples"] for r in levels] == csv["Samples"].tolist()
+    # the trace section's per-level means, recomputed from the per-request CSV
+    means = trace.groupby("level")["client_latency_ns"].mean()
+    for row in sections["trace"]["rows"]:
+        assert row["mean_client_latency_ns"] == pytest.approx(means[row["level"]], rel=1e-12)
 
 
 @pytest.mark.triton
@@ -101,7 +114,8 @@ def test_live_display_names_the_level(mode, level, shown, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["--waterfall", "w.png"], "Error: --waterfall needs --net. Add --net"),
-    (["--chrome-trace", "t.json"], "Error: --chrome-trace needs --net. Add --net"),
+    (["--chrome-trace", "t.json"], "Error: --chrome-trace needs --trace or --net. Add --trace "
+                                   "(server stages) or --net (eBPF capture, as root)"),
     (["--trace-rate", "0"], "Error: --trace-rate must be 'auto' or a whole number >= 1, not '0'"),
 ])
 def test_perf_net_and_trace_options_are_checked_first(args, message, capsys):

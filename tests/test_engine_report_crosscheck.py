@@ -41,9 +41,9 @@ def engine_run(tmp_path_factory):
 
 
 def _unit(columns, prefix: str) -> float:
-    """ns per displayed unit of the column whose name starts with ``prefix`` ("total (us)")."""
+    """ns per unit of the JSON key that starts with ``prefix`` ("total_" -> total_us)."""
     name = next(c for c in columns if c.startswith(prefix))
-    return {"(us)": 1e3, "(µs)": 1e3, "(ms)": 1e6}[name[name.rindex("("):]]
+    return {"_us": 1e3, "_ms": 1e6}[name[name.rindex("_"):]]
 
 
 def _value(row: dict, prefix: str):
@@ -115,15 +115,15 @@ def test_layer_type_mean_and_share_match_plain_sums(engine_run):
     section = sections["layer_types"]
     rows = section["rows"]
     assert rows and {r["type"] for r in rows} == set(totals)
-    unit = _unit(rows[0], "total (")
-    assert _unit(rows[0], "mean per call (") == unit
+    unit = _unit(rows[0], "total_")
+    assert _unit(rows[0], "mean_per_call_") == unit
     for row in rows:
         kind = row["type"]
         assert (row["layers"], row["calls"]) == (len(layers[kind]), calls[kind])
-        assert _value(row, "total (") * unit == pytest.approx(totals[kind], rel=1e-9)
-        assert _value(row, "mean per call (") * unit == pytest.approx(
+        assert _value(row, "total_") * unit == pytest.approx(totals[kind], rel=1e-9)
+        assert _value(row, "mean_per_call_") * unit == pytest.approx(
             totals[kind] / calls[kind], rel=1e-9)
-        assert row["% time"] == pytest.approx(100.0 * totals[kind] / grand, rel=1e-9)
+        assert row["time_percent"] == pytest.approx(100.0 * totals[kind] / grand, rel=1e-9)
     assert [r["type"] for r in rows] == sorted(totals, key=lambda k: (-totals[k], k))
 
 
@@ -165,7 +165,7 @@ def test_memory_phase_times_are_from_the_run_start(engine_run):
     expected = [(phase, (start - zero) / 1e6, (end - start) / 1e6, before / MIB, peak / MIB)
                 for _, _, phase, start, end, before, peak in _phase_blocks(profile.memory_events)]
     rows = sections["memory"]["rows"]
-    got = [(r["phase"], r["start (ms)"], r["duration (ms)"], r["at start (MiB)"], r["peak (MiB)"])
+    got = [(r["phase"], r["start_ms"], r["duration_ms"], r["at_start_mib"], r["peak_mib"])
            for r in rows]
     assert len(got) == len(expected) > 0
     for mine, theirs in zip(got, expected, strict=True):
@@ -196,8 +196,8 @@ def test_png_phase_bands_are_the_reports_phase_table(engine_run):
     _, sections, (_, bands), _ = engine_run
     rows = sections["memory"]["rows"]
     assert len(bands) == 1 and len(rows) > 1
-    starts = [r["start (ms)"] for r in rows]
-    ends = starts[1:] + [rows[-1]["start (ms)"] + rows[-1]["duration (ms)"]]
+    starts = [r["start_ms"] for r in rows]
+    ends = starts[1:] + [rows[-1]["start_ms"] + rows[-1]["duration_ms"]]
     [drawn] = bands
     assert [b[0] for b in drawn] == [r["phase"] for r in rows]
     assert [b[1] for b in drawn] == pytest.approx(starts, rel=1e-9)

@@ -257,7 +257,7 @@ def test_csv_header_is_perf_analyzers_then_extras(tmp_path):
     path = perf_report.write_perf_csv(_table(), "concurrency", tmp_path / "out.csv")
     header = path.read_text().splitlines()[0]
     assert header.startswith(PA_HEADER + ",")
-    assert header.split(",")[13:] == ["p99.9 latency", "Avg latency", "Samples", "Errors",
+    assert header.split(",")[13:] == ["p97 latency", "p99.9 latency", "Avg latency", "Samples", "Errors",
                                       "Stable"]
     rows = pd.read_csv(path)
     assert rows["Concurrency"].tolist() == [1, 2]
@@ -291,7 +291,8 @@ def test_windows_csv(tmp_path):
     path = perf_report.write_windows_csv(pd.DataFrame(rows), tmp_path / "w.csv")
     frame = pd.read_csv(path)
     assert len(frame) == 4 and frame["start_s"].tolist() == [1, 2, 3, 4]
-    assert "latency_p99.9_us" in frame.columns
+    assert "latency_p99_9_us" in frame.columns
+    assert all(re.fullmatch(r"[a-z0-9_]+", c) for c in frame.columns)  # machine keys
 
 
 # --- the model repository ------------------------------------------------------------------

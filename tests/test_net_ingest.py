@@ -229,12 +229,14 @@ def test_cli_report_csv_and_json_match_plain_python(tmp_path, capsys):
         la, lp = src.rsplit(":", 1)
         ra, rp = dst.rsplit(":", 1)
         want = by_conn[(pid, la, int(lp), ra, int(rp))]
-        assert (row.sends, row.recvs, row._5, row._6) == (want["sends"], want["recvs"], want["sent"], want["received"])
-        assert row._7 == pytest.approx((want["first"] - 1_000_000_000) / 1e6)
-        assert row._8 == pytest.approx((want["last"] - 1_000_000_000) / 1e6)
+        assert (row.sends, row.recvs, row.bytes_sent, row.bytes_received) == (
+            want["sends"], want["recvs"], want["sent"], want["received"])
+        assert row.first_ms == pytest.approx((want["first"] - 1_000_000_000) / 1e6)
+        assert row.last_ms == pytest.approx((want["last"] - 1_000_000_000) / 1e6)
+    assert report["schema_version"] == 1 and report["kind"] == "net"
     facts = report["facts"]
-    assert facts["Lost events"] == "12" and facts["Events"] == f"{len(records):,}"
-    assert "PARTIAL" in facts["Status"]
+    assert facts["lost_events"] == "12" and facts["events"] == f"{len(records):,}"
+    assert "PARTIAL" in facts["status"]
     assert any("lost 12 events" in note for s in report["sections"] for note in s["notes"])
 
 
@@ -273,12 +275,18 @@ def test_runs_layout_gives_one_row_per_run_with_its_calls_and_bytes(tmp_path):
         "Attaching 5 probes...",
         "# gpuprof-net program=tracepoint layout=runs start_mono_ns=5 start_wall=2026-12-06T03:03:01",
         "# filter pids=0,0,0,0", "# filter ports=8000,0,0,0,0,0,0,0",
-        "RUN RECV 20 21 8000 40001 300 900 28 110989 tritonserver",
-        "RUN SEND 7 7 40001 8000 100 100 1 110989 py client",
+        "RUN RECV 20 21 127.0.0.1:8000 127.0.0.1:40001 300 900 28 110989 tritonserver",
+        "RUN SEND 7 7 ::ffff:127.0.0.1:40002 ::ffff:127.0.0.1:8001 200 200 1 5 grpc client",
+        "RUN SEND 7 7 40001 8000 100 100 1 110989 py client",   # before addresses were printed
+        "RUN RECV 7 7 host:port 8000 1 1 1 1 x",
         "RUN BOGUS 1 2 3", ""]))
     events, facts = read_net_capture(path)
-    assert (facts.layout, facts.events, facts.unparsed_lines) == ("gpuprof", 29, 1)
-    rows = events[["time_ns", "pid", "comm", "direction", "bytes", "last_ns", "calls"]]
+    assert (facts.layout, facts.events, facts.unparsed_lines) == ("gpuprof", 30, 2)
+    rows = events[["time_ns", "pid", "comm", "direction", "bytes", "last_ns", "calls",
+                   "local_addr", "local_port", "remote_addr", "remote_port"]]
     assert [tuple(r) for r in rows.astype(object).itertuples(index=False)] == [
-        (100, 7, "py client", "send", 110989, 100, 1),
-        (300, 20, "tritonserver", "recv", 110989, 900, 28)]
+        (100, 7, "py client", "send", 110989, 100, 1, "", 40001, "", 8000),
+        (200, 7, "grpc client", "send", 5, 200, 1, "::ffff:127.0.0.1", 40002,
+         "::ffff:127.0.0.1", 8001),
+        (300, 20, "tritonserver", "recv", 110989, 900, 28, "127.0.0.1", 8000, "127.0.0.1",
+         40001)]

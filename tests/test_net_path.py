@@ -113,7 +113,7 @@ def test_the_summary_is_numpy_linear_percentiles_of_each_segment():
     table = net_path.segment_summary(frame, ["y_ns", "x_ns"]).set_index("segment")
     assert list(table.index) == ["y_ns", "x_ns"]
     for col in ("x_ns", "y_ns"):
-        for q in (50, 90, 95, 99, 99.9):
+        for q in (50, 90, 95, 97, 99, 99.9):
             assert table.loc[col, f"p{q:g}"] == pytest.approx(
                 np.percentile(frame[col], q, method="linear"))
         assert table.loc[col, "count"] == 997
@@ -142,16 +142,19 @@ def test_ebpf_against_the_client_uses_the_four_orderings():
 
 
 def test_requests_of_one_execution_share_its_compute():
-    from gpuprof.analyze.perf_trace import executions
+    from gpuprof.analyze.executions import executions
 
-    spans = pd.DataFrame({"compute_start_ns": [10, 10, 10, 50, np.nan],
-                          "infer_end_ns": [40, 40, 40, 90, np.nan]})
-    out = executions(spans)
-    assert out["execution"].iloc[:3].nunique() == 1
-    assert out["execution"].iloc[3] != out["execution"].iloc[0]
-    assert list(out["execution_requests"].iloc[:4]) == [3, 3, 3, 1]
-    assert out["compute_share"].iloc[0] == pytest.approx(1 / 3)
-    assert pd.isna(out["execution"].iloc[4])
+    spans = pd.DataFrame({"compute_start_ns": [10, 10, 10, 50, 10, np.nan],
+                          "compute_end_ns": [40, 40, 40, 90, 41, np.nan]})
+    out = executions(spans, pd.Series([1, 2, 1, 4, 1, 1]))
+    assert out["execution_id"].iloc[:3].nunique() == 1
+    # same start, other end: another execution (another model instance)
+    assert out["execution_id"].iloc[4] not in set(out["execution_id"].iloc[:4])
+    assert list(out["execution_requests"].iloc[:5]) == [3, 3, 3, 1, 1]
+    assert list(out["execution_rows"].iloc[:5]) == [4, 4, 4, 4, 1]
+    # rows / all rows of the execution, not 1 / requests
+    assert list(out["compute_share"].iloc[:5]) == [0.25, 0.5, 0.25, 1.0, 1.0]
+    assert pd.isna(out["execution_id"].iloc[5]) and pd.isna(out["compute_share"].iloc[5])
 
 
 def test_a_capture_without_calls_matches_nothing():

@@ -82,4 +82,4 @@ def test_both_per_call_programs_are_shipped_with_the_same_layout():
 def test_the_runs_program_prints_what_the_parser_reads():
     text = bpf.program_path("runs").read_text()
     assert "program=tracepoint layout=runs" in text
-    assert 'printf("RUN %s %llu %llu %llu %llu %llu %llu %llu %llu %s\\n"' in text
+    assert text.count('printf("RUN %s %llu %llu %s:%llu %s:%llu %llu %llu %llu %llu %s\\n"') == 3

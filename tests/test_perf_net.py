@@ -70,14 +70,15 @@ def test_segments_add_up_to_the_client_latency(run):
 
 def _raw_calls(path, server_port: int) -> dict:
     """{client port: sorted [(first call time, side+direction)]} from the capture file, read
-    plainly: `perf --net` writes one `RUN DIR PID TID LPORT RPORT FIRST LAST CALLS BYTES COMM`
-    line per run of same-direction calls on a socket."""
+    plainly: `perf --net` writes one `RUN DIR PID TID LADDR:LPORT RADDR:RPORT FIRST LAST CALLS
+    BYTES COMM` line per run of same-direction calls on a socket."""
     calls = defaultdict(list)
     for line in path.read_text().splitlines():
         fields = line.split()
         if len(fields) < 10 or fields[0] != "RUN":
             continue
-        direction, local, remote, first = fields[1].lower(), int(fields[4]), int(fields[5]), int(fields[6])
+        local, remote = (int(f.rsplit(":", 1)[1]) for f in fields[4:6])
+        direction, first = fields[1].lower(), int(fields[6])
         if local == server_port:
             calls[remote].append((first, "server_" + direction))
         elif remote == server_port:
@@ -114,29 +115,36 @@ def test_report_percentiles_are_numpy_linear_over_the_csv(run):
     for label, column in checks.items():
         values = csv[column].to_numpy(dtype="float64")
         assert by_segment.loc[label, "n"] == len(values)
+        assert by_segment.loc[label, "column"] == column
         for q in (50, 99, 99.9):
-            expect = np.percentile(values, q, method="linear") / 1000
-            assert by_segment.loc[label, f"p{q:g}"] == pytest.approx(expect, rel=1e-9)
+            expect = np.percentile(values, q, method="linear")
+            key = f"p{q:g}_ns".replace(".", "_")  # JSON keys: p99_9_ns, raw ns
+            assert by_segment.loc[label, key] == pytest.approx(expect, rel=1e-9)
 
 
 def test_clock_offsets_and_error_bounds_are_measured_and_stated(run):
     clocks = pd.DataFrame(_section(run["report"], "clocks")["rows"]).set_index("source")
     for source in ("ebpf", "triton", "triton vs ebpf"):
-        assert clocks.loc[source, "offset µs"] == 0, clocks.loc[source, "method"]
+        assert clocks.loc[source, "offset_ns"] == 0, clocks.loc[source, "method"]
         assert "verified: causality" in clocks.loc[source, "method"]
-        bound = clocks.loc[source, "error bound µs"]
-        assert 0 <= bound < 1000, (source, bound)
-    print(f"clock error bounds (µs): {clocks['error bound µs'].to_dict()}")
+        bound = clocks.loc[source, "error_bound_ns"]
+        assert 0 <= bound < 1_000_000, (source, bound)
+    print(f"clock error bounds (ns): {clocks['error_bound_ns'].to_dict()}")
 
 
 def test_trace_waterfall_and_timeline_are_written(run):
     trace = json.loads((run["out"] / "path.json").read_text())
     events = trace["traceEvents"]
     names = {e["args"]["name"] for e in events if e.get("name") == "process_name"}
-    assert names == {"client (gpuprof perf)", "network (eBPF TCP calls)", "server (Triton stages)"}
+    assert names == {"client (gpuprof perf)", "network (eBPF TCP calls)", "server (Triton stages)",
+                     "server: model executions"}
     requests = [e for e in events if e.get("ph") == "X" and e["name"].startswith("request ")]
     assert len(requests) == len(run["csv"])
-    assert sum(e["ph"] == "s" for e in events) == 4 * len(run["csv"])
+    flows = [e["name"] for e in events if e["ph"] == "s"]
+    assert flows.count("request path") == 4 * len(run["csv"])
+    # no dynamic batching here: one execution per request, one arrow to it from each
+    assert flows.count("execution") == len(run["csv"]) == sum(
+        e["ph"] == "X" and e["pid"] == 5 for e in events)
     assert (run["out"] / "slowest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "SERVER_RECV" in run["stdout"] and "CLIENT_END" in run["stdout"]
 
@@ -148,3 +156,17 @@ def test_timeline_gaps_are_the_mean_segments_of_the_csv(run):
     for column in SEGMENTS:
         mean_us = sum(int(v) for v in csv[column]) / len(csv) / 1000
         assert f"{mean_us:,.1f} µs" in lines, column
+
+
+def test_the_capture_carries_the_loopback_addresses(run):
+    """Every run line names both ends' addresses, and the parsed events carry them."""
+    from gpuprof.ingest.net_capture import read_net_capture
+
+    path = run["out"] / "net.txt"
+    ends = {tuple(f.rsplit(":", 1)[0] for f in line.split()[4:6])
+            for line in path.read_text().splitlines() if line.startswith("RUN ")}
+    assert ends and ends <= {("127.0.0.1", "127.0.0.1"), ("::ffff:127.0.0.1", "::ffff:127.0.0.1")}
+    events, _ = read_net_capture(path)
+    mine = events[(events["local_port"] == run["port"]) | (events["remote_port"] == run["port"])]
+    assert set(mine["local_addr"].astype(str)) == {"127.0.0.1"}
+    assert set(mine["remote_addr"].astype(str)) == {"127.0.0.1"}

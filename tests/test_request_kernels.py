@@ -5,6 +5,9 @@ requests; per-window kernel counts, GPU time and top layer are recomputed in pla
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -155,3 +158,88 @@ def test_layer_totals_over_all_windows_match_plain_sql():
     assert len(rows) == len(per_layer)
     for layer, gpu, count in rows:
         assert (per_layer.loc[layer, "gpu_ns"], per_layer.loc[layer, "kernels"]) == (gpu, count)
+
+
+def _placed():
+    from gpuprof.analyze.request_kernels import execution_members, placed_kernels
+    from gpuprof.pipeline.perf_run import KERNEL_COLUMNS
+
+    run = Run.of(nsys_profile(RESNET))
+    windows = _windows()
+    placed = placed_kernels(windows, run.frame("kernels", KERNEL_COLUMNS), kernel_layers(run))
+    return windows, placed, execution_members(windows)
+
+
+def _trace_with_kernels(tmp_path):
+    """The per-request trace with its GPU tracks: each window drawn as a request whose compute
+    infer slice is the window (the server stages it stands in for), kernels placed in it."""
+    from gpuprof.render.request_trace import write_request_trace
+
+    windows, placed, members = _placed()
+    frame = windows.assign(client_port=1, client_send_bytes=0, client_recv_bytes=0,
+                           compute_input_ns=0,
+                           compute_infer_ns=windows["end_ns"] - windows["start_ns"])
+    path = write_request_trace(tmp_path / "path.json", frame,
+                               ["compute_input_ns", "compute_infer_ns"],
+                               kernels=(placed, members))
+    return windows, json.loads(path.read_text())["traceEvents"], path
+
+
+def test_kernel_tracks_per_request_match_plain_sql(tmp_path):
+    windows, events, _ = _trace_with_kernels(tmp_path)
+    kernels = [e for e in events if e["ph"] == "X" and e["pid"] == 6]
+    threads = {e["tid"]: e["args"]["name"] for e in events
+               if e["ph"] == "M" and e["name"] == "thread_name" and e["pid"] == 6}
+    streams = nsys_sql(RESNET, f"SELECT DISTINCT deviceId, streamId FROM "
+                       f"CUPTI_ACTIVITY_KIND_KERNEL WHERE start >= {windows['start_ns'].min()}")
+    assert sorted(threads.values()) == sorted(f"GPU {d} stream {s}" for d, s in streams)
+    per = defaultdict(lambda: [0, 0])
+    for e in kernels:
+        per[e["args"]["execution"]][0] += 1
+        per[e["args"]["execution"]][1] += round(e["dur"] * 1000)
+    for row in windows.itertuples(index=False):
+        (count, gpu), = nsys_sql(RESNET, "SELECT COUNT(*), SUM(end - start) FROM "
+                                 "CUPTI_ACTIVITY_KIND_KERNEL WHERE start BETWEEN "
+                                 f"{row.start_ns} AND {row.end_ns}")
+        assert per[row.request_id] == [count, gpu], row.request_id
+    flows = [e for e in events if e.get("name") == "kernels" and e["ph"] == "s"]
+    assert len(flows) == len(windows)
+
+
+def test_layer_track_of_a_request_matches_plain_sql(tmp_path):
+    windows, events, _ = _trace_with_kernels(tmp_path)
+    w = windows.iloc[7]
+    layers = {e["name"]: (round(e["ts"] * 1000), round((e["ts"] + e["dur"]) * 1000),
+                          e["args"]["kernels"])
+              for e in events if e["ph"] == "X" and e["pid"] == 7
+              and e["args"]["execution"] == w.request_id}
+    rows = nsys_sql(RESNET, f"""
+        SELECT {TEXT} AS layer, MIN(k.start), MAX(k.end), COUNT(*)
+        FROM CUPTI_ACTIVITY_KIND_KERNEL k
+        JOIN CUPTI_ACTIVITY_KIND_RUNTIME r ON r.correlationId = k.correlationId
+             AND (r.globalTid >> 24) & 16777215 = (k.globalPid >> 24) & 16777215
+        JOIN NVTX_EVENTS n ON n.eventType = 59 AND n.globalTid = r.globalTid
+             AND n.start <= r.start AND n.end >= r.end
+             AND {TEXT} != 'ExecutionContext::execute'
+             AND n.domainId = (SELECT d.domainId FROM NVTX_EVENTS d WHERE d.eventType = 75
+                               AND coalesce(d.text, (SELECT value FROM StringIds
+                                                     WHERE id = d.textId)) = 'TensorRT')
+        WHERE k.start BETWEEN {w.start_ns} AND {w.end_ns}
+        GROUP BY layer""")
+    assert len(rows) > 10
+    assert layers == {layer: (start, end, count) for layer, start, end, count in rows}
+
+
+def test_devtools_reads_the_kernel_and_layer_tracks(tmp_path):
+    from collections import Counter
+
+    from tests.test_chrome_trace_devtools import _summary
+
+    _, events, path = _trace_with_kernels(tmp_path)
+    written = Counter((e["pid"], e["tid"]) for e in events if e["ph"] == "X")
+    summary = _summary(path)
+    assert summary["warnings"] == []
+    read = {(t["pid"], t["tid"]): t["slices"] for t in summary["tracks"]}
+    for pid in (6, 7):
+        mine = {key: n for key, n in written.items() if key[0] == pid}
+        assert mine and all(read[key] == n for key, n in mine.items()), pid

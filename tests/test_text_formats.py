@@ -17,15 +17,10 @@ from gpuprof.analyze.kernels import kernel_summary
 from gpuprof.analyze.streams import gpu_busy, largest_gaps
 from gpuprof.ingest.nsys import read_nsys
 from gpuprof.model import Profile
+from gpuprof.render.names import fit_names
 from gpuprof.render.nsys_report import build_sections, profile_facts
 from gpuprof.render.report import Report, Section, render
-from gpuprof.render.text_formats import (
-    printable,
-    shorten_name,
-    shorten_names,
-    to_markdown,
-    to_terminal,
-)
+from gpuprof.render.text_formats import printable, to_markdown, to_terminal
 from tests.conftest import fixture_path
 
 EXPORTS = [
@@ -53,29 +48,34 @@ def _report(name: str, max_rows: int | None = 10) -> Report:
 
 # -- names --------------------------------------------------------------------------------
 
-def test_shorten_name_drops_noise_then_templates():
-    assert shorten_name("void gemm<float, 128>(float*, int)", 20) == "gemm<float, 128>(…)"
-    assert shorten_name("void gemm<float, 128>(float*, int)", 12) == "gemm<…>(…)"
-    assert shorten_name(LONG_KERNEL, 80) == (
+def _one(text: str, width: int) -> str:
+    return fit_names([text], width)[0]
+
+
+def test_one_name_drops_noise_then_templates():
+    assert _one("void gemm<float, 128>(float*, int)", 20) == "gemm<float, 128>(…)"
+    assert _one("void gemm<float, 128>(float*, int)", 12) == "gemm<…>(…)"
+    assert _one(LONG_KERNEL, 80) == (
         "vectorized_elementwise_kernel<4, CUDAFunctor_add<float>, Array<char*, 3> >(…)")
-    assert shorten_name(LONG_KERNEL, 40) == "vectorized_elementwise_kernel<…>(…)"
-    assert shorten_name("short", 20) == "short"
+    assert _one(LONG_KERNEL, 40) == "vectorized_elementwise_kernel<…>(…)"
+    assert _one("short", 20) == "short"
 
 
-def test_shorten_names_keeps_different_kernels_apart():
+def test_fitted_names_keep_different_kernels_apart():
     names = [LONG_KERNEL, LONG_KERNEL.replace("add", "mul"), LONG_KERNEL]
-    short = shorten_names(names, 50)
+    short = fit_names(names, 50)
     assert short[0] != short[1] and short[0] == short[2]
     assert "add" in short[0] and "mul" in short[1]
     assert all(len(s) <= 50 for s in short)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(alphabet="ab:<>(), _v", max_size=120), min_size=1, max_size=5),
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="ab:<>(), _v", max_size=120), min_size=1, max_size=8),
        st.integers(4, 60))
-def test_shortened_names_never_exceed_width(texts, width):
-    assert all(len(s) <= width for s in shorten_names(texts, width))
-    assert all(len(shorten_name(t, width)) <= width for t in texts)
+def test_fitted_names_fit_and_never_read_alike(texts, width):
+    short = fit_names(texts, width)
+    assert all(len(s) <= width for s in short)
+    assert len(set(short)) == len(set(texts))  # equal names equal, different ones different
 
 
 def test_control_characters_never_reach_the_terminal():
@@ -109,8 +109,9 @@ def test_terminal_shortens_names_but_csv_and_json_keep_them():
     table = pd.DataFrame({"Kernel": [longest + "_" * 60], "Calls": [1]})
     report = Report("r", [Section("kernels", "K", table)])
     assert longest + "_" * 60 not in render(report, "terminal", width=80)
+    assert longest + "_" * 60 in render(report, "terminal", tty=False)  # a pipe: never cut
     assert longest + "_" * 60 in render(report, "csv")
-    assert json.loads(render(report, "json"))["sections"][0]["rows"][0]["Kernel"] == (
+    assert json.loads(render(report, "json"))["sections"][0]["rows"][0]["kernel"] == (
         longest + "_" * 60)
 
 

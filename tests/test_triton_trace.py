@@ -100,8 +100,10 @@ def test_fixture_stage_means_match_a_direct_computation(fixture_trace):
         durations = [s[end] - s[start] for s in by_id.values()]
         assert summary.loc[stage, "mean"] == pytest.approx(sum(durations) / len(durations))
         assert summary.loc[stage, "p90"] == pytest.approx(np.percentile(durations, 90))
+        assert summary.loc[stage, "p97"] == pytest.approx(np.percentile(durations, 97))
         assert summary.loc[stage, "count"] == 200
-        assert summary.loc[stage, "unreliable"] == "p99, p99.9"
+        # p97 needs 334 samples (10 beyond it), p99 1000
+        assert summary.loc[stage, "unreliable"] == "p97, p99, p99.9"
 
 
 def test_fixture_layout_matches_the_seed_computation(fixture_trace):

@@ -222,16 +222,30 @@ def test_bad_shapes_are_user_errors(trt, tmp_path):
                                    max_shapes=parse_shapes("x:1x3x32x32")), cache_dir=tmp_path)
 
 
-def test_shared_dim_names_force_equal_sizes(trt, tmp_path):
-    """The cls model names both spatial dims "?": TensorRT then requires them equal."""
+def test_one_name_on_two_axes_is_split_so_48x192_builds(trt, tmp_path):
+    """The cls model names both spatial dims "?", which TensorRT holds equal: gpuprof gives each
+    axis its own name, so the classifier's real 48x192 input builds (README example)."""
     from gpuprof.capture.trt.build import build_engine
-    from gpuprof.errors import CaptureError
 
-    with pytest.raises(CaptureError) as info:
-        build_engine(model("ppocr_mobile_v2_cls.onnx"), _options(shapes={"x": (1, 3, 48, 192)}),
-                     cache_dir=tmp_path)
-    assert "same symbolic name" in info.value.one_line()
-    assert not list(tmp_path.glob("*.plan"))
+    result = build_engine(model("ppocr_mobile_v2_cls.onnx"),
+                          _options(shapes={"x": (1, 3, 48, 192)}), cache_dir=tmp_path)
+    assert result.sidecar["profile"]["x"]["opt"] == [1, 3, 48, 192]
+    assert result.plan.stat().st_size > 0
+
+
+def test_names_shared_across_inputs_still_tie_them():
+    from onnx import TensorProto, helper
+
+    from gpuprof.capture.onnx_inputs import distinct_dim_params
+
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", "?", "?"])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, ["batch", 4])
+    graph = helper.make_graph([], "g", [a, b], [])
+    proto = helper.make_model(graph)
+    assert distinct_dim_params(proto) == ["a: ? -> a_dim1, a_dim2"]
+    dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in proto.graph.input]
+    assert dims == [["batch", "a_dim1", "a_dim2"], ["batch", 4]]
 
 
 def test_missing_model_is_a_user_error(trt, tmp_path):

@@ -52,10 +52,18 @@ def test_entry_names_are_safe(tmp_path):
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
+    """Configured, else the user's cache directory: never the folder gpuprof runs in."""
     monkeypatch.setenv("GPUPROF_ENGINE_CACHE", str(tmp_path / "elsewhere"))
     assert default_cache_dir() == tmp_path / "elsewhere"
     monkeypatch.delenv("GPUPROF_ENGINE_CACHE")
-    assert default_cache_dir() == REPO / "engines"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "gpuprof" / "engines"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # ignored, as the XDG spec says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "gpuprof" / "engines"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.chdir(tmp_path)
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "gpuprof" / "engines"
 
 
 def test_entry_complete_only_with_consistent_sidecar(tmp_path):
@@ -146,3 +154,30 @@ def test_entry_without_sidecar_is_rebuilt(built):
     first.entry.sidecar.unlink()
     again = build_engine(CLS, BuildOptions(shapes=SHAPES), cache_dir=cache)
     assert not again.cache_hit and again.entry.read_sidecar() is not None
+
+
+@pytest.mark.trt
+def test_same_bytes_under_another_name_are_a_hit(built, tmp_path):
+    """The key holds the model's content hash: a copy of the model under another file name
+    finds the plan already built (no second entry)."""
+    from gpuprof.capture.trt.build import build_engine
+
+    cache, first, _ = built
+    copy = tmp_path / "renamed_classifier.onnx"
+    copy.write_bytes(CLS.read_bytes())
+    again = build_engine(copy, BuildOptions(shapes=SHAPES), cache_dir=cache)
+    assert again.cache_hit and again.plan == first.plan
+    assert not list(cache.glob("renamed_classifier-*"))
+
+
+@pytest.mark.trt
+def test_build_uses_the_user_cache_dir_by_default(monkeypatch, tmp_path):
+    from gpuprof.capture.trt.build import build_engine
+
+    monkeypatch.delenv("GPUPROF_ENGINE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    result = build_engine(CLS, BuildOptions(shapes=SHAPES))
+    assert result.plan.parent == tmp_path / "xdg" / "gpuprof" / "engines"
+    assert not (tmp_path / "engines").exists()
+

@@ -206,3 +206,20 @@ def test_run_shapes_follow_the_build_rules():
         run_shapes({"images": (1, 3, 8, 8)}, ["x"])
     with pytest.raises(BadInputError, match="one input"):
         run_shapes({"": (1, 3, 8, 8)}, ["a", "b"])
+
+
+def test_tensorrt_rtx_alone_is_not_a_runtime_for_gpus_it_does_not_target():
+    """engine --backend auto must not pick TensorRT where only TensorRT-RTX is installed and
+    the GPU is one it does not build for (Hopper, datacenter Blackwell, Turing): its plan
+    would not load. RTX GPUs (Ampere, Ada, Blackwell RTX) are fine."""
+    from gpuprof.capture.trt.device import rtx_gpu_problem
+
+    h100 = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
+    b200 = {"name": "NVIDIA B200", "compute_capability": "10.0"}
+    ada = {"name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"}
+    rtx50 = {"name": "NVIDIA GeForce RTX 5090", "compute_capability": "12.0"}
+    for gpus in ([h100], [b200], [h100, b200]):
+        reason = rtx_gpu_problem(gpus)
+        assert reason and "--backend onnxruntime" in reason and gpus[0]["name"] in reason
+    for gpus in ([ada], [rtx50], [h100, ada], []):
+        assert rtx_gpu_problem(gpus) is None

@@ -31,6 +31,10 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     || { echo "[setup] packages failed to install" >&2; exit 1; }
   echo "$want" > "$STAMP"
 fi
+# The GPUPROF_OUTPUT_PATH start-up hook: a wheel install ships it (setup.py), an editable one
+# does not, so it is copied into site-packages here (cheap; kept in step with the source).
+site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+cp gpuprof/gpuprof_autostart.pth "$site/gpuprof_autostart.pth"
 "$VENV/bin/python" tools/fetch_models.py
 
 # Chrome DevTools' own trace engine (npm), which the tests run on gpuprof's Chrome traces.

@@ -26,4 +26,4 @@ for pkg in tensorrt tensorrt_bindings; do
   done
 done
 MYPYPATH="$stubs" "$PY" -m mypy --config-file tools/mypy-trt.ini --cache-dir .mypy_cache/trt \
-  gpuprof/capture/trt gpuprof/cli/build.py "$@"
+  gpuprof/capture/trt gpuprof/capture/pyprofile/trt_hook.py gpuprof/cli/build.py "$@"

@@ -16,6 +16,7 @@ import pandas as pd
 from ..align.nvtx import NO_RANGE, project_to_ranges, push_pop_rows
 from ..model import Profile
 from . import stats
+from .nvtx_summary import range_pattern
 
 TENSORRT_DOMAIN = "TensorRT"
 # Outer ranges TensorRT wraps around a whole inference; kernels directly in them belong to no layer.
@@ -75,13 +76,15 @@ RANGE_TABLE_COLUMNS = ["domain", "name", "calls", "total_ns", "median_ns", "kern
 
 
 def gpu_time_by_range(profile: Profile, domain: str | None = None,
-                      attributed: pd.DataFrame | None = None) -> pd.DataFrame:
+                      attributed: pd.DataFrame | None = None,
+                      group_ids: bool = False) -> pd.DataFrame:
     """Per (domain, range name): calls, total/mean/median GPU ns per call, kernels per call,
-    share and cumulative share of attributed GPU time, and the heaviest kernels."""
+    share and cumulative share of attributed GPU time, and the heaviest kernels. With
+    ``group_ids`` names that differ only by trailing ids share a row (``range_pattern``)."""
     if attributed is None:
         attributed = kernel_ranges(profile, domain)
     ranges = profile.frame("nvtx_ranges", ["range_kind", "domain", "text"])
-    instances = _instances(ranges, domain)
+    instances = _instances(ranges, domain, group_ids)
     if instances.empty:
         return pd.DataFrame(columns=RANGE_TABLE_COLUMNS)
     fast = _by_range_numpy(instances, attributed, len(ranges))
@@ -222,14 +225,15 @@ def _top_kernels(attributed: pd.DataFrame, group: np.ndarray, rows: np.ndarray, 
     return tops
 
 
-def _instances(ranges: pd.DataFrame, domain: str | None) -> pd.DataFrame:
+def _instances(ranges: pd.DataFrame, domain: str | None, group_ids: bool = False) -> pd.DataFrame:
     """One row per push/pop range instance: its row, domain and (layer) name as categoricals.
 
     Names are decoded once per distinct range text, not once per instance.
     """
     rows = push_pop_rows(ranges, domain)
     text = ranges["text"].array
-    decoded = pd.Series([layer_name(c) for c in text.categories], dtype=object)
+    name = (lambda c: range_pattern(layer_name(c))) if group_ids else layer_name
+    decoded = pd.Series([name(c) for c in text.categories], dtype=object)
     name_of_code, names = pd.factorize(decoded)
     # a code of -1 (no text) takes the appended -1: one gather, no temporaries per instance
     name_codes = np.append(name_of_code, -1).astype(np.int32, copy=False)[text.codes[rows]]

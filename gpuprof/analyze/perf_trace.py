@@ -25,13 +25,18 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .executions import COLUMNS as EXECUTION_COLUMNS
+from .executions import executions
+
 FRONTEND = ("END_TO_END", "REQUEST")   # the server span: frontend receive..send, else core
 SEND_STAGES = ("HTTP_SEND", "GRPC_SEND")
 SEGMENTS = ["to_server_ns", "server_receive_ns", "queue_ns", "compute_input_ns",
             "compute_infer_ns", "server_output_ns", "from_server_ns"]
 JOINED_COLUMNS = ["request_id", "level", "trial", "client_latency_ns", *SEGMENTS,
-                  "compute_output_ns", "server_ns", "execution", "execution_requests",
-                  "compute_share"]
+                  "compute_output_ns", "server_ns", *EXECUTION_COLUMNS]
+# the raw stamps kept beside them (not segments): what the path, the executions and the
+# Perfetto trace are drawn from
+STAMPS = ["send_start_ns", "end_ns", "start_ns", "compute_start_ns", "compute_end_ns"]
 # trace stage -> the statistics-extension stage it must agree with
 STATS_STAGE = {"QUEUE": "queue", "COMPUTE_INPUT": "compute_input",
                "COMPUTE_INFER": "compute_infer", "COMPUTE_OUTPUT": "compute_output"}
@@ -62,11 +67,14 @@ def server_spans(trace_requests: pd.DataFrame, prefix: str) -> pd.DataFrame:
                                    "output_start_ns": (starts, "COMPUTE_OUTPUT"),
                                    "output_end_ns": (ends, "COMPUTE_OUTPUT")}.items():
         out[column] = table[stage] if stage in table.columns else pd.NA
+    # COMPUTE_END: the end of the whole compute, the same for every request of a batch
+    out["compute_end_ns"] = ends["COMPUTE"] if "COMPUTE" in ends.columns else out["output_end_ns"]
     return out.reset_index()
 
 
-def join_requests(client: pd.DataFrame, spans: pd.DataFrame) -> pd.DataFrame:
-    """Client records (``SweepResult.requests_table``) joined with ``server_spans``."""
+def join_requests(client: pd.DataFrame, spans: pd.DataFrame, rows: int = 1) -> pd.DataFrame:
+    """Client records (``SweepResult.requests_table``) joined with ``server_spans``; ``rows``:
+    each request's batch rows (the first dim of its input as sent), for its compute share."""
     ok = client[client["ok"]] if "ok" in client else client
     m = ok.merge(spans, on="request_id", how="inner")
     if m.empty:
@@ -81,27 +89,10 @@ def join_requests(client: pd.DataFrame, spans: pd.DataFrame) -> pd.DataFrame:
     m["from_server_ns"] = m["end_ns"] - m["send_start_ns"]
     m["compute_output_ns"] = m["output_end_ns"] - m["output_start_ns"]
     m["server_ns"] = m["server_end_ns"] - m["server_start_ns"]
-    m = m.join(executions(m))
-    out = m[JOINED_COLUMNS + ["send_start_ns", "end_ns", "start_ns"]].copy()
-    timed = [c for c in JOINED_COLUMNS[3:] if c != "compute_share"]
+    m = m.join(executions(m, rows))
+    out = m[JOINED_COLUMNS + STAMPS].copy()
+    timed = [c for c in JOINED_COLUMNS[3:] if c != "compute_share"] + STAMPS[3:]
     out[timed] = out[timed].astype("Int64")
-    return out
-
-
-def executions(spans: pd.DataFrame) -> pd.DataFrame:
-    """Which requests ran in the same model execution, and each one's share of its compute.
-
-    Under dynamic batching the backend reports one execution's compute start and infer end
-    for every request of the batch, so requests with the same pair of timestamps (ns) shared
-    one execution; each gets an equal share of its compute (all requests of a load test
-    carry the same batch size). Requests without compute timestamps get no execution (NA)."""
-    key = spans[["compute_start_ns", "infer_end_ns"]]
-    known = key.notna().all(axis=1)
-    number = key[known].astype("int64").groupby(["compute_start_ns", "infer_end_ns"],
-                                                 sort=True).ngroup()
-    size = number.map(number.value_counts())
-    out = pd.DataFrame({"execution": number, "execution_requests": size}, index=spans.index)
-    out["compute_share"] = 1.0 / out["execution_requests"]
     return out
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 NO_REQUEST = -1
+WINDOW = ["start_ns", "end_ns"]   # a compute window; equal windows are one execution
 
 
 @dataclass
@@ -66,16 +67,36 @@ def kernels_per_execution(windows: pd.DataFrame, kernels: pd.DataFrame,
     """``kernels_per_request`` where requests batched into one model execution (the same
     compute window, to the ns) share it: the kernels go to the execution, and each of its
     requests gets the execution's row with ``execution_requests`` (its share is 1/that)."""
-    key = ["start_ns", "end_ns"]
-    first = windows.drop_duplicates(key)
+    first = windows.drop_duplicates(WINDOW)
     found = kernels_per_request(first, kernels, layers)
-    members = windows.merge(first[[*key, "request_id"]].rename(
-        columns={"request_id": "execution"}), on=key)
+    members = execution_members(windows)
     size = members.groupby("execution")["request_id"].transform("size")
-    per = members[["request_id", "execution"]].assign(execution_requests=size.to_numpy())
+    per = members.assign(execution_requests=size.to_numpy())
     per = per.merge(found.per_request.rename(columns={"request_id": "execution"}),
                     on="execution").drop(columns="execution")
     return RequestKernels(per, found.per_layer, found.ambiguous, found.outside)
+
+
+def execution_members(windows: pd.DataFrame) -> pd.DataFrame:
+    """request_id -> execution: the first request id of its compute window, which names the
+    execution in ``kernels_per_execution`` and ``placed_kernels``."""
+    first = windows.drop_duplicates(WINDOW)
+    return windows.merge(first[[*WINDOW, "request_id"]].rename(
+        columns={"request_id": "execution"}), on=WINDOW)[["request_id", "execution"]]
+
+
+def placed_kernels(windows: pd.DataFrame, kernels: pd.DataFrame,
+                   layers: pd.Series) -> pd.DataFrame:
+    """Each kernel given to an execution, one row per kernel (what a trace draws): the
+    ``kernels`` columns, its ``layer`` and ``execution`` (``execution_members``), by start."""
+    first = windows.drop_duplicates(WINDOW)
+    owner = window_owner(first["start_ns"].to_numpy(), first["end_ns"].to_numpy(),
+                         kernels["start_ns"].to_numpy())
+    mine = owner >= 0
+    out = kernels[mine].reset_index(drop=True)
+    out["layer"] = layers.to_numpy()[mine]
+    out["execution"] = first["request_id"].to_numpy()[owner[mine]]
+    return out.sort_values("start_ns", kind="stable").reset_index(drop=True)
 
 
 def _per_request(rows: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 PERCENTILE_METHOD = "linear"
-DEFAULT_PERCENTILES: tuple[float, ...] = (50, 90, 95, 99, 99.9)
+DEFAULT_PERCENTILES: tuple[float, ...] = (50, 90, 95, 97, 99, 99.9)
 TAIL_SAMPLES_FOR_RELIABLE = 10
 
 

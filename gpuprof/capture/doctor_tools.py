@@ -51,7 +51,7 @@ def tritonserver(part: Part) -> Check:
 
     unknown = {"binary": None, "package_version": package_version("nvidia-pytriton")}
     try:
-        root = triton_backends._pytriton_root() / "tritonserver"
+        root = triton_backends.pytriton_root() / "tritonserver"
     except GpuprofError as exc:
         return part.check(MISSING, exc.message, PYTRITON_FIX, unknown)
     binary = root / "bin" / "tritonserver"

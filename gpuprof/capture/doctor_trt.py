@@ -62,25 +62,19 @@ def run_problem(module: str) -> str | None:
 
 
 def hopper_only() -> str | None:
-    """TensorRT-RTX targets RTX GPUs (see ``trt/build.py::build_target``), never Hopper."""
-    gpus = device.gpu_info()
-    if gpus and all(str(g.get("compute_capability", "")).startswith("9.") for g in gpus):
-        return f"TensorRT-RTX does not run on Hopper GPUs ({gpus[0]['name']}, compute capability 9.x)"
-    return None
+    """Why TensorRT-RTX cannot run on this machine's GPUs (Hopper among them), or None: the
+    rule ``device.rtx_gpu_problem`` that ``gpuprof engine`` also follows."""
+    return device.rtx_gpu_problem(device.gpu_info())
 
 
 def tensorrt_usable(part: Part) -> Check:
-    """The decision ``gpuprof engine --backend auto`` makes, and whether it will hold: with only
-    TensorRT-RTX on a Hopper GPU, engine picks TensorRT, which then cannot load the plan."""
+    """The decision ``gpuprof engine --backend auto`` makes (``device.tensorrt_unavailable_reason``:
+    with only TensorRT-RTX on a GPU it does not target, engine runs ONNX Runtime instead)."""
     reason = device.tensorrt_unavailable_reason()
     if reason is not None:
         fix = device.TENSORRT_RUNTIME_HINT if device.gpu_present() else DRIVER_FIX
         return part.check(MISSING, f"no: {reason}", fix)
     runnable = [m for m in api.BUILDER_MODULES if api.installed(m, "Runtime") and run_problem(m) is None]
-    if not runnable:
-        return part.check(MISSING, f"no: {hopper_only() or 'no TensorRT runtime runs here'} (gpuprof "
-                          "engine still picks TensorRT here, and its run will fail; use --backend "
-                          "onnxruntime)", FLAVOURS["tensorrt"][1])
     return part.check(OK, f"gpuprof engine runs on TensorRT ({', '.join(runnable)})")
 
 

@@ -107,6 +107,28 @@ def _dim(d) -> Dim:
     return d.dim_param or None
 
 
+def distinct_dim_params(model) -> list[str]:
+    """Rename, in place, a symbolic dim name that one input uses on several axes.
+
+    Some exporters name every dynamic dim the same (PP-OCR's classifier: ``x [-1, 3, ?, ?]``)
+    and TensorRT holds dims of one name equal, so 48x192 could not be built. A name repeated
+    within one input is such a placeholder: each of its axes gets its own name there
+    (``x_dim2``). Names shared across inputs (``batch``) keep tying them. Returns the renames
+    as ``"x: ? -> x_dim2, x_dim3"`` for notes.
+    """
+    renames = []
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else []
+        params = [d.dim_param for d in dims if d.dim_param]
+        for param in sorted({p for p in params if params.count(p) > 1}):
+            axes = [i for i, d in enumerate(dims) if d.dim_param == param]
+            for axis in axes:
+                dims[axis].dim_param = f"{value.name}_dim{axis}"
+            renames.append(f"{value.name}: {param} -> "
+                           + ", ".join(f"{value.name}_dim{a}" for a in axes))
+    return renames
+
+
 def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]]:
     """Parse ``name:1x3x640x640,name2:1x10``; a lone ``1x3x640x640`` is keyed by ``""``.
 

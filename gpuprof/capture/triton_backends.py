@@ -28,7 +28,7 @@ class TritonInstall:
 
 
 def find_triton(cache_dir: Path | None = None) -> TritonInstall:
-    root = _pytriton_root() / "tritonserver"
+    root = pytriton_root() / "tritonserver"
     binary = root / "bin" / "tritonserver"
     if not binary.is_file():
         raise MissingToolError(f"tritonserver not found at {binary}",
@@ -37,7 +37,7 @@ def find_triton(cache_dir: Path | None = None) -> TritonInstall:
     return TritonInstall(binary, libs, _owned_backends(root, cache_dir or _cache_root()))
 
 
-def _pytriton_root() -> Path:
+def pytriton_root() -> Path:
     import importlib.util
 
     spec = importlib.util.find_spec("pytriton")

@@ -8,6 +8,10 @@ parameters, so the same file serves any model. Only numpy, onnxruntime and Trito
 With the config parameter ``profile_dir`` set, every session is profiled by ONNX Runtime and
 the model writes what puts that profile on CLOCK_MONOTONIC (see ``_Profiler``); empty (the
 default) leaves the request path as it is without profiling.
+
+With ``max_batch_size`` > 0 in the config (Triton's dynamic batcher on), the requests of one
+``execute`` call are stacked along dim 0 (the graph's batch dim), run as ONE ``session.run``
+and the outputs split back by each request's rows, so the batch truly shares one execution.
 """
 
 import ctypes
@@ -45,6 +49,7 @@ class TritonPythonModel:
         self.threads = int(_param(config, "intra_op_threads", "1"))
         profile_dir = _param(config, "profile_dir", "")
         self.profiler = _Profiler(profile_dir) if profile_dir else None
+        self.batched = int(config.get("max_batch_size", 0) or 0) > 0
         self.session = self._new_session()
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -63,9 +68,33 @@ class TritonPythonModel:
         return session
 
     def execute(self, requests):
+        if self.batched and len(requests) > 1:
+            return self._run_batch(requests)
         if self.profiler is None:
             return [self._run(request) for request in requests]
         return self._execute_profiled(requests)
+
+    def _run_batch(self, requests):
+        """One ``session.run`` for all ``requests``: inputs concatenated along dim 0, outputs
+        split back at the same row boundaries."""
+        try:
+            feeds = [self._feed(request) for request in requests]
+            rows = [len(feed[self.input_names[0]]) for feed in feeds]
+            stacked = {name: np.concatenate([feed[name] for feed in feeds])
+                       for name in self.input_names}
+            results = self.session.run(self.output_names, stacked)
+        except Exception as exc:  # every request of the batch gets the error
+            error = pb_utils.TritonError(str(exc))
+            return [pb_utils.InferenceResponse(error=error) for _ in requests]
+        bounds = np.cumsum(rows)[:-1]
+        parts = [np.split(value, bounds) for value in results]
+        return [pb_utils.InferenceResponse(output_tensors=[
+                    _output(name, part[k]) for name, part in zip(self.output_names, parts)])
+                for k in range(len(requests))]
+
+    def _feed(self, request):
+        return {name: _input(pb_utils.get_input_tensor_by_name(request, name))
+                for name in self.input_names}
 
     def _execute_profiled(self, requests):
         responses = []
@@ -86,9 +115,7 @@ class TritonPythonModel:
 
     def _run(self, request):
         try:
-            feed = {name: _input(pb_utils.get_input_tensor_by_name(request, name))
-                    for name in self.input_names}
-            results = self.session.run(self.output_names, feed)
+            results = self.session.run(self.output_names, self._feed(request))
         except Exception as exc:  # report to the client instead of killing the stub
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
         tensors = [_output(name, value) for name, value in zip(self.output_names, results)]

@@ -176,12 +176,14 @@ class TritonServer(children.Child):
 
 def serve_onnx(model_path: str | Path, name: str | None = None, repo_dir: str | Path | None = None,
                instances: int = 1, intra_op_threads: int = 1,
-               profile_dir: str | Path | None = None, **server_kwargs) -> TritonServer:
+               profile_dir: str | Path | None = None, batching=None,
+               **server_kwargs) -> TritonServer:
     """Write a repository for ``model_path`` and start a server for it (already ready).
 
     The caller owns the returned server: use it as a context manager or call ``stop()``.
     ``server.model_name`` holds the served model's name. ``profile_dir``: the model
     profiles ONNX Runtime into that folder (one profile per session, see triton_onnx_model).
+    ``batching``: a ``triton_repo.Batching`` to serve with Triton's dynamic batcher.
     """
     from .triton_repo import write_repository
 
@@ -189,7 +191,7 @@ def serve_onnx(model_path: str | Path, name: str | None = None, repo_dir: str | 
     server = TritonServer(repo, owned_paths=[] if repo_dir else [repo], **server_kwargs)
     try:
         server.model_name = write_repository(model_path, repo, name, instances, intra_op_threads,
-                                             profile_dir)
+                                             profile_dir, batching)
     except BaseException:
         server._remove_files()  # a temporary repository goes with the failed write
         raise

@@ -30,7 +30,8 @@ SHAPES_HELP = "NAME:DIMS[,NAME:DIMS...], dims joined by 'x' (e.g. x:1x3x640x640)
 @click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path),
               help="Timing cache file to read and update (ignored by TensorRT-RTX).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Engine cache folder [default: $GPUPROF_ENGINE_CACHE or engines/].")
+              help="Engine cache folder [default: $GPUPROF_ENGINE_CACHE, else "
+                   "$XDG_CACHE_HOME/gpuprof/engines (~/.cache/gpuprof/engines)].")
 @click.option("--force", is_flag=True, help="Rebuild even when the cache holds this engine.")
 @click.option("--no-progress", is_flag=True, help="Do not draw the progress bar.")
 @click.option("--verbose", is_flag=True, help="Show TensorRT's warnings and errors.")

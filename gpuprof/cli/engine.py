@@ -11,8 +11,10 @@ from pathlib import Path
 
 import click
 
+from ..errors import BadInputError
 from ..render.formats import FORMATS
 
+BACKEND_NOTE = "backend_note"  # meta.extra key: why this backend ran, shown again on reopening
 NO_NSYS = "nsys (Nsight Systems) is not on PATH"
 PHASE_LABELS = {"load": "loading model", "warmup": "warm-up", "timed": "timed pass",
                 "profile_load": "loading profiling session", "profiled": "layer profile"}
@@ -34,7 +36,7 @@ class RunArgs:
 
 
 @click.command("engine")
-@click.argument("model", type=str)
+@click.argument("model", type=str, metavar="MODEL.onnx|RUN.gpuprof")
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default="auto",
               show_default=True, help="auto: TensorRT when a TensorRT runtime and a GPU are usable, "
               "else ONNX Runtime.")
@@ -60,18 +62,45 @@ class RunArgs:
 @click.option("--no-layer-profile", is_flag=True, help="Skip the per-layer profiling pass.")
 def engine_command(model, backend, iterations, duration, warmup, profile_iterations, shapes,
                    out_dir, fmt, top, no_layer_profile):
-    """Run MODEL (ONNX) on TensorRT or ONNX Runtime and report latency, layers and memory."""
+    """Run MODEL (ONNX) on TensorRT or ONNX Runtime and report latency, layers and memory.
+    Given a saved engine run (a folder's run.gpuprof), print its report again."""
     from ..capture import onnx_inputs
     from ..capture.ort.fallback import choose_backend
+    from ..model.run_kind import is_saved_run
 
     model_path = Path(model)
+    if is_saved_run(model_path):
+        _reopen(model_path, out_dir, fmt, top)
+        return
     onnx_inputs.load_onnx(model_path)  # fail fast on a bad file, before any backend loads
     chosen, note = choose_backend(backend)
     out_dir = out_dir or Path("gpuprof-out") / (model_path.stem or "model")
     args = RunArgs(model_path, out_dir, iterations, duration, warmup, profile_iterations, shapes,
                    layer_profile=not no_layer_profile)
     profile = _run_tensorrt(args) if chosen == "tensorrt" else _run_onnxruntime(args)
+    if note:
+        profile.meta.extra[BACKEND_NOTE] = note  # so the saved run's report says it too
     _write_and_print(profile, out_dir, fmt, top, note)
+
+
+def _reopen(path: Path, out_dir: Path | None, fmt: str, top: int) -> None:
+    """The report of a saved engine run; with -o, every file of the run written there again."""
+    from ..model import Profile
+    from ..model.run_kind import require_command
+    from ..render.engine_report import build_engine_report
+    from ..render.report import render
+
+    if not path.is_file():
+        raise BadInputError(f"{path} does not exist", "Pass the run.gpuprof an engine run wrote")
+    profile = Profile.load(path)
+    require_command(profile.meta, path.name, "engine")
+    note = profile.meta.extra.get(BACKEND_NOTE)
+    if out_dir is not None:
+        _write_and_print(profile, out_dir, fmt, top, note)
+        return
+    report = build_engine_report(profile, top, note)
+    text = render(report, fmt, table=_csv_table(report) if fmt == "csv" else None, width=_width())
+    click.echo(text, nl=not text.endswith("\n"))
 
 
 def _run_tensorrt(args: RunArgs):
@@ -130,7 +159,8 @@ def _write_and_print(profile, out_dir: Path, fmt: str, top: int, note: str | Non
     from .engine_outputs import write_engine_outputs
 
     report, outputs = write_engine_outputs(profile, out_dir, top=top, backend_note=note)
-    text = render(report, fmt, table=_csv_table(report) if fmt == "csv" else None, width=_width())
+    # a terminal's own width; piped, the names stay whole
+    text = render(report, fmt, table=_csv_table(report) if fmt == "csv" else None)
     click.echo(text, nl=not text.endswith("\n"))
     click.echo(f"Wrote {', '.join(outputs.written)} to {out_dir}/", err=True)
     for name, why in outputs.skipped.items():
@@ -145,12 +175,6 @@ def _csv_table(report) -> str:
     """CSV on stdout holds one table: the layers, or the iterations when there are no layers."""
     layers = report.section("layers")
     return "layers" if layers is not None and layers.table is not None else "iterations"
-
-
-def _width() -> int:
-    import shutil
-
-    return max(shutil.get_terminal_size((120, 24)).columns, 80)
 
 
 class _Progress:

@@ -22,10 +22,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "engine": ("gpuprof.cli.engine", "engine_command", "Build, run and profile an ONNX model; write the reports."),
     "triton": ("gpuprof.cli.triton", "triton_group", "Triton: parse traces, serve a model for tests and demos."),
     "perf": ("gpuprof.cli.perf", "perf_command", "Load-test a Triton server (perf_analyzer-style)."),
+    "open": ("gpuprof.cli.open", "open_command", "Reopen a saved run (.gpuprof) with the report of the command that made it."),
     "net": ("gpuprof.cli.net", "net_command", "Capture TCP traffic per connection with eBPF, or report on a capture."),
     "doctor": ("gpuprof.cli.doctor", "doctor_command", "Check this machine and say which commands can run here."),
     "trtexec": ("gpuprof.cli.trtexec", "trtexec_command", "Report on trtexec's layer info, profile, times and log (TREx's tables)."),
     "diff": ("gpuprof.cli.diff", "diff_command", "Compare two runs: per-layer, kernel, stage and latency deltas; CI gates."),
+    "run": ("gpuprof.cli.run", "run_command", "Run a Python program with profiling on; print its inference report."),
 }
 
 

@@ -11,6 +11,7 @@ from ..errors import NoDataError
 from .options import report_output_options
 
 # what `gpuprof nsys` can report on; an export with none of them is refused
+HUMAN_FORMATS = ("terminal", "md")  # --group-nvtx groups these; CSV and JSON keep raw rows
 REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_events")
 
 
@@ -29,8 +30,11 @@ REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_even
 @click.option("--save", type=click.Path(path_type=Path),
               help="Save the loaded run (.gpuprof) to re-analyse later without the export.")
 @click.option("--top", type=int, help="Rows per table in terminal/Markdown views.")
+@click.option("--group-nvtx", is_flag=True,
+              help="Terminal/Markdown: one NVTX row for names that differ only by trailing ids "
+                   "(PyTorch's 'op_id = N'); CSV and JSON keep one row per name.")
 def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, trace_window, memory_plot,
-                 save, top):
+                 save, top, group_nvtx):
     """Analyse an Nsight Systems export (.sqlite, .nsys-rep) or a saved run (.gpuprof)."""
     from ..api import load
     from ..render.report import format_for, render, write_report
@@ -47,6 +51,7 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, trace_wi
         # written (the protobuf trace leaves per-slice arguments out)
         run = load(file, details=bool(_json_trace(chrome_trace) or out_dir or save))
     if not any(run.num_rows(name) for name in REPORTED_TABLES):
+        _refuse_other_saved_run(file, run)
         # refused only when there is nothing to report: NVTX ranges alone (a TensorRT engine
         # traced with -t nvtx), runtime calls or memory events alone make a report
         raise NoDataError(
@@ -63,20 +68,35 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, trace_wi
         for path in write_artifacts(run, report, out_dir):
             click.echo(f"Wrote {path}", err=True)
     _write_extras(run, chrome_trace, trace_window, memory_plot)
+    if group_nvtx and format_for(output, fmt) in HUMAN_FORMATS:  # after --out-dir's raw files
+        _group_nvtx(run, report)
     if output:
         with timed("write report"):
             click.echo(f"Wrote {write_report(report, output, fmt, table)}", err=True)
     else:
-        text = render(_terminal(report) if format_for(None, fmt) == "terminal" else report,
-                      format_for(None, fmt), table=table)
+        text = render(report, format_for(None, fmt), table=table)
         click.echo(text, nl=False)
 
 
-def _terminal(report):
-    from ..render.layer_section import for_terminal
+def _group_nvtx(run, report) -> None:
+    """The NVTX section with ids grouped, in the people's views only (machine formats keep
+    every name, so no row a program reads is merged away)."""
+    from ..analyze.layers import gpu_time_by_range
+    from ..render.nsys_full import range_section
+    from ..render.nsys_report import nvtx_section
 
-    report.sections = [for_terminal(s) for s in report.sections]
-    return report
+    def grouped_ranges(rows):
+        table = gpu_time_by_range(run, None, run.attributed(None), group_ids=True)
+        section = range_section(run, rows, table)
+        section.notes.append("Grouped (--group-nvtx): names that differ only by trailing ids "
+                             "share a row.")
+        return section
+
+    for key, build in (("nvtx", lambda rows: nvtx_section(run, rows, group_ids=True)),
+                       ("ranges", grouped_ranges)):
+        old = report.section(key)
+        if old is not None:
+            report.sections[report.sections.index(old)] = build(old.max_rows)
 
 
 def _write_extras(run, chrome_trace, trace_window, memory_plot) -> None:
@@ -122,6 +142,14 @@ def _window_ms(window: str) -> tuple[float, float]:
         raise click.BadParameter(f"{window!r} is not START:END in ms with 0 <= START < END "
                                  "(e.g. 1200:1250)", param_hint="--trace-window")
     return start, end
+
+
+def _refuse_other_saved_run(file: Path, run) -> None:
+    """A saved engine or triton run has nothing for this report: name the command that has."""
+    from ..model.run_kind import is_saved_run, require_command
+
+    if is_saved_run(file):
+        require_command(run.meta, file.name, "nsys")
 
 
 def _what_is_there(run) -> str:

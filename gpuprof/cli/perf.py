@@ -70,7 +70,8 @@ from ..errors import BadInputError, CaptureError
 @click.option("--waterfall", type=click.Path(dir_okay=False),
               help="PNG of the slowest requests' paths (--net).")
 @click.option("--chrome-trace", type=click.Path(dir_okay=False),
-              help="Chrome/Perfetto trace of every request's path (--net).")
+              help="Chrome/Perfetto trace of every traced request's path (--trace or --net; "
+                   "with --server-nsys also its GPU kernels and TensorRT layers).")
 @click.option("--server-nsys", type=click.Path(exists=True, dir_okay=False),
               help="--trace: an nsys export of the server made during the run; its GPU kernels "
                    "go to the request whose compute window holds them, by TensorRT layer.")
@@ -146,10 +147,13 @@ def _net_file(opts: dict):
     import tempfile
 
     if not opts["net"]:
-        for flag in ("net_file", "waterfall", "chrome_trace"):
+        for flag in ("net_file", "waterfall"):
             if opts[flag]:
                 raise BadInputError(f"--{flag.replace('_', '-')} needs --net",
                                     "Add --net (eBPF capture, as root)")
+        if opts["chrome_trace"] and not opts["trace"]:
+            raise BadInputError("--chrome-trace needs --trace or --net",
+                                "Add --trace (server stages) or --net (eBPF capture, as root)")
         return contextlib.nullcontext(None)
     if opts["net_file"]:
         return contextlib.nullcontext(Path(opts["net_file"]))
@@ -220,24 +224,26 @@ def _add_nodes(report, run, opts: dict):
 
 
 def _add_net(report, run, opts: dict, node_rows=None) -> list[Path]:
-    """The per-request path sections, and the waterfall PNG and trace when asked for."""
-    if run.net is None:
-        return []
-    from ..analyze.net_path import slowest, whole_path
+    """The per-request path sections, and the waterfall PNG and trace when asked for (the
+    trace also without eBPF, from the server trace alone)."""
+    from ..analyze.net_path import slowest
     from ..render import request_path, request_trace
 
+    frame, segments = run.path()
+    written = []
+    if opts["chrome_trace"] and segments:
+        kernels = None if run.kernels is None else (run.kernels.placed, run.kernels.members)
+        written.append(request_trace.write_request_trace(opts["chrome_trace"], frame, segments,
+                                                           node_rows, run.joined, kernels))
+    if run.net is None:
+        return written
     net = run.net
-    frame, segments = whole_path(net.path, run.joined)
     for section in request_path.path_sections(frame, segments, net.match, net.clocks,
                                               net.facts):
         report.add(section)
-    written = []
     if opts["waterfall"] and not frame.empty:
         written.append(request_path.plot_waterfall(slowest(frame, 20), segments,
                                                    opts["waterfall"]))
-    if opts["chrome_trace"]:
-        written.append(request_trace.write_request_trace(opts["chrome_trace"], frame, segments,
-                                                           node_rows))
     if opts["net_file"]:
         written.append(net.capture_path)
     return written

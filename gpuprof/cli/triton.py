@@ -17,6 +17,7 @@ from ..errors import BadInputError
 from .options import report_output_options
 
 DEFAULT = "parse"
+TITLE = "trace_title"  # meta.extra key of a saved run: the report's title when it was saved
 # subcommand -> (module, attribute) of the commands that live in other modules
 LAZY = {"serve": ("gpuprof.cli.triton_serve", "serve_command")}
 
@@ -61,11 +62,11 @@ def triton_group() -> None:
               help="Save the requests table as a run (.gpuprof) to re-analyse later.")
 def parse_command(traces: tuple[str, ...], output, fmt, table, chrome_trace, model, save) -> None:
     """Analyse Triton trace files. Each TRACE is a file, the base name of numbered parts
-    (trace.json for trace.json.0, .1, ... written with log-frequency), a directory or a glob."""
-    from ..ingest.triton_trace import read_triton_trace
+    (trace.json for trace.json.0, .1, ... written with log-frequency), a directory or a glob;
+    or one saved run (.gpuprof) that --save wrote."""
     from ..render.report import format_for, render, write_report
 
-    parsed = read_triton_trace(list(traces))
+    parsed = _read(traces)
     if model:
         parsed = _only_model(parsed, model)
     report = _report(parsed, traces)
@@ -74,11 +75,36 @@ def parse_command(traces: tuple[str, ...], output, fmt, table, chrome_trace, mod
 
         click.echo(f"Wrote {write_chrome_trace(chrome_trace, parsed.profile.requests)}", err=True)
     if save:
+        # the title names what the user passed: keep it so a reopened report reads the same
+        parsed.profile.meta.extra[TITLE] = _title(parsed, traces)
         click.echo(f"Saved run: {parsed.profile.save(save)}", err=True)
     if output:
         click.echo(f"Wrote {write_report(report, output, fmt, table)}", err=True)
     else:
         click.echo(render(report, format_for(None, fmt), table=table), nl=False)
+
+
+def _read(traces: tuple[str, ...]):
+    """The parsed trace files, or the trace a saved run holds (its four trace tables)."""
+    from ..ingest.triton_trace import TritonTrace, read_triton_trace
+    from ..model.run_kind import is_saved_run
+
+    saved = [t for t in traces if is_saved_run(t)]
+    if not saved:
+        return read_triton_trace(list(traces))
+    if len(traces) > 1:
+        raise BadInputError("a saved run is reopened alone, not with other traces",
+                            f"Run: gpuprof triton {saved[0]}")
+    from ..model import Profile
+    from ..model.run_kind import require_command
+
+    path = Path(saved[0])
+    if not path.is_file():
+        raise BadInputError(f"{path} does not exist", "Pass the file that --save wrote")
+    profile = Profile.load(path)
+    require_command(profile.meta, path.name, "triton")
+    extra = profile.meta.extra
+    return TritonTrace(profile, bool(extra.get("partial")), list(extra.get("issues") or []))
 
 
 def _report(parsed, traces: tuple[str, ...]):
@@ -89,10 +115,13 @@ def _report(parsed, traces: tuple[str, ...]):
                                 parsed.tensors)
     files = [s.name for s in parsed.profile.meta.sources]
     return build_triton_report(analysis, trace_facts(files, analysis, parsed.partial),
-                               parsed.issues, title=f"Triton trace: {_title(traces)}")
+                               parsed.issues, title=f"Triton trace: {_title(parsed, traces)}")
 
 
-def _title(traces: tuple[str, ...]) -> str:
+def _title(parsed, traces: tuple[str, ...]) -> str:
+    """What the user passed (base names only); a saved run's, as it was first reported."""
+    if TITLE in parsed.profile.meta.extra:
+        return parsed.profile.meta.extra[TITLE]
     names = [Path(t).name or t for t in traces]
     return names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1} more)"
 

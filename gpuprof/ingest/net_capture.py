@@ -29,8 +29,8 @@ DIRECTIONS = {"SEND": "send", "RECV": "recv"}
 # bpftrace's and the seed script's own messages: expected, not unparsed lines
 KNOWN_MESSAGES = ("Attaching ", "Tracing tcp", ". . .", "...")
 RUN_PREFIX = "RUN "     # a run of calls, from the runs program (gpuprof/bpf/net_runs.bt)
-RUN_COLUMNS = ["time_ns", "pid", "tid", "comm", "local_port", "remote_port", "direction",
-               "bytes", "last_ns", "calls"]
+RUN_COLUMNS = ["time_ns", "pid", "tid", "comm", "local_addr", "local_port", "remote_addr",
+               "remote_port", "direction", "bytes", "last_ns", "calls"]
 SEED_CLOCK = ("none: the seed layout has no monotonic time (TIME(ms) counts from bpftrace's "
               "start, TIME is wall-clock seconds); time_ns and bytes are -1")
 MONOTONIC_CLOCK = "CLOCK_MONOTONIC (bpftrace nsecs)"
@@ -58,8 +58,9 @@ def read_net_capture(path: str | Path) -> tuple[pd.DataFrame, NetCaptureFacts]:
 
 
 def _runs(lines: list[str], facts: NetCaptureFacts) -> pd.DataFrame:
-    """``RUN DIR PID TID LPORT RPORT FIRST_NS LAST_NS CALLS BYTES COMM`` lines (the runs
-    program) as rows; COMM, last, may hold spaces."""
+    """``RUN DIR PID TID LADDR:LPORT RADDR:RPORT FIRST_NS LAST_NS CALLS BYTES COMM`` lines (the
+    runs program) as rows; COMM, last, may hold spaces. Captures made before the program
+    printed addresses have bare ports there (addresses then empty)."""
     rows = []
     for line in lines:
         fields = line.rstrip().split(" ", 10)
@@ -67,13 +68,25 @@ def _runs(lines: list[str], facts: NetCaptureFacts) -> pd.DataFrame:
             _count_unparsed(line.rstrip(), facts)
             continue
         try:
-            pid, tid, lport, rport, first, last, calls, size = (int(f) for f in fields[2:10])
+            (laddr, lport), (raddr, rport) = _run_endpoint(fields[4]), _run_endpoint(fields[5])
+            pid, tid, first, last, calls, size = (int(f) for f in fields[2:4] + fields[6:10])
         except ValueError:
             _count_unparsed(line.rstrip(), facts)
             continue
-        rows.append((first, pid, tid, fields[10] if len(fields) > 10 else "", lport, rport,
-                     fields[1].lower(), size, last, calls))
+        rows.append((first, pid, tid, fields[10] if len(fields) > 10 else "", laddr, lport,
+                     raddr, rport, fields[1].lower(), size, last, calls))
     return pd.DataFrame.from_records(rows, columns=RUN_COLUMNS)
+
+
+def _run_endpoint(text: str) -> tuple[str, int]:
+    """'ADDR:PORT' (``_endpoint``) or, in captures older than the addresses, a bare port;
+    ValueError for anything else."""
+    if text.isdigit():
+        return "", int(text)
+    found = _endpoint(text)
+    if found is None:
+        raise ValueError(text)
+    return found
 
 
 def _read_lines(path: Path) -> tuple[list[str], int]:

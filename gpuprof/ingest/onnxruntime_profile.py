@@ -67,6 +67,7 @@ def parse_events(events: list[dict], offset_ns: int = 0, skip_runs: int = 0) -> 
         "duration_ns": nodes["dur"].to_numpy() * US,
         "start_ns": nodes["ts"].to_numpy() * US + offset_ns,
         "source": SOURCE,
+        "provider": nodes["provider"].to_numpy(),
     })
     providers = nodes["provider"].value_counts().to_dict()
     return OrtProfile(layers, _run_table(frame, runs.iloc[skip_runs:], layers, offset_ns), providers)

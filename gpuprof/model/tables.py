@@ -60,10 +60,11 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "time_ns": I64, "device_id": I32, "pid": I64, "source": CAT, "kind": CAT,
         "bytes": I64, "address": I64, "phase": CAT, "detail": CAT, "memory_kind": CAT,
     },
-    # per-layer timings from a layer profiler (TensorRT IProfiler, ONNX Runtime, trtexec)
+    # per-layer timings from a layer profiler (TensorRT IProfiler, ONNX Runtime, trtexec);
+    # provider: where the layer ran when the profiler says (ONNX Runtime's execution provider)
     "layer_timings": {
         "iteration": I64, "layer": CAT, "layer_type": CAT, "duration_ns": I64,
-        "start_ns": I64, "source": CAT,
+        "start_ns": I64, "source": CAT, "provider": CAT,
     },
     # a built engine's layers: from TensorRT's engine inspector (the engine as it runs: fused
     # layers, reformats, precision, tactic) or, where no GPU can load the plan, the parsed
@@ -72,10 +73,11 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "index": I64, "layer": STR, "layer_type": CAT, "precision": CAT, "tactic": STR,
         "onnx_nodes": STR, "info_kind": CAT,
     },
-    # one row per timed inference of a driven run (host clock and CUDA events)
+    # one row per timed inference of a driven run or of a program under gpuprof.profile()
+    # (host clock and CUDA events); tid: the calling thread where known (profile())
     "iterations": {
         "iteration": I64, "start_ns": I64, "end_ns": I64, "latency_ns": I64,
-        "h2d_ns": I64, "compute_ns": I64, "d2h_ns": I64, "source": CAT,
+        "h2d_ns": I64, "compute_ns": I64, "d2h_ns": I64, "source": CAT, "tid": I64,
     },
     # server-side request stages (Triton traces): one row per (request, stage)
     "requests": {

@@ -17,6 +17,8 @@ import pandas as pd
 from ..model import ClockDomain
 
 CLIENT_WIRE = ["client_port", "sent_bytes", "received_bytes"]  # what the client itself counted
+# what the trace's GPU tracks need of each kernel
+KERNEL_COLUMNS = ["start_ns", "end_ns", "device_id", "stream_id", "name", "demangled_name"]
 
 
 @dataclass
@@ -35,6 +37,8 @@ class KernelResult:
     found: object                     # analyze.request_kernels.RequestKernels
     clock: ClockDomain                # how the export was put on the client's clock
     export_name: str
+    placed: pd.DataFrame | None = None    # each kernel given to an execution (placed_kernels)
+    members: pd.DataFrame | None = None   # request_id -> execution (execution_members)
 
 
 @dataclass
@@ -57,6 +61,22 @@ class PerfRun:
         path = self.net.path
         extra = [c for c in path.columns if c == "request_id" or c not in base.columns]
         return self._with_kernels(base.merge(path[extra], on="request_id", how="left"))
+
+    def path(self) -> tuple[pd.DataFrame, list[str]]:
+        """Each request's path and its segments in order, for the trace and the waterfall:
+        with eBPF the network around the server stages (``net_path.whole_path``), else the
+        trace join's segments (client to server, stages, server to client)."""
+        from ..analyze.net_path import whole_path
+        from ..analyze.perf_trace import SEGMENTS
+
+        if self.net is not None:
+            return whole_path(self.net.path, self.joined)
+        if self.joined is None:
+            return pd.DataFrame(), []
+        wire = self.requests[["request_id", *CLIENT_WIRE]].rename(
+            columns={"sent_bytes": "client_send_bytes", "received_bytes": "client_recv_bytes"})
+        frame = self.joined.merge(wire, on="request_id").dropna(subset=SEGMENTS)
+        return frame.reset_index(drop=True), list(SEGMENTS)
 
     def _with_kernels(self, base: pd.DataFrame | None) -> pd.DataFrame | None:
         if base is None or self.kernels is None:
@@ -81,7 +101,8 @@ def run_perf(spec, progress=None, net_file: Path | None = None, net_program: str
     requests = sweep.requests_table()
     spans = (None if sweep.trace_requests is None
              else perf_trace.server_spans(sweep.trace_requests, sweep.prefix))
-    joined = None if spans is None else perf_trace.join_requests(requests, spans)
+    joined = (None if spans is None
+              else perf_trace.join_requests(requests, spans, batch_rows(sweep.shapes)))
     net = None if captured is None else analyze_net(requests, captured, port, spans)
     run = PerfRun(sweep, requests, spans, joined, net)
     if spec.trace:
@@ -91,6 +112,13 @@ def run_perf(spec, progress=None, net_file: Path | None = None, net_program: str
     if server_nsys is not None and spans is not None:
         run.kernels = server_kernels(spans, Path(server_nsys))
     return run
+
+
+def batch_rows(shapes: dict[str, tuple[int, ...]]) -> int:
+    """A request's rows: the first dim of its first input as sent (every request of a load test
+    has the same shapes; a scalar input is one row)."""
+    first = next(iter(shapes.values()), ())
+    return int(first[0]) if first else 1
 
 
 def _capture(spec, progress, net_file: Path | None, net_program: str):
@@ -126,10 +154,13 @@ def server_kernels(spans: pd.DataFrame, export: Path) -> KernelResult:
                             "start_ns": spans["compute_start_ns"],
                             "end_ns": spans["infer_end_ns"]}).dropna().astype(
         {"start_ns": "int64", "end_ns": "int64"})
-    kernels = shifted("kernels", run.frame("kernels", ["start_ns", "end_ns"]), clock.offset_ns)
-    found = request_kernels.kernels_per_execution(windows, kernels,
-                                                  request_kernels.kernel_layers(run))
-    return KernelResult(found, clock, export.name)
+    kernels = shifted("kernels", run.frame("kernels", KERNEL_COLUMNS), clock.offset_ns)
+    layers = request_kernels.kernel_layers(run)
+    found = request_kernels.kernels_per_execution(windows, kernels, layers)
+    # the placed kernels, for the trace's GPU tracks: only those inside a window are kept
+    placed = request_kernels.placed_kernels(windows, kernels, layers)
+    return KernelResult(found, clock, export.name, placed,
+                        request_kernels.execution_members(windows))
 
 
 def analyze_net(requests: pd.DataFrame, captured, server_port: int,

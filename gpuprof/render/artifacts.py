@@ -13,7 +13,7 @@ def write_artifacts(run, report: Report, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [write_report(report, out / "report.md"), write_report(report, out / "report.json"),
-               write_report(_terminal_copy(report), out / "report.txt")]
+               write_report(report, out / "report.txt")]
     for section in report.sections:
         if section.table is not None and len(section.table):
             written.append(write_report(report, out / f"{section.key}.csv", table=section.key))
@@ -53,8 +53,3 @@ def write_memory_plot(run, path: str | Path) -> Path:
     return plot_memory(memory_timeline(events), path, origin_ns=run.time_zero,
                        phases=memory_by_phase(events))
 
-
-def _terminal_copy(report: Report) -> Report:
-    from .layer_section import for_terminal
-
-    return Report(report.title, [for_terminal(s) for s in report.sections], dict(report.facts))

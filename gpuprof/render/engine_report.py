@@ -46,7 +46,7 @@ def build_engine_report(profile, top: int = TOP_LAYERS, backend_note: str | None
     title = f"gpuprof engine: {extra.get('model', '?')}"
     if extra.get("partial"):
         title += f" (PARTIAL: interrupted during {extra.get('interrupted_phase', '?')})"
-    report = Report(title=title, facts=_facts(profile, backend_note))
+    report = Report(title=title, facts=_facts(profile, backend_note), kind="engine")
     unit = _time_unit(profile.iterations["latency_ns"])
     report.add(_latency_section(profile.iterations, unit))
     report.add(_iterations_section(profile.iterations, unit))

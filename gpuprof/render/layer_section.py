@@ -8,10 +8,9 @@ from ..analyze.layers import pareto
 from .report import Section
 
 TERMINAL_LAYER_ROWS = 25
-
-
-def shorten(name: str, width: int = 60) -> str:
-    return name if len(name) <= width else name[: width // 2 - 1] + "…" + name[-(width - width // 2):]
+# the layer table's rows for programs: raw ns, shares as fractions, top kernels as a list
+LAYER_MACHINE_COLUMNS = ["layer", "reformat", "calls", "total_ns", "mean_ns", "median_ns",
+                         "share", "cumulative_share", "kernels_per_call", "top_kernels"]
 
 
 def layer_section(layers: pd.DataFrame, coverage: float, *, key: str = "layers",
@@ -38,15 +37,9 @@ def layer_section(layers: pd.DataFrame, coverage: float, *, key: str = "layers",
         "kernels/call": layers["kernels_per_call"],
         "top kernels": layers["top_kernels"].map(lambda ks: ", ".join(ks)),
     })
-    return Section(key, title, table, notes, max_rows=TERMINAL_LAYER_ROWS)
+    data = layers[[c for c in LAYER_MACHINE_COLUMNS if c in layers]].reset_index(drop=True)
+    data = data.assign(layer=data["layer"].astype(str),
+                       top_kernels=[[str(k) for k in ks] for ks in data["top_kernels"]])
+    return Section(key, title, table, notes, max_rows=TERMINAL_LAYER_ROWS, data=data,
+                   name_lists=("top kernels",))
 
-
-def for_terminal(section: Section) -> Section:
-    """A copy whose long names fit a terminal; CSV and JSON keep the full names."""
-    if section.table is None:
-        return section
-    table = section.table.copy()
-    for col in ("layer", "name", "kernel", "top kernels"):
-        if col in table:
-            table[col] = table[col].astype(str).map(lambda s: shorten(s, 48))
-    return Section(section.key, section.title, table, section.notes, section.max_rows)

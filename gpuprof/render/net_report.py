@@ -16,7 +16,8 @@ NS_PER_MS = 1_000_000
 
 def build_net_report(traffic: pd.DataFrame, facts: NetCaptureFacts, source: str,
                      title: str | None = None) -> Report:
-    report = Report(title=title or f"Network capture: {source}", facts=net_facts(facts, source, traffic))
+    report = Report(title=title or f"Network capture: {source}", facts=net_facts(facts, source, traffic),
+                    kind="net")
     warnings = _warnings(facts)
     if warnings:
         report.add(Section("warnings", "Warnings", notes=warnings))

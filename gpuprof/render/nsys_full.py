@@ -15,7 +15,7 @@ from .section_times import timed
 
 def nsys_report(run, top: int | None = None) -> Report:
     with timed("facts"):
-        report = Report(title=f"gpuprof: {_source_name(run)}", facts=facts(run))
+        report = Report(title=f"gpuprof: {_source_name(run)}", facts=facts(run), kind="nsys")
     with timed("layers or ranges"):
         first = _layers_or_ranges(run)
     if first is not None:
@@ -65,8 +65,9 @@ def facts(run) -> dict[str, str]:
     return out
 
 
-def range_section(run, rows: int = 20) -> Section:
-    table = run.gpu_time_by_range()
+def range_section(run, rows: int = 20, table: pd.DataFrame | None = None) -> Section:
+    """GPU time per NVTX range name (``table``: another grouping of the same, e.g. ids grouped)."""
+    table = run.gpu_time_by_range() if table is None else table
     shown = pd.DataFrame({
         "domain": table["domain"].astype(str), "range": table["name"].astype(str),
         "calls": table["calls"].astype("int64"), "GPU ms": table["total_ns"] / 1e6,
@@ -75,7 +76,10 @@ def range_section(run, rows: int = 20) -> Section:
     })
     notes = [f"NVTX coverage: {run.nvtx_coverage():.2%} of kernel time falls inside a push/pop range "
              "(each kernel counted once, in its innermost range)."]
-    return Section("ranges", "GPU time by NVTX range", shown, notes, max_rows=rows)
+    data = table[["domain", "name", "calls", "total_ns", "mean_ns", "share",
+                  "kernels_per_call"]].astype({"domain": str, "name": str})
+    return Section("ranges", "GPU time by NVTX range", shown, notes, max_rows=rows,
+                   data=data.rename(columns={"name": "range"}).reset_index(drop=True))
 
 
 HOST_TIME = "CPU-side (host) time, not GPU time"
@@ -103,7 +107,14 @@ def host_layer_section(run, rows: int = 20) -> Section:
              "'nsys profile -t cuda,nvtx' for GPU time per layer.",
              "Engine wrapper ranges (ExecutionContext::...) hold whole inferences and are left "
              "out; the NVTX section lists them."]
-    return Section("layers", f"TensorRT layers by {HOST_TIME}", shown, notes, max_rows=rows)
+    # for programs the unit says it: host_total_ns, never a GPU time
+    data = layers[["layer", "reformat", "calls", "total_ns", "mean_ns", "median_ns", "share",
+                   "cumulative_share"]].astype({"layer": str}).rename(columns={
+                       "total_ns": "host_total_ns", "mean_ns": "host_mean_ns",
+                       "median_ns": "host_median_ns", "share": "host_share",
+                       "cumulative_share": "host_cumulative_share"})
+    return Section("layers", f"TensorRT layers by {HOST_TIME}", shown, notes, max_rows=rows,
+                   data=data.reset_index(drop=True))
 
 
 def _other_sections(run) -> list[Section]:

@@ -90,6 +90,10 @@ MEMORY_COLUMNS: Columns = [
     ("frees", "Frees", None),
 ]
 
+# in JSON and CSV only: what a memory row is, for programs that select by kind and GPU
+MEMORY_MACHINE_ONLY: Columns = [("memory_kind", "", None), ("device_id", "", None),
+                                ("peak_time_ns", "", None)]
+
 
 # An analysis table by section name: (name, how to compute it) -> the table. A saved run
 # hands in its stored tables this way (``Run.section_table``); by default each is computed.
@@ -153,18 +157,23 @@ def kernel_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
              "(kernels overlapping on different streams each count in full).",
              _variants_note(merged), _percentile_note(summary["count"])]
     return Section("kernels", "GPU kernels by total time", table, [n for n in notes if n],
-                   max_rows)
+                   max_rows, data=machine_rows(summary.rename(columns={by: "kernel"}),
+                                               KERNEL_COLUMNS))
 
 
 def nvtx_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
+                 group_ids: bool = False,
                  summary: pd.DataFrame | None = None) -> Section | None:
-    summary = nvtx_summary(profile.nvtx_ranges) if summary is None else summary
+    summary = nvtx_summary(profile.nvtx_ranges, group_ids) if summary is None else summary
     if summary.empty:
         return None
     notes = ["Push/pop ranges nest on one thread; start/end ranges may cross threads. "
              "Nested ranges each count their full duration.", _percentile_note(summary["count"])]
+    if group_ids:
+        notes.append("Grouped (--group-nvtx): names that differ only by trailing ids "
+                     "('op_id = *') share a row; CSV and JSON keep one row per name.")
     return Section("nvtx", "NVTX ranges by total time", _display(summary, NVTX_COLUMNS),
-                   [n for n in notes if n], max_rows)
+                   [n for n in notes if n], max_rows, data=machine_rows(summary, NVTX_COLUMNS))
 
 
 def copy_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
@@ -175,7 +184,7 @@ def copy_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
     notes = ["Bandwidth is bytes over the time the operations were running (MB = 10^6 bytes, "
              "GB/s = 10^9 bytes/s)."]
     return Section("copies", "Memory copies and sets", _display(summary, COPY_COLUMNS), notes,
-                   max_rows)
+                   max_rows, data=machine_rows(summary, COPY_COLUMNS))
 
 
 def api_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
@@ -189,7 +198,7 @@ def api_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
              "several threads each count in full). Time is host (CPU) time inside the call; "
              "the median of an even count is the mean of the two middle calls."]
     return Section("api", "CUDA API calls by total time", _display(summary, API_COLUMNS), notes,
-                   max_rows)
+                   max_rows, data=machine_rows(summary, API_COLUMNS))
 
 
 def gpu_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
@@ -201,7 +210,8 @@ def gpu_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
     notes = ["Busy time is the union of kernel and copy intervals: concurrent work on several "
              "streams counts once (Work sums every operation's duration). Span runs from the "
              "first GPU operation to the last; an idle gap is time with nothing running."]
-    return Section("gpus", "GPU utilisation", _display(busy, BUSY_COLUMNS), notes, max_rows)
+    return Section("gpus", "GPU utilisation", _display(busy, BUSY_COLUMNS), notes, max_rows,
+                   data=machine_rows(busy, BUSY_COLUMNS))
 
 
 def gap_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
@@ -214,7 +224,8 @@ def gap_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
     notes = [f"The {top} longest stretches per GPU with no kernel or copy running, with when "
              "they began (ms since the first event of the profile): look at the host threads "
              "then (e.g. in the Chrome trace) for the stall."]
-    return Section("gaps", "Longest GPU idle gaps", _display(gaps, GAP_COLUMNS), notes, max_rows)
+    return Section("gaps", "Longest GPU idle gaps", _display(gaps, GAP_COLUMNS), notes, max_rows,
+                   data=machine_rows(gaps, GAP_COLUMNS))
 
 
 def stream_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
@@ -226,7 +237,7 @@ def stream_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
     busy = busy.sort_values(["busy_ns", "device_id", "stream_id"], ascending=[False, True, True])
     notes = ["Per stream: an idle gap is time between consecutive operations on that stream."]
     return Section("streams", "Streams by busy time", _display(busy, BUSY_COLUMNS), notes,
-                   max_rows)
+                   max_rows, data=machine_rows(busy, BUSY_COLUMNS))
 
 
 def _origin(profile: Profile, origin_ns: int | None) -> int:
@@ -262,7 +273,8 @@ def memory_section(profile: Profile, max_rows: int | None = DEFAULT_MAX_ROWS,
     if any(str(k).startswith("managed") for k in kinds):
         notes.append("Managed (unified) memory migrates between host and GPU; its row counts "
                      "what was allocated, wherever it resided.")
-    return Section("memory", MEMORY_TITLE, _display(summary, MEMORY_COLUMNS), notes, max_rows)
+    return Section("memory", MEMORY_TITLE, _display(summary, MEMORY_COLUMNS), notes, max_rows,
+                   data=machine_rows(summary, MEMORY_COLUMNS + MEMORY_MACHINE_ONLY))
 
 
 def profile_facts(profile: Profile) -> dict[str, str]:
@@ -289,6 +301,13 @@ def _display(summary: pd.DataFrame, columns: Columns) -> pd.DataFrame:
                 values = values.astype("float64") * scale
             out[shown] = values
     return pd.DataFrame(out).reset_index(drop=True)
+
+
+def machine_rows(summary: pd.DataFrame, columns: Columns) -> pd.DataFrame:
+    """The rows for JSON and CSV: the listed analysis columns as they are (raw ns and bytes,
+    shares as fractions, full precision); their names are the machine keys."""
+    keep = [source for source, _, _ in columns if source in summary.columns]
+    return summary[keep].reset_index(drop=True)
 
 
 def _variants_note(merged: int) -> str | None:

@@ -17,6 +17,7 @@ from ..analyze.memory import on_host
 from ..errors import NoDataError, require_module
 from ..fsutil import atomic_path
 from ..units import MIB
+from .names import fit_names
 
 MAX_LABEL_CHARS = 60
 
@@ -136,7 +137,8 @@ def plot_layers(table: pd.DataFrame, path: str | Path, label: str = "layer",
     if table.empty:
         raise NoDataError("nothing to plot: the table is empty")
     rows = table.nlargest(top, value)[::-1]
-    labels = [_text(_short(str(v))) for v in rows[label]]
+    # cut like the terminal's tables: what tells the bars apart stays (never two alike)
+    labels = [_text(v) for v in fit_names([str(v) for v in rows[label]], MAX_LABEL_CHARS)]
     fig = _figure((10, 1.2 + 0.32 * len(rows)))
     ax = fig.add_subplot()
     ax.barh(range(len(rows)), rows[value].to_numpy() / 1e6)
@@ -163,6 +165,3 @@ def _text(text: str) -> str:
     """Names are data: a '$' in a kernel or layer name must not start matplotlib math mode."""
     return text.replace("$", r"\$")
 
-
-def _short(text: str) -> str:
-    return text if len(text) <= MAX_LABEL_CHARS else text[: MAX_LABEL_CHARS - 1] + "…"

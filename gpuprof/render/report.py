@@ -25,6 +25,10 @@ class Section:
     max_rows: int | None = None         # rows shown in terminal/Markdown (None = all)
     # verbatim lines (ASCII art such as a timeline): never wrapped, escaped or re-flowed
     preformatted: list[str] = field(default_factory=list)
+    # the rows for programs (JSON, CSV): raw units, snake_case keys (``machine.py``); None:
+    # derived from ``table`` by renaming each display label to its machine key
+    data: pd.DataFrame | None = None
+    name_lists: tuple[str, ...] = ()    # columns whose cells list names ("a, b"), cut per name
 
 
 @dataclass
@@ -32,6 +36,7 @@ class Report:
     title: str
     sections: list[Section] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)  # shown as a header list: "GPU": "H100"
+    kind: str = "report"    # the command that made it (nsys, engine, ...): JSON's "kind"
 
     def section(self, key: str) -> Section | None:
         return next((s for s in self.sections if s.key == key), None)
@@ -58,17 +63,20 @@ def format_for(path: str | Path | None, fmt: str | None) -> str:
     return EXTENSIONS[suffix]
 
 
-def render(report: Report, fmt: str, table: str | None = None, width: int | None = None) -> str:
-    from . import text_formats
+def render(report: Report, fmt: str, table: str | None = None, width: int | None = None,
+           tty: bool | None = None) -> str:
+    """``report`` in ``fmt``. A terminal rendering fits ``width`` columns, by default the
+    terminal's when ``tty`` (default: stdout is one), and cuts nothing otherwise (pipes)."""
+    from . import machine, text_formats
 
     if fmt == "terminal":
-        return text_formats.to_terminal(report, width=width)
+        return text_formats.to_terminal(report, width=width, tty=tty)
     if fmt == "md":
         return text_formats.to_markdown(report)
     if fmt == "json":
-        return text_formats.to_json(report)
+        return machine.to_json(report)
     if fmt == "csv":
-        return text_formats.to_csv(report, table)
+        return machine.to_csv(report, table)
     raise BadInputError(f"unknown format '{fmt}'", f"Choose one of: {', '.join(FORMATS)}")
 
 
@@ -77,7 +85,7 @@ def write_report(report: Report, path: str | Path, fmt: str | None = None,
     from ..fsutil import atomic_write
 
     fmt = format_for(path, fmt)
-    text = render(report, fmt, table=table, width=120)
+    text = render(report, fmt, table=table, tty=False)  # a file: names never cut
     with atomic_write(path, "w", encoding="utf-8") as handle:
         handle.write(text)
     return Path(path)

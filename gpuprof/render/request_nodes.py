@@ -23,7 +23,19 @@ def nodes_section(nodes) -> Section:
     if result is None:
         return Section("ort_nodes", title, notes=list(nodes.notes))
     return Section("ort_nodes", title, _node_display(result.per_node),
-                   notes=_notes(nodes, result), max_rows=TERMINAL_ROWS)
+                   notes=_notes(nodes, result), max_rows=TERMINAL_ROWS,
+                   data=_node_data(result.per_node))
+
+
+def _node_data(per_node: pd.DataFrame) -> pd.DataFrame:
+    """The rows for JSON/CSV: the same statistics in raw ns (keys mean_ns, p50_ns, ...)."""
+    stats = ["mean", *[percentile_label(q) for q in DEFAULT_PERCENTILES], "max"]
+    out = pd.DataFrame({"node": per_node["layer"].astype(str),
+                        "op": per_node["layer_type"].astype(str),
+                        "n": per_node["count"].astype("int64")})
+    for col in stats:
+        out[f"{col}_ns"] = per_node[col].astype("float64")
+    return out
 
 
 def _node_display(per_node: pd.DataFrame) -> pd.DataFrame:

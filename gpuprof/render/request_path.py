@@ -15,6 +15,7 @@ from .report import Section
 # segment -> (its name, where it ends in the terminal table: short, so cells stay whole,
 # and the boundary the seed's timeline names)
 SEGMENTS = {
+    "to_server_ns": ("to server", "HTTP_RECV_START", "HTTP_RECV_START"),  # without eBPF
     "net_client_send_ns": ("client send", "1st send() done", "CLIENT_SEND"),
     "net_wire_in_ns": ("wire in", "server 1st recv()", "SERVER_RECV"),
     "net_server_read_ns": ("server read", "HTTP_RECV_START", "HTTP_RECV_START"),
@@ -28,6 +29,7 @@ SEGMENTS = {
     "net_server_send_ns": ("server send", "server 1st send()", "SERVER_SEND"),
     "net_wire_out_ns": ("wire out", "client 1st recv()", "CLIENT_RECV"),
     "net_client_recv_ns": ("client recv", "client end", "CLIENT_END"),
+    "from_server_ns": ("from server", "client end", "CLIENT_END"),   # without eBPF
 }
 LABELS = {segment: name for segment, (name, _, _) in SEGMENTS.items()}
 WHERE = {segment: until for segment, (_, until, _) in SEGMENTS.items()}
@@ -46,10 +48,10 @@ def path_sections(frame: pd.DataFrame, segments: list[str], match, clocks: dict,
     notes.append("each segment runs from the end of the previous one to the boundary in "
                  "'until'; send()/recv() times are when those system calls returned (eBPF)")
     return [Section("net_path", "Per-request path: client, network, server (µs)",
-                    _summary_display(summary), notes=notes),
+                    _summary_display(summary), notes=notes, data=_summary_data(summary)),
             timeline_section(frame, segments),
             Section("clocks", "Clocks, checked against the client's CLOCK_MONOTONIC",
-                    clock_table(clocks)),
+                    clock_table(clocks), data=clock_data(clocks)),
             Section("waterfall", f"The {min(slowest_n, len(frame))} slowest requests",
                     preformatted=waterfall_lines(slowest(frame, slowest_n), segments))]
 
@@ -82,6 +84,18 @@ def _summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _summary_data(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows for JSON/CSV: each segment's statistics in raw ns (mean_ns, p50_ns, ...), with
+    its per-request CSV column."""
+    out = pd.DataFrame({"segment": [LABELS[s] for s in summary["segment"]],
+                        "column": summary["segment"].astype(str),
+                        "until": [WHERE[s] for s in summary["segment"]],
+                        "n": summary["count"].astype("int64")})
+    for col in ["mean", *[percentile_label(q) for q in DEFAULT_PERCENTILES], "max"]:
+        out[f"{col}_ns"] = summary[col].astype("float64")
+    return out
+
+
 def _match_notes(match, matched: int, negative: int, facts) -> list[str]:
     from ..analyze.stats import unreliable_percentiles
 
@@ -108,6 +122,13 @@ def _match_notes(match, matched: int, negative: int, facts) -> list[str]:
         notes.append(f"server pid(s) seen on the connections: "
                      f"{', '.join(map(str, match.server_pids))}")
     return notes
+
+
+def clock_data(clocks: dict) -> pd.DataFrame:
+    """The clocks for JSON/CSV, in ns; an error bound not measured is null."""
+    return pd.DataFrame([{"source": name, "offset_ns": c.offset_ns,
+                          "error_bound_ns": c.error_ns if c.error_ns >= 0 else None,
+                          "method": c.method} for name, c in clocks.items()])
 
 
 def clock_table(clocks: dict) -> pd.DataFrame:

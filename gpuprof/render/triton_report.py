@@ -25,7 +25,7 @@ REQUEST_ROWS = 60      # per-request stage rows shown in terminal/Markdown
 
 def build_triton_report(analysis: RequestAnalysis, facts: dict[str, str],
                         issues: list[str], title: str = "Triton trace") -> Report:
-    report = Report(title=title, facts=dict(facts))
+    report = Report(title=title, facts=dict(facts), kind="triton")
     if issues:
         report.add(Section("warnings", "Warnings", notes=list(issues)))
     report.add(_summary_section(analysis))

@@ -4,7 +4,7 @@ Shapes follow perf_analyzer: a variable dim (-1) needs ``--shape``; for a batchi
 (``max_batch_size > 0``) ``--shape`` and JSON shapes leave out the batch dim, which ``-b`` sets.
 Input data is ``random``, ``zero`` or a perf_analyzer JSON file:
 ``{"data": [{"INPUT": [...] or {"content": [...], "shape": [...]}}, ...]}``; requests cycle
-through its entries.
+through its entries, and the first entry's ``"shape"`` defines variable dims as --shape does.
 """
 
 from __future__ import annotations
@@ -120,9 +120,26 @@ def numpy_type(tensor: TensorInfo):
     return NUMPY_TYPES[tensor.datatype]
 
 
+def data_shapes(source: str) -> dict[str, tuple[int, ...]]:
+    """The shapes the first entry of an ``--input-data`` JSON gives its inputs (``"shape"``):
+    as in perf_analyzer, they define the variable dims that --shape would (which wins)."""
+    if source in ("random", "zero"):
+        return {}
+    first = _entries(source)[0]
+    if not isinstance(first, dict):
+        return {}
+    return {name: tuple(int(d) for d in value["shape"]) for name, value in first.items()
+            if isinstance(value, dict) and isinstance(value.get("shape"), list)}
+
+
 def read_input_json(path: str | Path, info: ModelInfo,
                     shapes: dict[str, tuple[int, ...]]) -> list[Payload]:
     """Parse perf_analyzer's ``--input-data`` JSON into payloads, checking names and sizes."""
+    return [_payload(i, e, info, shapes) for i, e in enumerate(_entries(path))]
+
+
+def _entries(path: str | Path) -> list:
+    """The ``data`` list of a perf_analyzer input JSON."""
     try:
         doc = json.loads(Path(path).read_text())
     except FileNotFoundError as exc:
@@ -134,7 +151,7 @@ def read_input_json(path: str | Path, info: ModelInfo,
     entries = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(entries, list) or not entries:
         raise BadInputError(f"'{path}' has no \"data\" list", 'Use {"data": [{"INPUT": [...]}]}')
-    return [_payload(i, e, info, shapes) for i, e in enumerate(entries)]
+    return entries
 
 
 def _payload(index: int, entry, info: ModelInfo, shapes) -> Payload:
@@ -155,6 +172,7 @@ def _tensor(tensor: TensorInfo, value, shape, max_batch: int, index: int) -> np.
     sample_shape = shape[1:] if max_batch > 0 else shape
     if isinstance(value, dict) and "shape" in value:
         sample_shape = tuple(int(d) for d in value["shape"])
+        _one_shape(tensor, sample_shape, max_batch, batch)  # it must fit the model's dims
     flat = _content(value, dtype)
     if flat.size != math.prod(sample_shape):
         raise BadInputError(f"input data entry {index}: '{tensor.name}' has {flat.size} values "

@@ -22,7 +22,7 @@ import pandas as pd
 from ...errors import BadInputError, GpuprofError
 from .analysis import SweepAnalysis
 from .drivers import Budget, LoadDriver
-from .inputs import ModelInfo, make_payloads, request_shapes
+from .inputs import ModelInfo, data_shapes, make_payloads, request_shapes
 from .options import LoadSpec
 from .server_api import ServerAPI, ServerGone
 from .transport import make_sender
@@ -79,7 +79,7 @@ def measure_sweep(spec: LoadSpec, analysis: SweepAnalysis, progress=None) -> Swe
 
 def _run(spec: LoadSpec, api: ServerAPI, analysis: SweepAnalysis, progress) -> SweepResult:
     info = api.model_info(spec.model, spec.model_version)
-    shapes = request_shapes(info, spec.shapes, spec.batch_size)
+    shapes = request_shapes(info, data_shapes(spec.input_data) | spec.shapes, spec.batch_size)
     payloads = make_payloads(info, shapes, spec.input_data, spec.seed)
     result = SweepResult(spec, info, shapes, f"gp{os.getpid()}-{secrets.token_hex(3)}-")
     factory = functools.partial(make_sender, spec.protocol, spec.url, spec.model,

@@ -85,11 +85,14 @@ def build_engine(model: str | os.PathLike, options: BuildOptions | None = None,
     target = build_target(trt)
     model_sha = file_sha256(model)
     key = cache_key(model_sha, options.key_dict(), api.describe(trt), target)
-    entry = CacheEntry.for_key(cache_dir or default_cache_dir(), model.name, key)
+    directory = cache_dir or default_cache_dir()
+    entry = CacheEntry.for_key(directory, model.name, key)
     if force:
         entry.remove()
-    elif (sidecar := entry.read_sidecar()) is not None:
-        return BuildResult(entry, sidecar, True, time.perf_counter() - started)
+    else:
+        found = CacheEntry.find(directory, model.name, key)
+        if (sidecar := found.read_sidecar()) is not None:
+            return BuildResult(found, sidecar, True, time.perf_counter() - started)
     state = state or ProgressState(progress)
     sidecar, notes = _build_into(trt, entry, model, options, timing_cache, state, log)
     sidecar.update(key=key, target=target, model={"name": model.name, "sha256": model_sha,
@@ -173,11 +176,23 @@ def parse_onnx(trt: ModuleType, model: Path, log: LogCallback | None = None) -> 
     builder = trt.Builder(logger)
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(model)):
+    if not _parse(parser, model):
         raise BadInputError(f"TensorRT could not parse {model.name}: {'; '.join(parser_errors(parser))}",
                             "Replace or remove these nodes (e.g. 'polygraphy surgeon sanitize "
                             "--fold-constants'), or provide a TensorRT plugin for them")
     return Parsed(builder, network, parser, logger, records)
+
+
+def _parse(parser: trt_types.OnnxParser, model: Path) -> bool:
+    """Parse the file, with a symbolic dim name repeated within one input split per axis
+    (``onnx_inputs.distinct_dim_params``) so that such dims can take different sizes."""
+    from .. import onnx_inputs
+
+    proto = onnx_inputs.load_onnx(model)
+    if not onnx_inputs.distinct_dim_params(proto):
+        return parser.parse_from_file(str(model))
+    # the path lets the parser find external weights beside the file
+    return parser.parse(proto.SerializeToString(), str(model))
 
 
 def parser_errors(parser: trt_types.OnnxParser) -> list[str]:

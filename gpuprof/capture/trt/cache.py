@@ -28,17 +28,18 @@ from ...fsutil import atomic_write
 ENV_VAR = "GPUPROF_ENGINE_CACHE"
 SIDECAR_FORMAT = "gpuprof-engine"
 SIDECAR_VERSION = 2  # 2: precisions and guessed_axes (older entries are rebuilt)
-_REPO_ENGINES = Path(__file__).resolve().parents[3] / "engines"
 
 
 def default_cache_dir() -> Path:
-    """``$GPUPROF_ENGINE_CACHE``, else ``engines/`` of the source checkout, else ``./engines``."""
+    """``$GPUPROF_ENGINE_CACHE``, else the user's cache directory (``$XDG_CACHE_HOME``, else
+    ``~/.cache``) ``/gpuprof/engines``: never a folder that depends on where gpuprof is run."""
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
-    if (_REPO_ENGINES / "README.md").exists():
-        return _REPO_ENGINES
-    return Path.cwd() / "engines"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    # the XDG spec ignores a relative XDG_CACHE_HOME
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "gpuprof" / "engines"
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -69,6 +70,21 @@ class CacheEntry:
     def for_key(cls, directory: str | os.PathLike, model_name: str, key: str) -> CacheEntry:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model_name).stem)[:64] or "model"
         return cls(Path(directory), f"{safe}-{key[:16]}")
+
+    @classmethod
+    def find(cls, directory: str | os.PathLike, model_name: str, key: str) -> CacheEntry:
+        """The entry for this key: the one named after this model file, or, when that one
+        misses, a complete one built from the same bytes under another file name (the key
+        holds the model's content hash, so the plan is the same)."""
+        named = cls.for_key(directory, model_name, key)
+        if named.read_sidecar() is not None:
+            return named
+        for sidecar in sorted(Path(directory).glob(f"*-{key[:16]}.json")):
+            other = cls(Path(directory), sidecar.name[:-len(".json")])
+            data = other.read_sidecar()
+            if data is not None and data.get("key") == key:
+                return other
+        return named
 
     @property
     def plan(self) -> Path:

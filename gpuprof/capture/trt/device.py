@@ -41,7 +41,7 @@ def tensorrt_runtime_installed() -> bool:
 
 
 def tensorrt_unavailable_reason() -> str | None:
-    """None when a TensorRT engine can run here (a GPU and a real runtime), else why not.
+    """None when a TensorRT engine can run here (a GPU and a real runtime for it), else why not.
 
     The GPU is checked first: creating TensorRT objects without a GPU can crash the process.
     """
@@ -50,7 +50,26 @@ def tensorrt_unavailable_reason() -> str | None:
         return gpu
     if not tensorrt_runtime_installed():
         return f"no TensorRT runtime is installed ({TENSORRT_RUNTIME_HINT})"
+    if not api.installed("tensorrt", "Runtime"):
+        return rtx_gpu_problem(gpu_info())  # TensorRT-RTX alone: only on the GPUs it targets
     return None
+
+
+# TensorRT-RTX's targets (trt/build.py::build_target): Ampere and later RTX GPUs; never Turing
+# (7.5), Hopper (9.0) or datacenter Blackwell (10.x)
+RTX_COMPUTE_CAPABILITIES = ("8.0", "8.6", "8.9", "12.")
+
+
+def rtx_gpu_problem(gpus: list[dict[str, Any]]) -> str | None:
+    """Why TensorRT-RTX cannot run on any of ``gpus`` (``gpu_info()`` rows), or None."""
+    if not gpus or any(str(g.get("compute_capability", "")).startswith(RTX_COMPUTE_CAPABILITIES)
+                       for g in gpus):
+        return None
+    first = gpus[0]
+    return (f"only TensorRT-RTX is installed, and it does not run on {first.get('name', 'this GPU')} "
+            f"(compute capability {first.get('compute_capability', '?')}; it targets RTX GPUs "
+            "of compute capability 8.0, 8.6, 8.9 and 12.x): install full TensorRT "
+            "(pip install tensorrt-cu13), or use --backend onnxruntime")
 
 
 def gpu_info() -> list[dict[str, Any]]:

@@ -42,12 +42,15 @@ def runner_argv(plan: str | os.PathLike, out_dir: str | os.PathLike, extra: Sequ
 
 
 def profile_argv(report_base: str | os.PathLike, child: Sequence[str],
-                 options: NsysOptions = NsysOptions(), nsys: str = "nsys") -> list[str]:
+                 options: NsysOptions = NsysOptions(), nsys: str = "nsys",
+                 range_end: str = "stop") -> list[str]:
     """``nsys profile`` capturing only the cudaProfilerStart/Stop window of ``child``.
 
     ``report_base`` is the output name without extension; nsys appends ``.nsys-rep``.
+    ``range_end`` is nsys's --capture-range-end: "stop" ends the capture at the first
+    cudaProfilerStop, "none" captures from the first cudaProfilerStart to the program's end.
     """
-    argv = [nsys, "profile", "--capture-range=cudaProfilerApi", "--capture-range-end=stop",
+    argv = [nsys, "profile", "--capture-range=cudaProfilerApi", f"--capture-range-end={range_end}",
             "-t", ",".join(options.trace),
             f"--cuda-memory-usage={'true' if options.cuda_memory_usage else 'false'}"]
     if options.cuda_graph_trace_node:
