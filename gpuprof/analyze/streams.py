@@ -150,13 +150,14 @@ class _Timeline:
 
 
 def _group_codes(intervals: pd.DataFrame, keys: list[str]) -> np.ndarray:
-    """Each row's group number, groups numbered in ascending order of their keys (as a sorted
-    group-by's ``ngroup``): each key factorized in sorted order, combined in mixed radix."""
+    """Each row's group code, codes ordered as the groups' keys (a sorted group-by's order;
+    not dense, which nothing needs): each key factorized in sorted order, in mixed radix."""
     code = np.zeros(len(intervals), dtype=np.int64)
     for key in keys:
         values, uniques = pd.factorize(intervals[key], sort=True)
-        code = code * max(len(uniques), 1) + values
-    return np.unique(code, return_inverse=True)[1].reshape(-1)
+        code *= max(len(uniques), 1)
+        code += values
+    return code
 
 
 def _running_max_per_group(end: np.ndarray, start: np.ndarray, heads: np.ndarray) -> np.ndarray:
@@ -165,10 +166,14 @@ def _running_max_per_group(end: np.ndarray, start: np.ndarray, heads: np.ndarray
     group's first start (>= 0, since end >= start >= that start) and lifted by the group's
     number times a step above every relative end, so no group sees an earlier group's ends."""
     sizes = np.diff(np.r_[heads, len(end)])
-    base = np.repeat(start[heads], sizes)
-    relative = end - base
-    step = int(relative.max()) + 1 if len(relative) else 1
+    # in place on one array: millions of intervals make every temporary count
+    lifted = end - np.repeat(start[heads], sizes)
+    step = int(lifted.max()) + 1 if len(lifted) else 1
     if step * len(heads) >= 2**62:  # cannot be lifted in int64: per-group accumulation
         return np.concatenate([np.maximum.accumulate(end[h:h + n]) for h, n in zip(heads, sizes)])
-    lift = np.repeat(np.arange(len(heads), dtype=np.int64) * step, sizes)
-    return np.maximum.accumulate(relative + lift) - lift + base
+    offset = np.repeat(np.arange(len(heads), dtype=np.int64) * step - start[heads], sizes)
+    lifted += np.repeat(start[heads], sizes)  # back to ends ...
+    lifted += offset                          # ... lifted by group number * step - group start
+    np.maximum.accumulate(lifted, out=lifted)
+    lifted -= offset
+    return lifted
