@@ -247,6 +247,7 @@ def test_readme_python_api(workspace: Workspace):
         pytest.skip("no shared nsys export with kernels (set GPUPROF_FIXTURES)")
     workspace.run([sys.executable, "-c", code])
     assert (workspace.root / "run.gpuprof").is_file()
+    assert (workspace.root / "trace.json").is_file() and (workspace.root / "trace.gpuprof").is_file()
 
 
 def test_every_readme_command_is_known():
