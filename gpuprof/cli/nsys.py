@@ -1,4 +1,5 @@
-"""`gpuprof nsys FILE`: analyse an Nsight Systems export or a saved run."""
+"""`gpuprof nsys FILE`: analyse an Nsight Systems export or a saved run; several exports, a
+directory or a glob go to `nsys_fleet` (Dask)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_even
 
 
 @click.command("nsys")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True)
 @report_output_options("layers, kernels, nvtx, copies, gpus, streams, gaps, api, memory")
 @click.option("--out-dir", type=click.Path(path_type=Path),
               help="Write every artefact here: report.md/.json, CSV tables, trace, plots, run.")
@@ -25,8 +26,26 @@ REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_even
 @click.option("--save", type=click.Path(path_type=Path),
               help="Save the loaded run (.gpuprof) to re-analyse later without the export.")
 @click.option("--top", type=int, help="Rows per table in terminal/Markdown views.")
-def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, memory_plot, save, top):
-    """Analyse an Nsight Systems export (.sqlite, .nsys-rep) or a saved run (.gpuprof)."""
+@click.option("--scheduler", help="Several exports: the Dask scheduler to run on "
+              "(tcp://HOST:8786); default: a local cluster.")
+@click.option("--workers", type=int, help="Several exports: workers of the local cluster "
+              "(default: one per core, at most one per export).")
+def nsys_command(files: tuple[str, ...], output, fmt, table, out_dir, chrome_trace, memory_plot,
+                 save, top, scheduler, workers):
+    """Analyse an Nsight Systems export (.sqlite, .nsys-rep) or a saved run (.gpuprof).
+
+    Several exports, a directory or a glob ('runs/*.sqlite'): one row per export and combined
+    tables, computed on Dask."""
+    from ..pipeline.fleet import is_many
+
+    if is_many(list(files)) or scheduler or workers:
+        from .nsys_fleet import fleet_command
+
+        return fleet_command(list(files), output=output, fmt=fmt, table=table, out_dir=out_dir,
+                             top=top, scheduler=scheduler, workers=workers,
+                             per_export_options={"chrome_trace": chrome_trace,
+                                                 "memory_plot": memory_plot, "save": save})
+    file = Path(files[0])
     from ..api import load
     from ..render.report import format_for, render, write_report
 
