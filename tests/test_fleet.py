@@ -305,3 +305,15 @@ def test_out_dir_writes_every_table(capsys, tmp_path):
     doc = json.loads((tmp_path / "out" / "report.json").read_text())
     method = [n for s in doc["sections"] if s["key"] == "kernels" for n in s["notes"]]
     assert any("numpy 'linear' over all n kernel durations" in n for n in method)
+
+
+def test_an_existing_scheduler_runs_the_exports(capsys, tmp_path):
+    from dask.distributed import LocalCluster
+
+    out = tmp_path / "exports.csv"
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        code, _, err = _main(capsys, *EXPORTS[:2], "--scheduler", cluster.scheduler_address,
+                             "-o", out, "--table", "exports")
+    assert code == 0, err
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("Export,Release,GPUs,Kernels") and len(lines) == 3

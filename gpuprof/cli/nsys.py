@@ -17,7 +17,9 @@ REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_even
 
 @click.command("nsys")
 @click.argument("files", nargs=-1, required=True)
-@report_output_options("layers, kernels, nvtx, copies, gpus, streams, gaps, api, memory")
+@report_output_options("layers, kernels, nvtx, copies, gpus, streams, gaps, api, memory; "
+                       "several exports: exports, kernels, kernels_by_export, layers, "
+                       "layers_by_export, copies, copies_by_export, memory, memory_by_export")
 @click.option("--out-dir", type=click.Path(path_type=Path),
               help="Write every artefact here: report.md/.json, CSV tables, trace, plots, run.")
 @click.option("--chrome-trace", type=click.Path(path_type=Path),
