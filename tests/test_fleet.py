@@ -234,7 +234,9 @@ def test_per_export_rows_equal_sql(fleet):
         copies = sum(n for (n,) in _sql(path, "SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_MEMCPY")
                      + _sql(path, "SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_MEMSET"))
         row = rows.loc[path.name]
-        assert row["Status"] == "ok"
+        if row["Status"] != "ok":  # refused as `gpuprof nsys EXPORT` refuses it
+            assert kernels[0][0] == copies == 0 and "holds no GPU kernels" in row["Status"]
+            continue
         assert row["Kernels"] == kernels[0][0] and row["Copies"] == copies
         assert row["GPU time (ms)"] == pytest.approx(kernels[0][1] / 1e6, rel=1e-12)
 

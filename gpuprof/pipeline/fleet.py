@@ -22,6 +22,10 @@ from ..errors import BadInputError, GpuprofError, MissingDependencyError
 EXPORT_SUFFIXES = (".sqlite", ".nsys-rep", ".gpuprof")
 CONNECT_TIMEOUT_S = 5
 GLOB_CHARACTERS = set("*?[")
+# as cli/nsys.py's REPORTED_TABLES: an export with none of them is refused there, failed here
+REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_events")
+NO_DATA = ("holds no GPU kernels, memory copies, CUDA API calls, NVTX ranges or memory events. "
+           "Capture CUDA activity with: nsys profile -t cuda,nvtx --cuda-memory-usage=true ...")
 START_HINT = ("Start one with 'dask scheduler' and 'dask worker ADDRESS' where the exports can "
               "be read, or leave out --scheduler to run a local cluster")
 
@@ -77,6 +81,8 @@ def read_partial(path: str, name: str) -> ExportPartial:
 
     try:
         run = load(path)
+        if not any(run.num_rows(table) for table in REPORTED_TABLES):
+            return ExportPartial(name, error=NO_DATA)
         layers = run.layers() if run.is_tensorrt() and run.num_rows("kernels") else None
         return export_partial(name, run, _release(run), _gpus(run), layers, run.time_zero)
     except GpuprofError as exc:
