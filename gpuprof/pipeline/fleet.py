@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..analyze.fleet import ExportPartial, export_partial
-from ..errors import BadInputError, GpuprofError, MissingDependencyError
+from ..errors import BadInputError, CaptureError, GpuprofError, MissingDependencyError
 
 EXPORT_SUFFIXES = (".sqlite", ".nsys-rep", ".gpuprof")
 CONNECT_TIMEOUT_S = 5
@@ -155,10 +155,20 @@ def _client(scheduler: str | None, workers: int, processes: bool) -> Iterator:
         with _connected(Client, scheduler) as client:
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
+    with _local_cluster(LocalCluster, workers, processes) as cluster, Client(cluster) as client:
         yield client
+
+
+def _local_cluster(cluster_class, workers: int, processes: bool):
+    try:
+        return cluster_class(n_workers=workers, threads_per_worker=1, processes=processes,
+                             dashboard_address=None, silence_logs=logging.ERROR)
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        # e.g. worker processes that cannot start: spawned workers re-import the main module,
+        # which a script must guard with `if __name__ == "__main__":`
+        raise CaptureError(f"could not start a local Dask cluster of {workers} workers ({exc})",
+                           "Pass --scheduler ADDRESS of a running cluster, or fewer --workers"
+                           ) from exc
 
 
 @contextmanager
