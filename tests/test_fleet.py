@@ -318,4 +318,4 @@ def test_an_existing_scheduler_runs_the_exports(capsys, tmp_path):
                              "-o", out, "--table", "exports")
     assert code == 0, err
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("Export,Release,GPUs,Kernels") and len(lines) == 3
+    assert lines[0].startswith("Export,Status,Release,GPUs,Kernels") and len(lines) == 3

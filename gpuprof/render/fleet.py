@@ -74,13 +74,14 @@ def fleet_report(partials: list[ExportPartial], engine: str,
 def exports_section(partials: list[ExportPartial]) -> Section:
     table = pd.DataFrame({
         "Export": [p.export for p in partials],
+        # second: the column a narrow terminal must not drop
+        "Status": [OK if p.error is None else f"failed: {p.error}" for p in partials],
         "Release": [p.release for p in partials],
         "GPUs": [p.gpus for p in partials],
         "Kernels": [p.kernels for p in partials],
         "GPU time (ms)": [p.gpu_time_ns * MS for p in partials],
         "Copies": [p.copies for p in partials],
         "Memory peak (MiB)": [_peaks_text(p) for p in partials],
-        "Status": [OK if p.error is None else f"failed: {p.error}" for p in partials],
     })
     notes = ["GPU time sums every kernel's duration (kernels overlapping on different streams "
              "each count in full). Memory peak is the largest use per GPU and kind of memory "
