@@ -264,12 +264,12 @@ def test_a_corrupt_export_is_reported_and_the_rest_complete(capsys, tmp_path):
     code, _, err = _main(capsys, *good, corrupt, "--workers", "2", "-o", out)
     assert code == 0, err
     doc = json.loads(out.read_text())
-    rows = {r["Export"]: r for r in next(s for s in doc["sections"] if s["key"] == "exports")["rows"]}
-    assert rows["cut.sqlite"]["Status"].startswith("failed: ")
-    assert "\n" not in rows["cut.sqlite"]["Status"]
+    rows = {r["export"]: r for r in next(s for s in doc["sections"] if s["key"] == "exports")["rows"]}
+    assert rows["cut.sqlite"]["status"].startswith("failed: ")  # JSON: machine keys
+    assert "\n" not in rows["cut.sqlite"]["status"]
     for path in good:
-        assert rows[path.name]["Status"] == "ok"
-        assert rows[path.name]["Kernels"] == len(nsys_profile(path.name).kernels)
+        assert rows[path.name]["status"] == "ok"
+        assert rows[path.name]["kernels"] == len(nsys_profile(path.name).kernels)
     assert "cut.sqlite: failed" in err  # the progress line for it
 
 
@@ -318,4 +318,4 @@ def test_an_existing_scheduler_runs_the_exports(capsys, tmp_path):
                              "-o", out, "--table", "exports")
     assert code == 0, err
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("Export,Status,Release,GPUs,Kernels") and len(lines) == 3
+    assert lines[0].startswith("export,status,release,gpus,kernels") and len(lines) == 3  # machine keys
