@@ -60,6 +60,10 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, trace_wi
         for path in write_artifacts(run, report, out_dir):
             click.echo(f"Wrote {path}", err=True)
     _write_extras(run, chrome_trace, trace_window, memory_plot)
+    if format_for(output, fmt) == "html" and not report.visuals:  # --out-dir added them
+        from ..render.artifacts import add_run_visuals
+
+        add_run_visuals(report, run)
     if output:
         click.echo(f"Wrote {write_report(report, output, fmt, table)}", err=True)
     else:

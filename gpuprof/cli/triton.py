@@ -69,6 +69,10 @@ def parse_command(traces: tuple[str, ...], output, fmt, table, chrome_trace, mod
     if model:
         parsed = _only_model(parsed, model)
     report = _report(parsed, traces)
+    if format_for(output, fmt) == "html":
+        from ..render.html_visuals import request_timeline
+
+        report.visuals.append(request_timeline(parsed.profile.requests))
     if chrome_trace:
         from ..render.triton_trace_json import write_chrome_trace
 
