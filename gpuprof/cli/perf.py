@@ -75,7 +75,7 @@ from ..errors import BadInputError, CaptureError
               help="--trace: an nsys export of the server made during the run; its GPU kernels "
                    "go to the request whose compute window holds them, by TensorRT layer.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Also write the report (.md, .json, .txt).")
+              help="Also write the report (.md, .json, .txt, .html).")
 @click.option("--no-live", is_flag=True, help="No live display on stderr.")
 def perf_command(**opts) -> None:
     """Load-test MODEL on a Triton server: throughput, latency percentiles, server breakdown."""
