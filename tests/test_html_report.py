@@ -180,16 +180,21 @@ def test_every_command_writes_the_same_numbers_as_html(kind, tmp_path, capsys):
     assert_self_contained(tmp_path / "r.html")
 
 
-def test_diff_page_has_the_diff_json_numbers(tmp_path, capsys):
-    """The diff's JSON keeps raw ns under its own keys; the page shows µs: every layer and
-    kernel row's counts, totals and p99s agree to the nanosecond (the ResNet-50 export
-    against a copy with one layer's kernels made 1.5x slower in SQL, as test_diff does)."""
-    base, new = fixture_path("nsys", RESNET), tmp_path / "slowed.sqlite"
-    shutil.copyfile(base, new)
+def slowed_copy(folder: Path) -> Path:
+    """The ResNet-50 export with one layer's kernels made 1.5x slower in SQL, as test_diff."""
+    new = folder / "slowed.sqlite"
+    shutil.copyfile(fixture_path("nsys", RESNET), new)
     with sqlite3.connect(new) as db:
         ids = [(row[0],) for row in db.execute(LAYER_KERNELS, (SLOWED,))]
         db.executemany("UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET end = start + (end - start) * 3 / 2 "
                        "WHERE rowid = ?", ids)
+    return new
+
+
+def test_diff_page_has_the_diff_json_numbers(tmp_path, capsys):
+    """The diff's JSON keeps raw ns under its own keys; the page shows µs: every layer and
+    kernel row's counts, totals and p99s agree to the nanosecond."""
+    base, new = fixture_path("nsys", RESNET), slowed_copy(tmp_path)
     argv = ["diff", str(base), str(new)]
     assert main([*argv, "-o", str(tmp_path / "d.json")]) == 0
     assert main([*argv, "-o", str(tmp_path / "d.html")]) == 0

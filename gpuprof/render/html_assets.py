@@ -29,7 +29,8 @@ table.data th,table.data td{border:1px solid #dde2e8;padding:3px 6px;vertical-al
 table.data th{background:#eef2f6;cursor:pointer;user-select:none;text-align:left;position:sticky;top:0}
 table.data th[aria-sort=ascending]::after{content:" \\25B2"}
 table.data th[aria-sort=descending]::after{content:" \\25BC"}
-table.data td{overflow-wrap:anywhere;word-break:break-word}
+table.data td{overflow-wrap:break-word}
+table.data td.long{overflow-wrap:anywhere;min-width:14em}
 table.data td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 table.data tr:nth-child(even) td{background:#fafbfc}
 figure{margin:.6em 0}figure img{max-width:100%;border:1px solid #e3e7eb}
@@ -75,11 +76,15 @@ function drawTimeline(holder,data){
   var ctx=canvas.getContext("2d"),rowH=18,labelW=200,axisH=22;
   var tracks=data.tracks,end=data.end_ms||1,view={a:0,b:end},drag=null;
   var colors=["#4e79a7","#f28e2b","#59a14f","#e15759","#76b7b2","#edc948","#b07aa1","#9c755f"];
+  function tickStep(least){  // 1, 2 or 5 times a power of ten: labels >= 100 px apart
+    var p=Math.pow(10,Math.floor(Math.log10(least))),m=[1,2,5,10];
+    for(var i=0;i<m.length;i++){if(m[i]*p>=least)return m[i]*p;}return 10*p;}
   function size(){canvas.width=holder.clientWidth;canvas.height=axisH+tracks.length*rowH+4;}
   function x(t){return labelW+(t-view.a)/(view.b-view.a)*(canvas.width-labelW);}
   function draw(){
+    canvas.setAttribute("data-view",view.a+" "+view.b);  // the shown window, for tests
     ctx.clearRect(0,0,canvas.width,canvas.height);ctx.font="11px sans-serif";ctx.fillStyle="#333";
-    var step=Math.pow(10,Math.floor(Math.log10((view.b-view.a)/5||1)));
+    var step=tickStep((view.b-view.a)*100/(canvas.width-labelW));
     for(var t=Math.ceil(view.a/step)*step;t<=view.b;t+=step){
       var px=x(t);ctx.fillRect(px,axisH-6,1,6);ctx.fillText(+t.toPrecision(6)+" ms",px+2,axisH-8);}
     tracks.forEach(function(track,i){

@@ -25,6 +25,8 @@ from .report import Report, Section
 from .text_formats import _cell
 
 _NUM = ' class="num"'
+_LONG = ' class="long"'
+LONG_NAME = 32  # characters: longer text cells may wrap anywhere
 MAX_ROWS = 20000  # a table longer than this is cut in the page (CSV/JSON hold every row)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -99,7 +101,9 @@ def _table(table_id: str, table: pd.DataFrame) -> str:
 
 def _td(value, numeric: bool) -> str:
     if not numeric:
-        return f"<td>{_text(_cell(value))}</td>"
+        text = _cell(value)
+        # a long name (a C++ kernel) may wrap anywhere; short words (a layer type) stay whole
+        return f"<td{_LONG if len(text) > LONG_NAME else ''}>{_text(text)}</td>"
     raw = _raw(value)
     return f"<td class=\"num\" data-v=\"{raw}\">{_text(_cell(value))}</td>"
 
