@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -219,3 +220,24 @@ def test_unknown_extension_is_one_error_line(tmp_path, capsys):
     code = main(["nsys", str(fixture_path("nsys", RESNET)), "-o", str(tmp_path / "r.xhtml")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and ".html" in err
+
+
+def test_engine_folder_page_has_the_json_numbers_and_the_latency_marks(tmp_path, capsys):
+    from .conftest import CLS_MODEL
+
+    if not CLS_MODEL.exists():
+        pytest.skip("run tools/fetch_models.py first")
+    assert main(["engine", str(CLS_MODEL), "--shapes", "1x3x48x96", "--iterations", "30",
+                 "--warmup", "1", "--profile-iterations", "2", "-o", str(tmp_path)]) == 0
+    assert assert_same_numbers(tmp_path / "report.html", tmp_path / "report.json") > 0
+    assert_self_contained(tmp_path / "report.html")
+    assert "report.html" in (tmp_path / "report.md").read_text()  # the Files section lists it
+    latency = {r["statistic"]: r for r in json.loads((tmp_path / "report.json").read_text())
+               ["sections"][0]["rows"]}
+    unit = next(k for k in latency["p50"] if k.startswith("value"))
+    scale = 1000 if "ms" in unit else 1
+    raw = (tmp_path / "report.html").read_text(encoding="utf-8")
+    caption = re.search(r"<figcaption>(p50 [^<]*)</figcaption>", raw).group(1)
+    marks = dict(part.split()[:2] for part in caption.split(" of ")[0].split(", "))
+    for label in ("p50", "p99"):
+        assert float(marks[label]) == pytest.approx(latency[label][unit] * scale, rel=1e-5)

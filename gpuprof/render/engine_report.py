@@ -491,6 +491,11 @@ def add_engine_visuals(run, report: Report, directory: Path, written: list[str])
     pareto = drawn_plot("Layers by total time (Pareto)", lambda path: plot_layers(layers, path))
     if pareto is not None:
         report.visuals.append(pareto)
+    from .html_plots import latency_distribution
+
+    latency = latency_distribution(run.iterations["latency_ns"], "Latency of the timed iterations")
+    if latency is not None:
+        report.visuals.append(latency)
     plots = {"Memory over time": directory / "memory.png"} if "memory.png" in written else {}
     add_run_visuals(report, run, plots)
 

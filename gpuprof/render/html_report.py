@@ -120,10 +120,14 @@ def _visual(index: int, visual) -> str:
         data = base64.b64encode(visual.png).decode("ascii")
         return (f"<section id=\"v{index}\"><h2>{_text(visual.title)}</h2><figure>"
                 f"<img alt=\"{_text(visual.title)}\" src=\"data:image/png;base64,{data}\">"
-                "</figure></section>")
+                f"{_caption(visual.caption)}</figure></section>")
     if isinstance(visual, Timeline):
         return _timeline(index, visual)
     raise TypeError(f"not a visual: {type(visual).__name__}")
+
+
+def _caption(text: str) -> str:
+    return f"<figcaption>{_text(text)}</figcaption>" if text else ""
 
 
 def _timeline(index: int, timeline: Timeline) -> str:

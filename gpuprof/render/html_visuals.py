@@ -24,6 +24,7 @@ MAX_TRACKS = 40
 class Plot:
     title: str
     png: bytes
+    caption: str = ""  # the plotted numbers in words (the marked percentiles)
 
 
 @dataclass
@@ -47,7 +48,7 @@ def plot_file(path: str | Path, title: str) -> Plot:
     return Plot(title, Path(path).read_bytes())
 
 
-def drawn_plot(title: str, draw) -> Plot | None:
+def drawn_plot(title: str, draw, caption: str = "") -> Plot | None:
     """A plot made by ``draw(path)`` (one of ``plots``' writers) into a temporary file; None
     where this build cannot draw (no matplotlib) or there is nothing to draw."""
     with tempfile.TemporaryDirectory(prefix="gpuprof-plot-") as folder:
@@ -56,7 +57,7 @@ def drawn_plot(title: str, draw) -> Plot | None:
             draw(path)
         except (ImportError, GpuprofError):
             return None
-        return plot_file(path, title)
+        return Plot(title, path.read_bytes(), caption)
 
 
 def run_timeline(run, origin_ns: int) -> Timeline:
