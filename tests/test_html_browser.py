@@ -161,6 +161,9 @@ def _screenshot(page, kind: str) -> None:
     timeline = page.locator("section:has(.timeline)")
     if timeline.count():
         timeline.first.screenshot(path=str(Path(folder) / f"{kind}_timeline.png"))
+    figure = page.locator("section:has(figure)")
+    if figure.count():
+        figure.last.screenshot(path=str(Path(folder) / f"{kind}_plot.png"))
 
 
 @pytest.fixture(scope="module")
