@@ -226,3 +226,36 @@ def test_hostile_names_show_as_text_and_run_nothing(browser, tmp_path, capsys):
     assert page.locator("script").count() == 2                  # the page's own two blocks
     page.locator(".timeline canvas").first.scroll_into_view_if_needed()
     assert seen.dialogs == [] and seen.errors == [] and seen.requests == []
+
+
+def test_timeline_tooltip_shows_a_hostile_name_as_text(browser, tmp_path, capsys):
+    """Zoomed in on the longest kernel named by the hostile StringIds row (the wheel keeps the
+    time under the pointer fixed), hovering it shows the whole name in the tooltip. (A kernel:
+    kernels on one stream never overlap, while a hovered NVTX range shows its innermost child.)"""
+    out = tmp_path / "hostile.html"
+    assert main(["nsys", str(hostile_export(tmp_path)), "-o", str(out)]) == 0
+    seen = visit(browser, out)
+    page = seen.page
+    data = json.loads(page.locator("script[type='application/json']").first.text_content())
+    wanted = data["names"].index(SCRIPT + IMG)
+    row, span = max(((i, s) for i, t in enumerate(data["tracks"]) for s in t["spans"]
+                     if s[2] == wanted and t["name"].startswith("GPU ")), key=lambda pair: pair[1][1])
+    canvas = page.locator(".timeline canvas").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    label_w, axis_h, row_h = 200, 22, 18  # the script's layout
+
+    def x_of(t: float) -> float:
+        start, end = _view(page.locator(".timeline canvas"))
+        return box["x"] + label_w + (t - start) / (end - start) * (box["width"] - label_w)
+
+    y = box["y"] + axis_h + row * row_h + row_h / 2
+    for _ in range(12):
+        page.mouse.move(x_of(span[0] + span[1] / 2), y)
+        page.mouse.wheel(0, -300)
+        page.wait_for_timeout(30)
+    page.mouse.move(x_of(span[0] + span[1] / 2), y)
+    tip = page.locator(".timeline .tip").first
+    assert tip.is_visible()
+    assert SCRIPT + IMG in tip.inner_text()
+    assert seen.dialogs == [] and seen.errors == [] and seen.requests == []

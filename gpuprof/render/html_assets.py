@@ -101,7 +101,13 @@ function drawTimeline(holder,data){
     var i=Math.floor((py-axisH)/rowH),t=view.a+(px-labelW)/(canvas.width-labelW)*(view.b-view.a);
     if(i<0||i>=tracks.length||px<labelW)return null;
     var tol=3*(view.b-view.a)/(canvas.width-labelW),hit=null;
-    tracks[i].spans.forEach(function(s){if(t>=s[0]-tol&&t<=s[0]+s[1]+tol)hit=s;});
+    // the shortest span under the pointer (the innermost of nested NVTX ranges), else the
+    // nearest one within 3 px (a kernel too short to aim at)
+    var near=null,gap=tol;
+    tracks[i].spans.forEach(function(s){
+      if(t>=s[0]&&t<=s[0]+s[1]){if(!hit||s[1]<hit[1])hit=s;return;}
+      var d=Math.min(Math.abs(t-s[0]),Math.abs(t-s[0]-s[1]));if(d<=gap){gap=d;near=s;}});
+    hit=hit||near;
     return hit&&{span:hit,track:tracks[i],px:px,py:py};
   }
   canvas.addEventListener("wheel",function(ev){
@@ -116,7 +122,7 @@ function drawTimeline(holder,data){
       view.a=drag.a-d;view.b=drag.b-d;draw();return;}
     var hit=at(ev);
     if(!hit){tip.style.display="none";return;}
-    tip.textContent=hit.track.name+": "+hit.span[2]+" ("+(+hit.span[1].toPrecision(4))+" ms at "+
+    tip.textContent=hit.track.name+": "+data.names[hit.span[2]]+" ("+(+hit.span[1].toPrecision(4))+" ms at "+
       (+hit.span[0].toPrecision(7))+" ms)";
     tip.style.left=Math.min(hit.px+12,canvas.width-300)+"px";tip.style.top=(hit.py+12)+"px";
     tip.style.display="block";});

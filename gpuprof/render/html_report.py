@@ -133,8 +133,11 @@ def _caption(text: str) -> str:
 def _timeline(index: int, timeline: Timeline) -> str:
     if not timeline.tracks:
         return ""
-    data = {"end_ms": timeline.end_ms,
-            "tracks": [{"name": t.name, "spans": t.spans} for t in timeline.tracks]}
+    names: dict[str, int] = {}  # each name once: a kernel name repeats thousands of times
+    tracks = [{"name": t.name, "spans": [(start, length, names.setdefault(name, len(names)))
+                                         for start, length, name in t.spans]}
+              for t in timeline.tracks]
+    data = {"end_ms": timeline.end_ms, "names": list(names), "tracks": tracks}
     notes = ["Wheel to zoom, drag to pan, double-click to see the whole run; times in ms "
              "from the run's time zero.", *timeline.notes]
     return "\n".join([
