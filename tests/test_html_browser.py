@@ -120,7 +120,8 @@ def test_page_is_clean_self_contained_and_zooms(kind, browser, tmp_path, capsys,
     seen = visit(browser, _page(kind, tmp_path, request))
     page = seen.page
     assert page.locator("table.data").count() > 0
-    plots = {"nsys": 1, "engine": 3, "perf": 1}.get(kind, 0)  # Pareto; +latency, memory; windows
+    # Pareto; + latency and memory; per-window throughput; END_TO_END latency
+    plots = {"nsys": 1, "engine": 3, "perf": 1, "triton": 1}.get(kind, 0)
     assert page.locator("figure img").count() >= plots
     assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     assert page.locator("h1").inner_text() == page.title()  # the summary comes first

@@ -241,3 +241,25 @@ def test_engine_folder_page_has_the_json_numbers_and_the_latency_marks(tmp_path,
     marks = dict(part.split()[:2] for part in caption.split(" of ")[0].split(", "))
     for label in ("p50", "p99"):
         assert float(marks[label]) == pytest.approx(latency[label][unit] * scale, rel=1e-5)
+
+
+def test_triton_page_marks_the_end_to_end_percentiles_of_the_trace(tmp_path, capsys):
+    """The END_TO_END plot's p50/p99 against plain Python on the trace file: each request's
+    last send end minus its first receive start, numpy's linear percentiles."""
+    import numpy as np
+
+    trace = fixture_path("triton", TRIDENT)
+    assert main(["triton", str(trace), "-o", str(tmp_path / "t.html")]) == 0
+    raw = (tmp_path / "t.html").read_text(encoding="utf-8")
+    caption = re.search(r"<figcaption>(p50 [^<]*)</figcaption>", raw).group(1)
+    marks = dict(part.split()[:2] for part in caption.split(" of ")[0].split(", "))
+    stamps: dict[int, dict[str, list[int]]] = {}
+    for record in json.loads(trace.read_text()):
+        for stamp in record.get("timestamps", []):
+            stamps.setdefault(record["id"], {}).setdefault(stamp["name"], []).append(stamp["ns"])
+    e2e = [max(s["HTTP_SEND_END"]) - min(s["HTTP_RECV_START"])
+           for s in stamps.values() if "HTTP_RECV_START" in s and "HTTP_SEND_END" in s]
+    for q, label in ((50, "p50"), (99, "p99")):
+        want = np.percentile(np.array(e2e, dtype=float), q, method="linear") / 1e3
+        assert float(marks[label]) == pytest.approx(want, rel=1e-5)
+    assert f"of {len(e2e)} samples" in caption

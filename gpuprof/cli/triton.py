@@ -70,9 +70,7 @@ def parse_command(traces: tuple[str, ...], output, fmt, table, chrome_trace, mod
         parsed = _only_model(parsed, model)
     report = _report(parsed, traces)
     if format_for(output, fmt) == "html":
-        from ..render.html_visuals import request_timeline
-
-        report.visuals.append(request_timeline(parsed.profile.requests))
+        _add_html_visuals(report, parsed.profile.requests)
     if chrome_trace:
         from ..render.triton_trace_json import write_chrome_trace
 
@@ -83,6 +81,19 @@ def parse_command(traces: tuple[str, ...], output, fmt, table, chrome_trace, mod
         click.echo(f"Wrote {write_report(report, output, fmt, table)}", err=True)
     else:
         click.echo(render(report, format_for(None, fmt), table=table), nl=False)
+
+
+def _add_html_visuals(report, requests) -> None:
+    """The page's END_TO_END latency distribution and the request stages' timeline."""
+    from ..model.triton_stages import END_TO_END
+    from ..render.html_plots import latency_distribution
+    from ..render.html_visuals import request_timeline
+
+    whole = requests[requests["stage"] == END_TO_END]
+    plot = latency_distribution(whole["end_ns"] - whole["start_ns"],
+                                "END_TO_END latency (first receive to last send)")
+    report.visuals += [plot] if plot is not None else []
+    report.visuals.append(request_timeline(requests))
 
 
 def _report(parsed, traces: tuple[str, ...]):

@@ -39,7 +39,7 @@ def _histogram(values_ns: np.ndarray, title: str, path) -> None:
         label = stats.percentile_label(q)
         ax.axvline(marks[label] / scale, color="#e15759", linestyle=style,
                    label=f"{label} {marks[label] / scale:.4g} {unit}")
-    ax.set(xlabel=f"latency ({unit})", ylabel="iterations",
+    ax.set(xlabel=f"latency ({unit})", ylabel="samples",
            title=f"{title} ({values_ns.size} samples)")
     ax.legend()
     _save(fig, path)
