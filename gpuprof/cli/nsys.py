@@ -89,6 +89,10 @@ def nsys_command(files: tuple[str, ...], output, fmt, table, out_dir, chrome_tra
     _write_extras(run, chrome_trace, trace_window, memory_plot)
     if group_nvtx and format_for(output, fmt) in HUMAN_FORMATS:  # after --out-dir's raw files
         _group_nvtx(run, report)
+    if format_for(output, fmt) == "html" and not report.visuals:  # --out-dir added them
+        from ..render.artifacts import add_run_visuals
+
+        add_run_visuals(report, run)
     if output:
         click.echo(f"Wrote {write_report(report, output, fmt, table)}", err=True)
     else:

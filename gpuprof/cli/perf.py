@@ -79,7 +79,7 @@ from ..errors import BadInputError, CaptureError
               help="--trace: an nsys export of the server made during the run; its GPU kernels "
                    "go to the request whose compute window holds them, by TensorRT layer.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Also write the report (.md, .json, .txt).")
+              help="Also write the report (.md, .json, .txt, .html).")
 @click.option("--no-live", is_flag=True, help="No live display on stderr.")
 def perf_command(**opts) -> None:
     """Load-test MODEL on a Triton server: throughput, latency percentiles, server breakdown."""
@@ -219,9 +219,25 @@ def _write_outputs(run, opts: dict) -> None:
 
         written.append(write_node_csv(node_rows, opts["node_csv"]))
     if opts["output"]:
+        _add_html_plots(report, result, opts)
         written.append(write_report(report, opts["output"]))
     for path in written:
         click.echo(f"Wrote {path}", err=True)
+
+
+def _add_html_plots(report, result, opts: dict) -> None:
+    """An HTML report's plots: each window's throughput, and the waterfall when written."""
+    from ..render.report import format_for
+
+    if format_for(opts["output"], None) != "html":
+        return
+    from ..render.html_plots import window_throughput
+    from ..render.html_visuals import plot_file
+
+    windows = window_throughput(result.windows_table())
+    report.visuals += [windows] if windows is not None else []
+    if opts["waterfall"] and Path(opts["waterfall"]).exists():
+        report.visuals.append(plot_file(opts["waterfall"], "The slowest requests' paths"))
 
 
 def _add_nodes(report, run, opts: dict):
