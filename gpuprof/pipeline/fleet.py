@@ -119,7 +119,8 @@ def run_fleet(paths: list[Path], scheduler: str | None = None, workers: int | No
 
     names = export_names(paths)
     with _client(scheduler, workers or default_workers(len(paths)), processes) as client:
-        futures = {client.submit(read_partial, str(path), name, pure=False,
+        # absolute paths: a worker of an existing cluster has its own working directory
+        futures = {client.submit(read_partial, str(path.absolute()), name, pure=False,
                                  key=f"gpuprof-read-{index}-{path.name}"): name
                    for index, (path, name) in enumerate(zip(paths, names))}
         done: dict[str, ExportPartial] = {}
