@@ -2,7 +2,7 @@
 
 Fixtures are read from ``$GPUPROF_FIXTURES`` or ``../shared/fixtures`` beside the checkout;
 tests that need them skip with a reason when they are absent. Hardware markers (gpu, nsys,
-trt, trt_runtime, triton, bpf) skip with a reason when the real component is not here.
+trt, trt_runtime, triton, bpf, browser) skip with a reason when the real component is not here.
 """
 
 from __future__ import annotations
@@ -60,13 +60,16 @@ def _missing_reason(marker: str) -> str | None:
                 "(pip install 'tritonclient[http,grpc]' && pip install --no-deps nvidia-pytriton)")
     if marker == "bpf" and (shutil.which("bpftrace") is None or os.geteuid() != 0):
         return "needs bpftrace (apt-get install bpftrace) and root"
+    if marker == "browser" and (shutil.which("chromium") is None or not _has_module("playwright")):
+        return ("needs Debian's chromium (apt-get install chromium) and Playwright for Python "
+                "(pip install playwright; no browser download)")
     return None
 
 
 def pytest_collection_modifyitems(config, items):
     cache: dict[str, str | None] = {}
     for item in items:
-        for marker in ("gpu", "nsys", "trt", "trt_runtime", "triton", "bpf"):
+        for marker in ("gpu", "nsys", "trt", "trt_runtime", "triton", "bpf", "browser"):
             if item.get_closest_marker(marker) is None:
                 continue
             if marker not in cache:

@@ -117,6 +117,11 @@ def test_live_display_names_the_level(mode, level, shown, capsys):
     (["--chrome-trace", "t.json"], "Error: --chrome-trace needs --trace or --net. Add --trace "
                                    "(server stages) or --net (eBPF capture, as root)"),
     (["--trace-rate", "0"], "Error: --trace-rate must be 'auto' or a whole number >= 1, not '0'"),
+    (["--trace-level", "TIMESTAMPS,TENSORS"], "Error: --trace-level needs --trace. Add --trace"),
+    (["--trace", "--trace-level", "TENSORS"], "Error: --trace joins each request by its "
+                                              "timestamps: TENSORS alone has none"),
+    (["--trace", "--trace-level", "NONE"], "Error: --trace-level must be TIMESTAMPS or "
+                                           "TIMESTAMPS,TENSORS, not 'NONE'"),
 ])
 def test_perf_net_and_trace_options_are_checked_first(args, message, capsys):
     code = main(["perf", "-m", "m", "-u", "127.0.0.1:1", "--no-live", *args])

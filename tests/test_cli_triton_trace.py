@@ -34,7 +34,9 @@ def test_trace_as_first_argument(capsys, trace_file):
     for text in ("Stages per model", "Timeline: resnet50", "COMPUTE_INFER", "HTTP_RECV_START",
                  "All 200 request(s)"):
         assert text in out
-    assert max(len(line) for line in out.splitlines()) <= 120
+    # piped, tables are as wide as their columns (a terminal's own width applies on a tty,
+    # tests/test_names.py); the stage table carries every percentile the seeds list
+    assert "p97 (µs)" in out and "p99.9 (µs)" in out
 
 
 def test_parse_subcommand_writes_markdown_and_chrome_trace(capsys, trace_file, tmp_path):

@@ -399,6 +399,43 @@ def test_trace_joins_client_and_server_and_agrees_with_statistics(server):
 
 
 @pytest.mark.triton
+def test_trace_level_tensors_records_each_traced_requests_tensors(server):
+    """--trace-level TIMESTAMPS,TENSORS: the trace files hold, for every traced request, its
+    input and output tensors (read here as plain JSON), and the join still works."""
+    from gpuprof.analyze import perf_trace
+    from gpuprof.pipeline.sweep import run_sweep
+
+    # 1 in 25: a tensor record holds the input's data as text (27,648 floats)
+    result = run_sweep(_spec(server, trace=True, trace_rate=25,
+                             trace_level=("TIMESTAMPS", "TENSORS")))
+    assert result.trace_files and result.trace_error is None
+    # without a log frequency the live server keeps its list open: close it to read it
+    texts = [path.read_text().rstrip() for path in result.trace_files]
+    records = [r for text in texts
+               for r in json.loads(text if text.endswith("]") else text.rstrip(",") + "]")]
+    stamped = {r["id"] for r in records if "timestamps" in r}
+    tensors: dict[int, set] = {}
+    for r in records:
+        if "tensor" in r:
+            tensors.setdefault(r["id"], set()).add((r["activity"], r["tensor"]["name"]))
+    assert stamped and set(tensors) == stamped
+    for seen in tensors.values():
+        assert ("TENSOR_QUEUE_INPUT", "x") in seen
+        assert any(activity == "TENSOR_BACKEND_OUTPUT" for activity, _ in seen)
+    joined = perf_trace.join_requests(result.requests_table(),
+                                      perf_trace.server_spans(result.trace_requests,
+                                                              result.prefix))
+    assert len(joined) and perf_trace.clock_issues(joined) == 0
+
+
+def test_trace_level_is_checked_before_any_load():
+    from gpuprof.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="unknown trace level 'BOGUS'"):
+        LoadSpec(model="m", trace=True, trace_level=("BOGUS",)).validate()
+
+
+@pytest.mark.triton
 def test_back_to_back_traced_runs_each_collect_their_own_traces(server):
     from gpuprof.analyze import perf_trace
     from gpuprof.pipeline.sweep import run_sweep

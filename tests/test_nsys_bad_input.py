@@ -41,9 +41,11 @@ def test_missing_file(capsys, tmp_path):
     _assert_one_line_error(code, err, "does not exist")
 
 
-def test_directory(capsys, tmp_path):
+def test_directory_without_exports(capsys, tmp_path):
+    # a directory is many exports at once (tests/test_fleet.py); one with none is refused
+    (tmp_path / "notes.txt").write_text("not an export")
     code, _, err = _run(capsys, tmp_path)
-    _assert_one_line_error(code, err, "is a directory")
+    _assert_one_line_error(code, err, "no exports in")
 
 
 def test_not_sqlite(capsys, tmp_path):

@@ -73,6 +73,11 @@ class Workspace:
         export = _export_with_kernels()
         if export is not None:
             (root / "report.sqlite").symlink_to(export)
+            # the many-exports lines: two real exports, as ranks and as a folder of runs
+            (root / "runs").mkdir()
+            for rank, path in enumerate(_exports_with_kernels()[:2]):
+                (root / f"rank{rank}.sqlite").symlink_to(path)
+                (root / "runs" / path.name).symlink_to(path)
 
     def words(self, command: str) -> list[str]:
         """The command as run here: /tmp/ is the scratch folder, gpuprof this checkout's."""
@@ -144,6 +149,18 @@ def _pairs(words: list[str]) -> list[tuple[str, str]]:
     """(option, value) for each word that is an option's value; (word, word) for the rest."""
     return [(words[i - 1], w) if i and words[i - 1].startswith("-") else (w, w)
             for i, w in enumerate(words)]
+
+
+def _exports_with_kernels() -> list[Path]:
+    """Shared nsys exports with kernels, smallest first."""
+    found = []
+    for path in sorted(nsys_fixtures(), key=lambda p: p.stat().st_size):
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "CUPTI_ACTIVITY_KIND_KERNEL" in tables and db.execute(
+                    "SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_KERNEL").fetchone()[0]:
+                found.append(path)
+    return found
 
 
 def _export_with_kernels() -> Path | None:
@@ -234,9 +251,26 @@ def _run_gpuprof(words: list[str], space: Workspace) -> None:
         pytest.skip(f"{words[2]} comes from the capture line above, which did not run here")
     if words[1] == "engine" and "tensorrt" in words and (why := _missing_reason("trt_runtime")):
         pytest.skip(why)
-    space.run(argv)
+    if "--scheduler" in argv:
+        _run_on_a_real_scheduler(argv, space)
+    elif words[1] == "nsys" and sum(w.endswith((".sqlite", "/")) for w in words) > 1:
+        assert "failed:" not in space.run(argv).stdout  # every export was read
+    else:
+        space.run(argv)
     for path in _written(argv):
         assert (space.root / path).exists(), f"{shlex.join(words)} did not write {path}"
+
+
+def _run_on_a_real_scheduler(argv: list[str], space: Workspace) -> None:
+    """The README's cluster address stands for a real one: a Dask scheduler with one worker,
+    started here for the command."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp", dashboard_address=None,
+                      host="127.0.0.1") as cluster:
+        at = argv.index("--scheduler") + 1
+        result = space.run([*argv[:at], cluster.scheduler_address, *argv[at + 1:]])
+    assert "failed:" not in result.stdout
 
 
 def test_readme_python_api(workspace: Workspace):
@@ -247,6 +281,7 @@ def test_readme_python_api(workspace: Workspace):
         pytest.skip("no shared nsys export with kernels (set GPUPROF_FIXTURES)")
     workspace.run([sys.executable, "-c", code])
     assert (workspace.root / "run.gpuprof").is_file()
+    assert (workspace.root / "trace.json").is_file() and (workspace.root / "trace.gpuprof").is_file()
 
 
 def test_every_readme_command_is_known():

@@ -173,3 +173,23 @@ def test_main_name_keeps_room_and_columns_that_do_not_fit_are_named():
     assert len(rows) == 3 and len({row.split("  ")[0] for row in rows}) == 3  # told apart
     assert all(len(row.split("  ")[0]) >= 32 for row in rows)
     assert "did not fit: " in out and "top kernels" in out.split("did not fit: ")[1]
+
+
+def test_large_microseconds_read_in_ms_and_large_ms_in_s():
+    """Issue 13: 12,345,678 µs reads better as 12,346 ms. A table's µs columns change
+    together (percentiles stay comparable); small values and other columns stay; the
+    machine formats keep raw units."""
+    import pandas as pd
+
+    from gpuprof.render.text_formats import readable_units
+
+    table = pd.DataFrame({"stage": ["a", "b"], "mean (µs)": [12_345_678.0, 20_000.0],
+                          "p99 (µs)": [2e6, 3e6], "n": [1, 2]})
+    shown = readable_units(table)
+    assert list(shown.columns) == ["stage", "mean (ms)", "p99 (ms)", "n"]
+    assert shown["mean (ms)"].tolist() == [12_345.678, 20.0]
+    assert shown["n"].tolist() == [1, 2]
+    hours = pd.DataFrame({"wall ms": [3.6e6, 7.2e6]})
+    assert readable_units(hours).columns.tolist() == ["wall s"]
+    small = pd.DataFrame({"x (µs)": [5.0, 100.0], "mus (µsx)": [1e9, 1e9]})
+    assert readable_units(small).equals(small)

@@ -61,3 +61,15 @@ if ! command -v bpftrace >/dev/null 2>&1; then
     echo "[setup] note: bpftrace is not installed (needs root: apt-get install -y bpftrace); the eBPF tests will skip" >&2
   fi
 fi
+
+# chromium for the HTML report's browser tests (Debian's package, driven by Playwright through
+# executable_path: no browser download). Root only, like bpftrace; without it they skip.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing chromium (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+      || echo "[setup] warning: could not install chromium; the browser tests will skip" >&2
+  else
+    echo "[setup] note: chromium is not installed (needs root: apt-get install -y chromium); the browser tests will skip" >&2
+  fi
+fi

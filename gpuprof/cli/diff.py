@@ -16,7 +16,7 @@ from ..render.formats import FORMATS
               help="Exit 1 when a change passes this gate, e.g. 'layer.total>+10%' or 'latency.p99>+5%' "
                    "(repeatable; noise, by bootstrap, never trips one).")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Write the diff here; the format follows the extension (.md for a PR comment, .json, .csv, .txt).")
+              help="Write the diff here; the format follows the extension (.md for a PR comment, .json, .csv, .txt, .html).")
 @click.option("--format", "fmt", type=click.Choice([*FORMATS]), help="Output format (default: from --output, else terminal).")
 @click.option("--table", help="With CSV: which table to write (layer, range, kernel, stage, latency, gates).")
 @click.option("--top", type=int, default=20, show_default=True, help="Rows per table in terminal/Markdown views.")

@@ -98,8 +98,11 @@ def _reopen(path: Path, out_dir: Path | None, fmt: str, top: int) -> None:
     if out_dir is not None:
         _write_and_print(profile, out_dir, fmt, top, note)
         return
-    report = build_engine_report(profile, top, note)
-    text = render(report, fmt, table=_csv_table(report) if fmt == "csv" else None, width=_width())
+    from ..api import Run
+
+    report = build_engine_report(Run.of(profile), top, note)
+    # a terminal's own width; piped, the names stay whole
+    text = render(report, fmt, table=_csv_table(report) if fmt == "csv" else None)
     click.echo(text, nl=not text.endswith("\n"))
 
 

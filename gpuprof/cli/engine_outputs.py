@@ -44,6 +44,7 @@ def write_engine_outputs(profile: Profile, directory: str | Path,
     out.written.append("run.gpuprof")
     listed = engine_report.file_listing(run, out.written, out.directory)
     report = engine_report.build_engine_report(run, top, backend_note, listed)
+    engine_report.add_engine_visuals(run, report, out.directory, out.written)
     out.written[:0] = engine_report.write_report_files(report, out.directory)
     for stale in set(engine_report.FILES) - set(out.written):
         (out.directory / stale).unlink(missing_ok=True)

@@ -4,7 +4,7 @@
 printing the seed tracer's table live, until --duration or Ctrl-C; the capture is kept in the
 ``-o`` file and a per-connection summary follows. ``gpuprof net FILE`` parses a saved capture
 (gpuprof's layout or the seed's) and reports per-connection traffic; there ``-o`` is the
-report (.md .csv .json .txt) and --port/--pid narrow the report.
+report (.md .csv .json .txt .html) and --port/--pid narrow the report.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ POLL_S = 0.1
 @click.option("-q", "--quiet", is_flag=True, help="Capture without printing each event.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Capturing: the capture file (text; default gpuprof-net-<date>-<time>.txt). "
-                   "With FILE: the report, its format from the extension (.md .csv .json .txt).")
+                   "With FILE: the report, its format from the extension (.md .csv .json .txt .html).")
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)),
               help="With FILE: the report's format (default: from -o's extension, else terminal).")
 @click.option("--table", help="With FILE and CSV: which table to write (connections).")

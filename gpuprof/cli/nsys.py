@@ -1,4 +1,5 @@
-"""`gpuprof nsys FILE`: analyse an Nsight Systems export or a saved run."""
+"""`gpuprof nsys FILE`: analyse an Nsight Systems export or a saved run; several exports, a
+directory or a glob go to `nsys_fleet` (Dask)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_even
 
 
 @click.command("nsys")
-@click.argument("file", type=click.Path(path_type=Path))
-@report_output_options("layers, kernels, nvtx, copies, gpus, streams, gaps, api, memory")
+@click.argument("files", nargs=-1, required=True)
+@report_output_options("layers, kernels, nvtx, copies, gpus, streams, gaps, api, memory; "
+                       "several exports: exports, kernels, kernels_by_export, layers, "
+                       "layers_by_export, copies, copies_by_export, memory, memory_by_export")
 @click.option("--out-dir", type=click.Path(path_type=Path),
               help="Write every artefact here: report.md/.json, CSV tables, trace, plots, run.")
 @click.option("--chrome-trace", type=click.Path(path_type=Path),
@@ -33,9 +36,28 @@ REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_even
 @click.option("--group-nvtx", is_flag=True,
               help="Terminal/Markdown: one NVTX row for names that differ only by trailing ids "
                    "(PyTorch's 'op_id = N'); CSV and JSON keep one row per name.")
-def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, trace_window, memory_plot,
-                 save, top, group_nvtx):
-    """Analyse an Nsight Systems export (.sqlite, .nsys-rep) or a saved run (.gpuprof)."""
+@click.option("--scheduler", help="Several exports: the Dask scheduler to run on "
+              "(tcp://HOST:8786); default: a local cluster.")
+@click.option("--workers", type=int, help="Several exports: workers of the local cluster "
+              "(default: one per core, at most one per export).")
+def nsys_command(files: tuple[str, ...], output, fmt, table, out_dir, chrome_trace, trace_window,
+                 memory_plot, save, top, group_nvtx, scheduler, workers):
+    """Analyse an Nsight Systems export (.sqlite, .nsys-rep) or a saved run (.gpuprof).
+
+    Several exports, a directory or a glob ('runs/*.sqlite'): one row per export and combined
+    tables, computed on Dask."""
+    from ..pipeline.fleet import is_many
+
+    if is_many(list(files)) or scheduler or workers:
+        from .nsys_fleet import fleet_command
+
+        return fleet_command(list(files), output=output, fmt=fmt, table=table, out_dir=out_dir,
+                             top=top, scheduler=scheduler, workers=workers,
+                             per_export_options={"chrome_trace": chrome_trace,
+                                                 "trace_window": trace_window,
+                                                 "memory_plot": memory_plot, "save": save,
+                                                 "group_nvtx": group_nvtx})
+    file = Path(files[0])
     from ..api import load
     from ..render.report import format_for, render, write_report
 
@@ -70,6 +92,10 @@ def nsys_command(file: Path, output, fmt, table, out_dir, chrome_trace, trace_wi
     _write_extras(run, chrome_trace, trace_window, memory_plot)
     if group_nvtx and format_for(output, fmt) in HUMAN_FORMATS:  # after --out-dir's raw files
         _group_nvtx(run, report)
+    if format_for(output, fmt) == "html" and not report.visuals:  # --out-dir added them
+        from ..render.artifacts import add_run_visuals
+
+        add_run_visuals(report, run)
     if output:
         with timed("write report"):
             click.echo(f"Wrote {write_report(report, output, fmt, table)}", err=True)

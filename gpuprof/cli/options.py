@@ -20,5 +20,5 @@ def report_output_options(tables: str):
                                help="Output format (default: from --output's extension, else terminal).")(command)
         return click.option("-o", "--output", type=click.Path(path_type=Path),
                             help="Write the report here; the format follows the extension "
-                                 "(.md .csv .json .txt).")(command)
+                                 "(.md .csv .json .txt .html).")(command)
     return decorate

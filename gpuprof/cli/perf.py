@@ -53,6 +53,9 @@ from ..errors import BadInputError, CaptureError
 @click.option("--trace-rate", default="auto", show_default=True,
               help="--trace: trace 1 in N requests; auto keeps the server under a safe traced "
                    "rate (tritonserver 2.51 crashes tracing thousands of HTTP requests/s).")
+@click.option("--trace-level", default="TIMESTAMPS", show_default=True,
+              help="--trace: what Triton records per request: TIMESTAMPS, TENSORS (inputs and "
+                   "outputs: names, types, shapes), or both as TIMESTAMPS,TENSORS.")
 @click.option("-f", "csv_path", type=click.Path(dir_okay=False), help="perf_analyzer-style CSV.")
 @click.option("--windows-csv", type=click.Path(dir_okay=False), help="Per-window time series CSV.")
 @click.option("--trace-csv", type=click.Path(dir_okay=False),
@@ -76,7 +79,7 @@ from ..errors import BadInputError, CaptureError
               help="--trace: an nsys export of the server made during the run; its GPU kernels "
                    "go to the request whose compute window holds them, by TensorRT layer.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Also write the report (.md, .json, .txt).")
+              help="Also write the report (.md, .json, .txt, .html).")
 @click.option("--no-live", is_flag=True, help="No live display on stderr.")
 def perf_command(**opts) -> None:
     """Load-test MODEL on a Triton server: throughput, latency percentiles, server breakdown."""
@@ -118,7 +121,21 @@ def _spec(opts: dict):
         max_duration_s=opts["max_duration"], max_requests=opts["max_requests"],
         request_timeout_s=opts["request_timeout"], trace=opts["trace"],
         trace_rate=_trace_rate(opts["trace_rate"]),
+        trace_level=_trace_level(opts["trace_level"]),
     ).validate()
+
+
+def _trace_level(text: str) -> tuple[str, ...]:
+    from ..capture.loadgen.options import TRACE_LEVELS
+
+    levels = tuple(part.strip().upper() for part in text.split(",") if part.strip())
+    if not levels or any(level not in TRACE_LEVELS for level in levels):
+        raise BadInputError(f"--trace-level must be TIMESTAMPS or TIMESTAMPS,TENSORS, not "
+                            f"'{text}'", "E.g. --trace-level TIMESTAMPS,TENSORS")
+    if "TIMESTAMPS" not in levels:
+        raise BadInputError("--trace joins each request by its timestamps: TENSORS alone has "
+                            "none", "Use --trace-level TIMESTAMPS,TENSORS")
+    return levels
 
 
 def _check_trace_needs(opts: dict) -> None:
@@ -127,6 +144,8 @@ def _check_trace_needs(opts: dict) -> None:
                             "traced compute windows)", "Add --trace")
     if opts["node_csv"] and not opts["trace"]:
         raise BadInputError("--node-csv needs --trace", "Add --trace")
+    if opts["trace_level"].upper() != "TIMESTAMPS" and not opts["trace"]:
+        raise BadInputError("--trace-level needs --trace", "Add --trace")
     if opts["net"] and opts["protocol"] == "grpc":
         raise BadInputError("--net ties TCP calls to requests by each connection's client "
                             "port, which the gRPC client hides", "Use -i http with --net")
@@ -200,9 +219,25 @@ def _write_outputs(run, opts: dict) -> None:
 
         written.append(write_node_csv(node_rows, opts["node_csv"]))
     if opts["output"]:
+        _add_html_plots(report, result, opts)
         written.append(write_report(report, opts["output"]))
     for path in written:
         click.echo(f"Wrote {path}", err=True)
+
+
+def _add_html_plots(report, result, opts: dict) -> None:
+    """An HTML report's plots: each window's throughput, and the waterfall when written."""
+    from ..render.report import format_for
+
+    if format_for(opts["output"], None) != "html":
+        return
+    from ..render.html_plots import window_throughput
+    from ..render.html_visuals import plot_file
+
+    windows = window_throughput(result.windows_table())
+    report.visuals += [windows] if windows is not None else []
+    if opts["waterfall"] and Path(opts["waterfall"]).exists():
+        report.visuals.append(plot_file(opts["waterfall"], "The slowest requests' paths"))
 
 
 def _add_nodes(report, run, opts: dict):

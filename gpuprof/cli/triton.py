@@ -70,6 +70,8 @@ def parse_command(traces: tuple[str, ...], output, fmt, table, chrome_trace, mod
     if model:
         parsed = _only_model(parsed, model)
     report = _report(parsed, traces)
+    if format_for(output, fmt) == "html":
+        _add_html_visuals(report, parsed.profile.requests)
     if chrome_trace:
         from ..render.triton_trace_json import write_chrome_trace
 
@@ -105,6 +107,19 @@ def _read(traces: tuple[str, ...]):
     require_command(profile.meta, path.name, "triton")
     extra = profile.meta.extra
     return TritonTrace(profile, bool(extra.get("partial")), list(extra.get("issues") or []))
+
+
+def _add_html_visuals(report, requests) -> None:
+    """The page's END_TO_END latency distribution and the request stages' timeline."""
+    from ..model.triton_stages import END_TO_END
+    from ..render.html_plots import latency_distribution
+    from ..render.html_visuals import request_timeline
+
+    whole = requests[requests["stage"] == END_TO_END]
+    plot = latency_distribution(whole["end_ns"] - whole["start_ns"],
+                                "END_TO_END latency (first receive to last send)")
+    report.visuals += [plot] if plot is not None else []
+    report.visuals.append(request_timeline(requests))
 
 
 def _report(parsed, traces: tuple[str, ...]):

@@ -29,6 +29,12 @@ def trtexec_command(layer_info, profile, times, log_file, output, fmt, table, to
         _must_exist(path)
     run = read_trtexec(profile=profile, layer_info=layer_info, times=times, log=log_file)
     report = trtexec_report(run, top=top)
+    if format_for(output, fmt) == "html" and not run.profile.iterations.empty:
+        from ..render.html_plots import latency_distribution
+
+        plot = latency_distribution(run.profile.iterations["latency_ns"],
+                                    "Latency of trtexec's timed iterations")
+        report.visuals += [plot] if plot is not None else []
     if output:
         click.echo(f"Wrote {write_report(report, output, fmt, table)}", err=True)
     else:

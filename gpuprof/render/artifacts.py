@@ -8,24 +8,57 @@ from .report import Report, write_report
 
 
 def write_artifacts(run, report: Report, out_dir: str | Path) -> list[Path]:
-    """report.md/.json/.txt, one CSV per table, the trace (trace.json, or trace.pftrace
-    for large runs), plots and the saved run."""
+    """The plots, the trace (trace.json, or trace.pftrace for large runs), the reports
+    (report.md/.json/.html/.txt, one CSV per table; the page holds the plots) and the saved run."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = [write_report(report, out / "report.md"), write_report(report, out / "report.json"),
-               write_report(report, out / "report.txt")]
-    for section in report.sections:
-        if section.table is not None and len(section.table):
-            written.append(write_report(report, out / f"{section.key}.csv", table=section.key))
     from .trace_files import out_dir_trace_name, write_trace
 
-    written.append(write_trace(run, out / out_dir_trace_name(run)))
+    plots: dict[str, Path] = {}
     if len(run.memory_events):
-        written.append(write_memory_plot(run, out / "memory.png"))
+        plots["Memory over time"] = write_memory_plot(run, out / "memory.png")
     if run.is_tensorrt():
-        written.append(write_layer_plot(run, out / "layers.png"))
-    written.append(run.save(out / "run.gpuprof"))
-    return written
+        plots["TensorRT layers (Pareto)"] = write_layer_plot(run, out / "layers.png")
+    trace = write_trace(run, out / out_dir_trace_name(run))
+    add_run_visuals(report, run, plots)
+    written = [out / name for name in write_reports(report, out)]
+    written.append(write_report(report, out / "report.txt"))  # a file: every name whole
+    return [*written, trace, *plots.values(), run.save(out / "run.gpuprof")]
+
+
+def write_reports(report: Report, out: Path, csv_tables: tuple[str, ...] | None = None) -> list[str]:
+    """The one writer of a folder's reports, for every command with an output folder:
+    report.md, report.json, report.html and a CSV per table (``csv_tables``: which, by
+    section key and in that order; None: every table). Returns the file names written."""
+    names = ["report.md", "report.json", "report.html"]
+    for name in names:
+        write_report(report, out / name)
+    keys = csv_tables if csv_tables is not None else [s.key for s in report.sections]
+    for key in keys:
+        section = report.section(key)
+        if section is not None and section.table is not None and len(section.table.columns):
+            if csv_tables is None and not len(section.table):
+                continue
+            names.append(write_report(report, out / f"{key}.csv", table=key).name)
+    return names
+
+
+def add_run_visuals(report: Report, run, plots: dict[str, Path] | None = None) -> Report:
+    """The plots (already written files, else drawn now) and the run's timeline, for the
+    HTML page of ``run`` (an ``api.Run``)."""
+    from .html_visuals import drawn_plot, plot_file, run_timeline
+
+    if plots is None:
+        plots = {}
+        drawn = []
+        if len(run.memory_events):
+            drawn.append(drawn_plot("Memory over time", lambda p: write_memory_plot(run, p)))
+        if run.is_tensorrt():
+            drawn.append(drawn_plot("TensorRT layers (Pareto)", lambda p: write_layer_plot(run, p)))
+        report.visuals.extend(p for p in drawn if p is not None)
+    report.visuals.extend(plot_file(path, title) for title, path in plots.items())
+    report.visuals.append(run_timeline(run, run.time_zero))
+    return report
 
 
 def write_layer_plot(run, path: Path) -> Path:

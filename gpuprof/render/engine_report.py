@@ -25,6 +25,7 @@ BACKEND_NAMES = {"onnxruntime": "ONNX Runtime", "tensorrt": "TensorRT"}
 FILES = {
     "report.md": "this report (Markdown)",
     "report.json": "this report (JSON, every row)",
+    "report.html": "this report as one web page: sortable tables, plots, timeline",
     "layers.csv": "per-layer table, every layer",
     "iterations.csv": "per-iteration latency, every timed iteration",
     "memory.png": "process memory (RSS) over time",
@@ -440,7 +441,7 @@ def file_listing(run, written: list[str], directory: Path) -> dict[str, str]:
     """The Files section: each file this run wrote into ``directory`` and what it holds
     (``written``: the plots, trace and saved run that exist; the reports are always there)."""
     tables = ["layers.csv"] if not run.layer_timings.empty else []
-    names = ["report.md", "report.json", *tables, "iterations.csv", *written]
+    names = ["report.md", "report.json", "report.html", *tables, "iterations.csv", *written]
     listed = {n: FILES[n] for n in names}
     if "memory.png" in listed:
         sources = _memory_sources(run.memory_events)
@@ -472,18 +473,31 @@ def _runner_files(profile: Profile, directory: Path) -> dict[str, str]:
 
 
 def write_report_files(report: Report, directory: Path) -> list[str]:
-    """report.md, report.json and the layer and iteration CSVs; the names written."""
-    from .report import write_report
+    """report.md, report.json, report.html and the layer and iteration CSVs (the folder
+    writer every command shares); the names written."""
+    from .artifacts import write_reports
 
-    write_report(report, directory / "report.md", "md")
-    write_report(report, directory / "report.json", "json")
-    written = ["report.md", "report.json"]
-    for name, key in (("layers.csv", "layers"), ("iterations.csv", "iterations")):
-        section = report.section(key)
-        if section is not None and section.table is not None:
-            write_report(report, directory / name, "csv", table=key)
-            written.append(name)
-    return written
+    return write_reports(report, directory, csv_tables=("layers", "iterations"))
+
+
+def add_engine_visuals(run, report: Report, directory: Path, written: list[str]) -> None:
+    """The HTML page's plots and timeline: memory.png as written, the layer Pareto drawn
+    from the layer table, the run's timeline (iterations, layers' kernels, NVTX ranges)."""
+    from .artifacts import add_run_visuals
+    from .html_visuals import drawn_plot
+    from .plots import plot_layers
+
+    layers = layer_times.layer_table(run.layer_timings)
+    pareto = drawn_plot("Layers by total time (Pareto)", lambda path: plot_layers(layers, path))
+    if pareto is not None:
+        report.visuals.append(pareto)
+    from .html_plots import latency_distribution
+
+    latency = latency_distribution(run.iterations["latency_ns"], "Latency of the timed iterations")
+    if latency is not None:
+        report.visuals.append(latency)
+    plots = {"Memory over time": directory / "memory.png"} if "memory.png" in written else {}
+    add_run_visuals(report, run, plots)
 
 
 def plot_memory_file(run, path: Path) -> None:

@@ -3,5 +3,6 @@ options can list them without importing the renderers (or pandas)."""
 
 from __future__ import annotations
 
-FORMATS = ("terminal", "md", "csv", "json")
-EXTENSIONS = {".md": "md", ".markdown": "md", ".csv": "csv", ".json": "json", ".txt": "terminal"}
+FORMATS = ("terminal", "md", "csv", "json", "html")
+EXTENSIONS = {".md": "md", ".markdown": "md", ".csv": "csv", ".json": "json", ".txt": "terminal",
+              ".html": "html", ".htm": "html"}

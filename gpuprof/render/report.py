@@ -37,6 +37,9 @@ class Report:
     sections: list[Section] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)  # shown as a header list: "GPU": "H100"
     kind: str = "report"    # the command that made it (nsys, engine, ...): JSON's "kind"
+    # plots and the timeline only the HTML page shows (``html_visuals.Plot``/``Timeline``);
+    # they hold no number a table lacks, so the text formats leave them out
+    visuals: list = field(default_factory=list)
 
     def section(self, key: str) -> Section | None:
         return next((s for s in self.sections if s.key == key), None)
@@ -77,6 +80,10 @@ def render(report: Report, fmt: str, table: str | None = None, width: int | None
         return machine.to_json(report)
     if fmt == "csv":
         return machine.to_csv(report, table)
+    if fmt == "html":
+        from .html_report import to_html
+
+        return to_html(report)
     raise BadInputError(f"unknown format '{fmt}'", f"Choose one of: {', '.join(FORMATS)}")
 
 

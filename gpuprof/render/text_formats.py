@@ -45,7 +45,32 @@ def _shown(section: Section) -> pd.DataFrame:
     table = section.table
     if table is None:
         return pd.DataFrame()
-    return table if section.max_rows is None else table.head(section.max_rows)
+    return readable_units(table if section.max_rows is None else table.head(section.max_rows))
+
+
+# a table's µs columns are shown in ms, and its ms columns in s, when their values are mostly
+# this large or more: 12,345,678 µs reads better as 12,346 ms (machine formats keep raw units)
+READABLE_LIMIT = 10_000
+_UNIT = {"µs": ("ms", 1000.0), "ms": ("s", 1000.0)}
+
+
+def readable_units(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with every column in µs (header naming the unit as a word) in ms when the
+    median of those columns' values is at least ``READABLE_LIMIT``; then the same from ms to
+    s. A table's columns of one unit change together, so percentiles stay comparable."""
+    for unit, (bigger, factor) in _UNIT.items():
+        columns = [c for c in table.columns if isinstance(c, str) and _names_unit(c, unit)
+                   and pd.api.types.is_numeric_dtype(table[c])]
+        values = pd.concat([table[c] for c in columns]).abs().dropna() if columns else []
+        if not len(values) or values.median() < READABLE_LIMIT:
+            continue
+        renamed = {c: re.sub(rf"(?<![\w]){unit}(?![\w])", bigger, c) for c in columns}
+        table = table.assign(**{c: table[c] / factor for c in columns}).rename(columns=renamed)
+    return table
+
+
+def _names_unit(header: str, unit: str) -> bool:
+    return re.search(rf"(?<![\w]){unit}(?![\w])", header) is not None
 
 
 def _truncation_note(section: Section) -> str | None:

@@ -14,6 +14,7 @@ MODES = ("concurrency", "request_rate")
 MEASUREMENT_MODES = ("time_windows", "count_windows")
 DISTRIBUTIONS = ("constant", "poisson")
 PROTOCOLS = ("http", "grpc")
+TRACE_LEVELS = ("TIMESTAMPS", "TENSORS")  # what --trace can ask Triton to record
 STABILITY_PERCENTILES = (50, 90, 95, 99)
 
 
@@ -42,6 +43,7 @@ class LoadSpec:
     request_timeout_s: float = 30
     trace: bool = False
     trace_rate: int | None = None           # trace 1 in N requests; None: chosen per level
+    trace_level: tuple[str, ...] = ("TIMESTAMPS",)  # Triton's levels: TIMESTAMPS, TENSORS
     seed: int = 0
 
     @property
@@ -54,6 +56,8 @@ class LoadSpec:
         _one_of("mode", self.mode, MODES)
         _one_of("measurement mode", self.measurement_mode, MEASUREMENT_MODES)
         _one_of("request distribution", self.distribution, DISTRIBUTIONS)
+        for level in self.trace_level:
+            _one_of("trace level", level, TRACE_LEVELS)
         _positive("batch size", self.batch_size)
         _positive("measurement interval", self.measurement_interval_ms)
         _positive("measurement request count", self.measurement_request_count)

@@ -159,7 +159,8 @@ def _tracer(spec: LoadSpec, api: ServerAPI, analysis: SweepAnalysis):
         return None
     from .tracing import TraceSession
 
-    return TraceSession(api, spec.model, analysis.check_trace_part, spec.trace_rate).start()
+    return TraceSession(api, spec.model, analysis.check_trace_part, spec.trace_rate,
+                        spec.trace_level).start()
 
 
 def _finish_trace(tracer, result: SweepResult) -> None:

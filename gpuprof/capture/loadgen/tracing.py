@@ -48,8 +48,9 @@ PartCheck = Callable[[Path], tuple[bool, bool, Any]]
 
 
 class TraceSession:
-    def __init__(self, api: ServerAPI, model: str, check_part: PartCheck, rate: int | None = None):
-        self.api, self.model, self.rate = api, model, rate
+    def __init__(self, api: ServerAPI, model: str, check_part: PartCheck, rate: int | None = None,
+                 level: tuple[str, ...] = ("TIMESTAMPS",)):
+        self.api, self.model, self.rate, self.level = api, model, rate, list(level)
         self.check_part = check_part
         self.original: dict = {}
         self.file: Path | None = None
@@ -70,7 +71,7 @@ class TraceSession:
         self.file = Path(trace_file)
         self.original = {k: current[k] for k in RESTORED_KEYS if k in current}
         self.before = self._stamps()
-        self.api.update_trace_settings({"trace_level": ["TIMESTAMPS"],
+        self.api.update_trace_settings({"trace_level": self.level,
                                         # auto: next to none until a level's warm-up picks N
                                         "trace_rate": str(self.rate or QUIET_RATE),
                                         "log_frequency": str(LOG_FREQUENCY)}, self.model)
