@@ -153,6 +153,30 @@ def test_trace_counters_peak_per_kind_as_sql(loaded):
         assert counters[f"{label} memory (nsys)"] == round(peak / MIB, 3)
 
 
+def test_protobuf_trace_counters_peak_per_kind_as_sql(loaded, tmp_path):
+    """The .pftrace's memory counter tracks (bytes, unrounded): one per (GPU, kind), each
+    peaking at the plain-SQL running sum's peak, at the same time."""
+    pb = pytest.importorskip("perfetto.protos.perfetto.trace.perfetto_trace_pb2")
+    from gpuprof.render.perfetto_trace import write_perfetto_trace
+
+    export, run = loaded
+    trace = pb.Trace.FromString(write_perfetto_trace(run, tmp_path / "t.pftrace").read_bytes())
+    names = {p.track_descriptor.uuid: p.track_descriptor.name for p in trace.packet
+             if p.HasField("track_descriptor") and p.track_descriptor.HasField("counter")}
+    peaks: dict[str, tuple[int, int]] = {}
+    for p in trace.packet:
+        event = p.track_event
+        if p.HasField("track_event") and event.type == pb.TrackEvent.TYPE_COUNTER:
+            name = names[event.track_uuid]
+            if name not in peaks or event.counter_value > peaks[name][0]:
+                peaks[name] = (event.counter_value, p.timestamp)
+    expected = _sql_peaks(export)
+    assert len(peaks) == len(expected)
+    for (device, kind), peak in expected.items():
+        label = f"host {kind}" if kind in HOST else f"GPU {device} {kind.replace('_', ' ')}"
+        assert peaks[f"{label} memory (nsys)"] == peak, (device, kind)
+
+
 def test_saved_run_keeps_the_kinds(loaded, tmp_path):
     from gpuprof.analyze.memory import memory_summary
 
