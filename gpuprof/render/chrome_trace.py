@@ -327,21 +327,30 @@ def _flow_events(profile: Profile, gpu_tracks: pd.DataFrame, clock: _Clock) -> I
 def _memory_counters(events: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
     """Memory in use per (source, device, memory kind) after each event, as a counter (MiB)
     named where the memory lives ("GPU 0 device memory (nsys)", "host pinned memory (nsys)")."""
-    from ..analyze.memory import ONE_KIND, memory_timeline
-    from .memory_labels import memory_labels
+    from ..analyze.memory import memory_timeline
 
     timeline = memory_timeline(events)
-    keys = timeline[["source", "device_id", "memory_kind"]].drop_duplicates()
-    names = {key: (f"{'GPU' if key[1] >= 0 else 'Host'} memory ({key[0]})" if key[2] == ONE_KIND
-                   else f"{label} memory ({key[0]})")
-             for key, label in zip(keys.itertuples(index=False, name=None), memory_labels(keys),
-                                   strict=True)}
+    names = memory_counter_names(timeline)
     ts = clock.us(timeline["time_ns"])
     columns = zip(timeline["source"].astype(object), timeline["device_id"],
                   timeline["memory_kind"].astype(object), timeline["used_bytes"], ts, strict=True)
     for source, device, kind, used, t in columns:
         yield {"ph": "C", "name": names[(source, device, kind)], "pid": _memory_pid(device),
                "tid": 0, "ts": float(t), "args": {"MiB": round(int(used) / MIB, 3)}}
+
+
+def memory_counter_names(timeline: pd.DataFrame) -> dict[tuple, str]:
+    """(source, device, kind) of a memory timeline -> its counter's name, where the memory
+    lives ("GPU 0 device memory (nsys)", "host pinned memory (nsys)"); shared by both trace
+    formats."""
+    from ..analyze.memory import ONE_KIND
+    from .memory_labels import memory_labels
+
+    keys = timeline[["source", "device_id", "memory_kind"]].drop_duplicates()
+    return {key: (f"{'GPU' if key[1] >= 0 else 'Host'} memory ({key[0]})" if key[2] == ONE_KIND
+                  else f"{label} memory ({key[0]})")
+            for key, label in zip(keys.itertuples(index=False, name=None), memory_labels(keys),
+                                  strict=True)}
 
 
 def _memory_pid(device: int) -> int:

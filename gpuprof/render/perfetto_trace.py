@@ -307,25 +307,22 @@ def _counter_sets(profile: Profile, tracks: TrackTree):
         ProcessDescriptor,
     )
 
-    from ..analyze.memory import ONE_KIND, memory_timeline
-    from .memory_labels import memory_labels
+    from ..analyze.memory import memory_timeline
+    from .chrome_trace import memory_counter_names
 
     if profile.memory_events.empty:
         return
     timeline = memory_timeline(profile.memory_events)
-    keys = timeline[["source", "device_id", "memory_kind"]].drop_duplicates()
+    names = memory_counter_names(timeline)
     host = None
-    for key, label in zip(keys.itertuples(index=False, name=None), memory_labels(keys),
-                          strict=True):
-        source, device, kind = key
+    for key, rows in timeline.groupby(["source", "device_id", "memory_kind"], sort=False,
+                                      observed=True):
+        device = key[1]
         if device < 0 and host is None:
             host = tracks.add(process=ProcessDescriptor(pid=RUN_PID, process_name="host"))
-        name = (f"{'GPU' if device >= 0 else 'Host'} memory ({source})" if kind == ONE_KIND
-                else f"{label} memory ({source})")
-        uuid = tracks.add(name=name, counter=CounterDescriptor(unit=CounterDescriptor.UNIT_SIZE_BYTES),
+        uuid = tracks.add(name=names[key],
+                          counter=CounterDescriptor(unit=CounterDescriptor.UNIT_SIZE_BYTES),
                           parent_uuid=host if device < 0 else _gpu_process(tracks, device))
-        rows = timeline[(timeline["source"] == source) & (timeline["device_id"] == device)
-                        & (timeline["memory_kind"] == kind)]
         yield uuid, rows["time_ns"].to_numpy(), rows["used_bytes"].to_numpy()
 
 
