@@ -68,15 +68,16 @@ class TritonPythonModel:
         return session
 
     def execute(self, requests):
+        if self.profiler is not None:
+            return self._execute_profiled(requests)
         if self.batched and len(requests) > 1:
-            return self._run_batch(requests)
-        if self.profiler is None:
-            return [self._run(request) for request in requests]
-        return self._execute_profiled(requests)
+            return self._run_batch(requests)[0]
+        return [self._run(request) for request in requests]
 
     def _run_batch(self, requests):
         """One ``session.run`` for all ``requests``: inputs concatenated along dim 0, outputs
-        split back at the same row boundaries."""
+        split back at the same row boundaries. Returns (responses, each request's rows)."""
+        rows = [0] * len(requests)
         try:
             feeds = [self._feed(request) for request in requests]
             rows = [len(feed[self.input_names[0]]) for feed in feeds]
@@ -85,26 +86,34 @@ class TritonPythonModel:
             results = self.session.run(self.output_names, stacked)
         except Exception as exc:  # every request of the batch gets the error
             error = pb_utils.TritonError(str(exc))
-            return [pb_utils.InferenceResponse(error=error) for _ in requests]
+            return [pb_utils.InferenceResponse(error=error) for _ in requests], rows
         bounds = np.cumsum(rows)[:-1]
         parts = [np.split(value, bounds) for value in results]
         return [pb_utils.InferenceResponse(output_tensors=[
                     _output(name, part[k]) for name, part in zip(self.output_names, parts)])
-                for k in range(len(requests))]
+                for k in range(len(requests))], rows
 
     def _feed(self, request):
         return {name: _input(pb_utils.get_input_tensor_by_name(request, name))
                 for name in self.input_names}
 
     def _execute_profiled(self, requests):
-        responses = []
-        for request in requests:
-            if _asks_flush(request):
-                self.profiler.ended(self.session.end_profiling())
-                self.session = self._new_session()
+        """Each ``session.run`` stamped and logged with the requests it ran. A flush request
+        ends the session first, so the whole batch it came in runs in the new one."""
+        if any(_asks_flush(request) for request in requests):
+            self.profiler.ended(self.session.end_profiling())
+            self.session = self._new_session()
+        if self.batched and len(requests) > 1:
             before = time.monotonic_ns()
-            responses.append(self._run(request))
-            self.profiler.ran(request.request_id(), before, time.monotonic_ns())
+            responses, rows = self._run_batch(requests)
+            self.profiler.ran([r.request_id() for r in requests], before, time.monotonic_ns(),
+                              rows)
+        else:
+            responses = []
+            for request in requests:
+                before = time.monotonic_ns()
+                responses.append(self._run(request))
+                self.profiler.ran([request.request_id()], before, time.monotonic_ns())
         self.profiler.flush()
         return responses
 
@@ -138,8 +147,8 @@ class _Profiler:
     Per session ``n`` of this process: the profile (``ort-<pid>-<n>_<date>.json``, ts in µs
     from the profiling start) and ``anchor-<pid>-<n>.json`` (that start in realtime epoch ns
     and realtime minus monotonic, measured between two monotonic reads). Per process one
-    ``runs-<pid>.jsonl``: a line per ``session.run`` with Triton's request id and monotonic
-    stamps around it, and a line naming each profile when its session ends, so a reader
+    ``runs-<pid>.jsonl``: a line per ``session.run`` with Triton's request id (a batch's: every
+    request id and its rows) and monotonic stamps around it, and a line naming each profile when its session ends, so a reader
     knows which sessions are complete and which run lines belong to which profile.
     """
 
@@ -164,9 +173,15 @@ class _Profiler:
             json.dump(anchor, handle)
         os.replace(path + ".tmp", path)
 
-    def ran(self, request_id, before_ns, after_ns):
-        self.lines.append(json.dumps({"session": self.number, "request_id": request_id,
-                                      "before_ns": before_ns, "after_ns": after_ns}))
+    def ran(self, request_ids, before_ns, after_ns, rows=None):
+        """One line per ``session.run``: one request's run keeps the single ``request_id``;
+        a batch's names every request it ran and each one's rows (dim 0) in the batch."""
+        line = {"session": self.number, "before_ns": before_ns, "after_ns": after_ns}
+        if len(request_ids) == 1:
+            line["request_id"] = request_ids[0]
+        else:
+            line.update(request_ids=list(request_ids), rows=list(rows or []))
+        self.lines.append(json.dumps(line))
 
     def ended(self, profile_path):
         self.lines.append(json.dumps({"session": self.number,

@@ -28,11 +28,6 @@ ONNX_TO_TRITON = {
     11: "TYPE_FP64", 12: "TYPE_UINT32", 13: "TYPE_UINT64", 16: "TYPE_BF16",
 }
 
-# the profile's run lines name one request per session.run; a batch has several
-PROFILED_BATCHING = ("--ort-profile and --dynamic-batching cannot be combined: node times are "
-                     "matched to one request per ONNX Runtime run", "Drop one of the two options")
-
-
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
@@ -149,8 +144,6 @@ def write_repository(model_path: str | Path, repo_dir: str | Path, name: str | N
     onnx_path = Path(model_path).resolve()
     if not onnx_path.is_file():
         raise BadInputError(f"ONNX model '{model_path}' not found", "Check the path")
-    if profile_dir and batching:
-        raise BadInputError(*PROFILED_BATCHING)
     name = name or model_name_for(onnx_path)
     inputs, outputs = onnx_io(onnx_path)
     if batching:

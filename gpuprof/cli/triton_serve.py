@@ -52,7 +52,7 @@ def serve_command(model: str, name: str | None, http_port: int | None, grpc_port
     """Serve MODEL (.onnx) with the bundled Triton on 127.0.0.1 until Ctrl-C."""
     from ..capture.triton_server import TraceConfig, serve_onnx
 
-    batching = _batching(dynamic_batching, max_batch_size, max_queue_delay_us, ort_profile)
+    batching = _batching(dynamic_batching, max_batch_size, max_queue_delay_us)
 
     trace = None
     if trace_file:
@@ -79,9 +79,8 @@ def serve_command(model: str, name: str | None, http_port: int | None, grpc_port
     click.echo("Stopped.", err=True)
 
 
-def _batching(enabled: bool, max_batch_size: int, max_queue_delay_us: int,
-              ort_profile: str | None):
-    from ..capture.triton_repo import PROFILED_BATCHING, Batching
+def _batching(enabled: bool, max_batch_size: int, max_queue_delay_us: int):
+    from ..capture.triton_repo import Batching
     from ..errors import BadInputError
 
     if not enabled:
@@ -89,8 +88,6 @@ def _batching(enabled: bool, max_batch_size: int, max_queue_delay_us: int,
             raise BadInputError("--max-batch-size and --max-queue-delay-us need "
                                 "--dynamic-batching", "Add --dynamic-batching")
         return None
-    if ort_profile:
-        raise BadInputError(*PROFILED_BATCHING)
     return Batching(max_batch_size, max_queue_delay_us).check()
 
 

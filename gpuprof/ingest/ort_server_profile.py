@@ -3,8 +3,9 @@
 The model (``capture/triton_onnx_model.py``) writes, per python-stub process ``pid``:
 
 - ``runs-<pid>.jsonl``: ``{"session", "request_id", "before_ns", "after_ns"}`` per
-  ``session.run`` (CLOCK_MONOTONIC stamps around it, Triton's request id), and
-  ``{"session", "profile"}`` when a session's profile was written (the session is complete);
+  ``session.run`` (CLOCK_MONOTONIC stamps around it, Triton's request id; a dynamic batch's
+  run names ``request_ids`` and their ``rows`` instead), and ``{"session", "profile"}`` when
+  a session's profile was written (the session is complete);
 - ``anchor-<pid>-<n>.json``: session ``n``'s profiling start (realtime epoch ns,
   ``get_profiling_start_time_ns``) and CLOCK_REALTIME - CLOCK_MONOTONIC with its error;
 - ``ort-<pid>-<n>_<date>.json``: ONNX Runtime's profile, ``ts`` in µs from that start.
@@ -13,6 +14,11 @@ So an event's monotonic time is ``profiling_start + ts * 1000 - (realtime - mono
 The k-th ``model_run`` event of a session is its k-th run line (one stub thread runs them in
 turn); a session whose counts differ is reported and its nodes left out, never matched by
 guess. Only sessions that ran requests with the asked-for id prefix are read.
+
+A batch's requests share its run: each gets a row in ``runs`` (``run`` numbers the session's
+runs, ``run_requests`` counts the requests in it, ``share`` is the request's rows over the
+batch's) and the run's node events under its own id, so a node execution appears once per
+request that shared it (``analyze.request_nodes`` counts executions once).
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ import pandas as pd
 from ..errors import BadInputError, GpuprofError
 from .onnxruntime_profile import parse_events, read_events
 
-RUN_COLUMNS = ["request_id", "pid", "session", "before_ns", "after_ns", "ort_start_ns",
-               "ort_end_ns"]
-NODE_COLUMNS = ["request_id", "pid", "session", "layer", "layer_type", "start_ns",
+RUN_COLUMNS = ["request_id", "pid", "session", "run", "run_requests", "share", "before_ns",
+               "after_ns", "ort_start_ns", "ort_end_ns"]
+NODE_COLUMNS = ["request_id", "pid", "session", "run", "layer", "layer_type", "start_ns",
                 "duration_ns"]
 US = 1000
 
@@ -84,11 +90,27 @@ def scan_sessions(folder: str | Path, request_prefix: str = "") -> tuple[dict, l
             session = sessions.setdefault(key, _Session(pid, key[1]))
             if "profile" in line:
                 session.profile = str(line["profile"])
-            elif "request_id" in line:
+            elif "request_id" in line or "request_ids" in line:
                 session.runs.append(line)
     wanted = {key: s for key, s in sessions.items()
-              if any(str(r["request_id"]).startswith(request_prefix) for r in s.runs)}
+              if any(rid.startswith(request_prefix) for r in s.runs for rid in _ids(r))}
     return wanted, issues
+
+
+def _ids(line: dict) -> list[str]:
+    """The request ids one run line names (one, or a batch's)."""
+    if "request_ids" in line:
+        return [str(rid) for rid in line["request_ids"]]
+    return [str(line["request_id"])]
+
+
+def _shares(line: dict) -> list[float]:
+    """Each request's share of its run: its rows over the batch's (equal when not logged)."""
+    ids = _ids(line)
+    rows = [int(r) for r in line.get("rows", [])]
+    if len(rows) != len(ids) or sum(rows) <= 0:
+        return [1.0 / len(ids)] * len(ids)
+    return [r / sum(rows) for r in rows]
 
 
 def _folder(folder: str | Path) -> Path:
@@ -139,27 +161,43 @@ def _why(exc: BaseException) -> str:
 
 
 def _run_frame(session: _Session, ort_runs: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per (run, request it ran)."""
+    per_run = np.array([len(_ids(r)) for r in session.runs], dtype=np.int64)
+    run = np.repeat(np.arange(len(session.runs), dtype=np.int64), per_run)
     frame = pd.DataFrame({
-        "request_id": [str(r["request_id"]) for r in session.runs],
-        "pid": session.pid, "session": session.number,
-        "before_ns": np.array([r["before_ns"] for r in session.runs], dtype=np.int64),
-        "after_ns": np.array([r["after_ns"] for r in session.runs], dtype=np.int64)})
+        "request_id": [rid for r in session.runs for rid in _ids(r)],
+        "pid": session.pid, "session": session.number, "run": run,
+        "run_requests": per_run[run],
+        "share": np.array([s for r in session.runs for s in _shares(r)], dtype=np.float64),
+        "before_ns": np.array([r["before_ns"] for r in session.runs], dtype=np.int64)[run],
+        "after_ns": np.array([r["after_ns"] for r in session.runs], dtype=np.int64)[run]})
     has = ort_runs is not None
-    frame["ort_start_ns"] = pd.array(ort_runs["start_ns"] if has else [None] * len(frame),
-                                     dtype="Int64")
-    frame["ort_end_ns"] = pd.array(ort_runs["end_ns"] if has else [None] * len(frame),
-                                   dtype="Int64")
+    frame["ort_start_ns"] = pd.array(ort_runs["start_ns"].to_numpy()[run] if has
+                                     else [None] * len(frame), dtype="Int64")
+    frame["ort_end_ns"] = pd.array(ort_runs["end_ns"].to_numpy()[run] if has
+                                   else [None] * len(frame), dtype="Int64")
     return frame
 
 
 def _node_frame(session: _Session, layers: pd.DataFrame) -> pd.DataFrame:
-    ids = np.array([str(r["request_id"]) for r in session.runs], dtype=object)
+    """The node events, once per request of the run they belong to."""
+    ids = [_ids(r) for r in session.runs]
+    per_run = np.array([len(i) for i in ids], dtype=np.int64)
+    first = np.concatenate([[0], np.cumsum(per_run)[:-1]]).astype(np.int64)
+    flat = np.array([rid for i in ids for rid in i], dtype=object)
+    iteration = layers["iteration"].to_numpy()
+    copies = per_run[iteration]
+    event = np.repeat(np.arange(len(layers)), copies)
+    # the k-th copy of an event goes to the k-th request of its run
+    nth = np.arange(len(event)) - np.repeat(np.cumsum(copies) - copies, copies)
+    run = iteration[event]
     return pd.DataFrame({
-        "request_id": ids[layers["iteration"].to_numpy()], "pid": session.pid,
-        "session": session.number, "layer": layers["layer"].to_numpy(),
-        "layer_type": layers["layer_type"].to_numpy(),
-        "start_ns": layers["start_ns"].to_numpy(dtype=np.int64),
-        "duration_ns": layers["duration_ns"].to_numpy(dtype=np.int64)})
+        "request_id": flat[first[run] + nth], "pid": session.pid,
+        "session": session.number, "run": run.astype(np.int64),
+        "layer": layers["layer"].to_numpy()[event],
+        "layer_type": layers["layer_type"].to_numpy()[event],
+        "start_ns": layers["start_ns"].to_numpy(dtype=np.int64)[event],
+        "duration_ns": layers["duration_ns"].to_numpy(dtype=np.int64)[event]})
 
 
 def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:

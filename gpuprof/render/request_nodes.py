@@ -13,7 +13,7 @@ from .report import Section
 
 TERMINAL_ROWS = 20
 CSV_COLUMNS = ["request_id", "client_port", "layer", "layer_type", "start_ns", "duration_ns",
-               "pid", "session"]
+               "pid", "session", "run", "run_requests", "share"]
 
 
 def nodes_section(nodes) -> Section:
@@ -58,7 +58,7 @@ def _notes(nodes, result) -> list[str]:
              f"per request: node time p50 {_us(result.node_ns, 'p50')} µs, p99 "
              f"{_us(result.node_ns, 'p99')} µs; session.run p50 {_us(result.run_ns, 'p50')} µs",
              f"{result.nodes_outside_run} node events lie outside their request's "
-             "session.run stamps",
+             "session.run stamps", *_shared_note(result),
              f"{result.runs_outside_compute} of {result.traced} traced requests ran ONNX Runtime "
              "outside their Triton COMPUTE_INPUT_END..COMPUTE_OUTPUT_START (kept, not dropped)"]
     clock = nodes.clock
@@ -70,16 +70,27 @@ def _notes(nodes, result) -> list[str]:
     return notes + list(nodes.notes)
 
 
+def _shared_note(result) -> list[str]:
+    if not result.shared_runs:
+        return []
+    return [f"dynamic batching: {result.shared_requests} requests shared "
+            f"{result.shared_runs} ONNX Runtime runs; each of them is given its run's nodes "
+            "(CSV: run_requests, share = its rows over the batch's); per node, n counts each "
+            "execution once"]
+
+
 def _us(stats: dict, key: str) -> str:
     value = stats.get(key, float("nan"))
     return "-" if value != value else f"{value / US:.1f}"
 
 
 def node_rows(result, client: pd.DataFrame) -> pd.DataFrame:
-    """One row per request x node, with the request's client port when the client knew it."""
+    """One row per request x node, with the request's client port when the client knew it and
+    how many requests shared the ORT run (``run_requests``) with this one's ``share``."""
     ports = client[["request_id", "client_port"]] if "client_port" in client else None
-    rows = result.nodes if ports is None else result.nodes.merge(ports, on="request_id",
-                                                                how="left")
+    rows = result.nodes.merge(result.per_request[["request_id", "run_requests", "share"]],
+                              on="request_id", how="left")
+    rows = rows if ports is None else rows.merge(ports, on="request_id", how="left")
     if "client_port" not in rows:
         rows = rows.assign(client_port=-1)
     return rows[CSV_COLUMNS]
