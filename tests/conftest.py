@@ -7,9 +7,11 @@ trt, trt_runtime, triton, bpf, browser) skip with a reason when the real compone
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import importlib.util
+import json
 import os
 import shutil
 import sqlite3
@@ -173,6 +175,33 @@ def gpu_activity_rows(name: str, where: str = "") -> list[tuple]:
     for table in GPU_ACTIVITY_TABLES:
         rows += nsys_sql(name, f'SELECT deviceId, {SQL_PID}, streamId, start, "end" FROM {table} {where}')
     return rows
+
+
+KERNEL_TIME = "_kernel_time"   # ONNX Runtime's suffix on a node's event in its profile JSON
+
+
+def ort_profiled_runs(prof: Path):
+    """Each ONNX Runtime run the served model profiled (`gpuprof triton serve --ort-profile`),
+    read in plain Python from its raw files: (pid, session, k, the model's run line, the node
+    events inside the run), the k-th run line of a session paired with its k-th model_run."""
+    lines, profiles = collections.defaultdict(list), {}
+    for path in prof.glob("runs-*.jsonl"):
+        pid = int(path.stem.split("-")[1])
+        for text in path.read_text().splitlines():
+            line = json.loads(text)
+            if "profile" in line:
+                profiles[(pid, line["session"])] = line["profile"]
+            else:
+                lines[(pid, line["session"])].append(line)
+    for (pid, session), name in profiles.items():
+        events = json.loads((prof / name).read_text())
+        runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
+        assert len(runs) == len(lines[(pid, session)])
+        for k, (run, line) in enumerate(zip(runs, lines[(pid, session)])):
+            lo, hi = run["ts"], run["ts"] + run["dur"]
+            nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith(KERNEL_TIME)
+                     and lo <= e["ts"] <= hi]
+            yield pid, session, k, line, nodes
 
 
 @contextlib.contextmanager
