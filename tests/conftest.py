@@ -7,9 +7,11 @@ trt, trt_runtime, triton, bpf, browser) skip with a reason when the real compone
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import importlib.util
+import json
 import os
 import shutil
 import sqlite3
@@ -91,10 +93,36 @@ def nsys_profile(name: str):
     return read_nsys(fixture_path("nsys", name))
 
 
-def nsys_sql(name: str, query: str) -> list[tuple]:
-    """Plain SQL on a shared nsys fixture, the independent side of cross-checks; an export
-    without a table the query names (nsys exports only tables with data) gives no rows."""
-    path = fixture_path("nsys", name)
+# -- plain SQL on nsys exports: the independent side of cross-checks (never gpuprof's code) --
+
+def sql_pid(column: str) -> str:
+    """The process id nsys packs into a globalPid/globalTid (bits 24-47)."""
+    return f"(({column} >> 24) & 16777215)"
+
+
+SQL_PID = sql_pid("globalPid")
+GPU_ACTIVITY_TABLES = ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY",
+                       "CUPTI_ACTIVITY_KIND_MEMSET")
+# each kernel (k) with the CUDA runtime call that launched it (r): same correlation id and process
+SQL_KERNEL_LAUNCHES = ("CUPTI_ACTIVITY_KIND_KERNEL k JOIN CUPTI_ACTIVITY_KIND_RUNTIME r "
+                       f"ON r.correlationId = k.correlationId AND {sql_pid('r.globalTid')} = "
+                       f"{sql_pid('k.globalPid')}")
+# memKind -> its name in lower case ("device", "pinned", ...), as a WITH clause named kinds
+SQL_MEM_KIND_NAMES = ("kinds AS (SELECT id, LOWER(SUBSTR(name, INSTR(name, '_KIND_') + 6)) AS kind "
+                      "FROM ENUM_CUDA_MEM_KIND)")
+
+
+def sql_domain(name: str) -> str:
+    """The ids of the NVTX domain registered (eventType 75) under ``name``, for ``IN``."""
+    return f"(SELECT domainId FROM NVTX_EVENTS WHERE eventType = 75 AND text = '{name}')"
+
+
+SQL_TENSORRT_DOMAIN = sql_domain("TensorRT")
+
+
+def export_sql(path: str | Path, query: str) -> list[tuple]:
+    """Plain SQL on an export, read-only; an export without a table the query names (nsys
+    exports only tables with data) gives no rows."""
     with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
         try:
             return db.execute(query).fetchall()
@@ -102,6 +130,78 @@ def nsys_sql(name: str, query: str) -> list[tuple]:
             if "no such table" in str(exc):
                 return []
             raise
+
+
+def nsys_sql(name: str, query: str) -> list[tuple]:
+    """Plain SQL on a shared nsys fixture (skips when it is absent), as ``export_sql``."""
+    return export_sql(fixture_path("nsys", name), query)
+
+
+def export_tables(path: str | Path) -> set[str]:
+    return {row[0] for row in export_sql(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def kernel_totals(path: str | Path) -> dict[str, tuple[int, int]]:
+    """Kernel name -> (summed duration, count) of an export, in plain SQL."""
+    return {name: (total, count) for name, total, count in export_sql(path, """
+        SELECT s.value, SUM(k.end - k.start), COUNT(*) FROM CUPTI_ACTIVITY_KIND_KERNEL k
+        JOIN StringIds s ON s.id = k.shortName GROUP BY s.value""")}
+
+
+# copyKind -> direction (ENUM_CUDA_MEMCPY_OPER, hard-coded: old exports lack the enum) and
+# memKind -> the memory a memset wrote (ENUM_CUDA_MEM_KIND: the labels every export carries)
+COPY_DIRECTIONS = {1: "HtoD", 2: "DtoH", 8: "DtoD", 10: "PtoP", 11: "UVM HtoD", 12: "UVM DtoH"}
+MEM_KINDS = {0: "pageable", 1: "pinned", 2: "device", 3: "array", 4: "managed", 5: "device_static",
+             6: "managed_static", 7: "unknown"}
+
+
+def copies_per_kind(path: str | Path, duration: str = '"end" - start',
+                    where: str = "") -> dict[tuple[str, str], tuple[int, ...]]:
+    """("memcpy", direction) and ("memset", memory kind) -> (count, bytes, summed ``duration``,
+    smallest, largest) of an export's rows that ``where`` keeps."""
+    out = {}
+    for op, kind, labels in (("memcpy", "copyKind", COPY_DIRECTIONS), ("memset", "memKind", MEM_KINDS)):
+        for key, *stats in export_sql(path, f"""
+                SELECT {kind}, COUNT(*), SUM(bytes), SUM({duration}), MIN(bytes), MAX(bytes)
+                FROM CUPTI_ACTIVITY_KIND_{op.upper()} {where} GROUP BY 1"""):
+            out[(op, labels[key])] = tuple(stats)
+    return out
+
+
+def gpu_activity_rows(name: str, where: str = "") -> list[tuple]:
+    """(deviceId, pid, streamId, start, end) of every kernel, memcpy and memset of a shared
+    fixture, filtered by ``where`` (a WHERE clause on those columns)."""
+    rows = []
+    for table in GPU_ACTIVITY_TABLES:
+        rows += nsys_sql(name, f'SELECT deviceId, {SQL_PID}, streamId, start, "end" FROM {table} {where}')
+    return rows
+
+
+KERNEL_TIME = "_kernel_time"   # ONNX Runtime's suffix on a node's event in its profile JSON
+
+
+def ort_profiled_runs(prof: Path):
+    """Each ONNX Runtime run the served model profiled (`gpuprof triton serve --ort-profile`),
+    read in plain Python from its raw files: (pid, session, k, the model's run line, the node
+    events inside the run), the k-th run line of a session paired with its k-th model_run."""
+    lines, profiles = collections.defaultdict(list), {}
+    for path in prof.glob("runs-*.jsonl"):
+        pid = int(path.stem.split("-")[1])
+        for text in path.read_text().splitlines():
+            line = json.loads(text)
+            if "profile" in line:
+                profiles[(pid, line["session"])] = line["profile"]
+            else:
+                lines[(pid, line["session"])].append(line)
+    for (pid, session), name in profiles.items():
+        events = json.loads((prof / name).read_text())
+        runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
+        assert len(runs) == len(lines[(pid, session)])
+        for k, (run, line) in enumerate(zip(runs, lines[(pid, session)])):
+            lo, hi = run["ts"], run["ts"] + run["dur"]
+            nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith(KERNEL_TIME)
+                     and lo <= e["ts"] <= hi]
+            yield pid, session, k, line, nodes
 
 
 @contextlib.contextmanager

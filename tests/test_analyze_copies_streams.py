@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gpuprof.analyze.copies import copy_summary
 from gpuprof.analyze.streams import busy_by, gpu_busy, largest_gaps, stream_busy
 from gpuprof.model import conform
-from tests.conftest import nsys_profile, nsys_sql
+from tests.conftest import copies_per_kind, fixture_path, gpu_activity_rows, nsys_profile
 
 EXPORTS = [
     "caoye310__Lower-Triangular-Solves__la.sqlite",
@@ -23,9 +23,6 @@ EXPORTS = [
     "kamalchowdhury326__HW5_helper__report1.sqlite",
     "SpaceManV3__cp3__report5.sqlite",
 ]
-# copyKind -> direction, from ENUM_CUDA_MEMCPY_OPER (hard-coded here: old exports lack the enum)
-DIRECTIONS = {1: "HtoD", 2: "DtoH", 8: "DtoD", 10: "PtoP", 11: "UVM HtoD", 12: "UVM DtoH"}
-PID = "((globalPid >> 24) & 16777215)"
 
 
 def _intervals(rows) -> pd.DataFrame:
@@ -53,9 +50,6 @@ def _union(intervals: list[tuple[int, int]]) -> dict:
             "gap_total_ns": sum(gaps), "gap_max_ns": max(gaps, default=0)}
 
 
-# ENUM_CUDA_MEM_KIND, the memory a memset wrote (the same enum labels every export carries)
-MEM_KINDS = {0: "pageable", 1: "pinned", 2: "device", 3: "array", 4: "managed", 5: "device_static",
-             6: "managed_static", 7: "unknown"}
 
 
 # -- copies -------------------------------------------------------------------------------
@@ -76,15 +70,7 @@ def test_copy_summary_bandwidth_and_sizes():
 
 @pytest.mark.parametrize("name", EXPORTS)
 def test_copy_summary_matches_sql(name):
-    expected = {}
-    for kind, n, total, dur, smallest, largest in nsys_sql(name, """
-            SELECT copyKind, COUNT(*), SUM(bytes), SUM("end" - start), MIN(bytes), MAX(bytes)
-            FROM CUPTI_ACTIVITY_KIND_MEMCPY WHERE "end" >= start GROUP BY 1"""):
-        expected[("memcpy", DIRECTIONS[kind])] = (n, total, dur, smallest, largest)
-    for kind, n, total, dur, smallest, largest in nsys_sql(name, """
-            SELECT memKind, COUNT(*), SUM(bytes), SUM("end" - start), MIN(bytes), MAX(bytes)
-            FROM CUPTI_ACTIVITY_KIND_MEMSET WHERE "end" >= start GROUP BY 1"""):
-        expected[("memset", MEM_KINDS[kind])] = (n, total, dur, smallest, largest)
+    expected = copies_per_kind(fixture_path("nsys", name), where='WHERE "end" >= start')
     out = copy_summary(nsys_profile(name).copies)
     got = {(r.kind, r.direction): (r.count, r.total_bytes, r.total_ns, r.min_bytes, r.max_bytes)
            for r in out.itertuples()}
@@ -143,11 +129,7 @@ def test_busy_time_equals_brute_force_union(items):
 
 @pytest.mark.parametrize("name", EXPORTS)
 def test_busy_time_matches_sql_and_plain_union(name):
-    rows = []
-    for table in ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY",
-                  "CUPTI_ACTIVITY_KIND_MEMSET"):
-        rows += nsys_sql(name, f"""SELECT deviceId, {PID}, streamId, start, "end" FROM {table}
-                              WHERE "end" >= start""")
+    rows = gpu_activity_rows(name, 'WHERE "end" >= start')
     per_gpu, per_stream = defaultdict(list), defaultdict(list)
     for device, pid, stream, start, end in rows:
         per_gpu[device].append((start, end))
@@ -178,12 +160,9 @@ def test_largest_gaps_hand_built():
 
 @pytest.mark.parametrize("name", EXPORTS[:4])
 def test_largest_gaps_match_plain_union(name):
-    rows = []
-    for table in ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY",
-                  "CUPTI_ACTIVITY_KIND_MEMSET"):
-        rows += nsys_sql(name, f'SELECT deviceId, start, "end" FROM {table} WHERE "end" >= start')
+    rows = gpu_activity_rows(name, 'WHERE "end" >= start')
     per_gpu = defaultdict(list)
-    for device, start, end in rows:
+    for device, _, _, start, end in rows:
         per_gpu[device].append((start, end))
     profile = nsys_profile(name)
     got = largest_gaps(profile.kernels, profile.copies, top=5)

@@ -9,7 +9,7 @@ import pytest
 from gpuprof.analyze.kernels import kernel_summary
 from gpuprof.analyze.nvtx_summary import nvtx_summary
 from gpuprof.model import conform
-from tests.conftest import nsys_profile, nsys_sql
+from tests.conftest import SQL_TENSORRT_DOMAIN, nsys_profile, nsys_sql
 
 KERNEL_EXPORTS = [
     "caoye310__Lower-Triangular-Solves__la.sqlite",
@@ -138,8 +138,8 @@ def test_nvtx_summary_matches_sql(name):
 
 def test_nvtx_summary_names_the_tensorrt_domain():
     name = "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite"
-    ((expected,),) = _sql(name, """
-        SELECT COUNT(*) FROM NVTX_EVENTS WHERE eventType = 59 AND "end" >= start AND domainId =
-            (SELECT domainId FROM NVTX_EVENTS WHERE eventType = 75 AND text = 'TensorRT')""")
+    ((expected,),) = _sql(name, f"""
+        SELECT COUNT(*) FROM NVTX_EVENTS WHERE eventType = 59 AND "end" >= start
+            AND domainId IN {SQL_TENSORRT_DOMAIN}""")
     out = nvtx_summary(_profile(name).nvtx_ranges)
     assert out.loc[out["domain"] == "TensorRT", "count"].sum() == expected == 3050

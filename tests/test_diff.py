@@ -23,7 +23,7 @@ from gpuprof.cli.main import main
 from gpuprof.ingest.diff_inputs import read_diff_input
 from gpuprof.model import Profile
 
-from .conftest import fixture_path, fixtures_root
+from .conftest import fixture_path, fixtures_root, kernel_totals
 
 RESNET = "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite"
 SLOWED = "/layer3/layer3.1/conv2/Conv + /layer3/layer3.1/relu_1/Relu"
@@ -104,13 +104,10 @@ def test_kernel_deltas_match_plain_sql(slowed_export):
     source, copy = slowed_export
     diff = _diff(source, copy)
     kernels = diff.tables["kernel"].set_index("name")
-    query = """SELECT s.value, SUM(k.end - k.start), COUNT(*) FROM CUPTI_ACTIVITY_KIND_KERNEL k
-               JOIN StringIds s ON s.id = k.shortName GROUP BY s.value"""
     for path, side in ((source, "base"), (copy, "new")):
-        with sqlite3.connect(path) as db:
-            for name, total, count in db.execute(query):
-                assert kernels.loc[name, f"{side}_total"] == total
-                assert kernels.loc[name, f"{side}_count"] == count
+        for name, (total, count) in kernel_totals(path).items():
+            assert kernels.loc[name, f"{side}_total"] == total
+            assert kernels.loc[name, f"{side}_count"] == count
 
 
 def _program_pairs() -> list[tuple[Path, Path]]:
@@ -135,13 +132,9 @@ def test_two_real_exports_of_one_program(pair, capsys):
     diff = _diff(base, new)
     kernels = diff.tables["kernel"]
     assert (kernels["status"] == "both").any()
-    query = "SELECT s.value, SUM(k.end - k.start) FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN StringIds s ON s.id = k.shortName GROUP BY s.value"
-    plain = {}
-    for side, path in (("base", base), ("new", new)):
-        with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
-            plain[side] = dict(db.execute(query).fetchall())
+    plain = {"base": kernel_totals(base), "new": kernel_totals(new)}
     for _, row in kernels[kernels["status"] == "both"].iterrows():
-        b, n = plain["base"][row["name"]], plain["new"][row["name"]]
+        (b, _), (n, _) = plain["base"][row["name"]], plain["new"][row["name"]]
         assert row["delta_total"] == n - b
         assert row["delta_total_pct"] == pytest.approx((n - b) / b * 100)
     code = main(["diff", str(base), str(new), "--fail-on", "kernel.total>+10%", "--fail-on", "range.total>+10%",

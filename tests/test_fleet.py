@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 from collections import defaultdict
 
 import numpy as np
@@ -17,31 +16,17 @@ from gpuprof.cli.main import main
 from gpuprof.pipeline.fleet import find_exports, run_fleet
 from gpuprof.render.fleet import fleet_report
 
-from .conftest import nsys_fixtures, nsys_profile
+from .conftest import SQL_MEM_KIND_NAMES, copies_per_kind, export_sql, nsys_fixtures, nsys_profile
 
 EXPORTS = nsys_fixtures()
 pytestmark = pytest.mark.skipif(not EXPORTS, reason="no shared nsys exports (set GPUPROF_FIXTURES)")
 PERCENTILES = (50, 90, 99)
-# ENUM_CUDA_MEM_KIND, the memory a memset wrote, and CUPTI's copy kinds (as every export carries)
-MEM_KINDS = {0: "pageable", 1: "pinned", 2: "device", 3: "array", 4: "managed", 5: "device_static",
-             6: "managed_static", 7: "unknown"}
-DIRECTIONS = {1: "HtoD", 2: "DtoH", 8: "DtoD", 10: "PtoP", 11: "UVM HtoD", 12: "UVM DtoH"}
 
 
 @pytest.fixture(scope="module")
 def fleet():
     """Every shared export read once on a small in-process LocalCluster (2 workers)."""
     return run_fleet(EXPORTS, workers=2, processes=False)
-
-
-def _sql(path, query: str) -> list[tuple]:
-    with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
-        try:
-            return db.execute(query).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return []
-            raise
 
 
 def _main(capsys, *args):
@@ -134,7 +119,7 @@ def test_kernels_across_exports_equal_sql_over_all(fleet):
     durations = defaultdict(list)
     exports = defaultdict(set)
     for path in EXPORTS:
-        for name, duration in _sql(path, KERNEL_SQL):
+        for name, duration in export_sql(path, KERNEL_SQL):
             durations[name].append(duration)
             exports[name].add(path.name)
     table = merge_kernels(fleet, []).set_index("kernel")
@@ -156,7 +141,7 @@ def test_kernels_across_exports_equal_sql_over_all(fleet):
 def test_percentile_over_all_kernels_is_not_an_average_of_percentiles(fleet):
     """The percentiles of every kernel of every export at once (each export's value counts put
     under one name and merged) against numpy over all durations read by plain SQL."""
-    everything = np.asarray([d for path in EXPORTS for _, d in _sql(path, KERNEL_SQL)],
+    everything = np.asarray([d for path in EXPORTS for _, d in export_sql(path, KERNEL_SQL)],
                             dtype=np.float64)
     as_one = [dataclasses.replace(p, kernel_values=p.kernel_values.assign(kernel="all"))
               for p in fleet]
@@ -167,23 +152,10 @@ def test_percentile_over_all_kernels_is_not_an_average_of_percentiles(fleet):
             np.percentile(everything, q, method="linear"), rel=1e-12)
 
 
-def _copy_sql(path) -> dict[tuple[str, str], list[int]]:
-    out = {}
-    for kind, n, total, dur, small, large in _sql(path, """
-            SELECT copyKind, COUNT(*), SUM(bytes), SUM(MAX("end" - start, 0)), MIN(bytes),
-                   MAX(bytes) FROM CUPTI_ACTIVITY_KIND_MEMCPY GROUP BY 1"""):
-        out[("memcpy", DIRECTIONS[kind])] = [n, total, dur, small, large]
-    for kind, n, total, dur, small, large in _sql(path, """
-            SELECT memKind, COUNT(*), SUM(bytes), SUM(MAX("end" - start, 0)), MIN(bytes),
-                   MAX(bytes) FROM CUPTI_ACTIVITY_KIND_MEMSET GROUP BY 1"""):
-        out[("memset", MEM_KINDS[kind])] = [n, total, dur, small, large]
-    return out
-
-
 def test_copies_across_exports_equal_sql_per_kind_and_direction(fleet):
     expected: dict[tuple[str, str], list[int]] = {}
     for path in EXPORTS:
-        for key, (n, total, dur, small, large) in _copy_sql(path).items():
+        for key, (n, total, dur, small, large) in copies_per_kind(path, 'MAX("end" - start, 0)').items():
             if key not in expected:
                 expected[key] = [n, total, dur, small, large]
             else:
@@ -199,8 +171,7 @@ def test_copies_across_exports_equal_sql_per_kind_and_direction(fleet):
 
 MEMORY_TABLE = "CUDA_GPU_MEMORY_USAGE_EVENTS"
 PEAKS_SQL = f"""
-WITH kinds AS (
-  SELECT id, LOWER(SUBSTR(name, INSTR(name, '_KIND_') + 6)) AS kind FROM ENUM_CUDA_MEM_KIND),
+WITH {SQL_MEM_KIND_NAMES},
 use AS (
   SELECT deviceId, memKind,
          SUM(CASE WHEN memoryOperationType = 0 THEN bytes ELSE -bytes END)
@@ -213,7 +184,7 @@ SELECT deviceId, kinds.kind, MAX(used) FROM use JOIN kinds ON kinds.id = memKind
 def test_memory_peaks_across_exports_are_the_largest_sql_peak(fleet):
     largest: dict[tuple[int, str], tuple[int, str]] = {}
     for path in EXPORTS:
-        for device, kind, peak in _sql(path, PEAKS_SQL):
+        for device, kind, peak in export_sql(path, PEAKS_SQL):
             if (device, kind) not in largest or peak > largest[(device, kind)][0]:
                 largest[(device, kind)] = (peak, path.name)
     table = merge_memory(fleet)
@@ -229,10 +200,10 @@ def test_per_export_rows_equal_sql(fleet):
     report = fleet_report(fleet, "test")
     rows = report.section("exports").table.set_index("Export")
     for path in EXPORTS:
-        kernels = _sql(path, 'SELECT COUNT(*), TOTAL(MAX("end" - start, 0)) '
+        kernels = export_sql(path, 'SELECT COUNT(*), TOTAL(MAX("end" - start, 0)) '
                              "FROM CUPTI_ACTIVITY_KIND_KERNEL") or [(0, 0)]
-        copies = sum(n for (n,) in _sql(path, "SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_MEMCPY")
-                     + _sql(path, "SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_MEMSET"))
+        copies = sum(n for (n,) in export_sql(path, "SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_MEMCPY")
+                     + export_sql(path, "SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_MEMSET"))
         row = rows.loc[path.name]
         if row["Status"] != "ok":  # refused as `gpuprof nsys EXPORT` refuses it
             assert kernels[0][0] == copies == 0 and "holds no GPU kernels" in row["Status"]

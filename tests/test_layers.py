@@ -14,7 +14,7 @@ from gpuprof.api import load
 from gpuprof.ingest.nsys import read_nsys
 from gpuprof.model import conform
 
-from .conftest import fixture_path
+from .conftest import SQL_KERNEL_LAUNCHES, fixture_path, sql_domain
 
 RESNET = "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite"
 
@@ -22,18 +22,14 @@ def sql_range_totals(domain: str | None = None) -> str:
     """Independent computation, in plain SQL: for each kernel, its runtime call (same correlation
     id and process), then the innermost push/pop range enclosing that call on its thread, of NVTX
     domain ``domain`` only when given. Rows: (range name or NULL, total_ns, kernels)."""
-    in_domain = "" if domain is None else (
-        " AND n.domainId IN (SELECT domainId FROM NVTX_EVENTS"
-        f" WHERE eventType = 75 AND text = '{domain}')")
+    in_domain = "" if domain is None else f" AND n.domainId IN {sql_domain(domain)}"
     return f"""
 WITH ranges AS (
   SELECT n.start, n.end, n.globalTid, COALESCE(n.text, s.value) AS name
   FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId WHERE n.eventType = 59{in_domain}),
 launched AS (
   SELECT k.end - k.start AS dur, r.start AS rs, r.end AS re, r.globalTid AS tid
-  FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN CUPTI_ACTIVITY_KIND_RUNTIME r
-    ON r.correlationId = k.correlationId
-   AND ((r.globalTid >> 24) & 16777215) = ((k.globalPid >> 24) & 16777215))
+  FROM {SQL_KERNEL_LAUNCHES})
 SELECT (SELECT name FROM ranges g WHERE g.globalTid = l.tid AND g.start <= l.rs AND g.end >= l.re
         ORDER BY g.start DESC, g.end ASC LIMIT 1) AS range_name,
        SUM(dur) AS total_ns, COUNT(*) AS kernels

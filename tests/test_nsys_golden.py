@@ -15,10 +15,9 @@ import pandas as pd
 import pytest
 
 import gpuprof
-from tests.conftest import fixture_path, nsys_fixtures, nsys_sql
+from tests.conftest import fixture_path, gpu_activity_rows, nsys_fixtures, nsys_sql
 
 EXPORTS = [p.name for p in nsys_fixtures()]
-PID = "((globalPid >> 24) & 16777215)"
 KERNEL = "CUPTI_ACTIVITY_KIND_KERNEL"
 PLACED = 'WHERE "end" >= start AND start >= 0'  # rows the ingest can place in time
 
@@ -142,11 +141,7 @@ def _union(intervals: list[tuple[int, int]]) -> tuple[int, list[tuple[int, int]]
 
 
 def _gpu_intervals(name: str) -> list[tuple]:
-    rows = []
-    for table in (KERNEL, "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET"):
-        rows += nsys_sql(name, f'SELECT deviceId, {PID}, streamId, start, "end" FROM {table} '
-                               f'{PLACED}')
-    return rows
+    return gpu_activity_rows(name, PLACED)
 
 
 @pytest.mark.parametrize("name", EXPORTS)

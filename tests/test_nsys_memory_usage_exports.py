@@ -9,8 +9,6 @@ on a 40 GB A100)."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 import gpuprof
@@ -18,7 +16,7 @@ from gpuprof.analyze.memory import memory_timeline
 from gpuprof.render.nsys_report import memory_section
 from gpuprof.render.plots import memory_lines
 
-from .conftest import nsys_fixtures
+from .conftest import SQL_MEM_KIND_NAMES, export_sql, export_tables, nsys_fixtures
 
 TABLE = "CUDA_GPU_MEMORY_USAGE_EVENTS"
 MIB = 1 << 20
@@ -27,8 +25,7 @@ HOST = {"pageable", "pinned"}
 # the first time each (device, kind) reaches its highest use; ties at one timestamp in rowid
 # order, as nsys wrote them
 PEAKS_SQL = f"""
-WITH kinds AS (
-  SELECT id, LOWER(SUBSTR(name, INSTR(name, '_KIND_') + 6)) AS kind FROM ENUM_CUDA_MEM_KIND),
+WITH {SQL_MEM_KIND_NAMES},
 use AS (
   SELECT deviceId, memKind, start,
          SUM(CASE WHEN memoryOperationType = 0 THEN bytes ELSE -bytes END)
@@ -44,14 +41,7 @@ SELECT deviceId, kinds.kind, used, start FROM ranked JOIN kinds ON kinds.id = me
 
 
 def _with_memory_usage() -> list:
-    found = []
-    for path in nsys_fixtures():
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            if con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (TABLE,)).fetchone():
-                found.append(path)
-        finally:
-            con.close()
+    found = [path for path in nsys_fixtures() if TABLE in export_tables(path)]
     return found or [pytest.param(None, marks=pytest.mark.skip(
         reason=f"no shared nsys export has {TABLE}: add one captured with --cuda-memory-usage=true"))]
 
@@ -59,17 +49,9 @@ def _with_memory_usage() -> list:
 EXPORTS = _with_memory_usage()
 
 
-def _sql(export, query: str) -> list[tuple]:
-    con = sqlite3.connect(f"file:{export}?mode=ro", uri=True)
-    try:
-        return con.execute(query).fetchall()
-    finally:
-        con.close()
-
-
 def _sql_peaks(export) -> dict[tuple[int, str], tuple[int, int]]:
     """(device, kind) -> (peak bytes, time of the peak), in plain SQL."""
-    return {(device, kind): (used, start) for device, kind, used, start in _sql(export, PEAKS_SQL)}
+    return {(device, kind): (used, start) for device, kind, used, start in export_sql(export, PEAKS_SQL)}
 
 
 @pytest.fixture(scope="module", params=EXPORTS, ids=lambda p: getattr(p, "name", "none")[-45:])
@@ -80,7 +62,7 @@ def loaded(request):
 def test_memory_events_equal_sql_on_the_export(loaded):
     export, run = loaded
     events = run.memory_events
-    [(rows, allocated, freed)] = _sql(
+    [(rows, allocated, freed)] = export_sql(
         export, f"SELECT COUNT(*), TOTAL(CASE WHEN memoryOperationType = 0 THEN bytes END), "
                 f"TOTAL(CASE WHEN memoryOperationType = 1 THEN bytes END) FROM {TABLE}")
     assert len(events) == rows
@@ -92,7 +74,7 @@ def test_memory_events_equal_sql_on_the_export(loaded):
 def test_frees_carry_their_allocations_kind(loaded):
     # the per-kind running sum relies on it: a free's memKind is its allocation's
     export, _ = loaded
-    [(mismatched,)] = _sql(export, f"""
+    [(mismatched,)] = export_sql(export, f"""
         SELECT COUNT(*) FROM {TABLE} f JOIN {TABLE} a ON a.address = f.address
           AND a.memoryOperationType = 0 AND f.memoryOperationType = 1 AND a.start <= f.start
         WHERE a.memKind <> f.memKind""")
@@ -128,7 +110,7 @@ def test_plot_lines_peak_where_sql_says(loaded):
 def test_no_gpu_row_exceeds_the_gpus_memory(loaded):
     # what the old per-GPU sum broke: device-side peaks fit the GPU; host memory is not in them
     export, run = loaded
-    capacity = dict(_sql(export, "SELECT id, totalMemory FROM TARGET_INFO_GPU"))
+    capacity = dict(export_sql(export, "SELECT id, totalMemory FROM TARGET_INFO_GPU"))
     for (device, kind), (peak, _) in _sql_peaks(export).items():
         if kind not in HOST:
             assert peak <= capacity[device]

@@ -16,7 +16,7 @@ from gpuprof.analyze.host_layers import host_time_by_layer
 from gpuprof.cli.main import main
 from gpuprof.render.nsys_full import HOST_TIME
 
-from .conftest import fixture_path, nsys_fixtures
+from .conftest import SQL_TENSORRT_DOMAIN, fixture_path, nsys_fixtures
 
 TRT_NVTX_ONLY = "YoonKyonghwan__EfficientCenterFormer__poolformer.sqlite"
 RUNTIME_ONLY = "haroonsyed__NVIDIA_SGEMM_PRACTICE__report1.sqlite"
@@ -37,11 +37,11 @@ FROM ranked GROUP BY name
 API_ROWS = ("SELECT s.value AS name, r.end - r.start AS d FROM CUPTI_ACTIVITY_KIND_RUNTIME r "
             "JOIN StringIds s ON s.id = r.nameId")
 # TensorRT's push/pop ranges (its domain by name), engine wrapper ranges left out
-LAYER_ROWS = """
+LAYER_ROWS = f"""
 SELECT COALESCE(n.text, s.value) AS name, n.end - n.start AS d
 FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId
 WHERE n.eventType = 59 AND n.end IS NOT NULL
-  AND n.domainId IN (SELECT domainId FROM NVTX_EVENTS WHERE eventType = 75 AND text = 'TensorRT')
+  AND n.domainId IN {SQL_TENSORRT_DOMAIN}
   AND NOT (COALESCE(n.text, s.value) GLOB 'ExecutionContext::*'
         OR COALESCE(n.text, s.value) GLOB 'IExecutionContext::*'
         OR COALESCE(n.text, s.value) GLOB 'IRuntime::*'

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import CLS_MODEL
+from tests.conftest import CLS_MODEL, KERNEL_TIME, ort_profiled_runs
 from tests.test_perf_batching import BATCH, ROWS
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -46,30 +46,13 @@ def run(tmp_path_factory):
 def _raw_runs(prof) -> dict[str, dict]:
     """{request id: {"run": (pid, session, k), "ids": [...], "share": float,
     "nodes": [(node, dur ns)]}} from the run lines and ORT's profile JSON, read here."""
-    lines, profiles = defaultdict(list), {}
-    for path in prof.glob("runs-*.jsonl"):
-        pid = int(path.stem.split("-")[1])
-        for text in path.read_text().splitlines():
-            line = json.loads(text)
-            if "profile" in line:
-                profiles[(pid, line["session"])] = line["profile"]
-            else:
-                lines[(pid, line["session"])].append(line)
     out = {}
-    for (pid, session), name in profiles.items():
-        events = json.loads((prof / name).read_text())
-        runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
-        assert len(runs) == len(lines[(pid, session)])
-        for k, (event, line) in enumerate(zip(runs, lines[(pid, session)])):
-            lo, hi = event["ts"], event["ts"] + event["dur"]
-            nodes = sorted((e["name"][:-len("_kernel_time")], e["dur"] * 1000) for e in events
-                           if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
-                           and lo <= e["ts"] <= hi)
-            ids = line.get("request_ids", [line.get("request_id")])
-            rows = line.get("rows", [1] * len(ids))
-            for rid, r in zip(ids, rows):
-                out[rid] = {"run": (pid, session, k), "ids": ids, "share": r / sum(rows),
-                            "nodes": nodes}
+    for pid, session, k, line, events in ort_profiled_runs(prof):
+        nodes = sorted((e["name"][:-len(KERNEL_TIME)], e["dur"] * 1000) for e in events)
+        ids = line.get("request_ids", [line.get("request_id")])
+        rows = line.get("rows", [1] * len(ids))
+        for rid, r in zip(ids, rows):
+            out[rid] = {"run": (pid, session, k), "ids": ids, "share": r / sum(rows), "nodes": nodes}
     return out
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import CLS_MODEL
+from tests.conftest import CLS_MODEL, KERNEL_TIME, ort_profiled_runs
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -58,29 +58,12 @@ def run(server, tmp_path_factory):
 
 def _raw(prof) -> dict:
     """{request id: (before, after, [(node, start mono ns, dur ns)])} from the raw files."""
-    lines = defaultdict(list)
-    profiles = {}
-    for path in prof.glob("runs-*.jsonl"):
-        pid = int(path.stem.split("-")[1])
-        for text in path.read_text().splitlines():
-            line = json.loads(text)
-            if "profile" in line:
-                profiles[(pid, line["session"])] = line["profile"]
-            else:
-                lines[(pid, line["session"])].append(line)
     out = {}
-    for (pid, session), name in profiles.items():
+    for pid, session, _, line, events in ort_profiled_runs(prof):
         anchor = json.loads((prof / f"anchor-{pid}-{session}.json").read_text())
         zero = anchor["profiling_start_ns"] - anchor["realtime_minus_monotonic_ns"]
-        events = json.loads((prof / name).read_text())
-        runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
-        assert len(runs) == len(lines[(pid, session)])
-        for run_event, line in zip(runs, lines[(pid, session)]):
-            lo, hi = run_event["ts"], run_event["ts"] + run_event["dur"]
-            nodes = [(e["name"][:-len("_kernel_time")], zero + e["ts"] * 1000, e["dur"] * 1000)
-                     for e in events if e.get("cat") == "Node"
-                     and e["name"].endswith("_kernel_time") and lo <= e["ts"] <= hi]
-            out[line["request_id"]] = (line["before_ns"], line["after_ns"], nodes)
+        nodes = [(e["name"][:-len(KERNEL_TIME)], zero + e["ts"] * 1000, e["dur"] * 1000) for e in events]
+        out[line["request_id"]] = (line["before_ns"], line["after_ns"], nodes)
     return out
 
 

@@ -18,7 +18,7 @@ from gpuprof.model import ClockDomain, Profile, RunMeta, conform
 from gpuprof.render.engine_report import build_engine_report
 from gpuprof.render.report import render
 
-from .conftest import fixture_path, nsys_sql
+from .conftest import SQL_KERNEL_LAUNCHES, SQL_TENSORRT_DOMAIN, fixture_path, nsys_sql
 from .test_layers import RESNET, SQL_LAYER_TOTALS
 
 OFFSET = 7_000_000_000  # monotonic clock minus nsys session clock in the synthetic run
@@ -128,19 +128,16 @@ def test_reconciliation_reuses_the_runs_cached_projection(nsys_with_marks, monke
 # Per TensorRT push/pop range instance: the kernels whose runtime call (same correlation id, same
 # process) falls inside it on its thread, innermost range first; their first start, last end and
 # summed durations. Then per layer name, the mean over the instances that launched kernels.
-SQL_SPANS_PER_CALL = """
+SQL_SPANS_PER_CALL = f"""
 WITH ranges AS (
   SELECT n.rowid AS id, n.start, n.end, n.globalTid, COALESCE(n.text, s.value) AS name
   FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId
-  WHERE n.eventType = 59 AND n.domainId IN (
-    SELECT domainId FROM NVTX_EVENTS WHERE eventType = 75 AND text = 'TensorRT')),
+  WHERE n.eventType = 59 AND n.domainId IN {SQL_TENSORRT_DOMAIN}),
 launched AS (
   SELECT k.start AS ks, k.end AS ke,
          (SELECT g.id FROM ranges g WHERE g.globalTid = r.globalTid AND g.start <= r.start
             AND g.end >= r.end ORDER BY g.start DESC, g.end ASC LIMIT 1) AS range_id
-  FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN CUPTI_ACTIVITY_KIND_RUNTIME r
-    ON r.correlationId = k.correlationId
-   AND ((r.globalTid >> 24) & 16777215) = ((k.globalPid >> 24) & 16777215)),
+  FROM {SQL_KERNEL_LAUNCHES}),
 calls AS (
   SELECT range_id, MAX(ke) - MIN(ks) AS span, SUM(ke - ks) AS kernels
   FROM launched WHERE range_id IS NOT NULL GROUP BY range_id)

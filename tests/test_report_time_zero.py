@@ -19,7 +19,15 @@ from gpuprof.render import plots
 from gpuprof.render.artifacts import write_memory_plot
 from gpuprof.render.engine_report import build_engine_report
 from gpuprof.render.nsys_report import gap_section, memory_section, stream_section
-from tests.conftest import nsys_profile, nsys_sql, spy_on
+from tests.conftest import (
+    GPU_ACTIVITY_TABLES,
+    SQL_PID,
+    export_tables,
+    fixture_path,
+    nsys_profile,
+    nsys_sql,
+    spy_on,
+)
 
 EXPORTS = [
     "caoye310__Lower-Triangular-Solves__la.sqlite",        # NVTX before the GPU work, 18 streams
@@ -27,23 +35,20 @@ EXPORTS = [
     "GindaChen__nsys-ai__tests__fixtures__mfu_2gpu_before.sqlite",  # two GPUs
     "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite",  # TensorRT run
 ]
-GPU_TABLES = ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY",
-              "CUPTI_ACTIVITY_KIND_MEMSET")
-PID = "((globalPid >> 24) & 16777215)"
 MIB = 1 << 20
 
 
 # -- plain SQL: the independent side ------------------------------------------------------
 
 def _tables(name: str) -> set[str]:
-    return {row[0] for row in nsys_sql(name, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return export_tables(fixture_path("nsys", name))
 
 
 def _gpu_ops_sql(name: str) -> str:
     """Every kernel, memcpy and memset that can be placed in time, as one SQL relation."""
-    present = [t for t in GPU_TABLES if t in _tables(name)]
+    present = [t for t in GPU_ACTIVITY_TABLES if t in _tables(name)]
     return " UNION ALL ".join(
-        f'SELECT deviceId AS dev, {PID} AS pid, streamId AS stream, start, "end" FROM {t} '
+        f'SELECT deviceId AS dev, {SQL_PID} AS pid, streamId AS stream, start, "end" FROM {t} '
         'WHERE "end" >= start AND start >= 0' for t in present)
 
 
@@ -52,7 +57,7 @@ def _first_event_sql(name: str) -> int:
     ranges with an end and marks, memory events (negative times mean "not recorded")."""
     tables = _tables(name)
     parts = [f"SELECT MIN(start) AS t FROM {t} WHERE \"end\" >= start AND start >= 0"
-             for t in (*GPU_TABLES, "CUPTI_ACTIVITY_KIND_RUNTIME") if t in tables]
+             for t in (*GPU_ACTIVITY_TABLES, "CUPTI_ACTIVITY_KIND_RUNTIME") if t in tables]
     if "NVTX_EVENTS" in tables:
         parts.append('SELECT MIN(start) FROM NVTX_EVENTS WHERE start >= 0 AND '
                      '(eventType = 34 OR (eventType IN (59, 60) AND "end" >= start))')

@@ -14,10 +14,16 @@ import pytest
 
 from gpuprof.analyze.request_kernels import kernel_layers, kernels_per_request, window_owner
 from gpuprof.api import Run
-from tests.conftest import nsys_profile, nsys_sql
+from tests.conftest import SQL_KERNEL_LAUNCHES, SQL_TENSORRT_DOMAIN, nsys_profile, nsys_sql
 
 RESNET = "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite"
 TEXT = "coalesce(n.text, (SELECT value FROM StringIds WHERE id = n.textId))"
+# each kernel with the TensorRT layer range (n) around its launch call (layer ranges do not
+# nest; the execute range around them all is left out)
+KERNEL_LAYERS = f"""{SQL_KERNEL_LAUNCHES}
+    JOIN NVTX_EVENTS n ON n.eventType = 59 AND n.globalTid = r.globalTid
+         AND n.start <= r.start AND n.end >= r.end
+         AND {TEXT} != 'ExecutionContext::execute' AND n.domainId IN {SQL_TENSORRT_DOMAIN}"""
 
 
 def _windows() -> pd.DataFrame:
@@ -53,18 +59,8 @@ def test_top_layer_of_a_window_matches_plain_sql():
     table = kernels_per_request(windows, run.kernels,
                                 kernel_layers(run)).per_request.set_index("request_id")
     w = windows.iloc[7]
-    # the TensorRT layer range around each kernel's launch call, in SQL (layer ranges do not
-    # nest; the execute range around them all is left out)
     rows = nsys_sql(RESNET, f"""
-        SELECT {TEXT} AS layer, SUM(k.end - k.start) AS gpu FROM CUPTI_ACTIVITY_KIND_KERNEL k
-        JOIN CUPTI_ACTIVITY_KIND_RUNTIME r ON r.correlationId = k.correlationId
-             AND (r.globalTid >> 24) & 16777215 = (k.globalPid >> 24) & 16777215
-        JOIN NVTX_EVENTS n ON n.eventType = 59 AND n.globalTid = r.globalTid
-             AND n.start <= r.start AND n.end >= r.end
-             AND {TEXT} != 'ExecutionContext::execute'
-             AND n.domainId = (SELECT d.domainId FROM NVTX_EVENTS d WHERE d.eventType = 75
-                               AND coalesce(d.text, (SELECT value FROM StringIds
-                                                     WHERE id = d.textId)) = 'TensorRT')
+        SELECT {TEXT} AS layer, SUM(k.end - k.start) AS gpu FROM {KERNEL_LAYERS}
         WHERE k.start BETWEEN {w.start_ns} AND {w.end_ns}
         GROUP BY layer ORDER BY gpu DESC LIMIT 1""")
     layer, gpu = rows[0]
@@ -144,15 +140,7 @@ def test_layer_totals_over_all_windows_match_plain_sql():
     per_layer = kernels_per_request(windows, run.kernels,
                                     kernel_layers(run)).per_layer.set_index("layer")
     rows = nsys_sql(RESNET, f"""
-        SELECT {TEXT} AS layer, SUM(k.end - k.start), COUNT(*) FROM CUPTI_ACTIVITY_KIND_KERNEL k
-        JOIN CUPTI_ACTIVITY_KIND_RUNTIME r ON r.correlationId = k.correlationId
-             AND (r.globalTid >> 24) & 16777215 = (k.globalPid >> 24) & 16777215
-        JOIN NVTX_EVENTS n ON n.eventType = 59 AND n.globalTid = r.globalTid
-             AND n.start <= r.start AND n.end >= r.end
-             AND {TEXT} != 'ExecutionContext::execute'
-             AND n.domainId = (SELECT d.domainId FROM NVTX_EVENTS d WHERE d.eventType = 75
-                               AND coalesce(d.text, (SELECT value FROM StringIds
-                                                     WHERE id = d.textId)) = 'TensorRT')
+        SELECT {TEXT} AS layer, SUM(k.end - k.start), COUNT(*) FROM {KERNEL_LAYERS}
         WHERE k.start >= {windows['start_ns'].min()}
         GROUP BY layer""")
     assert len(rows) == len(per_layer)
@@ -214,16 +202,7 @@ def test_layer_track_of_a_request_matches_plain_sql(tmp_path):
               for e in events if e["ph"] == "X" and e["pid"] == 7
               and e["args"]["execution"] == w.request_id}
     rows = nsys_sql(RESNET, f"""
-        SELECT {TEXT} AS layer, MIN(k.start), MAX(k.end), COUNT(*)
-        FROM CUPTI_ACTIVITY_KIND_KERNEL k
-        JOIN CUPTI_ACTIVITY_KIND_RUNTIME r ON r.correlationId = k.correlationId
-             AND (r.globalTid >> 24) & 16777215 = (k.globalPid >> 24) & 16777215
-        JOIN NVTX_EVENTS n ON n.eventType = 59 AND n.globalTid = r.globalTid
-             AND n.start <= r.start AND n.end >= r.end
-             AND {TEXT} != 'ExecutionContext::execute'
-             AND n.domainId = (SELECT d.domainId FROM NVTX_EVENTS d WHERE d.eventType = 75
-                               AND coalesce(d.text, (SELECT value FROM StringIds
-                                                     WHERE id = d.textId)) = 'TensorRT')
+        SELECT {TEXT} AS layer, MIN(k.start), MAX(k.end), COUNT(*) FROM {KERNEL_LAYERS}
         WHERE k.start BETWEEN {w.start_ns} AND {w.end_ns}
         GROUP BY layer""")
     assert len(rows) > 10

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools" / "bench"))
+
+from fresh import run_fresh  # noqa: E402
 
 from gpuprof.capture import onnx_inputs  # noqa: E402
 from gpuprof.capture.ort import session as ort_session  # noqa: E402
@@ -115,15 +117,13 @@ def sampler_cost(samples: int = 2000) -> None:
 
 def engine_wall(model: Path) -> None:
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "gpuprof", "engine", str(model), "-o", out]
-        t0 = time.perf_counter()
-        result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-    print(f"gpuprof engine {model.name} (defaults): {wall:.1f} s wall, exit {result.returncode}")
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import gpuprof.cli.engine, onnxruntime, pandas, onnx"],
-                   cwd=REPO, check=True)
-    print(f"  of which Python start-up and imports: {time.perf_counter() - t0:.1f} s")
+        run = run_fresh([sys.executable, "-m", "gpuprof", "engine", str(model), "-o", out], cwd=REPO,
+                        check=False)
+    print(f"gpuprof engine {model.name} (defaults): {run.seconds:.1f} s wall, exit {run.returncode}, "
+          f"peak RSS {run.peak_bytes / 2**20:.0f} MiB (this process's {run.floor_bytes / 2**20:.0f} MiB "
+          "is its floor)")
+    imports = run_fresh([sys.executable, "-c", "import gpuprof.cli.engine, onnxruntime, pandas, onnx"], cwd=REPO)
+    print(f"  of which Python start-up and imports: {imports.seconds:.1f} s")
 
 
 def main() -> int:

@@ -19,16 +19,18 @@ compared, so both compute the same thing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
+from fresh import run_fresh  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared/fixtures/nsys"
@@ -51,22 +53,19 @@ write_report(fleet_report(partials, "serial, one process"), sys.argv[2])
 def timed(argv: list[str]) -> tuple[float, float, int, int]:
     """Wall seconds, CPU seconds and peak RSS (bytes) of the process tree, and the exit status
     of one command. CPU time (user + system of the command and every worker it waited for)
-    says what the work costs when other work shares the cores and wall time cannot."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    cpu_before = _children_cpu()
-    start = time.perf_counter()
-    child = psutil.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    says what the work costs when other work shares the cores and wall time cannot. The peak
+    is the tree's sum (the command and its Dask workers), sampled: wait4's own peak is one
+    process's."""
     peak = 0
-    while child.poll() is None:
-        peak = max(peak, _tree_rss(child))
-        time.sleep(SAMPLE_S)
-    return time.perf_counter() - start, _children_cpu() - cpu_before, peak, child.returncode
 
+    def sample(pid: int) -> None:
+        nonlocal peak
+        with contextlib.suppress(psutil.Error):
+            peak = max(peak, _tree_rss(psutil.Process(pid)))
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    run = run_fresh(argv, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), check=False,
+                    while_running=sample, poll_s=SAMPLE_S)
+    return run.seconds, run.cpu_seconds, peak, run.returncode
 
 
 def _tree_rss(process: psutil.Process) -> int:

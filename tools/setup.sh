@@ -50,26 +50,25 @@ if [ ! -f "$TRACE_ENGINE/node_modules/@paulirish/trace_engine/package.json" ]; t
     || echo "[setup] warning: could not install the DevTools trace engine; its test will skip" >&2
 fi
 
-# bpftrace for `gpuprof net` and the eBPF tests (Debian's package). Only where set-up runs as
-# root (CI does): without it the bpf tests skip with the reason, so a failure only warns.
-if ! command -v bpftrace >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] installing bpftrace (apt-get)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bpftrace >/dev/null; } \
-      || echo "[setup] warning: could not install bpftrace; the eBPF tests will skip" >&2
-  else
-    echo "[setup] note: bpftrace is not installed (needs root: apt-get install -y bpftrace); the eBPF tests will skip" >&2
+# Debian packages for optional tests, installed only where set-up runs as root (CI does): without
+# one, its tests skip with the reason, so a failure only warns. apt-get update runs once, and
+# only when something is missing.
+apt_updated=
+apt_install() {  # COMMAND PACKAGE WHICH_TESTS
+  local command=$1 package=$2 tests=$3
+  command -v "$command" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] note: $package is not installed (needs root: apt-get install -y $package); the $tests will skip" >&2
+    return 0
   fi
-fi
+  echo "[setup] installing $package (apt-get)"
+  { [ -n "$apt_updated" ] || apt-get update -qq; } && apt_updated=1 \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null \
+    || echo "[setup] warning: could not install $package; the $tests will skip" >&2
+}
 
-# chromium for the HTML report's browser tests (Debian's package, driven by Playwright through
-# executable_path: no browser download). Root only, like bpftrace; without it they skip.
-if ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] installing chromium (apt-get)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-      || echo "[setup] warning: could not install chromium; the browser tests will skip" >&2
-  else
-    echo "[setup] note: chromium is not installed (needs root: apt-get install -y chromium); the browser tests will skip" >&2
-  fi
-fi
+# bpftrace for `gpuprof net` and the eBPF tests.
+apt_install bpftrace bpftrace "eBPF tests"
+# chromium for the HTML report's browser tests (driven by Playwright through executable_path:
+# no browser download).
+apt_install chromium chromium "browser tests"

@@ -21,6 +21,7 @@ import pandas as pd
 from ..model import Profile
 from ..model.triton_stages import END_TO_END
 from .layers import ENGINE_WRAPPER, TENSORRT_DOMAIN, is_tensorrt, kernel_ranges, layer_name
+from .trtexec import layer_info
 
 CATEGORIES = ("layer", "range", "kernel", "stage", "latency")
 ITERATION_STAGES = {"h2d_ns": "H2D", "compute_ns": "compute", "d2h_ns": "D2H"}
@@ -47,7 +48,7 @@ def run_samples(profile: Profile, label: str, formats: pd.DataFrame | None = Non
     _layers_or_ranges(profile, out)
     _add(out, "kernel", _kernels(profile))
     _stages_and_latency(profile, out)
-    out.layer_info = _layer_info(profile.engine_layers, formats)
+    out.layer_info = layer_info(profile.engine_layers, formats)
     return out
 
 
@@ -124,13 +125,3 @@ def _stages_and_latency(profile: Profile, out: RunSamples) -> None:
         latency.append(_frame(["latency"] * int(end_to_end.sum()), durations[end_to_end]))
     _add(out, "stage", pd.concat(stages) if stages else None)
     _add(out, "latency", pd.concat(latency) if latency else None)
-
-
-LAYER_INFO = ["layer", "layer_type", "precision", "tactic", "onnx_nodes"]
-
-
-def _layer_info(engine_layers: pd.DataFrame, formats: pd.DataFrame | None) -> pd.DataFrame:
-    info = engine_layers[LAYER_INFO].astype(object).drop_duplicates("layer")
-    if formats is not None and not formats.empty:
-        info = info.merge(formats.astype(object), on="layer", how="left")
-    return info.reset_index(drop=True)

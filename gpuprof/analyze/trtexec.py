@@ -15,6 +15,8 @@ from .layers import REFORMAT
 LAYER_COLUMNS = ["layer", "layer_type", "precision", "tactic", "inputs", "outputs", "reformat",
                  "mean_ns", "median_ns", "total_ns", "share", "cumulative_share", "onnx_nodes"]
 # iterations column -> the stage name reports show (trtexec's own words)
+INFO_COLUMNS = ["layer", "layer_type", "precision", "tactic", "onnx_nodes"]
+FORMAT_COLUMNS = ["inputs", "outputs"]   # trtexec's layer information only
 LATENCY_STAGES = {"latency_ns": "Latency", "h2d_ns": "H2D", "compute_ns": "GPU compute", "d2h_ns": "D2H"}
 LATENCY_PERCENTILES = (50, 90, 95, 99)
 
@@ -22,14 +24,21 @@ LATENCY_PERCENTILES = (50, 90, 95, 99)
 def layer_table(layer_profile: pd.DataFrame, engine_layers: pd.DataFrame,
                 formats: pd.DataFrame) -> pd.DataFrame:
     """One row per profiled layer, heaviest mean time first, with what the engine says of it."""
-    info = _first_per_layer(engine_layers, ["layer", "layer_type", "precision", "tactic", "onnx_nodes"])
-    table = layer_profile.merge(info, on="layer", how="left").merge(
-        _first_per_layer(formats, ["layer", "inputs", "outputs"]), on="layer", how="left")
+    table = layer_profile.merge(layer_info(engine_layers, formats), on="layer", how="left")
     by_name = table["layer"].str.contains(REFORMAT)
     table["reformat"] = by_name | (table["layer_type"].astype(object) == "Reformat")
     table = table.sort_values("mean_ns", ascending=False, kind="stable").reset_index(drop=True)
     table["share"], table["cumulative_share"] = stats.shares(table["mean_ns"])
-    return table[LAYER_COLUMNS]
+    return table.reindex(columns=LAYER_COLUMNS)   # without formats their columns stay, empty
+
+
+def layer_info(engine_layers: pd.DataFrame, formats: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per engine layer: type, precision, tactic, ONNX nodes and, where trtexec's layer
+    information gave them, input and output formats (the report's and the diff's one source)."""
+    info = _first_per_layer(engine_layers, INFO_COLUMNS)
+    if formats is not None and not formats.empty:
+        info = info.merge(_first_per_layer(formats, ["layer", *FORMAT_COLUMNS]), on="layer", how="left")
+    return info.reset_index(drop=True)
 
 
 def _first_per_layer(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -41,17 +50,18 @@ def _first_per_layer(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def time_by_type(layers: pd.DataFrame) -> pd.DataFrame:
     """Mean time per inference summed per layer type ("(unknown)" without layer info)."""
-    kinds = layers.assign(layer_type=layers["layer_type"].fillna("(unknown)").astype(str))
-    out = kinds.groupby("layer_type", sort=False).agg(layers=("layer", "size"), mean_ns=("mean_ns", "sum"))
-    out = out.sort_values("mean_ns", ascending=False, kind="stable").reset_index()
-    out["share"], _ = stats.shares(out["mean_ns"])
-    return out
+    return _time_by(layers, "layer_type")
 
 
 def precision_split(layers: pd.DataFrame) -> pd.DataFrame:
     """Mean time per inference summed per output precision."""
-    kinds = layers.assign(precision=layers["precision"].fillna("(unknown)").astype(str))
-    out = kinds.groupby("precision", sort=False).agg(layers=("layer", "size"), mean_ns=("mean_ns", "sum"))
+    return _time_by(layers, "precision")
+
+
+def _time_by(layers: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Layers and mean time per inference per value of ``column``, heaviest first, with shares."""
+    kinds = layers.assign(**{column: layers[column].fillna("(unknown)").astype(str)})
+    out = kinds.groupby(column, sort=False).agg(layers=("layer", "size"), mean_ns=("mean_ns", "sum"))
     out = out.sort_values("mean_ns", ascending=False, kind="stable").reset_index()
     out["share"], _ = stats.shares(out["mean_ns"])
     return out

@@ -57,19 +57,20 @@ def _layers_section(run, layers: pd.DataFrame, top: int | None) -> Section:
 
 
 def _by_type_section(layers: pd.DataFrame) -> Section:
-    by_type = analysis.time_by_type(layers)
-    table = pd.DataFrame({"Layer type": by_type["layer_type"], "Layers": by_type["layers"],
-                          f"Time per inference {US}": _us(by_type["mean_ns"]),
-                          "Share (%)": (by_type["share"] * 100).round(2)})
-    return Section("layer_types", "Time by layer type", table)
+    return _time_by_section(analysis.time_by_type(layers), "layer_type", "Layer type",
+                            "layer_types", "Time by layer type")
 
 
 def _precision_section(layers: pd.DataFrame) -> Section:
-    split = analysis.precision_split(layers)
-    table = pd.DataFrame({"Output precision": split["precision"], "Layers": split["layers"],
+    return _time_by_section(analysis.precision_split(layers), "precision", "Output precision",
+                            "precisions", "Time by output precision")
+
+
+def _time_by_section(split: pd.DataFrame, column: str, heading: str, key: str, title: str) -> Section:
+    table = pd.DataFrame({heading: split[column], "Layers": split["layers"],
                           f"Time per inference {US}": _us(split["mean_ns"]),
                           "Share (%)": (split["share"] * 100).round(2)})
-    return Section("precisions", "Time by output precision", table)
+    return Section(key, title, table)
 
 
 def _reformat_section(layers: pd.DataFrame) -> Section:

@@ -1,9 +1,10 @@
 """Benchmark: gpuprof's ingestion + layer report against a straightforward pandas approach
 and a bare SQLite scan, on scaled copies of a real TensorRT export, in one run.
 
-Each approach runs in a fresh Python process that reports its wall time (imports included)
-and peak resident memory. The pandas approach's layer totals are compared with gpuprof's, so
-both compute the same thing.
+Each approach runs in a fresh Python process, timed by tools/bench/fresh.py: wall time from
+spawn to exit (interpreter start and imports included) and the child's own peak resident
+memory. The pandas approach's layer totals are compared with gpuprof's, so both compute the
+same thing.
 
     python tools/bench/bench_nsys.py --kernels 1001308 5000038 [--repeat 3]
 """
@@ -17,6 +18,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from fresh import run_fresh
+
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO.parent / "shared/fixtures/nsys/Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite"
 
@@ -26,8 +29,8 @@ t0 = time.perf_counter()
 path = sys.argv[1]
 t_imported = None  # set by an approach after its imports: the rest is analysis time
 """
-# VmHWM, not ru_maxrss: getrusage's maximum carries over from the parent (which has just
-# ingested the export to make the saved run), VmHWM restarts with the child's own program.
+# The child's own view (bench_nsys_cli.py times these scripts itself): VmHWM, not getrusage's
+# ru_maxrss, which carries the parent's peak over exec; VmHWM restarts with the child's program.
 EPILOGUE = """
 peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) * 1024
 end = time.perf_counter()
@@ -100,12 +103,23 @@ APPROACHES = {"bare SQLite scan": BARE_SCAN, "pandas (read_sql + merges)": PANDA
 
 
 def measure(code: str, path: Path) -> dict:
+    """One approach in a fresh process: wall time and peak RSS as the parent sees them (the
+    child's own figures stay in its output for tools/bench/bench_nsys_cli.py, which runs
+    them)."""
     script = textwrap.dedent(PRELUDE) + textwrap.dedent(code) + textwrap.dedent(EPILOGUE)
-    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
-                          text=True, cwd=REPO, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-2000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    run = run_fresh([sys.executable, "-c", script, str(path)], cwd=REPO)
+    reported = json.loads(run.stdout.strip().splitlines()[-1])
+    return {**reported, "seconds": run.seconds, "peak_bytes": run.peak_bytes}
+
+
+# As 'gpuprof nsys EXPORT --save RUN.gpuprof' writes it; in a child, so that this process stays
+# small and the children it times do not inherit its peak memory (see fresh.py).
+SAVE = """
+import sys, gpuprof
+run = gpuprof.load(sys.argv[1])
+run.layers()
+run.save(sys.argv[2])
+"""
 
 
 def prepare(kernels: int, workdir: Path) -> tuple[Path, Path]:
@@ -115,12 +129,7 @@ def prepare(kernels: int, workdir: Path) -> tuple[Path, Path]:
                         str(export), "--kernels", str(kernels)], check=True)
     saved = export.with_suffix(".gpuprof")
     if not saved.exists() or not _has_derived(saved):
-        sys.path.insert(0, str(REPO))
-        import gpuprof
-
-        run = gpuprof.load(export)
-        run.layers()
-        run.save(saved)  # what 'gpuprof nsys EXPORT --save RUN.gpuprof' writes
+        run_fresh([sys.executable, "-c", SAVE, str(export), str(saved)], cwd=REPO)
     return export, saved
 
 
