@@ -216,6 +216,21 @@ def test_a_one_ns_error_in_one_delta_is_caught(tmp_path):
     assert _gpu_differences(Parsed(trace.SerializeToString()), export) != []
 
 
+def test_sparse_correlation_ids_find_the_same_launches(monkeypatch):
+    """The sorted search (sparse correlation ids) and the direct table agree."""
+    from gpuprof.render import perfetto_flows
+
+    run = load(fixture_path("nsys", RESNET))
+    dense = perfetto_flows.launch_flows(run)
+    monkeypatch.setattr(perfetto_flows, "DENSE_TABLE_FACTOR", 0)
+    monkeypatch.setattr(perfetto_flows, "DENSE_TABLE_ROWS", 0)
+    sparse = perfetto_flows.launch_flows(run)
+    assert np.array_equal(dense.out, sparse.out) and dense.out.any()
+    for name in perfetto_flows.GPU_TABLES:
+        assert np.array_equal(dense.reaching[name], sparse.reaching[name])
+        assert np.array_equal(dense.last[name], sparse.last[name])
+
+
 def test_flow_ids_are_reused_only_after_their_flow_ends():
     from gpuprof.render.perfetto_flows import recycled_ids
 

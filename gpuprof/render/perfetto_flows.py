@@ -33,27 +33,69 @@ class LaunchFlows:
     last: dict[str, np.ndarray]      # per GPU table row (bool)
 
 
+NO_TIME = np.iinfo(np.int64).min
+# a direct table of (pid, correlation id) -> call is used while it is at most this many
+# times the calls (nsys numbers correlation ids densely per process)
+DENSE_TABLE_FACTOR = 8
+DENSE_TABLE_ROWS = 1_000_000  # and always up to this size
+
+
+@dataclass
+class _TableFlows:
+    """One GPU table's rows against the calls that launched them."""
+
+    api_row: np.ndarray  # per row: the launching call's api_calls row (-1: none)
+    last: np.ndarray     # per row: the flow ends here
+    latest: np.ndarray   # per call: the start of its latest row in this table (NO_TIME: none)
+
+
 def launch_flows(profile: Profile) -> LaunchFlows:
     calls = profile.api_calls
-    keys, first_rows = _first_call_per_key(calls)
-    api_rows, last = {}, {}
+    rows = _launch_rows(profile)
+    tables = {name: _table_flows(rows[name], profile.tables[name]["start_ns"].to_numpy(),
+                                 len(calls)) for name in GPU_TABLES}
+    # a flow passes from one table's rows to the other's: only the latest row may end it
+    _end_once(tables["kernels"], tables["copies"])
+    ids = _flow_ids(calls["start_ns"].to_numpy(), tables, profile)
+    reaching = {name: np.where(t.api_row >= 0, ids[t.api_row], 0).astype(np.uint64)
+                for name, t in tables.items()}
+    return LaunchFlows(ids, reaching, {name: t.last for name, t in tables.items()})
+
+
+def _launch_rows(profile: Profile) -> dict[str, np.ndarray]:
+    """Per GPU table row: the first api_calls row with its (pid, correlation id), -1: none."""
+    calls = profile.api_calls
+    frames = [calls] + [profile.tables[name] for name in GPU_TABLES]
+    pids = np.unique(np.concatenate([pd.unique(f["pid"].to_numpy(np.int64)) for f in frames]))
+    span = 1 + max([int(f["correlation_id"].max()) for f in frames if len(f)] or [0])
+    if len(pids) * span > DENSE_TABLE_FACTOR * len(calls) + DENSE_TABLE_ROWS:
+        return _launch_rows_sorted(profile)
+    valid = np.flatnonzero(calls["correlation_id"].to_numpy() >= 0)
+    first = np.full(len(pids) * span, len(calls), np.int64)
+    np.minimum.at(first, _dense_keys(calls, pids, span)[valid], valid)
+    first[first == len(calls)] = -1
+    out = {}
     for name in GPU_TABLES:
         table = profile.tables[name]
-        api_rows[name] = _matching_rows(_launch_keys(table), keys, first_rows)
-        last[name] = _last_of_each_flow(api_rows[name], table["start_ns"].to_numpy())
-    # a flow passes from one table's rows to the other's: only the latest row may end it
-    _end_once(api_rows, last, profile)
-    ids = _flow_ids(calls["start_ns"].to_numpy(), api_rows, last, profile)
-    reaching = {name: np.where(rows >= 0, ids[rows], 0).astype(np.uint64)
-                for name, rows in api_rows.items()}
-    return LaunchFlows(ids, reaching, last)
+        corr = table["correlation_id"].to_numpy()
+        out[name] = np.where(corr >= 0, first[np.where(corr >= 0, _dense_keys(table, pids, span),
+                                                       0)], -1)
+    return out
 
 
-def _first_call_per_key(calls: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted launch keys and, for each, the first api_calls row with it."""
+def _dense_keys(table: pd.DataFrame, pids: np.ndarray, span: int) -> np.ndarray:
+    """(pid, correlation id) as one index into a table of len(pids) * span."""
+    return (np.searchsorted(pids, table["pid"].to_numpy(np.int64)) * span
+            + table["correlation_id"].to_numpy(np.int64))
+
+
+def _launch_rows_sorted(profile: Profile) -> dict[str, np.ndarray]:
+    """``_launch_rows`` for sparse correlation ids: a sorted search instead of a table."""
+    calls = profile.api_calls
     valid = np.flatnonzero(calls["correlation_id"].to_numpy() >= 0)
     keys, first = np.unique(_launch_keys(calls)[valid], return_index=True)
-    return keys, valid[first]
+    return {name: _matching_rows(_launch_keys(profile.tables[name]), keys, valid[first])
+            for name in GPU_TABLES}
 
 
 def _launch_keys(table: pd.DataFrame) -> np.ndarray:
@@ -71,46 +113,46 @@ def _matching_rows(work_keys: np.ndarray, keys: np.ndarray, rows: np.ndarray) ->
     return np.where(keys[at] == work_keys, rows[at], -1)
 
 
-def _last_of_each_flow(api_row: np.ndarray, start_ns: np.ndarray) -> np.ndarray:
-    """True on the latest-starting row of each flow (within one table)."""
-    order = np.lexsort((start_ns, api_row))
-    sorted_rows = api_row[order]
-    is_last = np.ones(len(order), bool)
-    is_last[:-1] = sorted_rows[:-1] != sorted_rows[1:]
-    out = np.zeros(len(api_row), bool)
-    out[order] = is_last & (sorted_rows >= 0)
-    return out
+def _table_flows(api_row: np.ndarray, start_ns: np.ndarray, calls: int) -> _TableFlows:
+    """Marks each flow's latest-starting row (the later row of a tie)."""
+    reached = np.flatnonzero(api_row >= 0)
+    latest = np.full(calls, NO_TIME, np.int64)
+    np.maximum.at(latest, api_row[reached], start_ns[reached])
+    ties = reached[start_ns[reached] == latest[api_row[reached]]]
+    pick = np.full(calls, -1, np.int64)
+    np.maximum.at(pick, api_row[ties], ties)
+    last = np.zeros(len(api_row), bool)
+    last[pick[pick >= 0]] = True
+    return _TableFlows(api_row, last, latest)
 
 
-def _end_once(api_rows: dict, last: dict, profile: Profile) -> None:
+def _end_once(kernels: _TableFlows, copies: _TableFlows) -> None:
     """Where one call launched both kernels and copies, keep the end on the later of the two
-    tables' last rows only."""
-    k_last, c_last = np.flatnonzero(last["kernels"]), np.flatnonzero(last["copies"])
-    if not len(k_last) or not len(c_last):
+    tables' last rows only (the kernel's on a tie)."""
+    both = (kernels.latest > NO_TIME) & (copies.latest > NO_TIME)
+    if not both.any():
         return
-    both, k_at, c_at = np.intersect1d(api_rows["kernels"][k_last], api_rows["copies"][c_last],
-                                      return_indices=True)
-    if not len(both):
-        return
-    k_start = profile.tables["kernels"]["start_ns"].to_numpy()[k_last[k_at]]
-    c_start = profile.tables["copies"]["start_ns"].to_numpy()[c_last[c_at]]
-    last["kernels"][k_last[k_at[k_start < c_start]]] = False
-    last["copies"][c_last[c_at[k_start >= c_start]]] = False
+    copies_later = both & (copies.latest > kernels.latest)
+    for table, drop in ((kernels, copies_later), (copies, both & ~copies_later)):
+        rows = np.flatnonzero(table.last)
+        table.last[rows[drop[table.api_row[rows]]]] = False
 
 
-def _flow_ids(call_start: np.ndarray, api_rows: dict, last: dict, profile: Profile) -> np.ndarray:
+def _flow_ids(call_start: np.ndarray, tables: dict[str, _TableFlows],
+              profile: Profile) -> np.ndarray:
     """Per api_calls row, its flow's id (0: starts none). A flow lives from its earliest
-    slice (the call, or a kernel a skewed clock puts first) to its end."""
-    begin = np.full(len(call_start), np.iinfo(np.int64).max, np.int64)
-    end = np.full(len(call_start), np.iinfo(np.int64).min, np.int64)
-    for name, rows in api_rows.items():
-        starts = profile.tables[name]["start_ns"].to_numpy(np.int64)
-        reached = rows >= 0
-        np.minimum.at(begin, rows[reached], starts[reached])
-        end[rows[last[name]]] = starts[last[name]]
-    flows = np.flatnonzero(end > np.iinfo(np.int64).min)
+    slice (the call, or a kernel a skewed clock puts first) to its latest."""
+    end = np.maximum(tables["kernels"].latest, tables["copies"].latest)
+    flows = np.flatnonzero(end > NO_TIME)
+    begin = call_start.astype(np.int64, copy=True)
+    for name, table in tables.items():
+        reached = np.flatnonzero(table.api_row >= 0)
+        starts = profile.tables[name]["start_ns"].to_numpy(np.int64)[reached]
+        early = starts < begin[table.api_row[reached]]
+        if early.any():  # rare: only then the slower unbuffered minimum
+            np.minimum.at(begin, table.api_row[reached[early]], starts[early])
     ids = np.zeros(len(call_start), np.uint64)
-    ids[flows] = recycled_ids(np.minimum(begin[flows], call_start[flows]), end[flows])
+    ids[flows] = recycled_ids(begin[flows], end[flows])
     return ids
 
 
@@ -119,7 +161,8 @@ def recycled_ids(begin: np.ndarray, end: np.ndarray) -> np.ndarray:
     meet: in begin order, id = rank % pool + 1 with the smallest pool for which every
     interval begins strictly after the one ``pool`` places before it has ended (so every
     earlier interval with its id has ended too). Unique ids when no pool fits."""
-    order = np.argsort(begin, kind="stable")
+    in_order = len(begin) < 2 or bool(np.all(begin[1:] >= begin[:-1]))
+    order = np.arange(len(begin)) if in_order else np.argsort(begin, kind="stable")
     b, e = begin[order], end[order]
     rank = np.arange(len(order), dtype=np.uint64)
     ids = np.empty(len(order), np.uint64)
