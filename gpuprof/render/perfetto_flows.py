@@ -162,13 +162,10 @@ def recycled_ids(begin: np.ndarray, end: np.ndarray) -> np.ndarray:
     interval begins strictly after the one ``pool`` places before it has ended (so every
     earlier interval with its id has ended too). Unique ids when no pool fits."""
     in_order = len(begin) < 2 or bool(np.all(begin[1:] >= begin[:-1]))
-    order = np.arange(len(begin)) if in_order else np.argsort(begin, kind="stable")
+    order = slice(None) if in_order else np.argsort(begin, kind="stable")
     b, e = begin[order], end[order]
-    rank = np.arange(len(order), dtype=np.uint64)
-    ids = np.empty(len(order), np.uint64)
-    for pool in ID_POOLS:
-        if len(b) <= pool or bool(np.all(b[pool:] > e[:-pool])):
-            ids[order] = rank % np.uint64(pool) + np.uint64(1)
-            return ids
-    ids[order] = rank + np.uint64(1)
+    rank = np.arange(len(b), dtype=np.uint64)
+    ids = np.empty(len(b), np.uint64)
+    pool = next((p for p in ID_POOLS if len(b) <= p or bool(np.all(b[p:] > e[:-p]))), None)
+    ids[order] = rank + np.uint64(1) if pool is None else rank % np.uint64(pool) + np.uint64(1)
     return ids

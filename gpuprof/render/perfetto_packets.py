@@ -113,7 +113,10 @@ class Varints:
 def varints(values: np.ndarray, tag: bytes = b"") -> Varints:
     """Unsigned varints of ``values`` (>= 0). With a ``tag``, a field present only where its
     value is non-zero (the tag first)."""
-    v = np.asarray(values).astype(np.uint64, copy=False)
+    v = np.asarray(values)
+    # int64 >= 0 has the same bits as uint64: a view, no copy (a negative value would read
+    # as a huge one and be refused below)
+    v = v.view(np.uint64) if v.dtype == np.int64 else v.astype(np.uint64, copy=False)
     top = int(v.max()) if len(v) else 0
     width = max(1, -(-top.bit_length() // 7))
     if width + len(tag) > 8:

@@ -34,7 +34,7 @@ from ..fsutil import atomic_write
 from ..model import Profile
 from . import perfetto_packets as packets
 from . import protowire as wire
-from .chrome_trace import GPU_PID_BASE, RUN_PID, _copy_names, _gpu_tracks, _labels, _placed_layers
+from .chrome_trace import GPU_PID_BASE, RUN_PID, _copy_names, _labels, _placed_layers
 from .perfetto_flows import GPU_TABLES, LaunchFlows, launch_flows
 
 COUNTER = 4              # TrackEvent.Type
@@ -113,59 +113,84 @@ def _host_slices(profile: Profile, tracks: TrackTree, flows: LaunchFlows):
         ThreadDescriptor,
     )
 
-    calls, ranges = profile.api_calls, profile.nvtx_ranges
-    call_names = _coded(calls["name"], "(CUDA API)")
-    for pid, group in _threads(calls, ranges).groupby("pid"):
+    host = _HostTables(profile)
+    threads = np.sort(pd.unique(np.concatenate([host.call_threads, host.range_threads])))
+    for pid in pd.unique(threads >> 32):
         process = tracks.add(process=ProcessDescriptor(pid=int(pid), process_name=f"Process {pid}"))
-        for tid in group["tid"]:
-            thread = tracks.add(thread=ThreadDescriptor(pid=int(pid), tid=int(tid),
+        for key in threads[threads >> 32 == pid].tolist():
+            tid = key & 0xFFFFFFFF
+            thread = tracks.add(thread=ThreadDescriptor(pid=int(pid), tid=tid,
                                                         thread_name=f"Thread {tid}"))
-            yield from _thread_slices(profile, tracks, flows, call_names, int(pid), int(tid),
-                                      thread)
-        yield from _async_ranges(ranges[(ranges["pid"] == pid)], tracks, process)
+            yield from _thread_slices(host, tracks, flows, key, thread)
+        yield from _async_ranges(host, tracks, int(pid), process)
 
 
-def _threads(*tables: pd.DataFrame) -> pd.DataFrame:
-    """The (pid, tid) pairs of the tables, sorted: hashed as one int64 (Linux pids and tids
-    fit 32 bits), millions of rows at a time."""
-    keys = pd.unique(np.concatenate([(t["pid"].to_numpy(np.int64) << 32)
-                                     | (t["tid"].to_numpy(np.int64) & 0xFFFFFFFF)
-                                     for t in tables]))
-    keys = np.sort(keys)
-    return pd.DataFrame({"pid": keys >> 32, "tid": keys & 0xFFFFFFFF})
+class _HostTables:
+    """API calls and NVTX ranges as numpy columns, with each row's thread as one int64
+    ((pid << 32) | tid: Linux pids and tids fit 32 bits) and range kinds as masks, so that
+    picking a thread's rows is one comparison over millions of rows."""
+
+    def __init__(self, profile: Profile):
+        self.calls, self.ranges = profile.api_calls, profile.nvtx_ranges
+        self.call_threads = _thread_keys(self.calls)
+        self.range_threads = _thread_keys(self.ranges)
+        self.call_names = _coded(self.calls["name"], "(CUDA API)")
+        self.range_names = _coded(self.ranges["text"], "(unnamed range)")
+        ended = (self.ranges["end_ns"] >= self.ranges["start_ns"]).to_numpy()
+        kind = self.ranges["range_kind"]
+        self.nested = _is(kind, "push_pop") & ended
+        self.spans = _is(kind, "start_end") & ended
+        self.marks = _is(kind, "mark")
+
+    def range_slices(self, rows: np.ndarray, missing: str | None = None,
+                     instant: bool = False) -> Slices:
+        start = self.ranges["start_ns"].to_numpy()[rows]
+        codes, names = self.range_names
+        if missing is not None:  # another word for a range without text
+            names = np.concatenate([names[:-1], [missing]])
+        end = start if instant else self.ranges["end_ns"].to_numpy()[rows]
+        return Slices(start, end, codes[rows], names)
 
 
-def _thread_slices(profile, tracks, flows, call_names, pid, tid, thread):
-    calls = profile.api_calls
-    rows = np.flatnonzero((calls["pid"] == pid).to_numpy() & (calls["tid"] == tid).to_numpy())
+def _thread_keys(table: pd.DataFrame) -> np.ndarray:
+    return (table["pid"].to_numpy(np.int64) << 32) | (table["tid"].to_numpy(np.int64)
+                                                      & 0xFFFFFFFF)
+
+
+def _is(column: pd.Series, value: str) -> np.ndarray:
+    """``column == value`` as a numpy mask (on a categorical's codes: no string compares)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        categories = list(column.cat.categories)
+        if value not in categories:
+            return np.zeros(len(column), bool)
+        return column.cat.codes.to_numpy() == categories.index(value)
+    return (column.astype(object) == value).to_numpy(bool)
+
+
+def _thread_slices(host: _HostTables, tracks, flows, key: int, thread: int):
+    calls = host.calls
+    rows = np.flatnonzero(host.call_threads == key)
     if len(rows):
-        codes, names = call_names
+        codes, names = host.call_names
         yield (tracks.add(parent_uuid=thread, name="CUDA API"),
                Slices(calls["start_ns"].to_numpy()[rows], calls["end_ns"].to_numpy()[rows],
                       codes[rows], names, flow=flows.out[rows]))
-    ranges = profile.nvtx_ranges
-    nested = ranges[(ranges["pid"] == pid) & (ranges["tid"] == tid)
-                    & (ranges["range_kind"].astype(object) == "push_pop")
-                    & (ranges["end_ns"] >= ranges["start_ns"])]
-    if not nested.empty:
-        yield (tracks.add(parent_uuid=thread, name="NVTX"),
-               Slices(nested["start_ns"].to_numpy(), nested["end_ns"].to_numpy(),
-                      *_coded(nested["text"], "(unnamed range)")))
+    nested = np.flatnonzero((host.range_threads == key) & host.nested)
+    if len(nested):
+        yield tracks.add(parent_uuid=thread, name="NVTX"), host.range_slices(nested)
 
 
-def _async_ranges(ranges: pd.DataFrame, tracks: TrackTree, process: int):
+def _async_ranges(host: _HostTables, tracks: TrackTree, pid: int, process: int):
     """start/end ranges (may cross threads) and marks, on the process."""
-    kind = ranges["range_kind"].astype(object)
-    spans = ranges[(kind == "start_end") & (ranges["end_ns"] >= ranges["start_ns"])]
-    if not spans.empty:
+    mine = (host.range_threads >> 32) == pid
+    spans = np.flatnonzero(mine & host.spans)
+    if len(spans):
         yield (tracks.add(parent_uuid=process, name="NVTX start/end"),
-               Slices(spans["start_ns"].to_numpy(), spans["end_ns"].to_numpy(),
-                      *_coded(spans["text"], "(unnamed range)")))
-    marks = ranges[kind == "mark"]
-    if not marks.empty:  # zero-length slices: instants would need a track of their own kind
+               host.range_slices(spans))
+    marks = np.flatnonzero(mine & host.marks)
+    if len(marks):  # zero-length slices: instants would need a track of their own kind
         yield (tracks.add(parent_uuid=process, name="NVTX marks"),
-               Slices(marks["start_ns"].to_numpy(), marks["start_ns"].to_numpy(),
-                      *_coded(marks["text"], "(mark)")))
+               host.range_slices(marks, "(mark)", instant=True))
 
 
 def _gpu_slices(profile: Profile, tracks: TrackTree, flows: LaunchFlows):
@@ -175,18 +200,20 @@ def _gpu_slices(profile: Profile, tracks: TrackTree, flows: LaunchFlows):
     if not len(work["start_ns"]):
         return
     gpu_names = {g.device_id: g.name for g in profile.meta.gpus}
-    streams = _gpu_tracks(profile)
+    # one track per (device, process, stream), in that order, as the JSON trace's
+    key = ((work["device_id"].astype(np.int64) << 56) | (work["pid"].astype(np.int64) << 32)
+           | (work["stream_id"].astype(np.int64) & 0xFFFFFFFF))
+    codes, keys = pd.factorize(key)
+    streams = pd.DataFrame({"code": np.arange(len(keys)), "device_id": keys >> 56,
+                            "pid": (keys >> 32) & 0xFFFFFF, "stream_id": keys & 0xFFFFFFFF})
+    streams = streams.sort_values(["device_id", "pid", "stream_id"])
     shared = streams.groupby("device_id")["pid"].nunique().max() > 1
-    rows_of = pd.DataFrame({k: work[k] for k in ("device_id", "pid", "stream_id")}).groupby(
-        ["device_id", "pid", "stream_id"], sort=False).indices
     for device, group in streams.groupby("device_id"):
         label = f"GPU {device}" + (f" ({gpu_names[device]})" if device in gpu_names else "")
         gpu = tracks.add(process=ProcessDescriptor(pid=GPU_PID_BASE + int(device),
                                                    process_name=label))
         for row in group.itertuples(index=False):
-            rows = rows_of.get((row.device_id, row.pid, row.stream_id))
-            if rows is None:
-                continue
+            rows = np.flatnonzero(codes == row.code)
             name = f"Stream {row.stream_id}" + (f" (process {row.pid})" if shared else "")
             yield (tracks.add(parent_uuid=gpu, name=name),
                    Slices(work["start_ns"][rows], work["end_ns"][rows], work["codes"][rows],
@@ -334,13 +361,9 @@ class Lane:
 def _lanes_of(uuid: int, slices: Slices, tracks: TrackTree) -> list[Lane]:
     """The track's slices split into lanes (lane 0 is the track itself; the others are added
     as tracks "TITLE 2", "TITLE 3", ... before any packet is written)."""
-    order = np.argsort(slices.start_ns, kind="stable")
-    start = slices.start_ns[order]
-    end = np.maximum(slices.end_ns[order], start)
+    start, end, columns = _sorted_columns(slices)
+    end = np.maximum(end, start)
     lanes = _lanes(start, end)
-    none = np.zeros(len(order), np.uint64)
-    columns = [slices.codes[order]] + [none if a is None else a[order].astype(np.uint64)
-                                       for a in (slices.flow, slices.terminating)]
     title = next(d.name for d in tracks.descriptors if d.uuid == uuid)
     out = []
     for lane in range(int(lanes.max()) + 1 if len(lanes) else 0):
@@ -350,6 +373,19 @@ def _lanes_of(uuid: int, slices: Slices, tracks: TrackTree) -> list[Lane]:
         out.append(Lane(lane_uuid, start[mine], end[mine], codes, slices.names, flow,
                         terminating))
     return out
+
+
+def _sorted_columns(slices: Slices) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """start, end and (codes, flow, terminating) in start order (GPU work and API calls
+    mostly come sorted: then nothing is copied)."""
+    start = slices.start_ns
+    none = np.zeros(len(start), np.uint64)
+    columns = [slices.codes] + [none if a is None else a for a in (slices.flow,
+                                                                   slices.terminating)]
+    if len(start) < 2 or bool(np.all(start[1:] >= start[:-1])):
+        return start, slices.end_ns, columns
+    order = np.argsort(start, kind="stable")
+    return start[order], slices.end_ns[order], [c[order] for c in columns]
 
 
 def _lanes(start: np.ndarray, end: np.ndarray) -> np.ndarray:
