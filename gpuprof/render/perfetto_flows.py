@@ -85,8 +85,10 @@ def _launch_rows(profile: Profile) -> dict[str, np.ndarray]:
 
 def _dense_keys(table: pd.DataFrame, pids: np.ndarray, span: int) -> np.ndarray:
     """(pid, correlation id) as one index into a table of len(pids) * span."""
-    return (np.searchsorted(pids, table["pid"].to_numpy(np.int64)) * span
-            + table["correlation_id"].to_numpy(np.int64))
+    corr = table["correlation_id"].to_numpy(np.int64)
+    if len(pids) == 1:  # the common case: one process
+        return corr
+    return np.searchsorted(pids, table["pid"].to_numpy(np.int64)) * span + corr
 
 
 def _launch_rows_sorted(profile: Profile) -> dict[str, np.ndarray]:

@@ -152,6 +152,16 @@ class _HostTables:
         return Slices(start, end, codes[rows], names)
 
 
+def _rows(mask: np.ndarray) -> np.ndarray | slice:
+    """The rows where ``mask`` holds; all of them as a slice (no copies when a track holds a
+    whole table, as one thread or one stream often does)."""
+    return slice(None) if mask.all() else np.flatnonzero(mask)
+
+
+def _count(rows: np.ndarray | slice, total: int) -> int:
+    return total if isinstance(rows, slice) else len(rows)
+
+
 def _thread_keys(table: pd.DataFrame) -> np.ndarray:
     return (table["pid"].to_numpy(np.int64) << 32) | (table["tid"].to_numpy(np.int64)
                                                       & 0xFFFFFFFF)
@@ -169,14 +179,14 @@ def _is(column: pd.Series, value: str) -> np.ndarray:
 
 def _thread_slices(host: _HostTables, tracks, flows, key: int, thread: int):
     calls = host.calls
-    rows = np.flatnonzero(host.call_threads == key)
-    if len(rows):
+    rows = _rows(host.call_threads == key)
+    if _count(rows, len(calls)):
         codes, names = host.call_names
         yield (tracks.add(parent_uuid=thread, name="CUDA API"),
                Slices(calls["start_ns"].to_numpy()[rows], calls["end_ns"].to_numpy()[rows],
                       codes[rows], names, flow=flows.out[rows]))
-    nested = np.flatnonzero((host.range_threads == key) & host.nested)
-    if len(nested):
+    nested = _rows((host.range_threads == key) & host.nested)
+    if _count(nested, len(host.ranges)):
         yield tracks.add(parent_uuid=thread, name="NVTX"), host.range_slices(nested)
 
 
@@ -213,7 +223,7 @@ def _gpu_slices(profile: Profile, tracks: TrackTree, flows: LaunchFlows):
         gpu = tracks.add(process=ProcessDescriptor(pid=GPU_PID_BASE + int(device),
                                                    process_name=label))
         for row in group.itertuples(index=False):
-            rows = np.flatnonzero(codes == row.code)
+            rows = _rows(codes == row.code)
             name = f"Stream {row.stream_id}" + (f" (process {row.pid})" if shared else "")
             yield (tracks.add(parent_uuid=gpu, name=name),
                    Slices(work["start_ns"][rows], work["end_ns"][rows], work["codes"][rows],
@@ -395,18 +405,24 @@ def _lanes(start: np.ndarray, end: np.ndarray) -> np.ndarray:
         return np.zeros(len(start), np.int64)  # the common case: nothing overlaps
     # nested ranges (NVTX push/pop): a slice's depth, the slices still open at its start,
     # is a valid lane -- checked, since partly overlapping ranges would break it
-    depth = np.arange(len(start)) - np.searchsorted(np.sort(end), start, side="right")
+    # (ends sort with the stable sort: nested ranges leave them in long sorted runs)
+    depth = np.arange(len(start)) - np.searchsorted(np.sort(end, kind="stable"), start,
+                                                    side="right")
     if _lanes_valid(depth, start, end):
         return depth
     return _greedy_lanes(start, end)
 
 
 def _lanes_valid(lanes: np.ndarray, start: np.ndarray, end: np.ndarray) -> bool:
+    """No lane's slice starts before the previous one of its lane ends (one pass per lane:
+    nesting depths are few)."""
     if lanes.min() < 0:
         return False
-    order = np.argsort(lanes, kind="stable")  # by lane, then by start
-    same = lanes[order][1:] == lanes[order][:-1]
-    return bool(np.all(start[order][1:][same] >= end[order][:-1][same]))
+    for lane in range(int(lanes.max()) + 1):
+        mine = lanes == lane
+        if not np.all(start[mine][1:] >= end[mine][:-1]):
+            return False
+    return True
 
 
 def _greedy_lanes(start: np.ndarray, end: np.ndarray) -> np.ndarray:
