@@ -362,3 +362,15 @@ def test_gzip_trace_holds_the_same_packets(tmp_path):
     assert packed[:2] == b"\x1f\x8b" and len(packed) < len(plain) / 2
     assert gzip.decompress(packed) == plain
     assert trace_files.is_protobuf("x.PFTRACE.gz") and not trace_files.is_protobuf("x.json")
+
+
+@pytest.mark.parametrize("name", _exports())
+def test_copy_names_are_the_json_traces(name):
+    """Copies are named from their kind and direction codes: the same words as the JSON
+    trace's, which builds them row by row."""
+    from gpuprof.render.chrome_trace import _copy_names
+    from gpuprof.render.perfetto_trace import _copy_coded
+
+    copies = load(fixture_path("nsys", name)).tables["copies"]
+    codes, names = _copy_coded(copies)
+    assert list(names[codes]) == _copy_names(copies)

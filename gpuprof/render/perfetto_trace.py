@@ -34,7 +34,7 @@ from ..fsutil import atomic_write
 from ..model import Profile
 from . import perfetto_packets as packets
 from . import protowire as wire
-from .chrome_trace import GPU_PID_BASE, RUN_PID, _copy_names, _labels, _placed_layers
+from .chrome_trace import GPU_PID_BASE, RUN_PID, _labels, _placed_layers
 from .perfetto_flows import GPU_TABLES, LaunchFlows, launch_flows
 
 COUNTER = 4              # TrackEvent.Type
@@ -211,9 +211,7 @@ def _gpu_slices(profile: Profile, tracks: TrackTree, flows: LaunchFlows):
         return
     gpu_names = {g.device_id: g.name for g in profile.meta.gpus}
     # one track per (device, process, stream), in that order, as the JSON trace's
-    key = ((work["device_id"].astype(np.int64) << 56) | (work["pid"].astype(np.int64) << 32)
-           | (work["stream_id"].astype(np.int64) & 0xFFFFFFFF))
-    codes, keys = pd.factorize(key)
+    codes, keys = pd.factorize(work["track"])
     streams = pd.DataFrame({"code": np.arange(len(keys)), "device_id": keys >> 56,
                             "pid": (keys >> 32) & 0xFFFFFF, "stream_id": keys & 0xFFFFFFFF})
     streams = streams.sort_values(["device_id", "pid", "stream_id"])
@@ -232,28 +230,43 @@ def _gpu_slices(profile: Profile, tracks: TrackTree, flows: LaunchFlows):
 
 
 def _gpu_work(profile: Profile, flows: LaunchFlows) -> dict[str, np.ndarray]:
-    """Kernels then copies as columns: where they ran, when, their name codes into one
-    ``names`` array, and the launch flow each passes or ends."""
-    keys = ["device_id", "pid", "stream_id", "start_ns", "end_ns"]
+    """Kernels then copies as columns: their track as one int64 (device << 56 | pid << 32 |
+    stream), when, their name codes into one ``names`` array, and the launch flow each passes
+    or ends."""
     parts, names = [], []
     for table_name in GPU_TABLES:
         table = profile.tables[table_name]
         if table.empty:
             continue
         codes, table_names = (_coded(table["name"], "(kernel)") if table_name == "kernels"
-                              else _coded(pd.Series(_copy_names(table)), "copy"))
+                              else _copy_coded(table))
         reaching, ends = flows.reaching[table_name], flows.last[table_name]
-        part = {k: table[k].to_numpy() for k in keys}
-        part.update(codes=codes + sum(len(n) for n in names),
-                    flow=np.where(ends, 0, reaching).astype(np.uint64),
-                    terminating=np.where(ends, reaching, 0).astype(np.uint64))
-        parts.append(part)
+        parts.append({"track": _stream_keys(table), "start_ns": table["start_ns"].to_numpy(),
+                      "end_ns": table["end_ns"].to_numpy(),
+                      "codes": codes + sum(len(n) for n in names),
+                      "flow": np.where(ends, 0, reaching).astype(np.uint64),
+                      "terminating": np.where(ends, reaching, 0).astype(np.uint64)})
         names.append(table_names)
     if not parts:
         return {"start_ns": np.zeros(0, np.int64)}
-    work = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    work = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts])
+                                             for k in parts[0]}
     work["names"] = np.concatenate(names)
     return work
+
+
+def _stream_keys(table: pd.DataFrame) -> np.ndarray:
+    return ((table["device_id"].to_numpy(np.int64) << 56)
+            | (table["pid"].to_numpy(np.int64) << 32)
+            | (table["stream_id"].to_numpy(np.int64) & 0xFFFFFFFF))
+
+
+def _copy_coded(copies: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Copies named "KIND DIRECTION" (as the JSON trace's), from the two columns' codes."""
+    kinds, kind_names = _coded(copies["kind"], "copy")
+    directions, direction_names = _coded(copies["direction"], "")
+    names = [f"{k} {d}".strip() for k in kind_names for d in direction_names]
+    return kinds * len(direction_names) + directions, np.array(names, object)
 
 
 def _run_slices(profile: Profile, tracks: TrackTree):
