@@ -374,3 +374,15 @@ def test_copy_names_are_the_json_traces(name):
     copies = load(fixture_path("nsys", name)).tables["copies"]
     codes, names = _copy_coded(copies)
     assert list(names[codes]) == _copy_names(copies)
+
+
+def test_a_failed_write_reaches_the_caller():
+    """The writer thread's error (a full disk) is raised where the trace is written."""
+    from gpuprof.render.perfetto_trace import _write_behind
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        _write_behind(FullDisk(), iter([b"a"] * 100))

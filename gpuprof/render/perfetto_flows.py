@@ -118,13 +118,17 @@ def _matching_rows(work_keys: np.ndarray, keys: np.ndarray, rows: np.ndarray) ->
 def _table_flows(api_row: np.ndarray, start_ns: np.ndarray, calls: int) -> _TableFlows:
     """Marks each flow's latest-starting row (the later row of a tie)."""
     reached = np.flatnonzero(api_row >= 0)
-    latest = np.full(calls, NO_TIME, np.int64)
-    np.maximum.at(latest, api_row[reached], start_ns[reached])
-    ties = reached[start_ns[reached] == latest[api_row[reached]]]
     pick = np.full(calls, -1, np.int64)
-    np.maximum.at(pick, api_row[ties], ties)
+    if len(start_ns) < 2 or bool(np.all(start_ns[1:] >= start_ns[:-1])):
+        np.maximum.at(pick, api_row[reached], reached)  # in start order: the last row
+    else:
+        latest = np.full(calls, NO_TIME, np.int64)
+        np.maximum.at(latest, api_row[reached], start_ns[reached])
+        ties = reached[start_ns[reached] == latest[api_row[reached]]]
+        np.maximum.at(pick, api_row[ties], ties)
     last = np.zeros(len(api_row), bool)
     last[pick[pick >= 0]] = True
+    latest = np.where(pick >= 0, start_ns[np.maximum(pick, 0)] if len(start_ns) else 0, NO_TIME)
     return _TableFlows(api_row, last, latest)
 
 
@@ -146,13 +150,12 @@ def _flow_ids(call_start: np.ndarray, tables: dict[str, _TableFlows],
     slice (the call, or a kernel a skewed clock puts first) to its latest."""
     end = np.maximum(tables["kernels"].latest, tables["copies"].latest)
     flows = np.flatnonzero(end > NO_TIME)
-    begin = call_start.astype(np.int64, copy=True)
+    begin = call_start.astype(np.int64)
     for name, table in tables.items():
-        reached = np.flatnonzero(table.api_row >= 0)
-        starts = profile.tables[name]["start_ns"].to_numpy(np.int64)[reached]
-        early = starts < begin[table.api_row[reached]]
+        starts = profile.tables[name]["start_ns"].to_numpy(np.int64)
+        early = (table.api_row >= 0) & (starts < begin[np.maximum(table.api_row, 0)])
         if early.any():  # rare: only then the slower unbuffered minimum
-            np.minimum.at(begin, table.api_row[reached[early]], starts[early])
+            np.minimum.at(begin, table.api_row[early], starts[early])
     ids = np.zeros(len(call_start), np.uint64)
     ids[flows] = recycled_ids(begin[flows], end[flows])
     return ids

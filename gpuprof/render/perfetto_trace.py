@@ -39,6 +39,7 @@ from .perfetto_flows import GPU_TABLES, LaunchFlows, launch_flows
 
 COUNTER = 4              # TrackEvent.Type
 CHUNK_ROWS = 65_536      # slices encoded at once: the encoder's columns stay in cache
+WRITE_AHEAD_CHUNKS = 8   # encoded chunks (about 2 MB each) waiting for the writer thread
 
 
 @dataclass
@@ -75,16 +76,50 @@ def write_perfetto_trace(profile: Profile, path: str | Path) -> Path:
              for lane in _lanes_of(uuid, slices, tracks)]
     counters = list(_counter_sets(profile, tracks))
     with atomic_write(path, "wb") as raw, _maybe_gzip(raw, path) as handle:
-        handle.write(_descriptor_packets(tracks))
-        for sequence_id, lane in enumerate(lanes, start=1):
-            for chunk in lane.packets(sequence_id):
-                handle.write(chunk)
-        counter_sequence = len(lanes) + 1
-        if counters:
-            handle.write(_counter_sequence_start(counter_sequence))
-        for uuid, times, values in counters:
-            handle.write(_counter_packets(uuid, times, values, counter_sequence))
+        _write_behind(handle, _trace_chunks(tracks, lanes, counters))
     return Path(path)
+
+
+def _trace_chunks(tracks: TrackTree, lanes: list[Lane], counters: list) -> Iterator[bytes]:
+    yield _descriptor_packets(tracks)
+    for sequence_id, lane in enumerate(lanes, start=1):
+        yield from lane.packets(sequence_id)
+    counter_sequence = len(lanes) + 1
+    if counters:
+        yield _counter_sequence_start(counter_sequence)
+    for uuid, times, values in counters:
+        yield _counter_packets(uuid, times, values, counter_sequence)
+
+
+def _write_behind(handle, chunks: Iterator[bytes]) -> None:
+    """Write ``chunks`` from a second thread while the next ones are encoded: file writes
+    and gzip release the GIL, and so do numpy's loops, so both cores work."""
+    import queue
+    import threading
+
+    pending: queue.Queue = queue.Queue(maxsize=WRITE_AHEAD_CHUNKS)
+    failure: list[BaseException] = []
+
+    def drain() -> None:
+        while (chunk := pending.get()) is not None:
+            if not failure:
+                try:
+                    handle.write(chunk)
+                except BaseException as error:  # reported to the caller below
+                    failure.append(error)
+
+    writer = threading.Thread(target=drain, name="pftrace-writer", daemon=True)
+    writer.start()
+    try:
+        for chunk in chunks:
+            if failure:
+                break
+            pending.put(chunk)
+    finally:
+        pending.put(None)
+        writer.join()
+    if failure:
+        raise failure[0]
 
 
 def _maybe_gzip(handle, path: str | Path):
