@@ -11,7 +11,7 @@ sequence's incremental state and sets
 - ``InternedData.event_names``: the lane's slice names, each once, named by ``name_iid``.
 Then a begin and an end packet per slice; the begin carries the name iid and the flow ids
 (the varint fields ``flow_ids_old``/``terminating_flow_ids_old`` with small recycled ids, see
-``perfetto_flows``). About 27 bytes a slice, where absolute timestamps, a track uuid on every
+``perfetto_flows``). About 26 bytes a slice, where absolute timestamps, a track uuid on every
 event and fixed64 flow ids took 43.
 
 Slice packets are encoded column-wise: each row (one slice: its begin and end packet) is laid

@@ -2,7 +2,7 @@
 
 The JSON trace (``chrome_trace``) of a 1M-kernel export is about 1 GB: chrome://tracing reads
 a file as one string (V8 caps strings near 512 MiB) and Perfetto's UI parses JSON slowly. The
-protobuf trace takes about 27 bytes a slice (``perfetto_packets``: one packet sequence per
+protobuf trace takes about 26 bytes a slice (``perfetto_packets``: one packet sequence per
 track lane, incremental timestamps, names interned per sequence), and Perfetto's UI and
 trace processor read it natively.
 
