@@ -386,3 +386,25 @@ def test_a_failed_write_reaches_the_caller():
 
     with pytest.raises(OSError, match="No space left"):
         _write_behind(FullDisk(), iter([b"a"] * 100))
+
+
+def test_engine_run_slices_are_the_json_traces(tmp_path):
+    """Timed iterations and layers (started, and placed back to back) on the "run" process:
+    the same names and times as the JSON trace's, in ns; the run's memory as counters."""
+    import json
+
+    from gpuprof.render.chrome_trace import write_chrome_trace
+    from tests.test_chrome_trace import _engine_profile, _slices_by_track
+
+    profile = _engine_profile()
+    parsed = Parsed(write_perfetto_trace(profile, tmp_path / "t.pftrace").read_bytes())
+    shown = {parsed.tracks[uuid].name: [(n, s, e) for n, s, e, _, _ in rows]
+             for uuid, rows in parsed.slices.items()}
+    origin = 4_000  # the run's first event: JSON counts from it, and places layers there
+    events = json.loads(write_chrome_trace(profile, tmp_path / "t.json", origin_ns=origin)
+                        .read_text(encoding="utf-8"))["traceEvents"]
+    expected = {track: sorted((e["name"], origin + round(e["ts"] * 1000),
+                               origin + round((e["ts"] + e["dur"]) * 1000)) for e in rows)
+                for track, rows in _slices_by_track(events).items()}
+    assert {track: sorted(rows) for track, rows in shown.items()} == expected
+    assert {parsed.tracks[uuid].name for uuid in parsed.counters}  # memory counters written
