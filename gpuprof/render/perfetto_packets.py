@@ -76,7 +76,7 @@ def framed(packet: bytes) -> bytes:
 
 
 def slice_packets(sequence_id: int, previous_ns: int, start: np.ndarray, end: np.ndarray,
-                  iids: np.ndarray, flow: np.ndarray, terminating: np.ndarray) -> bytes:
+                  iids: np.ndarray, flow: np.ndarray, terminating: np.ndarray) -> np.ndarray:
     """Begin and end packets of non-overlapping slices sorted by start (b0 e0 b1 e1 ...),
     timestamps as deltas from ``previous_ns``, the sequence's last timestamp. ``flow``: the
     flow id each slice starts or passes (0: none); ``terminating``: the flow it ends."""
@@ -152,7 +152,7 @@ class SlotRow:
         self.slots.append((len(self.template), part))
         self.template += bytes(part.width)
 
-    def to_bytes(self, rows: int) -> bytes:
+    def to_bytes(self, rows: int) -> np.ndarray:
         """Every row's used bytes, row after row. Words are filled as contiguous columns
         (faster than strided ones) and interleaved once."""
         self.template += bytes(-len(self.template) % 8)
@@ -164,7 +164,7 @@ class SlotRow:
         used = data != 0
         for offset, column in self.slots:
             used[column.zero_rows, offset] = True
-        return data[used].tobytes()
+        return data[used]  # written as it is: a file takes any buffer
 
 
 def _place(columns: list[np.ndarray], offset: int, column: Varints) -> None:

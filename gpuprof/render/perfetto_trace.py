@@ -80,7 +80,7 @@ def write_perfetto_trace(profile: Profile, path: str | Path) -> Path:
     return Path(path)
 
 
-def _trace_chunks(tracks: TrackTree, lanes: list[Lane], counters: list) -> Iterator[bytes]:
+def _trace_chunks(tracks: TrackTree, lanes: list[Lane], counters: list) -> Iterator:
     yield _descriptor_packets(tracks)
     for sequence_id, lane in enumerate(lanes, start=1):
         yield from lane.packets(sequence_id)
@@ -91,7 +91,7 @@ def _trace_chunks(tracks: TrackTree, lanes: list[Lane], counters: list) -> Itera
         yield _counter_packets(uuid, times, values, counter_sequence)
 
 
-def _write_behind(handle, chunks: Iterator[bytes]) -> None:
+def _write_behind(handle, chunks: Iterator) -> None:
     """Write ``chunks`` from a second thread while the next ones are encoded: file writes
     and gzip release the GIL, and so do numpy's loops, so both cores work."""
     import queue
@@ -401,7 +401,7 @@ class Lane:
     flow: np.ndarray
     terminating: np.ndarray
 
-    def packets(self, sequence_id: int) -> Iterator[bytes]:
+    def packets(self, sequence_id: int) -> Iterator:
         """The sequence's opening packet (its names interned), then its slices in chunks."""
         used = np.zeros(len(self.names), bool)
         used[self.codes] = True
