@@ -408,3 +408,53 @@ def test_engine_run_slices_are_the_json_traces(tmp_path):
                 for track, rows in _slices_by_track(events).items()}
     assert {track: sorted(rows) for track, rows in shown.items()} == expected
     assert {parsed.tracks[uuid].name for uuid in parsed.counters}  # memory counters written
+
+
+@pytest.mark.parametrize("name", _exports())
+def test_every_api_call_is_on_its_thread_as_plain_sql(name, tmp_path):
+    """Each runtime/driver call's (tid, name, start, end) read back from the "CUDA API" lanes
+    of its thread's track equals plain SQL over the export's tables."""
+    export = fixture_path("nsys", name)
+    tables = _tables(export)
+    api = [t for t in API_TABLES if t in tables]
+    if not api:
+        pytest.skip("no CUDA API calls")
+    parsed = Parsed(write_perfetto_trace(load(export), tmp_path / "t.pftrace").read_bytes())
+    shown = Counter()
+    for uuid, rows in parsed.slices.items():
+        if parsed.tracks[uuid].name.startswith("CUDA API"):
+            tid = _thread_of(parsed, uuid).thread.tid
+            shown.update((tid, n, s, e) for n, s, e, _, _ in rows)
+    expected = Counter(r for t in api for r in _sql(export, f"""
+        SELECT c.globalTid % 16777216, s.value, c.start, c.end FROM {t} c
+        JOIN StringIds s ON s.id = c.nameId"""))
+    assert shown == expected
+
+
+def _thread_of(parsed: Parsed, uuid: int):
+    track = parsed.tracks[uuid]
+    while not track.HasField("thread"):
+        track = parsed.tracks[track.parent_uuid]
+    return track
+
+
+@pytest.mark.parametrize("name", _exports())
+def test_every_nested_nvtx_range_is_on_its_thread_as_plain_sql(name, tmp_path):
+    """Each push/pop range's (tid, text, start, end) read back from its thread's "NVTX" lanes
+    equals plain SQL over NVTX_EVENTS (text inline or through StringIds)."""
+    export = fixture_path("nsys", name)
+    if "NVTX_EVENTS" not in _tables(export):
+        pytest.skip("no NVTX ranges")
+    parsed = Parsed(write_perfetto_trace(load(export), tmp_path / "t.pftrace").read_bytes())
+    shown = Counter()
+    for uuid, rows in parsed.slices.items():
+        track = parsed.tracks[uuid]
+        if track.name == "NVTX" or track.name.startswith("NVTX ") and track.name[5:].isdigit():
+            tid = _thread_of(parsed, uuid).thread.tid
+            shown.update((tid, n, s, e) for n, s, e, _, _ in rows)
+    expected = Counter(_sql(export, """
+        SELECT n.globalTid % 16777216, COALESCE(n.text, s.value, '(unnamed range)'),
+               n.start, n.end
+        FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId
+        WHERE n.eventType = 59 AND n.end IS NOT NULL AND n.end >= n.start"""))
+    assert shown == expected
