@@ -82,11 +82,10 @@ def slice_packets(sequence_id: int, previous_ns: int, start: np.ndarray, end: np
     flow id each slice starts or passes (0: none); ``terminating``: the flow it ends."""
     gaps = start - np.concatenate(([previous_ns], end[:-1]))
     ts, duration, name = varints(gaps), varints(end - start), varints(iids)
-    flows = varints(flow, FLOW_IDS)
-    ends = varints(terminating, TERMINATING_FLOW_IDS)
+    arrow = arrow_field(flow, terminating)
     sequence = SEQUENCE + varint_bytes(sequence_id)
     zero = np.zeros(len(start), np.uint8)  # so that every length sum is an array
-    event_length = zero + len(BEGIN_NAMED) + name.length + flows.length + ends.length
+    event_length = zero + len(BEGIN_NAMED) + name.length + arrow.length
     event = varints(event_length)
     begin = varints(len(TIMESTAMP) + ts.length + len(sequence) + len(TRACK_EVENT) + event.length
                     + event_length)
@@ -94,10 +93,23 @@ def slice_packets(sequence_id: int, previous_ns: int, start: np.ndarray, end: np
                          + len(END_EVENT))
     row = SlotRow()
     for part in (TRACE_PACKET, begin, TIMESTAMP, ts, sequence + TRACK_EVENT, event,
-                 BEGIN_NAMED, name, flows, ends,
+                 BEGIN_NAMED, name, arrow,
                  TRACE_PACKET, end_packet, TIMESTAMP, duration, sequence + END_EVENT):
         row.add(part)
     return row.to_bytes(len(start))
+
+
+def arrow_field(flow: np.ndarray, terminating: np.ndarray) -> Varints:
+    """One slot for a slice's launch arrow: ``flow_ids_old`` where it starts or passes a flow,
+    ``terminating_flow_ids_old`` where it ends one (a slice does one or the other)."""
+    ends = terminating != 0
+    if np.any(ends & (flow != 0)):
+        raise ValueError("a slice both passes and ends a flow")
+    column = varints(np.where(ends, terminating, flow), FLOW_IDS)
+    # the tag is the low two bytes: flip it to the terminating one where the flow ends
+    swap = int.from_bytes(FLOW_IDS, "little") ^ int.from_bytes(TERMINATING_FLOW_IDS, "little")
+    column.encoded = np.where(ends, column.encoded ^ np.uint64(swap), column.encoded)
+    return column
 
 
 @dataclass
