@@ -339,7 +339,7 @@ def test_a_bad_trace_window_is_one_error_before_reading(window, tmp_path):
 def test_lanes_never_overlap_whatever_the_ranges():
     """Nested, partly overlapping and zero-length ranges: no lane holds two overlapping
     slices, and nested ranges take one lane per depth."""
-    from gpuprof.render.perfetto_trace import _lanes
+    from gpuprof.render.perfetto_lanes import lane_numbers as _lanes
 
     nested = (np.array([0, 1, 2, 5, 10]), np.array([9, 8, 3, 6, 12]))
     assert _lanes(*nested).tolist() == [0, 1, 2, 2, 0]

@@ -22,7 +22,6 @@ a Python string per slice. Tests read the file back with Perfetto's own protobuf
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,22 +35,10 @@ from . import perfetto_packets as packets
 from . import protowire as wire
 from .chrome_trace import GPU_PID_BASE, RUN_PID, _labels, _placed_layers
 from .perfetto_flows import GPU_TABLES, LaunchFlows, launch_flows
+from .perfetto_lanes import Lane, Slices, lane_numbers, sorted_columns
 
 COUNTER = 4              # TrackEvent.Type
-CHUNK_ROWS = 65_536      # slices encoded at once: the encoder's columns stay in cache
 WRITE_AHEAD_CHUNKS = 8   # encoded chunks (about 2 MB each) waiting for the writer thread
-
-
-@dataclass
-class Slices:
-    """Slices for one named track (split into lanes when they overlap)."""
-
-    start_ns: np.ndarray
-    end_ns: np.ndarray
-    codes: np.ndarray                 # each slice's name: an index into ``names``
-    names: np.ndarray                 # object array of str
-    flow: np.ndarray | None = None         # flow id started or passed here (0: none)
-    terminating: np.ndarray | None = None  # flow id ended here (0: none)
 
 
 @dataclass
@@ -389,102 +376,21 @@ def _descriptor_packets(tracks: TrackTree) -> bytes:
                     for d in tracks.descriptors)
 
 
-@dataclass
-class Lane:
-    """Non-overlapping slices of one track, sorted by start: one packet sequence."""
-
-    uuid: int
-    start: np.ndarray
-    end: np.ndarray
-    codes: np.ndarray
-    names: np.ndarray
-    flow: np.ndarray
-    terminating: np.ndarray
-
-    def packets(self, sequence_id: int) -> Iterator:
-        """The sequence's opening packet (its names interned), then its slices in chunks."""
-        used = np.zeros(len(self.names), bool)
-        used[self.codes] = True
-        iids = np.cumsum(used)[self.codes]  # the lane's names numbered 1, 2, ... in code order
-        base = int(self.start[0])
-        yield packets.sequence_start(sequence_id, self.uuid, self.names[used].tolist(), base)
-        previous = base
-        for at in range(0, len(self.start), CHUNK_ROWS):
-            part = slice(at, at + CHUNK_ROWS)
-            yield packets.slice_packets(sequence_id, previous, self.start[part], self.end[part],
-                                        iids[part], self.flow[part], self.terminating[part])
-            previous = int(self.end[part][-1])
-
-
 def _lanes_of(uuid: int, slices: Slices, tracks: TrackTree) -> list[Lane]:
     """The track's slices split into lanes (lane 0 is the track itself; the others are added
     as tracks "TITLE 2", "TITLE 3", ... before any packet is written)."""
-    start, end, columns = _sorted_columns(slices)
+    start, end, columns = sorted_columns(slices)
     end = np.maximum(end, start)
-    lanes = _lanes(start, end)
+    lane_of = lane_numbers(start, end)
     title = next(d.name for d in tracks.descriptors if d.uuid == uuid)
     out = []
-    for lane in range(int(lanes.max()) + 1 if len(lanes) else 0):
-        mine = np.flatnonzero(lanes == lane) if lane or lanes.any() else slice(None)
+    for lane in range(int(lane_of.max()) + 1 if len(lane_of) else 0):
+        mine = np.flatnonzero(lane_of == lane) if lane or lane_of.any() else slice(None)
         lane_uuid = uuid if lane == 0 else tracks.add(parent_uuid=uuid, name=f"{title} {lane + 1}")
         codes, flow, terminating = (c[mine] for c in columns)
         out.append(Lane(lane_uuid, start[mine], end[mine], codes, slices.names, flow,
                         terminating))
     return out
-
-
-def _sorted_columns(slices: Slices) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """start, end and (codes, flow, terminating) in start order (GPU work and API calls
-    mostly come sorted: then nothing is copied)."""
-    start = slices.start_ns
-    none = np.zeros(len(start), np.uint64)
-    columns = [slices.codes] + [none if a is None else a for a in (slices.flow,
-                                                                   slices.terminating)]
-    if len(start) < 2 or bool(np.all(start[1:] >= start[:-1])):
-        return start, slices.end_ns, columns
-    order = np.argsort(start, kind="stable")
-    return start[order], slices.end_ns[order], [c[order] for c in columns]
-
-
-def _lanes(start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """A lane per slice (slices sorted by start) such that no two slices of a lane overlap:
-    each goes to the lowest lane free at its start."""
-    if len(start) < 2 or np.all(start[1:] >= np.maximum.accumulate(end)[:-1]):
-        return np.zeros(len(start), np.int64)  # the common case: nothing overlaps
-    # nested ranges (NVTX push/pop): a slice's depth, the slices still open at its start,
-    # is a valid lane -- checked, since partly overlapping ranges would break it
-    # (ends sort with the stable sort: nested ranges leave them in long sorted runs)
-    depth = np.arange(len(start)) - np.searchsorted(np.sort(end, kind="stable"), start,
-                                                    side="right")
-    if _lanes_valid(depth, start, end):
-        return depth
-    return _greedy_lanes(start, end)
-
-
-def _lanes_valid(lanes: np.ndarray, start: np.ndarray, end: np.ndarray) -> bool:
-    """No lane's slice starts before the previous one of its lane ends (one pass per lane:
-    nesting depths are few)."""
-    if lanes.min() < 0:
-        return False
-    for lane in range(int(lanes.max()) + 1):
-        mine = lanes == lane
-        if not np.all(start[mine][1:] >= end[mine][:-1]):
-            return False
-    return True
-
-
-def _greedy_lanes(start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Each slice in the lowest lane free at its start (any overlaps)."""
-    lanes = np.empty(len(start), np.int64)
-    free: list[int] = []
-    busy: list[tuple[int, int]] = []  # (end, lane)
-    for i, (s, e) in enumerate(zip(start.tolist(), end.tolist(), strict=True)):
-        while busy and busy[0][0] <= s:
-            heapq.heappush(free, heapq.heappop(busy)[1])
-        lane = heapq.heappop(free) if free else len(busy)
-        lanes[i] = lane
-        heapq.heappush(busy, (e, lane))
-    return lanes
 
 
 # -- memory counters: few rows, absolute timestamps on a sequence of their own --------------
