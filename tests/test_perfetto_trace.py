@@ -458,3 +458,10 @@ def test_every_nested_nvtx_range_is_on_its_thread_as_plain_sql(name, tmp_path):
         FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId
         WHERE n.eventType = 59 AND n.end IS NOT NULL AND n.end >= n.start"""))
     assert shown == expected
+
+
+def test_an_empty_profile_gives_an_empty_trace(tmp_path):
+    from gpuprof.model import Profile
+
+    parsed = Parsed(write_perfetto_trace(Profile(tables={}), tmp_path / "t.pftrace").read_bytes())
+    assert not parsed.slices and not parsed.counters
