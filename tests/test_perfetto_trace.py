@@ -27,32 +27,74 @@ def _exports():
 
 
 class Parsed:
-    """Slices per track rebuilt from begin/end packets, as a viewer would."""
+    """Slices per track rebuilt from the packets as Perfetto's trace processor reads them,
+    written here from the format's documentation, not from the writer: per packet sequence,
+    the state a packet with SEQ_INCREMENTAL_STATE_CLEARED resets, the defaults (track uuid,
+    timestamp clock), the interned names, and each incremental clock's running value from its
+    ClockSnapshot on (a timestamp is a delta from the sequence's previous one)."""
 
     def __init__(self, data: bytes):
         trace = pb.Trace.FromString(data)
         self.tracks = {p.track_descriptor.uuid: p.track_descriptor for p in trace.packet
                        if p.HasField("track_descriptor")}
-        self.names = {e.iid: e.name for p in trace.packet if p.HasField("interned_data")
-                      for e in p.interned_data.event_names}
         self.slices = defaultdict(list)  # track uuid -> [(name, start, end, flows, ends)]
         self.counters = defaultdict(list)
-        open_: dict[int, tuple] = {}
+        self.sequences: dict[int, dict] = {}
+        self._open: dict[int, tuple] = {}
         for packet in trace.packet:
-            if not packet.HasField("track_event"):
-                continue
-            event, ts = packet.track_event, packet.timestamp
-            if event.type == pb.TrackEvent.TYPE_SLICE_BEGIN:
-                assert event.track_uuid not in open_, "a slice began inside an open one"
-                open_[event.track_uuid] = (self.names[event.name_iid], ts,
-                                           list(event.flow_ids), list(event.terminating_flow_ids))
-            elif event.type == pb.TrackEvent.TYPE_SLICE_END:
-                name, start, flows, ends = open_.pop(event.track_uuid)
-                assert ts >= start
-                self.slices[event.track_uuid].append((name, start, ts, flows, ends))
-            elif event.type == pb.TrackEvent.TYPE_COUNTER:
-                self.counters[event.track_uuid].append((ts, event.counter_value))
-        assert not open_, "slices left open"
+            self._read(packet)
+        assert not self._open, "slices left open"
+
+    def _read(self, packet) -> None:
+        state = self._sequence_state(packet)
+        if packet.HasField("clock_snapshot"):
+            clocks = {c.clock_id: c for c in packet.clock_snapshot.clocks}
+            for clock in clocks.values():
+                if clock.is_incremental:  # BOOTTIME = this clock + offset
+                    state["clocks"][clock.clock_id] = [clock.timestamp,
+                                                       clocks[6].timestamp - clock.timestamp]
+            return
+        if packet.HasField("track_event"):
+            self._event(packet, state)
+
+    def _sequence_state(self, packet) -> dict:
+        sequence = packet.trusted_packet_sequence_id
+        if packet.sequence_flags & pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED:
+            self.sequences[sequence] = {"names": {}, "clocks": {}, "clock": 0, "track": 0}
+        state = self.sequences.setdefault(sequence, {"names": {}, "clocks": {}, "clock": 0,
+                                                     "track": 0})
+        if packet.HasField("trace_packet_defaults"):
+            defaults = packet.trace_packet_defaults
+            state["clock"] = defaults.timestamp_clock_id
+            state["track"] = defaults.track_event_defaults.track_uuid
+        for name in packet.interned_data.event_names:
+            state["names"][name.iid] = name.name
+        return state
+
+    def _time(self, packet, state) -> int:
+        clock = (packet.timestamp_clock_id if packet.HasField("timestamp_clock_id")
+                 else state["clock"])
+        if clock not in state["clocks"]:
+            return packet.timestamp  # absolute, on the trace's clock
+        running = state["clocks"][clock]
+        running[0] += packet.timestamp
+        return running[0] + running[1]
+
+    def _event(self, packet, state) -> None:
+        event, ts = packet.track_event, self._time(packet, state)
+        track = event.track_uuid if event.HasField("track_uuid") else state["track"]
+        if event.type == pb.TrackEvent.TYPE_SLICE_BEGIN:
+            assert track not in self._open, "a slice began inside an open one"
+            self._open[track] = (state["names"][event.name_iid], ts,
+                                 list(event.flow_ids) + list(event.flow_ids_old),
+                                 list(event.terminating_flow_ids)
+                                 + list(event.terminating_flow_ids_old))
+        elif event.type == pb.TrackEvent.TYPE_SLICE_END:
+            name, start, flows, ends = self._open.pop(track)
+            assert ts >= start
+            self.slices[track].append((name, start, ts, flows, ends))
+        elif event.type == pb.TrackEvent.TYPE_COUNTER:
+            self.counters[track].append((ts, event.counter_value))
 
     def root(self, uuid: int):
         track = self.tracks[uuid]
@@ -68,6 +110,26 @@ class Parsed:
         return [s for uuid, rows in self.slices.items() for s in rows
                 if self.tracks[uuid].name.startswith(track_name)]
 
+    def flow_chains(self) -> list[list[tuple]]:
+        """Each arrow's slices, as the trace processor links them: slices in start order; an
+        id not in flight starts a flow, one in flight adds a step, a terminating id ends it
+        (after which the id may start another flow)."""
+        begins = sorted((s for rows in self.slices.values() for s in rows),
+                        key=lambda s: s[1])
+        live: dict[int, list] = {}
+        chains = []
+        for piece in begins:
+            for flow in piece[3]:
+                if flow in live:
+                    live[flow].append(piece)
+                else:
+                    live[flow] = [piece]
+                    chains.append(live[flow])
+            for flow in piece[4]:
+                if flow in live:
+                    live.pop(flow).append(piece)
+        return chains
+
 
 def _sql(path, query: str):
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
@@ -78,49 +140,110 @@ def _tables(path) -> set[str]:
     return {r[0] for r in _sql(path, "SELECT name FROM sqlite_master WHERE type='table'")}
 
 
+GPU_TABLES = ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY",
+              "CUPTI_ACTIVITY_KIND_MEMSET")
+API_TABLES = ("CUPTI_ACTIVITY_KIND_RUNTIME", "CUPTI_ACTIVITY_KIND_DRIVER")
+
+
 @pytest.mark.parametrize("name", _exports())
 def test_every_gpu_slice_and_launch_arrow_matches_plain_sql(name, tmp_path):
     export = fixture_path("nsys", name)
     run = load(export, details=True)
     parsed = Parsed(write_perfetto_trace(run, tmp_path / "t.pftrace").read_bytes())
-    tables = _tables(export)
+    assert _gpu_differences(parsed, export) == []
+    assert Counter(_chains(parsed)) == Counter(_sql_chains(export))
 
+
+def _gpu_differences(parsed: Parsed, export) -> list:
+    """Kernels (name, start, end) and all GPU rows (start, end) that the trace and plain SQL
+    do not share."""
+    tables = _tables(export)
     kernels = Counter()
     if "CUPTI_ACTIVITY_KIND_KERNEL" in tables:
-        for kernel, count, total in _sql(export, """
-                SELECT s.value, count(*), sum(k.end - k.start) FROM CUPTI_ACTIVITY_KIND_KERNEL k
-                JOIN StringIds s ON s.id = k.shortName GROUP BY s.value"""):
-            kernels[kernel] = (count, total)
-    shown = defaultdict(lambda: [0, 0])
-    for slice_name, start, end, _, _ in parsed.gpu_slices():
-        shown[slice_name][0] += 1
-        shown[slice_name][1] += end - start
-    for kernel, (count, total) in kernels.items():
-        assert tuple(shown[kernel]) == (count, total), kernel
-
-    work = [t for t in ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY",
-                        "CUPTI_ACTIVITY_KIND_MEMSET") if t in tables]
-    gpu_rows = sum(_sql(export, f"SELECT count(*) FROM {t}")[0][0] for t in work)
-    assert len(parsed.gpu_slices()) == gpu_rows
-
-    launches = _launching_calls(export, tables, work)
-    started = [f for s in parsed.host_slices("CUDA API") for f in s[3]]
-    ended = [f for s in parsed.gpu_slices() for f in s[4]]
-    assert len(started) == len(set(started)) == launches
-    assert sorted(ended) == sorted(started)  # every arrow that starts ends once
+        kernels.update(_sql(export, """SELECT s.value, k.start, k.end
+            FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN StringIds s ON s.id = k.shortName"""))
+    rows = Counter(r for t in GPU_TABLES if t in tables
+                   for r in _sql(export, f"SELECT start, end FROM {t}"))
+    shown = parsed.gpu_slices()
+    shown_kernels = Counter((n, s, e) for n, s, e, _, _ in shown if (n, s, e) in kernels)
+    shown_rows = Counter((s, e) for _, s, e, _, _ in shown)
+    return list((kernels - shown_kernels) + (rows - shown_rows) + (shown_rows - rows))
 
 
-def _launching_calls(export, tables, work) -> int:
-    """Runtime/driver calls (pid, correlation id) that launched at least one GPU row."""
-    api = [t for t in ("CUPTI_ACTIVITY_KIND_RUNTIME", "CUPTI_ACTIVITY_KIND_DRIVER") if t in tables]
+def _chains(parsed: Parsed):
+    """Each arrow as (call start, call end, its GPU slices' (start, end) in order)."""
+    for chain in parsed.flow_chains():
+        call, work = chain[0], chain[1:]
+        yield call[1], call[2], tuple(sorted((s[1], s[2]) for s in work))
+
+
+def _sql_chains(export):
+    """Plain SQL: each runtime/driver call (the first of its pid and correlation id) with the
+    kernels, copies and memsets of the same pid and correlation id."""
+    tables = _tables(export)
+    api = [t for t in API_TABLES if t in tables]
+    work = [t for t in GPU_TABLES if t in tables]
     if not api or not work:
-        return 0
-    calls = " UNION ".join(f"SELECT {PID.format(col='globalTid')} AS pid, correlationId "
-                           f"FROM {t}" for t in api)
-    gpu = " UNION ".join(f"SELECT {PID.format(col='globalPid')} AS pid, correlationId "
-                         f"FROM {t}" for t in work)
-    return _sql(export, f"SELECT count(*) FROM ({calls}) c JOIN ({gpu}) g "
-                        "USING (pid, correlationId)")[0][0]
+        return []
+    calls = " UNION ALL ".join(f"SELECT {PID.format(col='globalTid')} AS pid, correlationId, "
+                               f"start, end FROM {t}" for t in api)
+    gpu = " UNION ALL ".join(f"SELECT {PID.format(col='globalPid')} AS pid, correlationId, "
+                             f"start, end FROM {t}" for t in work)
+    rows = _sql(export, f"""
+        WITH c AS (SELECT *, row_number() OVER (PARTITION BY pid, correlationId
+                                                ORDER BY start) AS k FROM ({calls}))
+        SELECT c.start, c.end, g.start, g.end FROM c JOIN ({gpu}) g
+        USING (pid, correlationId) WHERE c.k = 1 AND c.correlationId >= 0""")
+    chains = defaultdict(list)
+    for call_start, call_end, start, end in rows:
+        chains[(call_start, call_end)].append((start, end))
+    return [(s, e, tuple(sorted(work))) for (s, e), work in chains.items()]
+
+
+def test_a_one_ns_error_in_one_delta_is_caught(tmp_path):
+    """The read-back is exact: one begin timestamp 1 ns off, in one sequence, fails it."""
+    export = fixture_path("nsys", RESNET)
+    data = write_perfetto_trace(load(export), tmp_path / "t.pftrace").read_bytes()
+    assert _gpu_differences(Parsed(data), export) == []
+    trace = pb.Trace.FromString(data)
+    gpu_tracks = {uuid for uuid, rows in Parsed(data).slices.items()
+                  if any(s in Parsed(data).gpu_slices() for s in rows[:1])}
+    sequences = {p.trusted_packet_sequence_id for p in trace.packet
+                 if p.trace_packet_defaults.track_event_defaults.track_uuid in gpu_tracks}
+    begins = [p for p in trace.packet if p.trusted_packet_sequence_id in sequences
+              and p.track_event.type == pb.TrackEvent.TYPE_SLICE_BEGIN]
+    begins[len(begins) // 2].timestamp += 1
+    assert _gpu_differences(Parsed(trace.SerializeToString()), export) != []
+
+
+def test_sparse_correlation_ids_find_the_same_launches(monkeypatch):
+    """The sorted search (sparse correlation ids) and the direct table agree."""
+    from gpuprof.render import perfetto_flows
+
+    run = load(fixture_path("nsys", RESNET))
+    dense = perfetto_flows.launch_flows(run)
+    monkeypatch.setattr(perfetto_flows, "DENSE_TABLE_FACTOR", 0)
+    monkeypatch.setattr(perfetto_flows, "DENSE_TABLE_ROWS", 0)
+    sparse = perfetto_flows.launch_flows(run)
+    assert np.array_equal(dense.out, sparse.out) and dense.out.any()
+    for name in perfetto_flows.GPU_TABLES:
+        assert np.array_equal(dense.reaching[name], sparse.reaching[name])
+        assert np.array_equal(dense.last[name], sparse.last[name])
+
+
+def test_flow_ids_are_reused_only_after_their_flow_ends():
+    from gpuprof.render.perfetto_flows import recycled_ids
+
+    rng = np.random.default_rng(3)
+    begin = rng.integers(0, 1_000_000, 50_000)
+    end = begin + rng.integers(0, 50, 50_000)
+    end[np.argmin(begin)] += 5_000  # one long flow: 127 ids are too few, 16,383 are enough
+    ids = recycled_ids(begin, end)
+    assert 127 < ids.max() < 2**14
+    last_end: dict[int, int] = {}
+    for i in np.argsort(begin, kind="stable"):
+        assert begin[i] > last_end.get(int(ids[i]), -1)
+        last_end[int(ids[i])] = int(end[i])
 
 
 @pytest.mark.parametrize("name", [RESNET])
@@ -216,7 +339,7 @@ def test_a_bad_trace_window_is_one_error_before_reading(window, tmp_path):
 def test_lanes_never_overlap_whatever_the_ranges():
     """Nested, partly overlapping and zero-length ranges: no lane holds two overlapping
     slices, and nested ranges take one lane per depth."""
-    from gpuprof.render.perfetto_trace import _lanes
+    from gpuprof.render.perfetto_lanes import lane_numbers as _lanes
 
     nested = (np.array([0, 1, 2, 5, 10]), np.array([9, 8, 3, 6, 12]))
     assert _lanes(*nested).tolist() == [0, 1, 2, 2, 0]
@@ -239,3 +362,106 @@ def test_gzip_trace_holds_the_same_packets(tmp_path):
     assert packed[:2] == b"\x1f\x8b" and len(packed) < len(plain) / 2
     assert gzip.decompress(packed) == plain
     assert trace_files.is_protobuf("x.PFTRACE.gz") and not trace_files.is_protobuf("x.json")
+
+
+@pytest.mark.parametrize("name", _exports())
+def test_copy_names_are_the_json_traces(name):
+    """Copies are named from their kind and direction codes: the same words as the JSON
+    trace's, which builds them row by row."""
+    from gpuprof.render.chrome_trace import _copy_names
+    from gpuprof.render.perfetto_trace import _copy_coded
+
+    copies = load(fixture_path("nsys", name)).tables["copies"]
+    codes, names = _copy_coded(copies)
+    assert list(names[codes]) == _copy_names(copies)
+
+
+def test_a_failed_write_reaches_the_caller():
+    """The writer thread's error (a full disk) is raised where the trace is written."""
+    from gpuprof.render.perfetto_trace import _write_behind
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        _write_behind(FullDisk(), iter([b"a"] * 100))
+
+
+def test_engine_run_slices_are_the_json_traces(tmp_path):
+    """Timed iterations and layers (started, and placed back to back) on the "run" process:
+    the same names and times as the JSON trace's, in ns; the run's memory as counters."""
+    import json
+
+    from gpuprof.render.chrome_trace import write_chrome_trace
+    from tests.test_chrome_trace import _engine_profile, _slices_by_track
+
+    profile = _engine_profile()
+    parsed = Parsed(write_perfetto_trace(profile, tmp_path / "t.pftrace").read_bytes())
+    shown = {parsed.tracks[uuid].name: [(n, s, e) for n, s, e, _, _ in rows]
+             for uuid, rows in parsed.slices.items()}
+    origin = 4_000  # the run's first event: JSON counts from it, and places layers there
+    events = json.loads(write_chrome_trace(profile, tmp_path / "t.json", origin_ns=origin)
+                        .read_text(encoding="utf-8"))["traceEvents"]
+    expected = {track: sorted((e["name"], origin + round(e["ts"] * 1000),
+                               origin + round((e["ts"] + e["dur"]) * 1000)) for e in rows)
+                for track, rows in _slices_by_track(events).items()}
+    assert {track: sorted(rows) for track, rows in shown.items()} == expected
+    assert {parsed.tracks[uuid].name for uuid in parsed.counters}  # memory counters written
+
+
+@pytest.mark.parametrize("name", _exports())
+def test_every_api_call_is_on_its_thread_as_plain_sql(name, tmp_path):
+    """Each runtime/driver call's (tid, name, start, end) read back from the "CUDA API" lanes
+    of its thread's track equals plain SQL over the export's tables."""
+    export = fixture_path("nsys", name)
+    tables = _tables(export)
+    api = [t for t in API_TABLES if t in tables]
+    if not api:
+        pytest.skip("no CUDA API calls")
+    parsed = Parsed(write_perfetto_trace(load(export), tmp_path / "t.pftrace").read_bytes())
+    shown = Counter()
+    for uuid, rows in parsed.slices.items():
+        if parsed.tracks[uuid].name.startswith("CUDA API"):
+            tid = _thread_of(parsed, uuid).thread.tid
+            shown.update((tid, n, s, e) for n, s, e, _, _ in rows)
+    expected = Counter(r for t in api for r in _sql(export, f"""
+        SELECT c.globalTid % 16777216, s.value, c.start, c.end FROM {t} c
+        JOIN StringIds s ON s.id = c.nameId"""))
+    assert shown == expected
+
+
+def _thread_of(parsed: Parsed, uuid: int):
+    track = parsed.tracks[uuid]
+    while not track.HasField("thread"):
+        track = parsed.tracks[track.parent_uuid]
+    return track
+
+
+@pytest.mark.parametrize("name", _exports())
+def test_every_nested_nvtx_range_is_on_its_thread_as_plain_sql(name, tmp_path):
+    """Each push/pop range's (tid, text, start, end) read back from its thread's "NVTX" lanes
+    equals plain SQL over NVTX_EVENTS (text inline or through StringIds)."""
+    export = fixture_path("nsys", name)
+    if "NVTX_EVENTS" not in _tables(export):
+        pytest.skip("no NVTX ranges")
+    parsed = Parsed(write_perfetto_trace(load(export), tmp_path / "t.pftrace").read_bytes())
+    shown = Counter()
+    for uuid, rows in parsed.slices.items():
+        track = parsed.tracks[uuid]
+        if track.name == "NVTX" or track.name.startswith("NVTX ") and track.name[5:].isdigit():
+            tid = _thread_of(parsed, uuid).thread.tid
+            shown.update((tid, n, s, e) for n, s, e, _, _ in rows)
+    expected = Counter(_sql(export, """
+        SELECT n.globalTid % 16777216, COALESCE(n.text, s.value, '(unnamed range)'),
+               n.start, n.end
+        FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId
+        WHERE n.eventType = 59 AND n.end IS NOT NULL AND n.end >= n.start"""))
+    assert shown == expected
+
+
+def test_an_empty_profile_gives_an_empty_trace(tmp_path):
+    from gpuprof.model import Profile
+
+    parsed = Parsed(write_perfetto_trace(Profile(tables={}), tmp_path / "t.pftrace").read_bytes())
+    assert not parsed.slices and not parsed.counters

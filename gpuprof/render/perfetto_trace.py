@@ -2,26 +2,26 @@
 
 The JSON trace (``chrome_trace``) of a 1M-kernel export is about 1 GB: chrome://tracing reads
 a file as one string (V8 caps strings near 512 MiB) and Perfetto's UI parses JSON slowly. The
-protobuf trace interns every name once and costs about 30 bytes a slice, and Perfetto's UI
-and trace processor read it natively.
+protobuf trace takes about 26 bytes a slice (``perfetto_packets``: one packet sequence per
+track lane, incremental timestamps, names interned per sequence), and Perfetto's UI and
+trace processor read it natively.
 
 Same layout as the JSON trace: a process per host process with, per thread, a "CUDA API" and
 an "NVTX" track; a process per GPU with a track per stream holding kernels and copies; an
-arrow from each API call through the GPU work it launched (same correlation id, in start
-order); memory in use per (source, device, kind) as counter tracks (bytes); an engine run's
-timed iterations and layers on a "run" process. Slices on one track must not overlap, so a
-track whose slices do (nested NVTX ranges, async start/end ranges) is split into lanes
-("NVTX", "NVTX 2", ...). Per-slice arguments (launch configurations) are left out to keep the
-file small: the JSON trace of a cut (``--trace-window``) has them.
+arrow from each API call through the GPU work it launched (``perfetto_flows``); memory in use
+per (source, device, kind) as counter tracks (bytes); an engine run's timed iterations and
+layers on a "run" process. Slices on one track must not overlap, so a track whose slices do
+(nested NVTX ranges, async start/end ranges) is split into lanes ("NVTX", "NVTX 2", ...).
+Per-slice arguments (launch configurations) are left out to keep the file small: the JSON
+trace of a cut (``--trace-window``) has them.
 
 Timestamps are the profile's own ns (nsys session clock, or CLOCK_MONOTONIC for driven runs),
-unrounded. Slice packets are encoded in bulk by ``protowire``; tests read the file back with
-Perfetto's own protobuf classes.
+unrounded. Slice names travel as codes into each table's names (pandas categories), never as
+a Python string per slice. Tests read the file back with Perfetto's own protobuf classes.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,25 +31,14 @@ import pandas as pd
 
 from ..fsutil import atomic_write
 from ..model import Profile
+from . import perfetto_packets as packets
 from . import protowire as wire
-from .chrome_trace import GPU_PID_BASE, RUN_PID, _copy_names, _gpu_tracks, _labels, _placed_layers
+from .chrome_trace import GPU_PID_BASE, RUN_PID, _labels, _placed_layers
+from .perfetto_flows import GPU_TABLES, LaunchFlows, launch_flows
+from .perfetto_lanes import Lane, Slices, lane_numbers, sorted_columns
 
-SEQUENCE_ID = 1
-BEGIN, END, INSTANT, COUNTER = 1, 2, 3, 4                 # TrackEvent.Type
-INCREMENTAL_STATE_CLEARED, NEEDS_INCREMENTAL_STATE = 1, 2  # TracePacket.SequenceFlags
-CHUNK_ROWS = 250_000
-
-
-@dataclass
-class Slices:
-    """Slices for one named track (split into lanes when they overlap)."""
-
-    start_ns: np.ndarray
-    end_ns: np.ndarray
-    names: np.ndarray  # object array of str
-    flow_out: np.ndarray | None = None   # flow id started here (0: none)
-    flow_in: np.ndarray | None = None    # flow id arriving here (0: none)
-    flow_ends: np.ndarray | None = None  # True where the arriving flow stops here
+COUNTER = 4              # TrackEvent.Type
+WRITE_AHEAD_CHUNKS = 8   # encoded chunks (about 2 MB each) waiting for the writer thread
 
 
 @dataclass
@@ -70,19 +59,54 @@ class TrackTree:
 def write_perfetto_trace(profile: Profile, path: str | Path) -> Path:
     """Write ``profile`` as a Perfetto protobuf trace, atomically; returns the path."""
     tracks = TrackTree()
-    slice_sets = list(_slice_sets(profile, tracks))
+    lanes = [lane for uuid, slices in _slice_sets(profile, tracks)
+             for lane in _lanes_of(uuid, slices, tracks)]
     counters = list(_counter_sets(profile, tracks))
-    names, iids = _intern([slices.names for _, slices in slice_sets])
-    lanes = [lane for (uuid, slices), ids in zip(slice_sets, iids, strict=True)
-             for lane in _lanes_of(uuid, slices, ids, tracks)]
     with atomic_write(path, "wb") as raw, _maybe_gzip(raw, path) as handle:
-        handle.write(_header_packets(tracks, names))
-        for lane in lanes:
-            for chunk in lane.chunks():
-                handle.write(chunk)
-        for uuid, times, values in counters:
-            handle.write(_counter_packets(uuid, times, values))
+        _write_behind(handle, _trace_chunks(tracks, lanes, counters))
     return Path(path)
+
+
+def _trace_chunks(tracks: TrackTree, lanes: list[Lane], counters: list) -> Iterator:
+    yield _descriptor_packets(tracks)
+    for sequence_id, lane in enumerate(lanes, start=1):
+        yield from lane.packets(sequence_id)
+    counter_sequence = len(lanes) + 1
+    if counters:
+        yield _counter_sequence_start(counter_sequence)
+    for uuid, times, values in counters:
+        yield _counter_packets(uuid, times, values, counter_sequence)
+
+
+def _write_behind(handle, chunks: Iterator) -> None:
+    """Write ``chunks`` from a second thread while the next ones are encoded: file writes
+    and gzip release the GIL, and so do numpy's loops, so both cores work."""
+    import queue
+    import threading
+
+    pending: queue.Queue = queue.Queue(maxsize=WRITE_AHEAD_CHUNKS)
+    failure: list[BaseException] = []
+
+    def drain() -> None:
+        while (chunk := pending.get()) is not None:
+            if not failure:
+                try:
+                    handle.write(chunk)
+                except BaseException as error:  # reported to the caller below
+                    failure.append(error)
+
+    writer = threading.Thread(target=drain, name="pftrace-writer", daemon=True)
+    writer.start()
+    try:
+        for chunk in chunks:
+            if failure:
+                break
+            pending.put(chunk)
+    finally:
+        pending.put(None)
+        writer.join()
+    if failure:
+        raise failure[0]
 
 
 def _maybe_gzip(handle, path: str | Path):
@@ -99,7 +123,7 @@ def _maybe_gzip(handle, path: str | Path):
 # -- what goes on which track ---------------------------------------------------------------
 
 def _slice_sets(profile: Profile, tracks: TrackTree) -> Iterator[tuple[int, Slices]]:
-    flows = _launch_flows(profile)
+    flows = launch_flows(profile)
     yield from _host_slices(profile, tracks, flows)
     yield from _gpu_slices(profile, tracks, flows)
     yield from _run_slices(profile, tracks)
@@ -111,166 +135,160 @@ def _host_slices(profile: Profile, tracks: TrackTree, flows: LaunchFlows):
         ThreadDescriptor,
     )
 
-    calls, ranges = profile.api_calls, profile.nvtx_ranges
-    threads = pd.concat([calls[["pid", "tid"]], ranges[["pid", "tid"]]]).drop_duplicates()
-    for pid, group in threads.sort_values(["pid", "tid"]).groupby("pid"):
+    host = _HostTables(profile)
+    threads = np.sort(pd.unique(np.concatenate([host.call_threads, host.range_threads])))
+    for pid in pd.unique(threads >> 32):
         process = tracks.add(process=ProcessDescriptor(pid=int(pid), process_name=f"Process {pid}"))
-        for tid in group["tid"]:
-            thread = tracks.add(thread=ThreadDescriptor(pid=int(pid), tid=int(tid),
+        for key in threads[threads >> 32 == pid].tolist():
+            tid = key & 0xFFFFFFFF
+            thread = tracks.add(thread=ThreadDescriptor(pid=int(pid), tid=tid,
                                                         thread_name=f"Thread {tid}"))
-            yield from _thread_slices(profile, tracks, flows, int(pid), int(tid), thread)
-        yield from _async_ranges(ranges[(ranges["pid"] == pid)], tracks, process)
+            yield from _thread_slices(host, tracks, flows, key, thread)
+        yield from _async_ranges(host, tracks, int(pid), process)
 
 
-def _thread_slices(profile, tracks, flows, pid, tid, thread):
-    calls = profile.api_calls
-    rows = np.flatnonzero((calls["pid"] == pid).to_numpy() & (calls["tid"] == tid).to_numpy())
-    if len(rows):
-        mine = calls.iloc[rows]
+class _HostTables:
+    """API calls and NVTX ranges as numpy columns, with each row's thread as one int64
+    ((pid << 32) | tid: Linux pids and tids fit 32 bits) and range kinds as masks, so that
+    picking a thread's rows is one comparison over millions of rows."""
+
+    def __init__(self, profile: Profile):
+        self.calls, self.ranges = profile.api_calls, profile.nvtx_ranges
+        self.call_threads = _thread_keys(self.calls)
+        self.range_threads = _thread_keys(self.ranges)
+        self.call_names = _coded(self.calls["name"], "(CUDA API)")
+        self.range_names = _coded(self.ranges["text"], "(unnamed range)")
+        ended = (self.ranges["end_ns"] >= self.ranges["start_ns"]).to_numpy()
+        kind = self.ranges["range_kind"]
+        self.nested = _is(kind, "push_pop") & ended
+        self.spans = _is(kind, "start_end") & ended
+        self.marks = _is(kind, "mark")
+
+    def range_slices(self, rows: np.ndarray, missing: str | None = None,
+                     instant: bool = False) -> Slices:
+        start = self.ranges["start_ns"].to_numpy()[rows]
+        codes, names = self.range_names
+        if missing is not None:  # another word for a range without text
+            names = np.concatenate([names[:-1], [missing]])
+        end = start if instant else self.ranges["end_ns"].to_numpy()[rows]
+        return Slices(start, end, codes[rows], names)
+
+
+def _rows(mask: np.ndarray) -> np.ndarray | slice:
+    """The rows where ``mask`` holds; all of them as a slice (no copies when a track holds a
+    whole table, as one thread or one stream often does)."""
+    return slice(None) if mask.all() else np.flatnonzero(mask)
+
+
+def _count(rows: np.ndarray | slice, total: int) -> int:
+    return total if isinstance(rows, slice) else len(rows)
+
+
+def _thread_keys(table: pd.DataFrame) -> np.ndarray:
+    return (table["pid"].to_numpy(np.int64) << 32) | (table["tid"].to_numpy(np.int64)
+                                                      & 0xFFFFFFFF)
+
+
+def _is(column: pd.Series, value: str) -> np.ndarray:
+    """``column == value`` as a numpy mask (on a categorical's codes: no string compares)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        categories = list(column.cat.categories)
+        if value not in categories:
+            return np.zeros(len(column), bool)
+        return column.cat.codes.to_numpy() == categories.index(value)
+    return (column.astype(object) == value).to_numpy(bool)
+
+
+def _thread_slices(host: _HostTables, tracks, flows, key: int, thread: int):
+    calls = host.calls
+    rows = _rows(host.call_threads == key)
+    if _count(rows, len(calls)):
+        codes, names = host.call_names
         yield (tracks.add(parent_uuid=thread, name="CUDA API"),
-               Slices(mine["start_ns"].to_numpy(), mine["end_ns"].to_numpy(),
-                      _names(mine["name"], "(CUDA API)"),
-                      flow_out=np.where(flows.starts[rows], rows + 1, 0).astype(np.uint64)))
-    ranges = profile.nvtx_ranges
-    nested = ranges[(ranges["pid"] == pid) & (ranges["tid"] == tid)
-                    & (ranges["range_kind"].astype(object) == "push_pop")
-                    & (ranges["end_ns"] >= ranges["start_ns"])]
-    if not nested.empty:
-        yield (tracks.add(parent_uuid=thread, name="NVTX"),
-               Slices(nested["start_ns"].to_numpy(), nested["end_ns"].to_numpy(),
-                      _names(nested["text"], "(unnamed range)")))
+               Slices(calls["start_ns"].to_numpy()[rows], calls["end_ns"].to_numpy()[rows],
+                      codes[rows], names, flow=flows.out[rows]))
+    nested = _rows((host.range_threads == key) & host.nested)
+    if _count(nested, len(host.ranges)):
+        yield tracks.add(parent_uuid=thread, name="NVTX"), host.range_slices(nested)
 
 
-def _async_ranges(ranges: pd.DataFrame, tracks: TrackTree, process: int):
+def _async_ranges(host: _HostTables, tracks: TrackTree, pid: int, process: int):
     """start/end ranges (may cross threads) and marks, on the process."""
-    kind = ranges["range_kind"].astype(object)
-    spans = ranges[(kind == "start_end") & (ranges["end_ns"] >= ranges["start_ns"])]
-    if not spans.empty:
+    mine = (host.range_threads >> 32) == pid
+    spans = np.flatnonzero(mine & host.spans)
+    if len(spans):
         yield (tracks.add(parent_uuid=process, name="NVTX start/end"),
-               Slices(spans["start_ns"].to_numpy(), spans["end_ns"].to_numpy(),
-                      _names(spans["text"], "(unnamed range)")))
-    marks = ranges[kind == "mark"]
-    if not marks.empty:  # zero-length slices: instants would need a track of their own kind
+               host.range_slices(spans))
+    marks = np.flatnonzero(mine & host.marks)
+    if len(marks):  # zero-length slices: instants would need a track of their own kind
         yield (tracks.add(parent_uuid=process, name="NVTX marks"),
-               Slices(marks["start_ns"].to_numpy(), marks["start_ns"].to_numpy(),
-                      _names(marks["text"], "(mark)")))
+               host.range_slices(marks, "(mark)", instant=True))
 
 
 def _gpu_slices(profile: Profile, tracks: TrackTree, flows: LaunchFlows):
     from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import ProcessDescriptor
 
     work = _gpu_work(profile, flows)
-    if work.empty:
+    if not len(work["start_ns"]):
         return
     gpu_names = {g.device_id: g.name for g in profile.meta.gpus}
-    streams = _gpu_tracks(profile)
+    # one track per (device, process, stream), in that order, as the JSON trace's
+    codes, keys = pd.factorize(work["track"])
+    streams = pd.DataFrame({"code": np.arange(len(keys)), "device_id": keys >> 56,
+                            "pid": (keys >> 32) & 0xFFFFFF, "stream_id": keys & 0xFFFFFFFF})
+    streams = streams.sort_values(["device_id", "pid", "stream_id"])
     shared = streams.groupby("device_id")["pid"].nunique().max() > 1
-    columns = {c: work[c].to_numpy() for c in ("start_ns", "end_ns", "flow_id", "flow_last")}
-    labels = work["label"].to_numpy(object)
-    rows_of = work.groupby(["device_id", "pid", "stream_id"], sort=False).indices
     for device, group in streams.groupby("device_id"):
         label = f"GPU {device}" + (f" ({gpu_names[device]})" if device in gpu_names else "")
         gpu = tracks.add(process=ProcessDescriptor(pid=GPU_PID_BASE + int(device),
                                                    process_name=label))
         for row in group.itertuples(index=False):
-            rows = rows_of.get((row.device_id, row.pid, row.stream_id))
-            if rows is None:
-                continue
+            rows = _rows(codes == row.code)
             name = f"Stream {row.stream_id}" + (f" (process {row.pid})" if shared else "")
             yield (tracks.add(parent_uuid=gpu, name=name),
-                   Slices(columns["start_ns"][rows], columns["end_ns"][rows], labels[rows],
-                          flow_in=columns["flow_id"][rows], flow_ends=columns["flow_last"][rows]))
+                   Slices(work["start_ns"][rows], work["end_ns"][rows], work["codes"][rows],
+                          work["names"], flow=work["flow"][rows],
+                          terminating=work["terminating"][rows]))
 
 
-GPU_TABLES = (("kernels", "kernel"), ("copies", "copy"))
-
-
-def _gpu_work(profile: Profile, flows: LaunchFlows) -> pd.DataFrame:
-    """Kernels and copies with their label and the launch flow reaching each (0: none)."""
-    keys = ["device_id", "pid", "stream_id", "start_ns", "end_ns"]
-    parts = []
-    for table_name, _ in GPU_TABLES:
+def _gpu_work(profile: Profile, flows: LaunchFlows) -> dict[str, np.ndarray]:
+    """Kernels then copies as columns: their track as one int64 (device << 56 | pid << 32 |
+    stream), when, their name codes into one ``names`` array, and the launch flow each passes
+    or ends."""
+    parts, names = [], []
+    for table_name in GPU_TABLES:
         table = profile.tables[table_name]
-        if not table.empty:
-            label = _kernel_labels(table) if table_name == "kernels" else _copy_names(table)
-            parts.append(table[keys].assign(label=label, flow_id=flows.reaching[table_name],
-                                            flow_last=flows.last[table_name]))
+        if table.empty:
+            continue
+        codes, table_names = (_coded(table["name"], "(kernel)") if table_name == "kernels"
+                              else _copy_coded(table))
+        reaching, ends = flows.reaching[table_name], flows.last[table_name]
+        parts.append({"track": _stream_keys(table), "start_ns": table["start_ns"].to_numpy(),
+                      "end_ns": table["end_ns"].to_numpy(),
+                      "codes": codes + sum(len(n) for n in names),
+                      "flow": np.where(ends, 0, reaching).astype(np.uint64),
+                      "terminating": np.where(ends, reaching, 0).astype(np.uint64)})
+        names.append(table_names)
     if not parts:
-        return pd.DataFrame(columns=keys + ["label", "flow_id", "flow_last"])
-    return pd.concat(parts, ignore_index=True)
+        return {"start_ns": np.zeros(0, np.int64)}
+    work = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts])
+                                             for k in parts[0]}
+    work["names"] = np.concatenate(names)
+    return work
 
 
-@dataclass
-class LaunchFlows:
-    """One flow per API call that launched GPU work: it runs from the call through each kernel
-    or copy with the call's correlation id (same process), in start order, and ends at the
-    last (a graph launch has many). A flow's id is its call's api_calls row + 1."""
-
-    starts: np.ndarray                 # per api_calls row: starts a flow
-    reaching: dict[str, np.ndarray]    # per GPU table row: the flow reaching it (0: none)
-    last: dict[str, np.ndarray]        # per GPU table row: the flow ends here
+def _stream_keys(table: pd.DataFrame) -> np.ndarray:
+    return ((table["device_id"].to_numpy(np.int64) << 56)
+            | (table["pid"].to_numpy(np.int64) << 32)
+            | (table["stream_id"].to_numpy(np.int64) & 0xFFFFFFFF))
 
 
-def _launch_flows(profile: Profile) -> LaunchFlows:
-    calls = profile.api_calls
-    call_keys = _launch_keys(calls)
-    valid = np.flatnonzero(calls["correlation_id"].to_numpy() >= 0)
-    keys, first = np.unique(call_keys[valid], return_index=True)  # the first call per key
-    first_rows = valid[first]
-    starts = np.zeros(len(calls), bool)
-    reaching, last = {}, {}
-    for table_name, _ in GPU_TABLES:
-        table = profile.tables[table_name]
-        api_row = _matching_rows(_launch_keys(table), keys, first_rows)
-        reaching[table_name] = np.where(api_row >= 0, api_row + 1, 0).astype(np.uint64)
-        last[table_name] = _last_of_each_flow(api_row, table["start_ns"].to_numpy())
-        starts[api_row[api_row >= 0]] = True
-    # a flow passes from one table's rows to the other's: only the latest row may end it
-    _end_once(reaching, last, profile)
-    return LaunchFlows(starts, reaching, last)
-
-
-def _launch_keys(table: pd.DataFrame) -> np.ndarray:
-    """(pid, correlation id) as one int64: pids fit 24 bits, correlation ids 39."""
-    pid = table["pid"].to_numpy(np.int64)
-    corr = table["correlation_id"].to_numpy(np.int64)
-    return (pid << 39) | (corr & ((1 << 39) - 1))
-
-
-def _matching_rows(work_keys: np.ndarray, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Per GPU row: the api_calls row of its launch (-1: none)."""
-    if not len(keys) or not len(work_keys):
-        return np.full(len(work_keys), -1, np.int64)
-    at = np.minimum(np.searchsorted(keys, work_keys), len(keys) - 1)
-    return np.where(keys[at] == work_keys, rows[at], -1)
-
-
-def _last_of_each_flow(api_row: np.ndarray, start_ns: np.ndarray) -> np.ndarray:
-    """True on the latest-starting row of each flow (within one table)."""
-    order = np.lexsort((start_ns, api_row))
-    sorted_rows = api_row[order]
-    is_last = np.ones(len(order), bool)
-    is_last[:-1] = sorted_rows[:-1] != sorted_rows[1:]
-    out = np.zeros(len(api_row), bool)
-    out[order] = is_last & (sorted_rows >= 0)
-    return out
-
-
-def _end_once(reaching: dict, last: dict, profile: Profile) -> None:
-    """Where one call launched both kernels and copies, keep the end on the later of the two
-    tables' last rows only."""
-    kernels, copies = profile.tables["kernels"], profile.tables["copies"]
-    k_last, c_last = np.flatnonzero(last["kernels"]), np.flatnonzero(last["copies"])
-    if not len(k_last) or not len(c_last):
-        return
-    k_ids, c_ids = reaching["kernels"][k_last], reaching["copies"][c_last]
-    both, k_at, c_at = np.intersect1d(k_ids, c_ids, return_indices=True)
-    if not len(both):
-        return
-    k_start = kernels["start_ns"].to_numpy()[k_last[k_at]]
-    c_start = copies["start_ns"].to_numpy()[c_last[c_at]]
-    last["kernels"][k_last[k_at[k_start < c_start]]] = False
-    last["copies"][c_last[c_at[k_start >= c_start]]] = False
+def _copy_coded(copies: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Copies named "KIND DIRECTION" (as the JSON trace's), from the two columns' codes."""
+    kinds, kind_names = _coded(copies["kind"], "copy")
+    directions, direction_names = _coded(copies["direction"], "")
+    names = [f"{k} {d}".strip() for k in kind_names for d in direction_names]
+    return kinds * len(direction_names) + directions, np.array(names, object)
 
 
 def _run_slices(profile: Profile, tracks: TrackTree):
@@ -286,7 +304,7 @@ def _run_slices(profile: Profile, tracks: TrackTree):
     for source, group in iterations.groupby(_labels(iterations["source"], "(unknown source)")):
         yield (tracks.add(parent_uuid=run, name=f"timed iterations ({source})"),
                Slices(group["start_ns"].to_numpy(), group["end_ns"].to_numpy(),
-                      np.array([f"iteration {i}" for i in group["iteration"]], object)))
+                      *_coded(pd.Series([f"iteration {i}" for i in group["iteration"]]), "")))
     if layers.empty:
         return
     origin = int(min(iterations["start_ns"].min() if not iterations.empty else np.inf,
@@ -297,7 +315,7 @@ def _run_slices(profile: Profile, tracks: TrackTree):
         start = group["placed_ns"].to_numpy()
         yield (tracks.add(parent_uuid=run, name=f"layers ({source})"),
                Slices(start, start + group["duration_ns"].clip(lower=0).to_numpy(),
-                      _names(group["layer"], "(layer)")))
+                      *_coded(group["layer"], "(layer)")))
 
 
 def _counter_sets(profile: Profile, tracks: TrackTree):
@@ -337,170 +355,59 @@ def _gpu_process(tracks: TrackTree, device: int) -> int:
     return tracks.add(process=ProcessDescriptor(pid=pid, process_name=f"GPU {device}"))
 
 
-# -- encoding -----------------------------------------------------------------------------
+# -- lanes and their packets ---------------------------------------------------------------
 
-def _intern(name_sets: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Every distinct slice name once (its iid is its index + 1), and each set's iids."""
-    if not name_sets:
-        return np.array([], object), []
-    codes, names = pd.factorize(np.concatenate(name_sets))
-    bounds = np.cumsum([len(n) for n in name_sets])[:-1]
-    return names, [(c + 1).astype(np.uint64) for c in np.split(codes, bounds)]
-
-
-def _names(series: pd.Series, missing: str) -> np.ndarray:
-    """A column of names as an object array, ``missing`` where absent."""
-    values = series.astype(object)
-    return values.where(values.notna(), missing).to_numpy(object)
+def _coded(series: pd.Series, missing: str) -> tuple[np.ndarray, np.ndarray]:
+    """A column of names as (codes, names): row i is named ``names[codes[i]]``, ``missing``
+    where absent. Categories give the codes for free; other columns are factorized."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy(np.int64)
+        names = [str(c) for c in series.cat.categories]
+    else:
+        codes, uniques = pd.factorize(series)
+        names = [str(u) for u in uniques]
+    return np.where(codes < 0, len(names), codes), np.array(names + [missing], object)
 
 
-def _kernel_labels(kernels: pd.DataFrame) -> np.ndarray:
-    return _names(kernels["name"], "(kernel)")
+def _descriptor_packets(tracks: TrackTree) -> bytes:
+    from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import TracePacket
+
+    return b"".join(packets.framed(TracePacket(track_descriptor=d).SerializeToString())
+                    for d in tracks.descriptors)
 
 
-def _header_packets(tracks: TrackTree, names: np.ndarray) -> bytes:
-    """Track descriptors, then the interned names (which clear the sequence's state)."""
-    from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import (
-        EventName,
-        InternedData,
-        TracePacket,
-    )
-
-    packets = [TracePacket(track_descriptor=d) for d in tracks.descriptors]
-    packets.append(TracePacket(
-        trusted_packet_sequence_id=SEQUENCE_ID, sequence_flags=INCREMENTAL_STATE_CLEARED,
-        interned_data=InternedData(event_names=[EventName(iid=i, name=str(n))
-                                                for i, n in enumerate(names, start=1)])))
-    return b"".join(_framed(p.SerializeToString()) for p in packets)
-
-
-def _framed(packet: bytes) -> bytes:
-    """One ``Trace.packet`` entry (field 1, length-delimited)."""
-    return b"\x0a" + wire.varint_bytes(len(packet)) + packet
-
-
-@dataclass
-class Lane:
-    """Non-overlapping slices of one track, sorted by start, ready to encode."""
-
-    uuid: int
-    start: np.ndarray
-    end: np.ndarray
-    iids: np.ndarray
-    flow_out: np.ndarray | None
-    flow_in: np.ndarray | None
-    flow_ends: np.ndarray | None
-
-    def chunks(self) -> Iterator[bytes]:
-        rows = np.arange(len(self.start))
-        for part in np.array_split(rows, max(1, -(-len(rows) // CHUNK_ROWS))):
-            yield _slice_packets(self.uuid, self.start[part], self.end[part], self.iids[part],
-                                 _pick(self.flow_out, part), _pick(self.flow_in, part),
-                                 _pick(self.flow_ends, part))
-
-
-def _lanes_of(uuid: int, slices: Slices, iids: np.ndarray, tracks: TrackTree) -> list[Lane]:
+def _lanes_of(uuid: int, slices: Slices, tracks: TrackTree) -> list[Lane]:
     """The track's slices split into lanes (lane 0 is the track itself; the others are added
     as tracks "TITLE 2", "TITLE 3", ... before any packet is written)."""
-    order = np.argsort(slices.start_ns, kind="stable")
-    start = slices.start_ns[order]
-    end = np.maximum(slices.end_ns[order], start)
-    lanes = _lanes(start, end)
-    iids = iids[order]
-    flows = [None if a is None else a[order]
-             for a in (slices.flow_out, slices.flow_in, slices.flow_ends)]
+    start, end, columns = sorted_columns(slices)
+    end = np.maximum(end, start)
+    lane_of = lane_numbers(start, end)
     title = next(d.name for d in tracks.descriptors if d.uuid == uuid)
     out = []
-    for lane in range(int(lanes.max()) + 1 if len(lanes) else 0):
-        mine = np.flatnonzero(lanes == lane)
+    for lane in range(int(lane_of.max()) + 1 if len(lane_of) else 0):
+        mine = np.flatnonzero(lane_of == lane) if lane or lane_of.any() else slice(None)
         lane_uuid = uuid if lane == 0 else tracks.add(parent_uuid=uuid, name=f"{title} {lane + 1}")
-        out.append(Lane(lane_uuid, start[mine], end[mine], iids[mine],
-                        *(_pick(a, mine) for a in flows)))
+        codes, flow, terminating = (c[mine] for c in columns)
+        out.append(Lane(lane_uuid, start[mine], end[mine], codes, slices.names, flow,
+                        terminating))
     return out
 
 
-def _pick(values: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
-    return None if values is None else values[rows]
+# -- memory counters: few rows, absolute timestamps on a sequence of their own --------------
+
+def _counter_sequence_start(sequence_id: int) -> bytes:
+    from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import TracePacket
+
+    return packets.framed(TracePacket(
+        trusted_packet_sequence_id=sequence_id,
+        sequence_flags=packets.INCREMENTAL_STATE_CLEARED).SerializeToString())
 
 
-def _lanes(start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """A lane per slice (slices sorted by start) such that no two slices of a lane overlap:
-    each goes to the lowest lane free at its start."""
-    if len(start) < 2 or np.all(start[1:] >= np.maximum.accumulate(end)[:-1]):
-        return np.zeros(len(start), np.int64)  # the common case: nothing overlaps
-    # nested ranges (NVTX push/pop): a slice's depth, the slices still open at its start,
-    # is a valid lane -- checked, since partly overlapping ranges would break it
-    depth = np.arange(len(start)) - np.searchsorted(np.sort(end), start, side="right")
-    if _lanes_valid(depth, start, end):
-        return depth
-    return _greedy_lanes(start, end)
-
-
-def _lanes_valid(lanes: np.ndarray, start: np.ndarray, end: np.ndarray) -> bool:
-    if lanes.min() < 0:
-        return False
-    order = np.argsort(lanes, kind="stable")  # by lane, then by start
-    same = lanes[order][1:] == lanes[order][:-1]
-    return bool(np.all(start[order][1:][same] >= end[order][:-1][same]))
-
-
-def _greedy_lanes(start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Each slice in the lowest lane free at its start (any overlaps)."""
-    lanes = np.empty(len(start), np.int64)
-    free: list[int] = []
-    busy: list[tuple[int, int]] = []  # (end, lane)
-    for i, (s, e) in enumerate(zip(start.tolist(), end.tolist(), strict=True)):
-        while busy and busy[0][0] <= s:
-            heapq.heappush(free, heapq.heappop(busy)[1])
-        lane = heapq.heappop(free) if free else len(busy)
-        lanes[i] = lane
-        heapq.heappush(busy, (e, lane))
-    return lanes
-
-
-def _slice_packets(track: int, start: np.ndarray, end: np.ndarray, iids: np.ndarray,
-                   flow_out, flow_in, flow_ends) -> bytes:
-    """Begin and end packets of non-overlapping slices sorted by start: b0 e0 b1 e1 ..."""
-    n = len(start)
-    times = np.empty(2 * n, np.int64)
-    times[0::2], times[1::2] = start, end
-    begins = np.zeros(2 * n, bool)
-    begins[0::2] = True
-    event = wire.varint_field(9, np.where(begins, BEGIN, END))
-    event += wire.varint_field(11, np.full(2 * n, track, np.uint64))
-    event += wire.varint_field(10, np.repeat(iids, 2), begins)
-    if flow_out is not None or flow_in is not None:
-        event += _flow_fields(n, begins, flow_out, flow_in, flow_ends)
-    packet = wire.varint_field(8, times)
-    packet += wire.varint_field(10, np.full(2 * n, SEQUENCE_ID))
-    # only begin packets name their slice through the interned names
-    packet += wire.varint_field(13, np.full(2 * n, NEEDS_INCREMENTAL_STATE), begins)
-    packet += wire.message_field(11, event)
-    return _framed_rows(packet)
-
-
-def _flow_fields(n, begins, flow_out, flow_in, flow_ends) -> list[wire.Segment]:
-    """flow_ids (47) where a flow starts or passes through, terminating_flow_ids (48) where
-    it ends; on begin packets only."""
-    out = np.zeros(n, np.uint64) if flow_out is None else flow_out.astype(np.uint64)
-    arriving = np.zeros(n, np.uint64) if flow_in is None else flow_in.astype(np.uint64)
-    ends = np.zeros(n, bool) if flow_ends is None else flow_ends.astype(bool)
-    through = np.where(out > 0, out, np.where(ends, 0, arriving))
-    stop = np.where(ends & (arriving > 0), arriving, 0)
-    return (wire.fixed64_field(47, np.repeat(through, 2), begins & np.repeat(through > 0, 2))
-            + wire.fixed64_field(48, np.repeat(stop, 2), begins & np.repeat(stop > 0, 2)))
-
-
-def _counter_packets(track: int, times: np.ndarray, values: np.ndarray) -> bytes:
+def _counter_packets(track: int, times: np.ndarray, values: np.ndarray, sequence_id: int) -> bytes:
     n = len(times)
     event = wire.varint_field(9, np.full(n, COUNTER))
     event += wire.varint_field(11, np.full(n, track, np.uint64))
     event += wire.varint_field(30, np.maximum(values, 0))
-    packet = wire.varint_field(8, times) + wire.varint_field(10, np.full(n, SEQUENCE_ID))
+    packet = wire.varint_field(8, times) + wire.varint_field(10, np.full(n, sequence_id))
     packet += wire.message_field(11, event)
-    return _framed_rows(packet)
-
-
-def _framed_rows(packet_fields: list[wire.Segment]) -> bytes:
-    """Each row as one ``Trace.packet`` entry."""
-    return wire.to_bytes(wire.message_field(1, packet_fields))
+    return wire.to_bytes(wire.message_field(1, packet))

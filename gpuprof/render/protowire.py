@@ -1,12 +1,11 @@
-"""Protocol Buffers wire encoding for millions of small messages at once, with numpy.
+"""Protocol Buffers wire encoding for many small messages at once, with numpy.
 
-Perfetto's Python classes (upb) cost about 3 µs per trace packet, so a 5M-kernel export (10M
-slice packets) would take half a minute in them alone. Slice packets are tiny and all alike,
-so they are built here column by column: each field is a *segment*, a (rows, width) byte
-matrix plus the number of bytes each row really uses. An embedded message is its length
-followed by its own segments, so nothing is copied until ``to_bytes`` joins every row's used
-bytes in one pass. Descriptors and interned names, which are few, still go through
-Perfetto's own classes.
+Perfetto's Python classes (upb) cost about 3 µs per trace packet: too slow for millions.
+Memory counter packets of the protobuf trace are built here column by column: each field is a
+*segment*, a (rows, width) byte matrix plus the number of bytes each row really uses; an
+embedded message is its length followed by its own segments, and ``to_bytes`` joins every
+row's used bytes in one pass. Slice packets, which are most of a trace, have a leaner
+fixed-slot encoder of their own (``perfetto_packets``).
 
 The encoding follows https://protobuf.dev/programming-guides/encoding/: a varint is 7 bits a
 byte, low bits first, the high bit set on every byte but the last; a tag is the varint
