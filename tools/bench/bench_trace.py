@@ -12,23 +12,17 @@ count compared with the export's rows.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from fresh import run_fresh
 
 
 def timed(argv: list[str]) -> tuple[float, int]:
-    """Wall seconds and the child's peak RSS (bytes) of one fresh process."""
-    start = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(argv)}\n{child.stderr.read().decode()}")
-    return seconds, usage.ru_maxrss * 1024
+    """Wall seconds and the child's peak RSS (bytes) of one fresh process (tools/bench/fresh.py)."""
+    run = run_fresh(argv)
+    return run.seconds, run.peak_bytes
 
 
 BATCH_BYTES = 64 << 20
