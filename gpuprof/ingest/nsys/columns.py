@@ -102,8 +102,8 @@ class _IntBuilder:
         end = at + len(column)
         if end > len(self.values):
             self.values = _grown(self.values, end)
-            if self.nulls is not None:
-                self.nulls = _grown(self.nulls, end)
+            if self.nulls is not None:  # rows added later are not NULL unless a batch says so
+                self.nulls = _grown(self.nulls, end, fill=False)
         if column.null_count:
             if self.nulls is None:
                 self.nulls = np.zeros(len(self.values), bool)
@@ -129,7 +129,10 @@ class _ArrowBuilder:
         return pa.chunked_array(self.pieces, type=self.type)
 
 
-def _grown(values: np.ndarray, needed: int) -> np.ndarray:
-    grown = np.empty(max(needed, 2 * len(values)), values.dtype)
+def _grown(values: np.ndarray, needed: int, fill=None) -> np.ndarray:
+    """``values`` in a larger array; the new tail is uninitialised unless ``fill`` is given
+    (a NULL mask must be: only batches with NULLs write their part of it)."""
+    size = max(needed, 2 * len(values))
+    grown = np.empty(size, values.dtype) if fill is None else np.full(size, fill, values.dtype)
     grown[:len(values)] = values
     return grown
