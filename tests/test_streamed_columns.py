@@ -110,3 +110,17 @@ def test_nulls_stay_where_they_are_when_columns_grow(batch_rows):
             assert (streamed.ints(name, -9) == expected).all(), name
         again = StreamedColumns(whole.schema, whole.to_batches(max_chunksize=batch_rows))
         assert again.pop("textId").to_pylist() == whole.column("textId").to_pylist()
+
+
+def test_narrow_columns_are_int32_while_they_fit_and_widen_when_not():
+    """Ids read ``narrow`` halve what a read holds; a value beyond int32 (a damaged or
+    post-processed file) widens the column to int64 with every earlier value kept."""
+    schema = pa.schema([("small", pa.int64()), ("big", pa.int64())])
+    batches = [pa.record_batch([pa.array([1, None, -3]), pa.array([5, 6, None])], schema=schema),
+               pa.record_batch([pa.array([2**31 - 1, 7]), pa.array([2**40, -(2**33)])],
+                               schema=schema)]
+    for capacity in (0, 5, 100):
+        columns = StreamedColumns(schema, batches, capacity=capacity, narrow={"small", "big"})
+        small, big = columns.ints("small", -1), columns.ints("big", -9)
+        assert small.dtype == np.int32 and small.tolist() == [1, -1, -3, 2**31 - 1, 7]
+        assert big.dtype == np.int64 and big.tolist() == [5, 6, -9, 2**40, -(2**33)]
