@@ -193,10 +193,27 @@ class Run(Profile):
         return int(self._stored_number("time_zero", lambda: first_event_ns(self.tables)))
 
     # -- everything else `gpuprof nsys` reports -------------------------------------------
-    def report(self, top: int | None = None):
+    def report(self, top: int | None = None, release: bool = False):
+        """Everything `gpuprof nsys` shows. ``release=True`` spends the run: each event table
+        is dropped (``release``) once no later section reads it, for a caller that needs
+        nothing more from the run (the CLI when nothing is saved or written beside it)."""
         from .render.nsys_full import nsys_report
 
-        return nsys_report(self, top=top)
+        return nsys_report(self, top=top, release=release)
+
+    def release(self, table: str) -> None:
+        """Drop ``table``'s rows to free their memory; the run is spent for any analysis
+        that reads it (it now reads as empty). Releasing NVTX ranges, API calls or kernels
+        drops the NVTX attribution made from them too. A saved run's tables are decoded
+        on use and kept as they are."""
+        from .model.saved import LazyTables
+        from .model.tables import empty_table
+
+        if isinstance(self.tables, LazyTables):
+            return
+        self.tables[table] = empty_table(table)
+        if table in ("nvtx_ranges", "api_calls", "kernels"):
+            self._attributed_by_domain.clear()
 
     def write_trace(self, path: str | Path) -> Path:
         """The Chrome/Perfetto trace of the run, written atomically."""

@@ -57,6 +57,31 @@ def test_saved_run_report_is_identical(name, reports):
                                           check_categorical=False, obj=mine.key)
 
 
+def _assert_same_sections(report, other) -> None:
+    assert [s.key for s in report.sections] == [s.key for s in other.sections]
+    for mine, theirs in zip(report.sections, other.sections, strict=True):
+        assert (mine.title, mine.notes) == (theirs.title, theirs.notes), mine.key
+        for a, b in ((mine.table, theirs.table), (mine.data, theirs.data)):
+            if a is None:
+                assert b is None, mine.key
+            else:
+                pd.testing.assert_frame_equal(a, b, obj=mine.key)
+
+
+@pytest.mark.parametrize("name", EXPORTS)
+def test_report_that_releases_its_tables_is_identical(name, reports):
+    """What the CLI runs when nothing is saved: sections computed in another order, each
+    event table dropped after its last reader. Same report, and the tables really freed."""
+    _, report, _ = reports(name)
+    run = gpuprof.load(fixture_path("nsys", name))
+    released = run.report(release=True)
+    assert released.facts == report.facts
+    _assert_same_sections(report, released)
+    for table in ("kernels", "api_calls", "nvtx_ranges", "copies", "memory_events"):
+        assert run.num_rows(table) == 0, table
+    assert not run._attributed_by_domain
+
+
 @pytest.mark.parametrize("name", EXPORTS)
 def test_kernel_section_matches_sql_and_numpy(name, reports):
     rows = nsys_sql(name, f"""SELECT COALESCE(s.value, '(unnamed)'), k."end" - k.start,

@@ -86,3 +86,41 @@ def test_row_bound_reads_two_index_entries_not_the_table():
             assert bounds == con.execute(f"SELECT MIN(rowid), MAX(rowid) FROM {table}").fetchone()
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("batch_rows", [50, 100, 1000])
+def test_nulls_stay_where_they_are_when_columns_grow(batch_rows):
+    """Regression: with no capacity hint (a damaged file's rowids) columns grow batch by
+    batch; the NULL mask grew with an uninitialised tail, so a later batch without NULLs
+    inherited whatever that memory held and real values were replaced by ``fill``. The real
+    export's first NVTX rows have NULL ends and text ids, the rest mostly none."""
+    path = fixture_path("nsys", "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite")
+    export = ExportFile(path)
+    try:
+        whole = export.arrow('SELECT start, "end", textId, domainId FROM NVTX_EVENTS')
+    finally:
+        export.close()
+    for _ in range(3):  # garbage differs from one allocation to the next
+        # dirty the heap, so that an uninitialised mask is not all zeros by luck
+        junk = [np.ones(n, bool) for n in (batch_rows, 2 * batch_rows, 4 * batch_rows)]
+        del junk
+        streamed = StreamedColumns(whole.schema, whole.to_batches(max_chunksize=batch_rows))
+        for name in ("end", "textId", "domainId"):
+            expected = to_int64(whole.column(name), -9)
+            assert (streamed.ints(name, -9) == expected).all(), name
+        again = StreamedColumns(whole.schema, whole.to_batches(max_chunksize=batch_rows))
+        assert again.pop("textId").to_pylist() == whole.column("textId").to_pylist()
+
+
+def test_narrow_columns_are_int32_while_they_fit_and_widen_when_not():
+    """Ids read ``narrow`` halve what a read holds; a value beyond int32 (a damaged or
+    post-processed file) widens the column to int64 with every earlier value kept."""
+    schema = pa.schema([("small", pa.int64()), ("big", pa.int64())])
+    batches = [pa.record_batch([pa.array([1, None, -3]), pa.array([5, 6, None])], schema=schema),
+               pa.record_batch([pa.array([2**31 - 1, 7]), pa.array([2**40, -(2**33)])],
+                               schema=schema)]
+    for capacity in (0, 5, 100):
+        columns = StreamedColumns(schema, batches, capacity=capacity, narrow={"small", "big"})
+        small, big = columns.ints("small", -1), columns.ints("big", -9)
+        assert small.dtype == np.int32 and small.tolist() == [1, -1, -3, 2**31 - 1, 7]
+        assert big.dtype == np.int64 and big.tolist() == [5, 6, -9, 2**40, -(2**33)]

@@ -114,15 +114,7 @@ class GpuActivity:
         if intervals.empty:
             return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns})
         timeline = self.timeline(keys)
-        idle = np.flatnonzero(timeline.gap > 0)
-        gap, end, group = timeline.gap[idle], timeline.start[idle], timeline.group[idle]
-        # by group (keys ascending), longest first, earliest first among equals; then the
-        # first ``top`` of each group (numpy on the idle gaps, which can be millions)
-        order = np.lexsort((end - gap, -gap, group))
-        group = group[order]
-        heads = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-        rank = np.arange(len(group)) - np.repeat(heads, np.diff(np.r_[heads, len(group)]))
-        chosen = idle[order[rank < top]]
+        chosen = _longest_gaps_per_group(timeline, top)
         out = intervals.iloc[timeline.order[chosen]][keys].reset_index(drop=True)
         out["gap_end_ns"] = timeline.start[chosen]
         out["gap_ns"] = timeline.gap[chosen]
@@ -137,7 +129,7 @@ class _Timeline:
         codes = _group_codes(intervals, keys)
         start = intervals["start_ns"].to_numpy(dtype=np.int64)
         end = np.maximum(intervals["end_ns"].to_numpy(dtype=np.int64), start)
-        self.order = np.lexsort((start, codes))
+        self.order = _order_by_group_then_start(codes, start)
         codes, self.start, self.end = codes[self.order], start[self.order], end[self.order]
         self.group = codes
         first = np.r_[True, codes[1:] != codes[:-1]]
@@ -147,6 +139,39 @@ class _Timeline:
         previous_end = np.r_[self.start[:1], running_end[:-1]]
         self.gap = np.where(~first & (self.start > previous_end), self.start - previous_end,
                             0).astype(np.int64)
+
+
+def _longest_gaps_per_group(timeline: _Timeline, top: int) -> np.ndarray:
+    """Rows of the ``top`` longest gaps of each group: by group (keys ascending), longest
+    first, earliest first among equals. A group's gaps can be millions: only those at least
+    as long as its ``top``-th longest (found by a partition, ties kept) are sorted."""
+    bounds = np.r_[timeline.heads, len(timeline.gap)]
+    chosen = []
+    for low, high in zip(bounds[:-1], bounds[1:]):
+        gap = timeline.gap[low:high]
+        idle = np.flatnonzero(gap > 0)
+        if len(idle) > top > 0:
+            threshold = np.partition(gap[idle], len(idle) - top)[len(idle) - top]
+            idle = idle[gap[idle] >= threshold]
+        gap_start = timeline.start[low:high][idle] - gap[idle]
+        chosen.append(low + idle[np.lexsort((gap_start, -gap[idle]))[:max(top, 0)]])
+    return np.concatenate(chosen) if chosen else np.empty(0, np.int64)
+
+
+def _order_by_group_then_start(codes: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """``np.lexsort((start, codes))`` as one stable argsort of a combined int64 key when it
+    fits: a timsort over mostly sorted starts (5M kernels: 0.31 -> 0.10 s for one GPU,
+    0.90 -> 0.32 s for 8 groups)."""
+    if len(start) == 0 or codes.min() < 0:
+        return np.lexsort((start, codes))
+    low = int(start.min())
+    span = int(start.max()) - low + 1
+    if (int(codes.max()) + 1) * span >= 2**62:
+        return np.lexsort((start, codes))
+    key = codes * span
+    key += start
+    key -= low
+    return np.argsort(key, kind="stable")
 
 
 def _group_codes(intervals: pd.DataFrame, keys: list[str]) -> np.ndarray:
@@ -160,11 +185,20 @@ def _group_codes(intervals: pd.DataFrame, keys: list[str]) -> np.ndarray:
     return code
 
 
+# up to this many groups (GPUs, streams) a loop over groups beats lifting every value
+FEW_GROUPS = 256
+
+
 def _running_max_per_group(end: np.ndarray, start: np.ndarray, heads: np.ndarray) -> np.ndarray:
     """The running maximum of ``end`` restarted at each group head (rows sorted by group and
     start). One cumulative maximum over the whole array: each end is taken relative to its
     group's first start (>= 0, since end >= start >= that start) and lifted by the group's
     number times a step above every relative end, so no group sees an earlier group's ends."""
+    if len(heads) <= FEW_GROUPS:  # a slice per group: no temporaries at all
+        out = np.empty_like(end)
+        for low, high in zip(heads, np.r_[heads[1:], len(end)]):
+            np.maximum.accumulate(end[low:high], out=out[low:high])
+        return out
     sizes = np.diff(np.r_[heads, len(end)])
     # in place on one array: millions of intervals make every temporary count
     lifted = end - np.repeat(start[heads], sizes)

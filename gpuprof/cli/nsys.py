@@ -80,7 +80,11 @@ def nsys_command(files: tuple[str, ...], output, fmt, table, out_dir, chrome_tra
             f"{file.name} holds no GPU kernels, memory copies, CUDA API calls, NVTX ranges or "
             f"memory events ({_what_is_there(run)})",
             "Capture CUDA activity with: nsys profile -t cuda,nvtx --cuda-memory-usage=true ...")
-    report = run.report(top=top)
+    # a report whose run serves nothing after it frees each table once its sections are
+    # done (at 5M kernels, the API calls and NVTX ranges before the GPU timeline is built)
+    spent = not (save or out_dir or chrome_trace or memory_plot or group_nvtx
+                 or format_for(output, fmt) == "html")
+    report = run.report(top=top, release=spent)
     if save:
         with timed("save"):
             click.echo(f"Saved run: {run.save(save)}", err=True)

@@ -13,14 +13,16 @@ from .report import Report, Section
 from .section_times import timed
 
 
-def nsys_report(run, top: int | None = None) -> Report:
+def nsys_report(run, top: int | None = None, release: bool = False) -> Report:
+    """``release``: the caller needs the run's event tables no more once reported (see
+    ``Run.release``), so each is dropped after the last section that reads it."""
     with timed("facts"):
         report = Report(title=f"gpuprof: {_source_name(run)}", facts=facts(run), kind="nsys")
     with timed("layers or ranges"):
         first = _layers_or_ranges(run)
     if first is not None:
         report.add(first)
-    for section in _other_sections(run):
+    for section in _other_sections(run, release):
         report.add(section)
     if set(run.meta.absent) - {"memory_events"}:
         report.add(Section("absent", "Not in this export",
@@ -117,9 +119,10 @@ def host_layer_section(run, rows: int = 20) -> Section:
                    data=data.reset_index(drop=True))
 
 
-def _other_sections(run) -> list[Section]:
+def _other_sections(run, release: bool = False) -> list[Section]:
     try:
         from .nsys_report import build_sections
     except ImportError:
         return []
-    return list(build_sections(run, origin_ns=run.time_zero, tables=run.section_table))
+    return list(build_sections(run, origin_ns=run.time_zero, tables=run.section_table,
+                               release=run.release if release else None))

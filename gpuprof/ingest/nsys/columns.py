@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -44,15 +44,18 @@ class StreamedColumns:
     of a read. Here integer columns are copied straight into one numpy array each (sized by
     ``capacity``, an upper bound of the rows, when known: no per-batch pieces and no final
     concatenation), other columns into detached Arrow copies; readers then take each column
-    once (``ints`` / ``pop``), so a column's memory is held once.
+    once (``ints`` / ``pop``), so a column's memory is held once. Integer columns named in
+    ``narrow`` (ids the model keeps as 32-bit or as categorical codes) are collected as int32
+    while their values fit, halving what the read holds before converting them.
     """
 
     def __init__(self, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
                  check: Callable[[pa.RecordBatch], None] = lambda batch: None,
-                 capacity: int = 0):
+                 capacity: int = 0, narrow: Collection[str] = ()):
         # A reader's batches share its schema, so each column's kind is known up front.
-        builders = {field.name: _IntBuilder(capacity) if pa.types.is_integer(field.type)
-                    else _ArrowBuilder(field.type) for field in schema}
+        builders = {field.name: _IntBuilder(capacity, field.name in narrow)
+                    if pa.types.is_integer(field.type) else _ArrowBuilder(field.type)
+                    for field in schema}
         self.num_rows = 0
         for batch in batches:
             check(batch)
@@ -73,8 +76,8 @@ class StreamedColumns:
         return column
 
     def ints(self, name: str, fill: int = -1) -> np.ndarray:
-        """A column as int64 with ``fill`` where it is NULL or not a number; a column the
-        query did not select is all ``fill``."""
+        """A column as int64 (int32 if collected ``narrow``) with ``fill`` where it is NULL or
+        not a number; a column the query did not select is all ``fill``."""
         column = self._columns.pop(name, None)
         if column is None:
             return filled(self.num_rows, fill)
@@ -86,24 +89,27 @@ class StreamedColumns:
 
 
 class _Ints(NamedTuple):
-    values: np.ndarray  # int64, owned (not a view of an Arrow batch)
+    values: np.ndarray  # int64 or int32, owned (not a view of an Arrow batch)
     nulls: np.ndarray | None  # True where NULL; None when there is none
 
 
 class _IntBuilder:
-    """An integer column collected into one int64 array (np.empty pages are not resident
-    until written, so an upper-bound capacity costs only what is filled)."""
+    """An integer column collected into one int64 array, or int32 while every value fits when
+    ``narrow`` (np.empty pages are not resident until written, so an upper-bound capacity
+    costs only what is filled)."""
 
-    def __init__(self, capacity: int):
-        self.values = np.empty(capacity, np.int64)
+    def __init__(self, capacity: int, narrow: bool = False):
+        self.values = np.empty(capacity, np.int32 if narrow else np.int64)
         self.nulls: np.ndarray | None = None
 
     def append(self, column: pa.Array, at: int) -> None:
         end = at + len(column)
+        if self.values.dtype == np.int32 and not _fits_int32(column):
+            self.values = _widened(self.values, at)
         if end > len(self.values):
             self.values = _grown(self.values, end)
-            if self.nulls is not None:
-                self.nulls = _grown(self.nulls, end)
+            if self.nulls is not None:  # rows added later are not NULL unless a batch says so
+                self.nulls = _grown(self.nulls, end, fill=False)
         if column.null_count:
             if self.nulls is None:
                 self.nulls = np.zeros(len(self.values), bool)
@@ -129,7 +135,22 @@ class _ArrowBuilder:
         return pa.chunked_array(self.pieces, type=self.type)
 
 
-def _grown(values: np.ndarray, needed: int) -> np.ndarray:
-    grown = np.empty(max(needed, 2 * len(values)), values.dtype)
+def _fits_int32(column: pa.Array) -> bool:
+    low, high = pc.min_max(column).values()
+    return low is None or (low.as_py() >= -(2**31) and high.as_py() < 2**31)
+
+
+def _widened(values: np.ndarray, filled: int) -> np.ndarray:
+    """An int32 column as int64, copying only the ``filled`` rows (the rest stays untouched)."""
+    wide = np.empty(len(values), np.int64)
+    wide[:filled] = values[:filled]
+    return wide
+
+
+def _grown(values: np.ndarray, needed: int, fill=None) -> np.ndarray:
+    """``values`` in a larger array; the new tail is uninitialised unless ``fill`` is given
+    (a NULL mask must be: only batches with NULLs write their part of it)."""
+    size = max(needed, 2 * len(values))
+    grown = np.empty(size, values.dtype) if fill is None else np.full(size, fill, values.dtype)
     grown[:len(values)] = values
     return grown

@@ -20,10 +20,16 @@ def _select(export: ExportFile, table: str, fields: dict[str, tuple[str, ...]],
     return export.arrow(_select_sql(export, table, fields, where, computed))
 
 
+# ids the model keeps as int32 columns or categorical codes: read as int32 where they fit
+NARROW = frozenset({"device", "stream", "short", "demangled", "name", "type", "text_id",
+                    "domain", "context", "gx", "gy", "gz", "bx", "by", "bz", "regs"})
+
+
 def _select_big(export: ExportFile, table: str, fields: dict[str, tuple[str, ...]],
                 where: str = "", computed: dict[str, str | None] | None = None) -> StreamedColumns:
     """``_select`` for the tables of millions of rows: streamed, column by column."""
-    return export.read_columns(_select_sql(export, table, fields, where, computed), table)
+    return export.read_columns(_select_sql(export, table, fields, where, computed), table,
+                               narrow=NARROW)
 
 
 def _select_sql(export: ExportFile, table: str, fields: dict[str, tuple[str, ...]],
@@ -108,9 +114,10 @@ def read_kernels(export: ExportFile, strings: StringTable,
     kept = None if keep.all() else _positions(keep)
     del keep
 
-    def col(name, fill=-1, dtype=np.int64, values=None):
+    def col(name, fill=-1, dtype=None, values=None):  # dtype None: as read (ids may be int32)
         values = t.ints(name, fill) if values is None else values
-        return (values if kept is None else values[kept]).astype(dtype, copy=False)
+        values = values if kept is None else values[kept]
+        return values if dtype is None else values.astype(dtype, copy=False)
 
     kernels = _frame({
         "start_ns": col("start", values=start), "end_ns": col("end", values=end),

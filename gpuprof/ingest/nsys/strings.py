@@ -44,10 +44,13 @@ class StringTable:
 
 
 def _as_int_array(column) -> np.ndarray:
-    """Ids as int64 with nulls as -1 (no string has a negative id, so -1 decodes to missing)."""
+    """Ids as int64 (int32 as a narrow read gives them) with nulls as -1 (no string has a
+    negative id, so -1 decodes to missing)."""
     if isinstance(column, (pa.ChunkedArray, pa.Array)):
         return to_int64(column, -1)
     arr = np.asarray(column)
+    if arr.dtype == np.int32:  # a narrow read's ids: factorized as they are, no int64 copy
+        return arr
     if arr.dtype.kind == "f":
         arr = np.where(np.isnan(arr), -1, arr)
     return arr.astype(np.int64, copy=False)
