@@ -18,15 +18,14 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_nsys  # noqa: E402  (the pandas baseline and bare scan, same code)
+from fresh import run_fresh  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 GPUPROF = [sys.executable, "-m", "gpuprof", "nsys"]
@@ -57,22 +56,14 @@ def commands(export: Path, work: Path) -> dict[str, tuple[list[str], Path]]:
 
 
 def measure(argv: list[str], env: dict | None = None, cwd: Path = REPO) -> dict:
-    """Wall time and the child's own peak RSS (wait4's ru_maxrss, KiB on Linux). This parent
-    stays small, so what a child inherits at exec is a floor far below the figures measured."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        # cwd is the checkout measured: `python -m` puts it first on sys.path
-        child = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(child.pid, 0)  # reaped here, with its own rusage
-        seconds = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if child.returncode != 0:
-        raise RuntimeError(f"{argv} failed:\n{stderr[-2000:]}")
-    return {"seconds": seconds, "peak_bytes": usage.ru_maxrss * 1024, "stderr": stderr,
-            "stdout": stdout}
+    """Wall time and the child's own peak RSS, through tools/bench/fresh.py. This parent
+    stays small, so what a child inherits at exec is a floor far below the figures measured.
+    cwd is the checkout measured: `python -m` puts it first on sys.path."""
+    run = run_fresh(argv, cwd=cwd, env=env, check=False)
+    if run.returncode != 0:
+        raise RuntimeError(f"{argv} failed:\n{run.stderr[-2000:]}")
+    return {"seconds": run.seconds, "peak_bytes": run.peak_bytes, "stderr": run.stderr,
+            "stdout": run.stdout}
 
 
 def section_times(export: Path, work: Path) -> dict[str, float]:
