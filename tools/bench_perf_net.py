@@ -1,22 +1,30 @@
 #!/usr/bin/env python3
 """What `gpuprof perf --net` costs, measured as users run it.
 
-1. Capture overhead: `gpuprof perf` with and without `--net` (each a fresh process, rounds
-   alternating so drift hits both) against one real Triton server on loopback, at
+1. Capture overhead: `gpuprof perf` with and without `--net` (each a fresh process, the
+   order turned each round so drift hits all) against one real Triton server on loopback, at
    concurrency 1 and 4; the client p50/p99 latency and throughput of each run, from the
-   perf_analyzer CSV it writes. Needs root and bpftrace.
+   perf_analyzer CSV it writes. Needs root and bpftrace. Two more variants say where a cost
+   is (`--variants`): `program`, plain `gpuprof perf` beside the runs program started here
+   (the capture alone, without what `--net` does in gpuprof), and `count`, beside a bpftrace
+   program on the same tracepoints and port that only counts calls in the kernel (the
+   floor: what attaching the probes costs).
 2. The join at scale: a real `--net --trace` run's capture and requests, replicated to N
    requests (each copy moved later in time and onto other client ports, so nothing overlaps),
    then joined as `gpuprof perf` joins them (match_calls, network_path, the clock check), in
    a fresh process, timed after imports.
 
     .venv/bin/python tools/bench_perf_net.py --rounds 3 --join-requests 100000
+    .venv/bin/python tools/bench_perf_net.py --rounds 8 --variants off net program count \
+        --levels 1 --skip-join
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,16 +54,86 @@ def perf(url: str, level: int, out: Path, net: bool, trace: bool = False) -> dic
             "infer_s": float(row["Inferences/Second"])}
 
 
-def overhead(url: str, rounds: int) -> list[dict]:
+COUNT_PROGRAM = r"""
+BEGIN { printf("ATTACHED\n"); }
+tracepoint:sock:sock_send_length, tracepoint:sock:sock_recv_length
+/args->protocol == 6 && args->ret > 0/
+{
+	$sk = (struct sock *)args->sk;
+	if ($sk->__sk_common.skc_num == $1 || bswap($sk->__sk_common.skc_dport) == $1) {
+		@calls = count();
+	}
+}
+"""
+
+
+def overhead(url: str, rounds: int, levels: list[int], variants: list[str]) -> list[dict]:
     rows = []
-    for level in (1, 4):
+    for level in levels:
         for n in range(rounds):
-            for net in (False, True) if n % 2 == 0 else (True, False):
+            turn = n % len(variants)   # each round starts with the next variant
+            for variant in variants[turn:] + variants[:turn]:
                 with tempfile.TemporaryDirectory() as tmp:
-                    rows.append({"level": level, "round": n, "net": net,
-                                 **perf(url, level, Path(tmp), net)})
+                    rows.append({"level": level, "round": n, "variant": variant,
+                                 **run_variant(url, level, Path(tmp), variant)})
                 print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def run_variant(url: str, level: int, out: Path, variant: str) -> dict:
+    """One fresh `gpuprof perf` run: plain (off), with --net (net), or plain beside a
+    capture this process runs (program: the runs program; count: the counting one)."""
+    if variant in ("off", "net"):
+        return perf(url, level, out, net=variant == "net")
+    port = int(url.rsplit(":", 1)[1])
+    with beside(variant, port, out):
+        return perf(url, level, out, net=False)
+
+
+@contextlib.contextmanager
+def beside(variant: str, port: int, out: Path):
+    if variant == "program":
+        from gpuprof.capture.net import NetCapture
+
+        with NetCapture(ports=[port], out=out / "net.txt", runs=True):
+            yield
+        return
+    (out / "count.bt").write_text(COUNT_PROGRAM)
+    with open(out / "count.txt", "wb") as sink:
+        proc = subprocess.Popen(["bpftrace", "-B", "none", str(out / "count.bt"), str(port)],
+                                stdout=sink, stderr=subprocess.DEVNULL)
+    try:
+        while b"ATTACHED" not in (out / "count.txt").read_bytes():
+            if proc.poll() is not None:
+                raise SystemExit("the counting bpftrace program did not start")
+            time.sleep(0.05)
+        yield
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    # a SIGINT was once seen to go unanswered under load: ask again, then kill
+    for _ in range(3):
+        proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+            return
+    proc.kill()
+    proc.wait()
+
+
+def paired(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each variant against the plain run of the same round (run minutes apart at most, so
+    slow drift in the machine's load cancels): the median ratio over the rounds."""
+    base = rows[rows["variant"] == "off"].set_index(["level", "round"])
+    out = []
+    for (level, variant), runs in rows[rows["variant"] != "off"].groupby(["level", "variant"]):
+        own = runs.set_index(["level", "round"])
+        ratio = own[["p50_us", "p99_us"]] / base.loc[own.index, ["p50_us", "p99_us"]]
+        out.append({"level": level, "variant": variant, "rounds": len(ratio),
+                    "p50_ratio": ratio["p50_us"].median(), "p99_ratio": ratio["p99_us"].median()})
+    return pd.DataFrame(out)
 
 
 JOIN_CHILD = r"""
@@ -128,6 +206,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--join-requests", type=int, default=100_000)
     parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--skip-join", action="store_true")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--variants", nargs="+", default=["off", "net"],
+                        choices=["off", "net", "program", "count"])
     args = parser.parse_args()
     from gpuprof.capture.triton_server import TraceConfig, serve_onnx
 
@@ -136,9 +218,13 @@ def main() -> None:
     with serve_onnx(MODEL, trace=trace) as server:
         url = server.http_url
         if not args.skip_overhead:
-            rows = pd.DataFrame(overhead(url, args.rounds))
-            summary = rows.groupby(["level", "net"])[["p50_us", "p99_us", "infer_s"]].median()
+            rows = pd.DataFrame(overhead(url, args.rounds, args.levels, args.variants))
+            summary = rows.groupby(["level", "variant"])[["p50_us", "p99_us", "infer_s"]].median()
             print(summary.to_string())
+            if "off" in args.variants:
+                print(paired(rows).to_string(index=False))
+        if args.skip_join:
+            return
         started = time.perf_counter()
         print(json.dumps(join_at_scale(url, args.join_requests)))
         print(f"(join benchmark took {time.perf_counter() - started:.1f} s in all)")
