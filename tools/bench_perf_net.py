@@ -34,6 +34,9 @@ from pathlib import Path
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
+# this checkout's gpuprof, here and in every child (run from the repo root: python -m / -c
+# put the working directory first), not whichever one the environment installed
+sys.path.insert(0, str(REPO))
 MODEL = REPO / "models" / "ppocr_mobile_v2_cls.onnx"
 SHAPE = "x:1,3,48,192"
 
@@ -46,7 +49,7 @@ def perf(url: str, level: int, out: Path, net: bool, trace: bool = False) -> dic
         cmd += ["--net", "--net-file", str(out / "net.txt")]
     if trace:
         cmd += ["--trace", "--trace-csv", str(out / "requests.csv")]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)}\n{done.stderr[-2000:]}")
     row = pd.read_csv(out / "perf.csv").iloc[0]
@@ -166,7 +169,8 @@ def join_at_scale(url: str, n_requests: int) -> dict:
         pid = int(requests.attrs.get("pid", 0)) or _client_pid(events, port)
         child = subprocess.run([sys.executable, "-c", JOIN_CHILD, str(out / "r.parquet"),
                                 str(out / "e.parquet"), str(out / "s.parquet"), str(port),
-                                str(pid)], check=True, capture_output=True, text=True)
+                                str(pid)], check=True, capture_output=True, text=True,
+                               cwd=REPO)
         return json.loads(child.stdout)
 
 
