@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -83,9 +85,13 @@ def overhead(url: str, rounds: int, levels: list[int], variants: list[str]) -> l
     return rows
 
 
+OLD_PROGRAM: Path | None = None   # --old-program: a .bt file of net_runs.bt's parameters
+
+
 def run_variant(url: str, level: int, out: Path, variant: str) -> dict:
     """One fresh `gpuprof perf` run: plain (off), with --net (net), or plain beside a
-    capture this process runs (program: the runs program; count: the counting one)."""
+    capture this process runs (program: the runs program; count: the counting one; old:
+    the program given by --old-program, e.g. an earlier net_runs.bt)."""
     if variant in ("off", "net"):
         return perf(url, level, out, net=variant == "net")
     port = int(url.rsplit(":", 1)[1])
@@ -101,14 +107,22 @@ def beside(variant: str, port: int, out: Path):
         with NetCapture(ports=[port], out=out / "net.txt", runs=True):
             yield
         return
-    (out / "count.bt").write_text(COUNT_PROGRAM)
-    with open(out / "count.txt", "wb") as sink:
-        proc = subprocess.Popen(["bpftrace", "-B", "none", str(out / "count.bt"), str(port)],
-                                stdout=sink, stderr=subprocess.DEVNULL)
+    if variant == "count":
+        (out / "count.bt").write_text(COUNT_PROGRAM)
+        cmd = ["bpftrace", "-B", "none", str(out / "count.bt"), str(port)]
+    else:
+        from gpuprof import bpf
+
+        assert OLD_PROGRAM is not None, "--old-program FILE runs the 'old' variant"
+        cmd = ["bpftrace", "-B", "none", str(OLD_PROGRAM), *bpf.program_args(ports=[port])[:13]]
+    with open(out / "beside.txt", "wb") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "BPFTRACE_MAP_KEYS_MAX": "65536"})
     try:
-        while b"ATTACHED" not in (out / "count.txt").read_bytes():
+        # the count program's BEGIN line, or the shipped programs' column header
+        while not re.search(rb"^(ATTACHED|TIME )", (out / "beside.txt").read_bytes(), re.M):
             if proc.poll() is not None:
-                raise SystemExit("the counting bpftrace program did not start")
+                raise SystemExit(f"{' '.join(cmd)} did not start")
             time.sleep(0.05)
         yield
     finally:
@@ -213,8 +227,12 @@ def main() -> None:
     parser.add_argument("--skip-join", action="store_true")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--variants", nargs="+", default=["off", "net"],
-                        choices=["off", "net", "program", "count"])
+                        choices=["off", "net", "program", "count", "old"])
+    parser.add_argument("--old-program", type=Path,
+                        help="the 'old' variant's bpftrace program (net_runs.bt's parameters)")
     args = parser.parse_args()
+    global OLD_PROGRAM
+    OLD_PROGRAM = args.old_program
     from gpuprof.capture.triton_server import TraceConfig, serve_onnx
 
     trace_dir = Path(tempfile.mkdtemp(prefix="gpuprof-bench-trace-"))
