@@ -20,6 +20,11 @@ not yet read from the kernel when it is stopped, so before stopping it gpuprof c
 ``getpgid(sync id)`` and waits for the program's ``# sync`` line: everything before that call
 is then in the file. The capture (``capture/net.py``)
 and the parser (``ingest/net_capture.py``) both read this module, so the layout is written once.
+
+The runs program (``net_runs.bt``, what ``gpuprof perf --net`` runs) prints the same '#'
+lines and header, then finished runs of calls as bpftrace prints its maps (``RUN_MAP_LINE``,
+read by ``ingest/net_run_maps.py``) every 100 ms and at the sync marker; its header comment
+says why and how a run is never lost unseen.
 """
 
 from __future__ import annotations
