@@ -19,6 +19,7 @@ import pytest
 
 from gpuprof import bpf
 from gpuprof.analyze.net import connection_traffic, filter_events
+from gpuprof.capture.net import scan_capture
 from gpuprof.cli.main import main
 from gpuprof.errors import BadInputError
 from gpuprof.ingest.net_capture import read_net_capture
@@ -290,3 +291,49 @@ def test_runs_layout_gives_one_row_per_run_with_its_calls_and_bytes(tmp_path):
          "::ffff:127.0.0.1", 8001),
         (300, 20, "tritonserver", "recv", 110989, 900, 28, "127.0.0.1", 8000, "127.0.0.1",
          40001)]
+
+
+def test_run_maps_layout_gives_one_row_per_run_once(tmp_path):
+    """The runs program's map entries (net_runs.bt's print(@fin0/@fin1)): a run printed twice
+    (tick and stop marker) is one row, the sentinel no row, a COMM may hold ', ', and the
+    largest @lost_runs total marks the capture partial."""
+    path = tmp_path / "runmaps.txt"
+    path.write_text("\n".join([
+        "Attaching 7 probes...",
+        "# gpuprof-net program=tracepoint layout=runmaps start_mono_ns=5 start_wall=2026-12-06T03:03:01",
+        "# filter pids=0,0,0,0", "# filter ports=8000,0,0,0,0,0,0,0", "# run_slots=60000",
+        "TIME RUN SEND/RECV PID TID SADDR:SPORT DADDR:DPORT MONO_NS LAST_NS CALLS BYTES COMM",
+        "@lost_runs: 0", "",
+        "@fin0[-1313872, 300]: (2, 20, 21, 8000, 40001, 300, 900, 28, 110989, tritonserver, "
+        "127.0.0.1, 127.0.0.1)",
+        "@fin0[0, 0]: (9, 0, 0, 0, 0, 0, 0, 0, 0, swapper/0, 0.0.0.0, 0.0.0.0)",
+        "@fin0[-1313888, 200]: (1, 7, 8, 40002, 8001, 200, 250, 2, 5, grpc, client, "
+        "::ffff:127.0.0.1, ::ffff:127.0.0.1)",
+        "@lost_runs: 3",
+        "@fin1[-1313872, 300]: (2, 20, 21, 8000, 40001, 300, 900, 28, 110989, tritonserver, "
+        "127.0.0.1, 127.0.0.1)",
+        "@fin1[-1313872, 100]: (5, 20, 21, 8000, 40001, 100, 100, 1, 1, x, 127.0.0.1, 127.0.0.1)",
+        "@fin1[-1313872, 100]: (1, 20)",
+        "@lost_runs: 2", "# sync 1073741999 1000", ""]))
+    events, facts = read_net_capture(path)
+    assert (facts.layout, facts.events, facts.unparsed_lines, facts.lost_runs) == ("gpuprof", 30, 2, 3)
+    assert facts.partial
+    rows = events[["time_ns", "pid", "tid", "comm", "direction", "bytes", "last_ns", "calls",
+                   "local_addr", "local_port", "remote_addr", "remote_port"]]
+    assert [tuple(r) for r in rows.astype(object).itertuples(index=False)] == [
+        (200, 7, 8, "grpc, client", "send", 5, 250, 2, "::ffff:127.0.0.1", 40002,
+         "::ffff:127.0.0.1", 8001),
+        (300, 20, 21, "tritonserver", "recv", 110989, 900, 28, "127.0.0.1", 8000, "127.0.0.1",
+         40001)]
+    counts = scan_capture(path)   # what the capture reports: entries as written, the total
+    assert (counts.events, counts.lost_runs) == (5, 3)
+
+
+def test_report_marks_lost_runs(tmp_path, capsys):
+    path = tmp_path / "runmaps.txt"
+    path.write_text("# gpuprof-net program=tracepoint layout=runmaps start_mono_ns=5 start_wall=x\n"
+                    "@fin0[-1, 300]: (2, 20, 21, 8000, 40001, 300, 900, 28, 11, t, 1.2.3.4, 1.2.3.4)\n"
+                    "@lost_runs: 4\n")
+    assert main(["net", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Lost runs: 4" in out and "no room for 4 runs" in out and "PARTIAL" in out

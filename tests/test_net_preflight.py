@@ -54,9 +54,12 @@ def test_program_choice(facts, requested, chosen):
 
 
 def test_program_args_fill_the_slots():
-    assert bpf.program_args([123], [8000, 8001]) == ["123", "0", "0", "0", "8000", "8001"] + ["0"] * 7
-    assert bpf.program_args() == ["0"] * 13
-    assert bpf.program_args(sync_id=bpf.SYNC_ID_MIN + 5)[-1] == str(bpf.SYNC_ID_MIN + 5)
+    slots = str(bpf.RUN_SLOTS)
+    assert bpf.program_args([123], [8000, 8001]) == (["123", "0", "0", "0", "8000", "8001"]
+                                                     + ["0"] * 7 + [slots])
+    assert bpf.program_args() == ["0"] * 13 + [slots]
+    assert bpf.program_args(sync_id=bpf.SYNC_ID_MIN + 5)[-2] == str(bpf.SYNC_ID_MIN + 5)
+    assert bpf.program_args(run_slots=8)[-1] == "8"
 
 
 @pytest.mark.parametrize("pids, ports, words", [
@@ -81,5 +84,10 @@ def test_both_per_call_programs_are_shipped_with_the_same_layout():
 
 def test_the_runs_program_prints_what_the_parser_reads():
     text = bpf.program_path("runs").read_text()
-    assert "program=tracepoint layout=runs" in text
-    assert text.count('printf("RUN %s %llu %llu %s:%llu %s:%llu %llu %llu %llu %llu %s\\n"') == 3
+    assert "program=tracepoint layout=runmaps" in text
+    # every place a run ends keeps it under its key (socket, first time), in both maps
+    assert text.count("@fin0[$k, $r.1] = $v;") == text.count("@fin1[$k, $r.1] = $v;") == 6
+    value = "$v = ($r.0, $r.5, $r.6, $r.7, $r.8, $r.1, $r.2, $r.3, $r.4, "
+    assert text.count(value) == 3      # DIR PID TID LPORT RPORT FIRST LAST CALLS BYTES
+    assert text.count("print(@fin0);") == text.count("print(@fin1);") == 2
+    assert text.count("print(@lost_runs);") == 2

@@ -68,17 +68,28 @@ def test_segments_add_up_to_the_client_latency(run):
     assert (csv[SEGMENTS].sum(axis=1) == csv["client_latency_ns"]).all()
 
 
-def _raw_calls(path, server_port: int) -> dict:
-    """{client port: sorted [(first call time, side+direction)]} from the capture file, read
-    plainly: `perf --net` writes one `RUN DIR PID TID LADDR:LPORT RADDR:RPORT FIRST LAST CALLS
-    BYTES COMM` line per run of same-direction calls on a socket."""
-    calls = defaultdict(list)
+def _raw_runs(path) -> list[tuple]:
+    """(direction, local port, remote port, first time, local addr, remote addr) per run,
+    read plainly from the file: `perf --net` keeps runs in kernel maps that bpftrace prints
+    as `@fin0[SOCKET, FIRST]: (DIR, PID, TID, LPORT, RPORT, FIRST, LAST, CALLS, BYTES, COMM,
+    LADDR, RADDR)` (DIR 1 send, 2 recv, 9 a map's marker); a run printed twice counts once."""
+    runs = {}
     for line in path.read_text().splitlines():
-        fields = line.split()
-        if len(fields) < 10 or fields[0] != "RUN":
+        if not line.startswith(("@fin0[", "@fin1[")):
             continue
-        local, remote = (int(f.rsplit(":", 1)[1]) for f in fields[4:6])
-        direction, first = fields[1].lower(), int(fields[6])
+        key, _, value = line.partition("]: (")
+        fields = value.rstrip(")").split(", ")
+        if fields[0] in ("1", "2"):
+            runs.setdefault(key.split("[", 1)[1], (
+                "send" if fields[0] == "1" else "recv", int(fields[3]), int(fields[4]),
+                int(fields[5]), fields[-2], fields[-1]))
+    return list(runs.values())
+
+
+def _raw_calls(path, server_port: int) -> dict:
+    """{client port: sorted [(first call time, side+direction)]} from the capture's runs."""
+    calls = defaultdict(list)
+    for direction, local, remote, first, _, _ in _raw_runs(path):
         if local == server_port:
             calls[remote].append((first, "server_" + direction))
         elif remote == server_port:
@@ -159,12 +170,11 @@ def test_timeline_gaps_are_the_mean_segments_of_the_csv(run):
 
 
 def test_the_capture_carries_the_loopback_addresses(run):
-    """Every run line names both ends' addresses, and the parsed events carry them."""
+    """Every run names both ends' addresses, and the parsed events carry them."""
     from gpuprof.ingest.net_capture import read_net_capture
 
     path = run["out"] / "net.txt"
-    ends = {tuple(f.rsplit(":", 1)[0] for f in line.split()[4:6])
-            for line in path.read_text().splitlines() if line.startswith("RUN ")}
+    ends = {(laddr, raddr) for *_, laddr, raddr in _raw_runs(path)}
     assert ends and ends <= {("127.0.0.1", "127.0.0.1"), ("::ffff:127.0.0.1", "::ffff:127.0.0.1")}
     events, _ = read_net_capture(path)
     mine = events[(events["local_port"] == run["port"]) | (events["remote_port"] == run["port"])]

@@ -20,6 +20,11 @@ not yet read from the kernel when it is stopped, so before stopping it gpuprof c
 ``getpgid(sync id)`` and waits for the program's ``# sync`` line: everything before that call
 is then in the file. The capture (``capture/net.py``)
 and the parser (``ingest/net_capture.py``) both read this module, so the layout is written once.
+
+The runs program (``net_runs.bt``, what ``gpuprof perf --net`` runs) prints the same '#'
+lines and header, then finished runs of calls as bpftrace prints its maps (``RUN_MAP_LINE``,
+read by ``ingest/net_run_maps.py``) every 100 ms and at the sync marker; its header comment
+says why and how a run is never lost unseen.
 """
 
 from __future__ import annotations
@@ -47,6 +52,16 @@ SEED_COLUMNS = COLUMNS[:7]
 EVENT_LINE = re.compile(r"^\d{2}:\d{2}:\d{2}\s")
 LOST_LINE = re.compile(r"^Lost (\d+) events")
 SYNC_LINE = "# sync {sync_id} "
+# the runs program (net_runs.bt): finished runs as print() writes its maps' entries,
+#   @fin0[SOCKET, FIRST_NS]: (DIR, PID, TID, LPORT, RPORT, FIRST_NS, LAST_NS, CALLS, BYTES, COMM, LADDR, RADDR)
+# and its running total of runs it had no room for
+RUN_MAP_LINE = re.compile(r"^@fin[01]\[(-?\d+), (\d+)\]: \((.*)\)$")
+LOST_RUNS_LINE = re.compile(r"^@lost_runs: (\d+)$")
+RUN_SENTINEL = 9         # DIR of the entry that marks a printed map bpftrace has not cleared
+RUN_SLOTS = 60_000       # runs one map holds between two ticks ($14)
+# bpftrace's size for every map (its default is 4096): room for RUN_SLOTS, the sentinel and
+# the few runs that two CPUs can add past the check at once
+MAP_KEYS_ENV, MAP_KEYS = "BPFTRACE_MAP_KEYS_MAX", 65_536
 
 
 def program_path(name: str) -> Path:
@@ -54,9 +69,10 @@ def program_path(name: str) -> Path:
     return Path(__file__).with_name(PROGRAMS[name])
 
 
-def program_args(pids: Sequence[int] = (), ports: Sequence[int] = (), sync_id: int = 0) -> list[str]:
+def program_args(pids: Sequence[int] = (), ports: Sequence[int] = (), sync_id: int = 0,
+                 run_slots: int = RUN_SLOTS) -> list[str]:
     """The programs' positional parameters: pids in $1..$4, ports in $5..$12 (0 = unused),
-    the sync id in $13 (0 = none)."""
+    the sync id in $13 (0 = none), the runs program's map size in $14 (the others ignore it)."""
     pids, ports = list(pids), list(ports)
     if len(pids) > MAX_PIDS:
         raise BadInputError(f"at most {MAX_PIDS} pids can be filtered in the kernel, got {len(pids)}",
@@ -72,7 +88,10 @@ def program_args(pids: Sequence[int] = (), ports: Sequence[int] = (), sync_id: i
             raise BadInputError(f"'{port}' is not a TCP port", "Pass an integer from 1 to 65535")
     if sync_id and not SYNC_ID_MIN <= sync_id < 1 << 31:
         raise ValueError(f"sync id {sync_id} is not in [2**30, 2**31)")
-    slots = pids + [0] * (MAX_PIDS - len(pids)) + ports + [0] * (MAX_PORTS - len(ports)) + [sync_id]
+    if not 0 < run_slots <= RUN_SLOTS:
+        raise ValueError(f"run_slots {run_slots} is not in [1, {RUN_SLOTS}]")
+    slots = (pids + [0] * (MAX_PIDS - len(pids)) + ports + [0] * (MAX_PORTS - len(ports))
+             + [sync_id, run_slots])
     return [str(value) for value in slots]
 
 

@@ -53,6 +53,7 @@ class NetCaptureResult:
     truncated_lines: int            # 1 when the file ends inside a line (a killed writer)
     synced: bool                    # bpftrace had written every event up to stop() (see bpf/)
     warnings: list[str] = field(default_factory=list)  # bpftrace's stderr, noise removed
+    lost_runs: int = 0              # runs the runs program had no map room for
 
 
 @dataclass
@@ -68,6 +69,7 @@ class NetCapture(children.Child):
     stop_timeout_s: float = 10.0
     sync_timeout_s: float = 10.0    # how long stop() waits for bpftrace to catch up
     buffer_pages: int | None = None  # perf ring pages per CPU (bpftrace's default: 64)
+    run_slots: int = bpf.RUN_SLOTS  # runs the runs program keeps per 100 ms tick (tests shrink it)
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _err_path: Path | None = field(default=None, init=False, repr=False)
     _ran: str = field(default="", init=False, repr=False)
@@ -94,7 +96,7 @@ class NetCapture(children.Child):
         if self._proc is not None:
             return
         self._sync_id = bpf.SYNC_ID_MIN + secrets.randbelow(bpf.SYNC_ID_MIN)
-        args = bpf.program_args(self.pids or (), self.ports, self._sync_id)
+        args = bpf.program_args(self.pids or (), self.ports, self._sync_id, self.run_slots)
         self._ran = choose_program(self.program, system_facts())
         self.out.parent.mkdir(parents=True, exist_ok=True)
         # runs are written by the tracepoint program only; the kprobe one prints every call
@@ -116,6 +118,7 @@ class NetCapture(children.Child):
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env[bpf.MAP_KEYS_ENV] = str(bpf.MAP_KEYS)  # the runs program's maps (default 4096)
         if self.buffer_pages:
             env[BUFFER_PAGES_ENV] = str(self.buffer_pages)
         return env
@@ -210,7 +213,7 @@ class NetCapture(children.Child):
             events_written=counts.events, started_monotonic_ns=self._started_ns,
             stopped_monotonic_ns=stopped_ns, pids=tuple(self.pids or ()), ports=tuple(self.ports),
             exit_code=proc.returncode, killed=killed, truncated_lines=counts.truncated_lines,
-            synced=synced, warnings=warnings)
+            synced=synced, warnings=warnings, lost_runs=counts.lost_runs)
 
     def _stderr_lines(self, keep: int = 10) -> list[str]:
         if not self._err_path or not self._err_path.exists():
@@ -226,10 +229,12 @@ class CaptureCounts:
     events: int = 0
     lost_events: int = 0
     truncated_lines: int = 0
+    lost_runs: int = 0
 
 
 def scan_capture(path: Path) -> CaptureCounts:
-    """Count event lines and lost events in a capture file without parsing the events."""
+    """Count event lines (runs: map entries, a run printed twice counted twice) and lost
+    events in a capture file without parsing the events."""
     counts = CaptureCounts()
     with open(path, "rb") as handle:
         for raw in handle:
@@ -239,8 +244,12 @@ def scan_capture(path: Path) -> CaptureCounts:
             line = raw.decode("utf-8", errors="replace")
             if bpf.EVENT_LINE.match(line) or line.startswith("RUN "):
                 counts.events += 1
+            elif (entry := bpf.RUN_MAP_LINE.match(line)) and entry.group(2) != "0":
+                counts.events += 1   # the sentinel's key is (0, 0)
             elif match := bpf.LOST_LINE.match(line):
                 counts.lost_events += int(match.group(1))
+            elif match := bpf.LOST_RUNS_LINE.match(line):
+                counts.lost_runs = max(counts.lost_runs, int(match.group(1)))
     return counts
 
 

@@ -23,14 +23,16 @@ from ..errors import BadInputError
 from ..model.net_facts import NetCaptureFacts
 from ..model.tables import conform
 from .net_columns import columns_of
+from .net_run_maps import COLUMNS as RUN_COLUMNS
+from .net_run_maps import MAP_PREFIX, read_run_maps
 
 GPUPROF, SEED = "gpuprof", "seed"
 DIRECTIONS = {"SEND": "send", "RECV": "recv"}
 # bpftrace's and the seed script's own messages: expected, not unparsed lines
 KNOWN_MESSAGES = ("Attaching ", "Tracing tcp", ". . .", "...")
-RUN_PREFIX = "RUN "     # a run of calls, from the runs program (gpuprof/bpf/net_runs.bt)
-RUN_COLUMNS = ["time_ns", "pid", "tid", "comm", "local_addr", "local_port", "remote_addr",
-               "remote_port", "direction", "bytes", "last_ns", "calls"]
+RUN_PREFIX = "RUN "     # a run of calls, from the runs program's first layout
+# runs: RUN lines (the runs program's first layout) or map entries (net_run_maps.py)
+RUN_PREFIXES = (RUN_PREFIX, MAP_PREFIX)
 SEED_CLOCK = ("none: the seed layout has no monotonic time (TIME(ms) counts from bpftrace's "
               "start, TIME is wall-clock seconds); time_ns and bytes are -1")
 MONOTONIC_CLOCK = "CLOCK_MONOTONIC (bpftrace nsecs)"
@@ -40,9 +42,9 @@ def read_net_capture(path: str | Path) -> tuple[pd.DataFrame, NetCaptureFacts]:
     """The capture's events (``network_events``, sorted by time) and what is known about it."""
     lines, truncated = _read_lines(Path(path))
     facts = NetCaptureFacts(truncated_lines=truncated)
-    run_lines = [line for line in lines if line.startswith(RUN_PREFIX)]
+    run_lines = [line for line in lines if line.startswith(RUN_PREFIXES)]
     if run_lines:
-        lines = [line for line in lines if not line.startswith(RUN_PREFIX)]
+        lines = [line for line in lines if not line.startswith(RUN_PREFIXES)]
     event_lines = [line for line in lines if _other_line(line, facts)]
     fast, rest = (columns_of(event_lines) if facts.layout == GPUPROF else (pd.DataFrame(), event_lines))
     rows = [row for line in rest if (row := _event_or_count(line, facts)) is not None]
@@ -52,9 +54,16 @@ def read_net_capture(path: str | Path) -> tuple[pd.DataFrame, NetCaptureFacts]:
                             "Pass a file written by 'gpuprof net' or by the seed's ebpf_trace.bt")
     facts.layout = facts.layout or _layout_of(rows)
     facts.clock = MONOTONIC_CLOCK if facts.layout == GPUPROF else SEED_CLOCK
-    frame = _frame(fast, rows, _runs(run_lines, facts))
+    frame = _frame(fast, rows, _all_runs(run_lines, facts))
     facts.events = int(frame["calls"].clip(lower=0).sum())
     return frame, facts
+
+
+def _all_runs(lines: list[str], facts: NetCaptureFacts) -> pd.DataFrame:
+    """The runs of both layouts (a capture holds one of them)."""
+    printed = _runs([line for line in lines if line.startswith(RUN_PREFIX)], facts)
+    kept = read_run_maps([line for line in lines if line.startswith(MAP_PREFIX)], facts)
+    return kept if printed.empty else printed if kept.empty else pd.concat([printed, kept])
 
 
 def _runs(lines: list[str], facts: NetCaptureFacts) -> pd.DataFrame:

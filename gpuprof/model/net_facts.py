@@ -18,10 +18,11 @@ class NetCaptureFacts:
     ports: list[int] = field(default_factory=list)
     events: int = 0
     lost_events: int = 0
+    lost_runs: int = 0              # runs the runs program had no map room for (whole requests' calls)
     truncated_lines: int = 0
     unparsed_lines: int = 0
     unparsed_example: str = ""      # one line that was neither an event nor a known message
 
     @property
     def partial(self) -> bool:
-        return self.lost_events > 0 or self.truncated_lines > 0
+        return self.lost_events > 0 or self.lost_runs > 0 or self.truncated_lines > 0

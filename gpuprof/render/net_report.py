@@ -36,6 +36,8 @@ def net_facts(facts: NetCaptureFacts, source: str, traffic: pd.DataFrame) -> dic
         "Connections": f"{len(traffic):,}",
         "Lost events": f"{facts.lost_events:,}",
     }
+    if facts.lost_runs:
+        out["Lost runs"] = f"{facts.lost_runs:,}"
     if facts.truncated_lines or facts.unparsed_lines:
         out["Dropped lines"] = (f"{facts.truncated_lines} cut off at the end, "
                                 f"{facts.unparsed_lines} unreadable")
@@ -61,6 +63,9 @@ def _warnings(facts: NetCaptureFacts) -> list[str]:
         out.append(f"bpftrace lost {facts.lost_events:,} events (its buffers overflowed): calls and "
                    "bytes below are lower bounds. Filter by --port/--pid, or raise "
                    "BPFTRACE_PERF_RB_PAGES.")
+    if facts.lost_runs:
+        out.append(f"the capture had no room for {facts.lost_runs:,} runs of calls (more than "
+                   "its map holds in 100 ms): calls and bytes below are lower bounds.")
     if facts.truncated_lines:
         out.append("the file ends inside a line (the capture was killed while writing): "
                    "that line was dropped.")

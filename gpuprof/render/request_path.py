@@ -118,6 +118,10 @@ def _match_notes(match, matched: int, negative: int, facts) -> list[str]:
     if facts.lost_events:
         notes.append(f"bpftrace lost {facts.lost_events} events: the requests that lack calls "
                      "are counted above, never matched by guess")
+    if facts.lost_runs:
+        notes.append(f"PARTIAL: the capture had no room for {facts.lost_runs} runs of calls "
+                     "(more than its map holds in 100 ms): the requests that lack them are "
+                     "counted above, never matched by guess")
     if match.server_pids:
         notes.append(f"server pid(s) seen on the connections: "
                      f"{', '.join(map(str, match.server_pids))}")
