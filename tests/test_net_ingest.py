@@ -329,43 +329,6 @@ def test_run_maps_layout_gives_one_row_per_run_once(tmp_path):
     assert (counts.events, counts.lost_runs) == (5, 3)
 
 
-def packed(direction: int, lport: int, rport: int, pid: int, tid: int) -> str:
-    """The first two numbers of a numbers-only entry, as net_runs.bt packs them."""
-    return f"{direction * 2**32 + lport * 2**16 + rport}, {pid * 2**32 + tid}"
-
-
-def test_numbers_only_run_maps_take_their_strings_from_name_and_conn_lines(tmp_path):
-    """net_runs.bt's numbers-only entries: the name from the thread's NAME line, the
-    addresses from the connection's CONN line (printed once, possibly after the entry, its
-    socket unsigned where the key prints signed); a run printed twice is one row, the
-    sentinel none, and an entry whose strings never printed keeps its numbers."""
-    sock = 2**64 - 1313872          # the key prints it as -1313872
-    path = tmp_path / "runmaps2.txt"
-    path.write_text("\n".join([
-        "# gpuprof-net program=tracepoint layout=runmaps2 start_mono_ns=5 start_wall=x",
-        "TIME RUN SEND/RECV PID TID SADDR:SPORT DADDR:DPORT MONO_NS LAST_NS CALLS BYTES COMM",
-        "NAME 20 21 triton server", "@lost_runs: 0",
-        f"@fin0[-1313872, 300]: ({packed(2, 8000, 40001, 20, 21)}, 900, 28, 110989)",
-        f"@fin0[0, 0]: ({9 * 2**32}, 0, 0, 0, 0)",
-        f"@fin1[-1313872, 300]: ({packed(2, 8000, 40001, 20, 21)}, 900, 28, 110989)",
-        f"@fin1[-1313872, 950]: ({packed(1, 8000, 40001, 20, 22)}, 960, 2, 2000)",
-        f"@fin1[77, 100]: ({packed(1, 40002, 8001, 7, 8)}, 150, 3, 5)",
-        f"CONN {sock} 8000 40001 127.0.0.1 127.0.0.3",
-        "NAME 20 22 other",
-        f"@fin1[-1313872, 10]: ({packed(5, 8000, 40001, 20, 21)}, 10, 1, 1)",
-        "CONN 1 2", "@lost_runs: 2", "# sync 1073741999 1000", ""]))
-    events, facts = read_net_capture(path)
-    assert (facts.events, facts.unparsed_lines, facts.lost_runs) == (28 + 2 + 3, 2, 2)
-    rows = events[["time_ns", "pid", "tid", "comm", "direction", "bytes", "last_ns", "calls",
-                   "local_addr", "local_port", "remote_addr", "remote_port"]]
-    assert [tuple(r) for r in rows.astype(object).itertuples(index=False)] == [
-        (100, 7, 8, "", "send", 5, 150, 3, "", 40002, "", 8001),
-        (300, 20, 21, "triton server", "recv", 110989, 900, 28, "127.0.0.1", 8000,
-         "127.0.0.3", 40001),
-        (950, 20, 22, "other", "send", 2000, 960, 2, "127.0.0.1", 8000, "127.0.0.3", 40001)]
-    assert scan_capture(path).events == 5   # entries as written, the sentinel left out
-
-
 def test_report_marks_lost_runs(tmp_path, capsys):
     path = tmp_path / "runmaps.txt"
     path.write_text("# gpuprof-net program=tracepoint layout=runmaps start_mono_ns=5 start_wall=x\n"

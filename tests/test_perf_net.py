@@ -71,25 +71,19 @@ def test_segments_add_up_to_the_client_latency(run):
 def _raw_runs(path) -> list[tuple]:
     """(direction, local port, remote port, first time, local addr, remote addr) per run,
     read plainly from the file: `perf --net` keeps runs in kernel maps that bpftrace prints
-    as `@fin0[SOCKET, FIRST]: (DIR<<32 | LPORT<<16 | RPORT, PID<<32 | TID, LAST, CALLS, BYTES)`
-    (DIR 1 send, 2 recv, 9 a map's marker; SOCKET printed signed), the addresses in a
-    `CONN SOCKET LPORT RPORT LADDR RADDR` line per connection; a run printed twice counts once."""
-    runs, addresses = {}, {}
+    as `@fin0[SOCKET, FIRST]: (DIR, PID, TID, LPORT, RPORT, FIRST, LAST, CALLS, BYTES, COMM,
+    LADDR, RADDR)` (DIR 1 send, 2 recv, 9 a map's marker); a run printed twice counts once."""
+    runs = {}
     for line in path.read_text().splitlines():
-        if line.startswith("CONN "):
-            _, sock, lport, rport, laddr, raddr = line.split(" ")
-            addresses[(int(sock) % 2**64, int(lport), int(rport))] = (laddr, raddr)
         if not line.startswith(("@fin0[", "@fin1[")):
             continue
         key, _, value = line.partition("]: (")
-        sock, first = (int(k) for k in key.split("[", 1)[1].split(", "))
-        packed = int(value.split(", ")[0])
-        direction, lport, rport = packed // 2**32, packed // 2**16 % 2**16, packed % 2**16
-        if direction in (1, 2):
-            runs.setdefault((sock % 2**64, first), (
-                "send" if direction == 1 else "recv", lport, rport, first, sock % 2**64))
-    return [(*run[:4], *addresses.get((run[4], run[1], run[2]), ("", "")))
-            for run in runs.values()]
+        fields = value.rstrip(")").split(", ")
+        if fields[0] in ("1", "2"):
+            runs.setdefault(key.split("[", 1)[1], (
+                "send" if fields[0] == "1" else "recv", int(fields[3]), int(fields[4]),
+                int(fields[5]), fields[-2], fields[-1]))
+    return list(runs.values())
 
 
 def _raw_calls(path, server_port: int) -> dict:

@@ -52,19 +52,11 @@ SEED_COLUMNS = COLUMNS[:7]
 EVENT_LINE = re.compile(r"^\d{2}:\d{2}:\d{2}\s")
 LOST_LINE = re.compile(r"^Lost (\d+) events")
 SYNC_LINE = "# sync {sync_id} "
-# the runs program (net_runs.bt): finished runs as print() writes its maps' entries, numbers
-# only (what it prints now; SOCKET may print signed here, unsigned in CONN lines):
-#   @fin0[SOCKET, FIRST_NS]: (DIR<<32|LPORT<<16|RPORT, PID<<32|TID, LAST_NS, CALLS, BYTES)
-# with the strings in printf lines of their own, once per thread and once per connection:
-#   NAME PID TID COMM
-#   CONN SOCKET LPORT RPORT LADDR RADDR
-# (captures before that: every entry with its strings,
-#   @fin0[SOCKET, FIRST_NS]: (DIR, PID, TID, LPORT, RPORT, FIRST_NS, LAST_NS, CALLS, BYTES, COMM, LADDR, RADDR))
+# the runs program (net_runs.bt): finished runs as print() writes its maps' entries,
+#   @fin0[SOCKET, FIRST_NS]: (DIR, PID, TID, LPORT, RPORT, FIRST_NS, LAST_NS, CALLS, BYTES, COMM, LADDR, RADDR)
 # and its running total of runs it had no room for
 RUN_MAP_LINE = re.compile(r"^@fin[01]\[(-?\d+), (\d+)\]: \((.*)\)$")
 LOST_RUNS_LINE = re.compile(r"^@lost_runs: (\d+)$")
-RUN_NUMBERS = 5
-NAME_PREFIX, CONN_PREFIX = "NAME ", "CONN "
 RUN_SENTINEL = 9         # DIR of the entry that marks a printed map bpftrace has not cleared
 RUN_SLOTS = 60_000       # runs one map holds between two ticks ($14)
 # bpftrace's size for every map (its default is 4096): room for RUN_SLOTS, the sentinel and

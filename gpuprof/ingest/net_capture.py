@@ -24,8 +24,7 @@ from ..model.net_facts import NetCaptureFacts
 from ..model.tables import conform
 from .net_columns import columns_of
 from .net_run_maps import COLUMNS as RUN_COLUMNS
-from .net_run_maps import PREFIXES as RUN_MAP_PREFIXES
-from .net_run_maps import read_run_maps
+from .net_run_maps import MAP_PREFIX, read_run_maps
 
 GPUPROF, SEED = "gpuprof", "seed"
 DIRECTIONS = {"SEND": "send", "RECV": "recv"}
@@ -33,7 +32,7 @@ DIRECTIONS = {"SEND": "send", "RECV": "recv"}
 KNOWN_MESSAGES = ("Attaching ", "Tracing tcp", ". . .", "...")
 RUN_PREFIX = "RUN "     # a run of calls, from the runs program's first layout
 # runs: RUN lines (the runs program's first layout) or map entries (net_run_maps.py)
-RUN_PREFIXES = (RUN_PREFIX, *RUN_MAP_PREFIXES)
+RUN_PREFIXES = (RUN_PREFIX, MAP_PREFIX)
 SEED_CLOCK = ("none: the seed layout has no monotonic time (TIME(ms) counts from bpftrace's "
               "start, TIME is wall-clock seconds); time_ns and bytes are -1")
 MONOTONIC_CLOCK = "CLOCK_MONOTONIC (bpftrace nsecs)"
@@ -63,7 +62,7 @@ def read_net_capture(path: str | Path) -> tuple[pd.DataFrame, NetCaptureFacts]:
 def _all_runs(lines: list[str], facts: NetCaptureFacts) -> pd.DataFrame:
     """The runs of both layouts (a capture holds one of them)."""
     printed = _runs([line for line in lines if line.startswith(RUN_PREFIX)], facts)
-    kept = read_run_maps([line for line in lines if line.startswith(RUN_MAP_PREFIXES)], facts)
+    kept = read_run_maps([line for line in lines if line.startswith(MAP_PREFIX)], facts)
     return kept if printed.empty else printed if kept.empty else pd.concat([printed, kept])
 
 
