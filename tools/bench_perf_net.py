@@ -114,7 +114,9 @@ def beside(variant: str, port: int, out: Path):
         from gpuprof import bpf
 
         assert OLD_PROGRAM is not None, "--old-program FILE runs the 'old' variant"
-        cmd = ["bpftrace", "-B", "none", str(OLD_PROGRAM), *bpf.program_args(ports=[port])[:13]]
+        # all the parameters: a map program reads its map size in $14 (missing, bpftrace
+        # reads 0: every run counted lost, none kept); the per-run printf one ignores it
+        cmd = ["bpftrace", "-B", "none", str(OLD_PROGRAM), *bpf.program_args(ports=[port])]
     with open(out / "beside.txt", "wb") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.DEVNULL,
                                 env={**os.environ, "BPFTRACE_MAP_KEYS_MAX": "65536"})
