@@ -181,3 +181,18 @@ def test_a_late_response_is_not_given_to_the_next_request():
     assert match.late_sends == 1
     assert calls.loc["b", "server_send_calls"] == 1 and calls.loc["b", "ss_first_ns"] == 1170
     assert match.requests_incomplete == 1          # a: no send, no client receive of its own
+
+
+def test_perf_path_notes_say_a_runs_capture_is_partial():
+    """perf --net's path section names the runs a full map could not keep, as gpuprof net does."""
+    from gpuprof.model.net_facts import NetCaptureFacts
+    from gpuprof.render.request_path import _match_notes
+
+    match = net_path.NetMatch(calls=pd.DataFrame(), requests_without_calls=0,
+                              requests_incomplete=2, calls_outside_requests=0,
+                              calls_other_traffic=0, server_pids=(7,))
+    facts = NetCaptureFacts(program="tracepoint", events=100, lost_runs=1234)
+    notes = " | ".join(_match_notes(match, 10, 0, facts))
+    assert "PARTIAL: the capture had no room for 1,234 runs of calls" in notes
+    assert "2 with some of the four groups missing" in notes
+    assert "PARTIAL" not in " ".join(_match_notes(match, 10, 0, NetCaptureFacts(program="x")))

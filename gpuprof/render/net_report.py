@@ -57,6 +57,12 @@ def _filters(facts: NetCaptureFacts) -> str:
     return "; ".join(parts) or "none (every TCP connection)"
 
 
+def lost_runs_text(lost_runs: int) -> str:
+    """What a runs capture that ran out of map room lost (this report's and perf --net's)."""
+    return (f"the capture had no room for {lost_runs:,} runs of calls (more than its map "
+            "holds in 100 ms)")
+
+
 def _warnings(facts: NetCaptureFacts) -> list[str]:
     out = []
     if facts.lost_events:
@@ -64,8 +70,7 @@ def _warnings(facts: NetCaptureFacts) -> list[str]:
                    "bytes below are lower bounds. Filter by --port/--pid, or raise "
                    "BPFTRACE_PERF_RB_PAGES.")
     if facts.lost_runs:
-        out.append(f"the capture had no room for {facts.lost_runs:,} runs of calls (more than "
-                   "its map holds in 100 ms): calls and bytes below are lower bounds.")
+        out.append(f"{lost_runs_text(facts.lost_runs)}: calls and bytes below are lower bounds.")
     if facts.truncated_lines:
         out.append("the file ends inside a line (the capture was killed while writing): "
                    "that line was dropped.")

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..analyze.stats import DEFAULT_PERCENTILES, PERCENTILE_METHOD, percentile_label
 from ..units import NS_PER_US as US
+from .net_report import lost_runs_text
 from .report import Section
 
 # segment -> (its name, where it ends in the terminal table: short, so cells stay whole,
@@ -119,9 +120,8 @@ def _match_notes(match, matched: int, negative: int, facts) -> list[str]:
         notes.append(f"bpftrace lost {facts.lost_events} events: the requests that lack calls "
                      "are counted above, never matched by guess")
     if facts.lost_runs:
-        notes.append(f"PARTIAL: the capture had no room for {facts.lost_runs} runs of calls "
-                     "(more than its map holds in 100 ms): the requests that lack them are "
-                     "counted above, never matched by guess")
+        notes.append(f"PARTIAL: {lost_runs_text(facts.lost_runs)}: the requests that lack "
+                     "them are counted above, never matched by guess")
     if match.server_pids:
         notes.append(f"server pid(s) seen on the connections: "
                      f"{', '.join(map(str, match.server_pids))}")
