@@ -7,12 +7,11 @@ server must be alive, must have failed no request, must have answered at least e
 the windows counted, and its log must hold no crash and no traceback. Bounded: 4 runs of at
 most ~8 s of load each.
 
-tritonserver 2.51 tracing every request (`rate=1`) crashes under any fast HTTP client,
-gpuprof's or plain sockets (tools/repro/triton_http_trace_crash.py, upstream
-triton-inference-server/server#7795). The server here has a trace file with tracing off, and
-the sweeps leave it off. `gpuprof perf --trace` samples the trace to make that crash rare, not
-impossible (1 crash in 12 traced sweeps of this model: tools/repro/perf_trace_soak.py), so a
-traced soak would fail CI by chance and is measured by that script instead.
+tritonserver 2.51 risks a crash with every request it traces (a use-after-free in its trace
+release, upstream triton-inference-server/server#7795; docs/BENCHMARKS.md). The server here
+has a trace file with tracing off, and the sweeps leave it off. `gpuprof perf --trace` samples
+and gpuprof's servers run on jemalloc to make that crash rare, not impossible, so a traced soak
+would fail CI by chance and is measured by tools/repro/perf_trace_soak.py instead.
 """
 
 from __future__ import annotations
@@ -51,6 +50,7 @@ def double_server(tmp_path_factory):
     (model / "1").mkdir(parents=True)
     (model / "config.pbtxt").write_text(_repro().CONFIG)
     (model / "1" / "model.py").write_text(_model_source())
+    _write_stuck_model(root / "repo" / "stuck")
     from gpuprof.capture.triton_server import TraceConfig
 
     trace = TraceConfig(root / "trace" / "trace.json", levels=("OFF",))
@@ -93,6 +93,35 @@ def _perf(server, tmp_path, run: int, *extra: str) -> tuple[pd.DataFrame, str]:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=REPO, env=env)
     assert done.returncode == 0, f"run {run}: {done.stdout[-1500:]}{done.stderr[-1500:]}"
     return pd.read_csv(windows), done.stdout
+
+
+STUCK_S = 3  # the `stuck` model answers each batch after this long
+
+
+def _write_stuck_model(model) -> None:
+    """`double`, but every execution first sleeps: a live server whose model does not answer
+    in time (what a hung backend looks like to a client)."""
+    (model / "1").mkdir(parents=True)
+    (model / "config.pbtxt").write_text(_repro().CONFIG.replace('"double"', '"stuck"'))
+    source = _model_source().replace(
+        "    def execute(self, requests):\n",
+        f"    def execute(self, requests):\n        import time; time.sleep({STUCK_S})\n")
+    assert "time.sleep" in source
+    (model / "1" / "model.py").write_text(source)
+
+
+def test_a_live_server_whose_model_never_answers_is_not_called_bad_input(double_server):
+    # the probe's timeout once read "the server rejected a request ... Check --shape": a hung
+    # model sent users to their shapes
+    cmd = [sys.executable, "-m", "gpuprof", "perf", "-m", "stuck", "-u", double_server.http_url,
+           "--request-timeout", "1", "--no-live"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "is live but 'stuck' did not answer a request within 1 s" in lines[0]
+    assert "--shape" not in lines[0] and "--request-timeout" in lines[0]
 
 
 def test_repeated_http_sweeps_leave_the_server_alive_and_answering(double_server, tmp_path):

@@ -13,6 +13,7 @@ skip with the reason. A command no rule here knows fails: a new README line need
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -22,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,10 @@ from tests.conftest import _missing_reason, fixtures_root, nsys_fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+# how tritonserver's log ends when it crashed (or hung in its crash handler)
+# (SIGSEGV, SIGABRT, SIGBUS; Ctrl-C's "Signal (2)" is a normal stop)
+TRACE_CRASH_MARKS = ("Signal (11)", "Signal (6)", "Signal (7)", "corrupted", "free(): ",
+                     "double free")
 TIMEOUT_S = 600
 # bounded stand-ins for open-ended durations (the capture's 30 s would only wait longer)
 SHORTER = {("--duration", "30"): ("--duration", "3")}
@@ -66,6 +72,8 @@ class Workspace:
         self.root = root
         self.server: subprocess.Popen | None = None
         self.server_url: str | None = None
+        self.server_log: Path | None = None   # tritonserver's own log, as serve prints it
+        self.server_words: list[str] | None = None
         self.env = {**os.environ, "PYTHONPATH": str(REPO), "GPUPROF_ENGINE_CACHE": str(root / "engines"),
                     "GPUPROF_FIXTURES": str(fixtures_root()), "GPUPROF_SKIP_SETUP": "1"}
         (root / "models").symlink_to(REPO / "models")
@@ -89,18 +97,32 @@ class Workspace:
     def run(self, words: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
         result = subprocess.run(words, cwd=cwd or self.root, env=self.env, capture_output=True,
                                 text=True, timeout=TIMEOUT_S, start_new_session=True)
-        assert result.returncode == 0, f"{shlex.join(words)}\n{result.stderr[-3000:]}"
+        assert result.returncode == 0, \
+            f"{shlex.join(words)}\n{result.stderr[-3000:]}{self.server_state()}"
         assert "Error:" not in result.stderr, result.stderr
         return result
 
+    def server_state(self) -> str:
+        """For a failed command: whether the README's server still runs, and its log's end
+        (a load test that failed because the server died or hung must say which)."""
+        if self.server is None:
+            return ""
+        state = "running" if self.server.poll() is None else f"exited ({self.server.returncode})"
+        tail = ""
+        if self.server_log is not None and self.server_log.is_file():
+            tail = "".join(self.server_log.read_text(errors="replace").splitlines(True)[-40:])
+        return f"\n--- the triton serve server: {state}; its log {self.server_log} ends:\n{tail}"
+
     def start_server(self, words: list[str]) -> None:
         self.stop_server()
+        self.server_words, self.server_log = words, None
         self.server = subprocess.Popen(words, cwd=self.root, env=self.env, text=True,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        start_new_session=True, preexec_fn=_ctrl_c_stops)
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=_forward, args=(self.server.stderr, lines), daemon=True).start()
-        threading.Thread(target=_forward, args=(self.server.stdout, queue.Queue()), daemon=True).start()
+        # its stdout (where the log's path is) joins the same queue
+        threading.Thread(target=_forward, args=(self.server.stdout, lines), daemon=True).start()
         seen = []
         while True:
             try:
@@ -108,20 +130,36 @@ class Workspace:
             except queue.Empty:
                 break
             seen.append(line)
+            if match := re.match(r"\s+log\s+(\S+\.log)\s*$", str(line)):
+                self.server_log = Path(match.group(1))
             # serve prints the exact load test to run against it
             if match := re.match(r"Run: gpuprof perf .* -u (\S+)", line):
                 self.server_url = match.group(1)
                 return
-            if line is _EOF:
+            if line is _EOF and self.server.poll() is not None:
                 break
         self.stop_server()
         pytest.fail("triton serve did not print its perf command:\n" + "".join(map(str, seen)))
+
+    def server_crashed_tracing(self) -> bool:
+        """Whether tritonserver's log ends in a crash: a signal, or glibc's heap check."""
+        if self.server_log is None or not self.server_log.is_file():
+            return False
+        log = self.server_log.read_text(errors="replace")
+        return any(mark in log for mark in TRACE_CRASH_MARKS)
+
+    def restart_server(self) -> None:
+        words = self.server_words
+        self.stop_server()
+        assert words is not None
+        self.start_server(words)
 
     def stop_server(self) -> None:
         """Ctrl-C, as a user stops it (the trace file is written then)."""
         if self.server is None:
             return
-        os.killpg(self.server.pid, signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):  # serve exits when its server died
+            os.killpg(self.server.pid, signal.SIGINT)
         try:
             self.server.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -243,10 +281,9 @@ def _run_gpuprof(words: list[str], space: Workspace) -> None:
     if words[1] == "perf":
         if space.server_url is None:
             pytest.fail("a README perf line with no 'gpuprof triton serve' line before it")
-        argv = [space.server_url if prev == "-u" else w for prev, w in zip(["", *argv], argv, strict=False)]
-        argv += SHORT_WINDOWS
-    else:
-        space.stop_server()
+        _run_perf(argv, space)
+        return
+    space.stop_server()
     if words[1] == "net" and words[2] != "--port" and not (space.root / words[2]).exists():
         pytest.skip(f"{words[2]} comes from the capture line above, which did not run here")
     if words[1] == "engine" and "tensorrt" in words and (why := _missing_reason("trt_runtime")):
@@ -259,6 +296,30 @@ def _run_gpuprof(words: list[str], space: Workspace) -> None:
         space.run(argv)
     for path in _written(argv):
         assert (space.root / path).exists(), f"{shlex.join(words)} did not write {path}"
+
+
+def _run_perf(argv: list[str], space: Workspace) -> None:
+    """A load test against the README's server, once more on a fresh server when the first
+    server died or hung of tritonserver 2.51's own trace crash (a use-after-free in its trace
+    release that strikes by chance, more often the more requests it traces; its log then
+    holds the signal or glibc's heap message: docs/BENCHMARKS.md). The crash is upstream's
+    and gpuprof reports it as a partial run; a second failure, or any other, fails here."""
+    try:
+        space.run(_at_server(argv, space))
+    except AssertionError:
+        traced = "--trace" in argv or "--net" in argv
+        if not (traced and space.server_crashed_tracing()):
+            raise
+        warnings.warn("tritonserver crashed tracing (its upstream bug): rerun on a fresh server",
+                      stacklevel=1)
+        space.restart_server()
+        space.run(_at_server(argv, space))
+
+
+def _at_server(argv: list[str], space: Workspace) -> list[str]:
+    """The perf line pointed at the server serve chose, with the short windows."""
+    return [space.server_url if prev == "-u" else w
+            for prev, w in zip(["", *argv], argv, strict=False)] + SHORT_WINDOWS
 
 
 def _run_on_a_real_scheduler(argv: list[str], space: Workspace) -> None:

@@ -68,6 +68,33 @@ def test_listens_on_loopback_only(served):
     assert all(_loopback(addr.ip) for addr in listening), listening
 
 
+@pytest.mark.triton
+def test_the_server_runs_on_jemalloc_where_it_is_installed(served):
+    """Preloaded so that tritonserver 2.51's trace use-after-free does not land in glibc's
+    free lists (docs/BENCHMARKS.md): the running server and its python stub map it."""
+    from gpuprof.capture.triton_server import jemalloc
+
+    path = jemalloc()
+    if path is None:
+        pytest.skip("libjemalloc2 is not installed (tools/setup.sh installs it as root)")
+    import psutil
+
+    server = psutil.Process(served.pid)
+    for process in [server, *server.children(recursive=True)]:
+        mapped = {m.path for m in process.memory_maps()}
+        assert any("libjemalloc" in m for m in mapped), process.cmdline()[:1]
+
+
+def test_glibc_is_chosen_by_the_environment(monkeypatch):
+    from gpuprof.capture import triton_server
+
+    install = triton_backends.TritonInstall(REPO, REPO, REPO)  # only libs_dir is read
+    monkeypatch.setenv("GPUPROF_TRITON_MALLOC", "system")
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    assert triton_server.jemalloc() is None
+    assert "LD_PRELOAD" not in triton_server.server_env(install)
+
+
 def _loopback(ip: str) -> bool:
     import ipaddress
 

@@ -54,21 +54,27 @@ fi
 # one, its tests skip with the reason, so a failure only warns. apt-get update runs once, and
 # only when something is missing.
 apt_updated=
-apt_install() {  # COMMAND PACKAGE WHICH_TESTS
-  local command=$1 package=$2 tests=$3
+apt_install() {  # COMMAND-OR-FILE PACKAGE WHAT_HAPPENS_WITHOUT_IT
+  local command=$1 package=$2 without=$3
   command -v "$command" >/dev/null 2>&1 && return 0
+  case $command in /*) ls $command >/dev/null 2>&1 && return 0 ;; esac
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] note: $package is not installed (needs root: apt-get install -y $package); the $tests will skip" >&2
+    echo "[setup] note: $package is not installed (needs root: apt-get install -y $package); $without" >&2
     return 0
   fi
   echo "[setup] installing $package (apt-get)"
   { [ -n "$apt_updated" ] || apt-get update -qq; } && apt_updated=1 \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null \
-    || echo "[setup] warning: could not install $package; the $tests will skip" >&2
+    || echo "[setup] warning: could not install $package; $without" >&2
 }
 
 # bpftrace for `gpuprof net` and the eBPF tests.
-apt_install bpftrace bpftrace "eBPF tests"
+apt_install bpftrace bpftrace "the eBPF tests will skip"
 # chromium for the HTML report's browser tests (driven by Playwright through executable_path:
 # no browser download).
-apt_install chromium chromium "browser tests"
+apt_install chromium chromium "the browser tests will skip"
+# jemalloc, which `gpuprof triton serve` preloads into tritonserver: with glibc's malloc,
+# tritonserver 2.51's trace use-after-free crashes traced load tests far more often
+# (docs/BENCHMARKS.md).
+apt_install "/usr/lib/*-linux-gnu/libjemalloc.so.2" libjemalloc2 \
+  "the served tritonserver uses glibc's malloc and crashes more often under traced load"

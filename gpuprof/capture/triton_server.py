@@ -30,6 +30,13 @@ from . import children
 from .triton_backends import TritonInstall, find_triton
 
 LOG_TAIL_LINES = 25
+# jemalloc, where Debian/Ubuntu/RHEL install it (libjemalloc2): preloaded into the server
+# (Triton's own advice for its CPU backends). It also keeps tritonserver 2.51's trace
+# use-after-free (capture/loadgen/tracing.py) from corrupting the allocator's free lists,
+# which glibc keeps inside freed memory: see docs/BENCHMARKS.md for the crash counts.
+JEMALLOC_PATHS = tuple(f"{root}/libjemalloc.so.2" for root in (
+    "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
+    "/usr/local/lib"))
 SITE_PACKAGES_ENV = "GPUPROF_SITE_PACKAGES"  # read by triton_onnx_model.py
 TRACE_LEVELS = ("TIMESTAMPS", "TENSORS")
 
@@ -224,7 +231,16 @@ def server_env(install: TritonInstall) -> dict[str, str]:
     paths = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))
              and Path(p).is_dir()]
     env[SITE_PACKAGES_ENV] = os.pathsep.join(paths)
+    if (malloc := jemalloc()) and "jemalloc" not in env.get("LD_PRELOAD", ""):
+        env["LD_PRELOAD"] = " ".join(p for p in (malloc, env.get("LD_PRELOAD", "")) if p)
     return env
+
+
+def jemalloc() -> str | None:
+    """The jemalloc the server preloads, or None (then glibc's malloc)."""
+    if os.environ.get("GPUPROF_TRITON_MALLOC", "auto") == "system":
+        return None
+    return next((path for path in JEMALLOC_PATHS if Path(path).is_file()), None)
 
 
 def free_port(exclude: Collection[int | None] = ()) -> int:

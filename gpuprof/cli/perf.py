@@ -51,8 +51,8 @@ from ..errors import BadInputError, CaptureError
 @click.option("--trace", is_flag=True,
               help="Trace the requests on the server and join each with its client side.")
 @click.option("--trace-rate", default="auto", show_default=True,
-              help="--trace: trace 1 in N requests; auto keeps the server under a safe traced "
-                   "rate (tritonserver 2.51 crashes tracing thousands of HTTP requests/s).")
+              help="--trace: trace 1 in N requests; auto traces at most 100 a second "
+                   "(tritonserver 2.51 risks a crash with each request it traces).")
 @click.option("--trace-level", default="TIMESTAMPS", show_default=True,
               help="--trace: what Triton records per request: TIMESTAMPS, TENSORS (inputs and "
                    "outputs: names, types, shapes), or both as TIMESTAMPS,TENSORS.")
@@ -93,8 +93,13 @@ def perf_command(**opts) -> None:
         _write_outputs(run, opts)
     result = run.sweep
     if result.partial:
-        raise CaptureError(f"the run stopped early ({result.reason})",
-                           "The results above are partial")
+        hint = "The results above are partial"
+        if result.server_lost and spec.trace:
+            hint += (". While it traces, tritonserver 2.51 (the release checked) crashes or hangs "
+                     "now and then: a use-after-free in its trace release, likelier the more "
+                     "requests it traces (docs/BENCHMARKS.md). Restart it; --trace-rate N traces "
+                     "fewer")
+        raise CaptureError(f"the run stopped early ({result.reason})", hint)
 
 
 def _spec(opts: dict):
@@ -340,9 +345,9 @@ def _notes(result, table) -> list[str]:
 
         notes.append(f"the server traced a sample of the requests ({', '.join(sampled)}), "
                      f"to stay under {TRACED_PER_S_CAP} traced requests a second: "
-                     "tritonserver 2.51 crashes when it traces thousands of HTTP requests a "
-                     "second (tools/repro/triton_http_trace_crash.py); sampling makes that "
-                     "rare, not impossible (tools/repro/perf_trace_soak.py); execution sizes "
+                     "tritonserver 2.51 risks a crash with each request it traces (a "
+                     "use-after-free in its trace release, docs/BENCHMARKS.md); sampling makes "
+                     "that rare, not impossible (tools/repro/perf_trace_soak.py); execution sizes "
                      "and compute shares then count traced requests only")
     if result.trace_error:
         notes.append(f"trace not collected: {result.trace_error}")

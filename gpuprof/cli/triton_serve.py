@@ -6,6 +6,8 @@ Runtime (CPU), so the load tests and trace tools have a real server to talk to.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -63,7 +65,8 @@ def serve_command(model: str, name: str | None, http_port: int | None, grpc_port
                     instances=instances, intra_op_threads=threads, profile_dir=ort_profile,
                     batching=batching, keep_log=True) as server:
         click.echo(f"Serving '{server.model_name}'\n  HTTP  http://{server.http_url}\n"
-                   f"  gRPC  {server.grpc_url}\n  log   {server.log_path}")
+                   f"  gRPC  {server.grpc_url}\n  log   {server.log_path}\n"
+                   f"  malloc {_malloc_line()}")
         if batching:
             click.echo(f"  dynamic batching: up to {batching.max_batch_size} rows, queue delay "
                        f"{batching.max_queue_delay_us} µs (clients leave out the batch dim: "
@@ -75,6 +78,7 @@ def serve_command(model: str, name: str | None, http_port: int | None, grpc_port
         if http_port is None and server.http_port != HTTP_PORT:
             click.echo(f"Port {HTTP_PORT} is in use: HTTP is on {server.http_port}.", err=True)
         click.echo(f"Run: {perf_command(model, server)}\nPress Ctrl-C to stop.", err=True)
+        sys.stdout.flush()  # the banner now, also when stdout is a pipe or a file (tee, logs)
         _wait(server, max_seconds)
     click.echo("Stopped.", err=True)
 
@@ -123,3 +127,15 @@ def _wait(server, max_seconds: float) -> None:
             raise CaptureError(f"tritonserver exited:\n{server.log_tail()}",
                                "Read the server log lines above")
         time.sleep(0.5)
+
+
+def _malloc_line() -> str:
+    from ..capture.triton_server import jemalloc
+
+    if path := jemalloc():
+        return f"jemalloc ({path}; GPUPROF_TRITON_MALLOC=system for glibc's)"
+    if os.environ.get("GPUPROF_TRITON_MALLOC") == "system":
+        return "glibc (GPUPROF_TRITON_MALLOC=system)"
+    return ("glibc (apt-get install libjemalloc2: with glibc, tritonserver 2.51 crashes more "
+            "often while it traces)")
+

@@ -25,7 +25,7 @@ from .drivers import Budget, LoadDriver
 from .inputs import ModelInfo, data_shapes, make_payloads, request_shapes
 from .options import LoadSpec
 from .server_api import ServerAPI, ServerGone
-from .transport import make_sender
+from .transport import TIMED_OUT, make_sender
 from .windows import LevelMeter, LevelResult, RecordCursor, TimeCapReached
 
 
@@ -38,6 +38,7 @@ class SweepResult:
     levels: list[LevelResult] = field(default_factory=list)
     partial: bool = False
     reason: str | None = None
+    server_lost: bool = False   # the run stopped because the server stopped answering
     started_ns: int = 0
     finished_ns: int = 0
     trace_files: list[Path] = field(default_factory=list)  # --trace: this run's trace parts
@@ -88,7 +89,7 @@ def _run(spec: LoadSpec, api: ServerAPI, analysis: SweepAnalysis, progress) -> S
     tracer = _tracer(spec, api, analysis)  # before the probe: every request of the run is traced
     result.started_ns = time.perf_counter_ns()
     try:
-        _probe(factory, api, result.prefix, spec.model)
+        _probe(factory, api, result.prefix, spec.model, spec.request_timeout_s)
         _measure_levels(spec, api, analysis, factory, len(payloads), result, progress, tracer)
     finally:
         result.finished_ns = time.perf_counter_ns()
@@ -121,6 +122,7 @@ def _measure_levels(spec, api, analysis, factory, n_payloads, result: SweepResul
                       f"the time cap ({spec.max_duration_s:g} s) was reached")
     except ServerGone as exc:
         _mark_partial(result, exc.message)
+        result.server_lost = True
     except KeyboardInterrupt:
         _mark_partial(result, "interrupted by the user")
     finally:
@@ -138,7 +140,7 @@ def _mark_partial(result: SweepResult, reason: str) -> None:
     result.partial, result.reason = True, reason
 
 
-def _probe(factory, api: ServerAPI, prefix: str, model: str) -> None:
+def _probe(factory, api: ServerAPI, prefix: str, model: str, timeout_s: float) -> None:
     """One request before the load: wrong shapes or dtypes fail here with the server's words."""
     sender = factory()
     try:
@@ -150,6 +152,11 @@ def _probe(factory, api: ServerAPI, prefix: str, model: str) -> None:
     if not api.is_live():
         raise ServerGone(f"Triton at {api.url} did not answer an inference request ({error})",
                          "Check that the server is running and the address and protocol")
+    if error.startswith(TIMED_OUT):  # live but silent: a stuck or slow model, not bad input
+        raise ServerGone(f"Triton at {api.url} is live but '{model}' did not answer a request "
+                         f"within {timeout_s:g} s ({error})",
+                         "Check the server's log (its model may be stuck); a model this slow "
+                         "needs a longer --request-timeout")
     raise BadInputError(f"the server rejected a request to '{model}': {error}",
                         "Check --shape, -b and --input-data against the model's inputs")
 

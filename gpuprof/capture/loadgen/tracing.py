@@ -30,12 +30,16 @@ from ...errors import BadInputError
 from .server_api import ServerAPI
 
 LOG_FREQUENCY = 0   # write only when our setting is replaced (see the module's docstring)
-# tritonserver 2.51 crashes (free(): invalid pointer, SIGSEGV) when it traces thousands of HTTP
-# requests a second, from any client (tools/repro/triton_http_trace_crash.py; upstream
-# triton-inference-server/server#7795). Measured here: 1 in 10 of ~8,000/s (800 traced/s) ran
-# clean 3 of 3 times, 1 in 3 crashed 2 of 3. So each level traces 1 in N requests, N chosen
-# from the warm-up's rate to stay under this many traced requests a second.
-TRACED_PER_S_CAP = 400
+# tritonserver 2.51 crashes or hangs now and then while it traces (upstream
+# triton-inference-server/server#7795). The cause, read in its src/tracer.cc: TraceRelease
+# holds a lock on a trace's own mutex while it may drop the last reference to that trace, then
+# unlocks freed memory. Whether its reference is the last is a race each traced request runs
+# (the HTTP reply against the backend's release), so the risk grows with the number of traced
+# requests; no client setting avoids it. Each level therefore traces 1 in N requests, N chosen
+# from the warm-up's rate to stay under this many traced requests a second (400 before: a
+# traced 1:4 sweep of the fast `double` model then crashed the server 4 times in 8;
+# docs/BENCHMARKS.md, tools/repro/perf_trace_soak.py).
+TRACED_PER_S_CAP = 100
 QUIET_RATE = 1_000_000          # during warm-ups: trace next to nothing
 MIN_TRACE_WARMUP_S = 0.3        # long enough to measure the level's rate before tracing it
 OPEN_STABLE_S = 0.3             # an open trace list unchanged this long is written out

@@ -110,6 +110,10 @@ def _http_inputs(httpclient, payload: Payload) -> list:
     return inputs
 
 
+# how a request that got no answer in time reads (HTTP: the socket's timeout; gRPC: the deadline)
+TIMED_OUT = ("TimeoutError:", "gRPC DEADLINE_EXCEEDED:")
+
+
 def _http_error(status: int, data: bytes) -> str:
     try:
         return f"HTTP {status}: {json.loads(data).get('error', '')}"
