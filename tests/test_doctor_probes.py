@@ -8,6 +8,7 @@ the package metadata, the tools themselves, a fresh interpreter importing the mo
 from __future__ import annotations
 
 import ctypes
+import glob
 import importlib
 import importlib.metadata
 import importlib.util
@@ -251,6 +252,10 @@ def test_tritonserver_matches_the_wheel(checks):
     assert check.facts["libraries"] == (root.parents[1] / "nvidia_pytriton.libs").is_dir()
     ready = binary.is_file() and check.facts["libraries"] and check.facts["python_stub"]
     assert (check.status == OK) == ready
+    plain = not os.environ.get("LD_PRELOAD") and os.environ.get("GPUPROF_TRITON_MALLOC") is None
+    if ready and plain:  # gpuprof's servers preload the jemalloc Debian installs
+        installed = bool(glob.glob("/usr/lib/*-linux-gnu/libjemalloc.so.2"))
+        assert (check.facts["malloc"] is not None) == installed
 
 
 def test_tritonclient_protocols_import_in_a_fresh_python(checks):

@@ -51,6 +51,7 @@ def double_server(tmp_path_factory):
     (model / "config.pbtxt").write_text(_repro().CONFIG)
     (model / "1" / "model.py").write_text(_model_source())
     _write_stuck_model(root / "repo" / "stuck")
+    _write_stuck_model(root / "repo" / "stalls", answered=1)
     from gpuprof.capture.triton_server import TraceConfig
 
     trace = TraceConfig(root / "trace" / "trace.json", levels=("OFF",))
@@ -98,14 +99,16 @@ def _perf(server, tmp_path, run: int, *extra: str) -> tuple[pd.DataFrame, str]:
 STUCK_S = 3  # the `stuck` model answers each batch after this long
 
 
-def _write_stuck_model(model) -> None:
-    """`double`, but every execution first sleeps: a live server whose model does not answer
-    in time (what a hung backend looks like to a client)."""
+def _write_stuck_model(model, answered: int = 0) -> None:
+    """`double`, but every execution after the first ``answered`` first sleeps: a live server
+    whose model stops answering in time (what a hung backend looks like to a client)."""
     (model / "1").mkdir(parents=True)
-    (model / "config.pbtxt").write_text(_repro().CONFIG.replace('"double"', '"stuck"'))
+    (model / "config.pbtxt").write_text(_repro().CONFIG.replace('"double"', f'"{model.name}"'))
     source = _model_source().replace(
         "    def execute(self, requests):\n",
-        f"    def execute(self, requests):\n        import time; time.sleep({STUCK_S})\n")
+        "    calls = 0\n\n    def execute(self, requests):\n"
+        f"        TritonPythonModel.calls += 1\n"
+        f"        if TritonPythonModel.calls > {answered}: import time; time.sleep({STUCK_S})\n")
     assert "time.sleep" in source
     (model / "1" / "model.py").write_text(source)
 
@@ -122,6 +125,17 @@ def test_a_live_server_whose_model_never_answers_is_not_called_bad_input(double_
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert "is live but 'stuck' did not answer a request within 1 s" in lines[0]
     assert "--shape" not in lines[0] and "--request-timeout" in lines[0]
+
+
+def test_a_model_that_stops_answering_mid_run_keeps_the_partial_report(double_server):
+    cmd = [sys.executable, "-m", "gpuprof", "perf", "-m", "stalls", "-u", double_server.http_url,
+           "--request-timeout", "1", "--no-live", "-p", "1500", "--warmup", "100"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert "the run stopped early (Triton at" in done.stderr
+    assert "is live but answered no request in a window (TimeoutError" in done.stderr
+    assert "results above are partial" in done.stderr
 
 
 def test_repeated_http_sweeps_leave_the_server_alive_and_answering(double_server, tmp_path):

@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -102,6 +103,20 @@ class Workspace:
         assert "Error:" not in result.stderr, result.stderr
         return result
 
+    def _note_log(self, line) -> None:
+        if match := re.match(r"\s+log\s+(\S+\.log)\s*$", str(line)):
+            self.server_log = Path(match.group(1))
+
+    def _wait_for_log_line(self, lines: queue.Queue) -> None:
+        """serve's stdout (the log's path) and stderr ("Run:") are read by two threads: the
+        log line may come second."""
+        deadline = time.monotonic() + 10
+        while self.server_log is None and (left := deadline - time.monotonic()) > 0:
+            try:
+                self._note_log(lines.get(timeout=left))
+            except queue.Empty:
+                return
+
     def server_state(self) -> str:
         """For a failed command: whether the README's server still runs, and its log's end
         (a load test that failed because the server died or hung must say which)."""
@@ -130,11 +145,11 @@ class Workspace:
             except queue.Empty:
                 break
             seen.append(line)
-            if match := re.match(r"\s+log\s+(\S+\.log)\s*$", str(line)):
-                self.server_log = Path(match.group(1))
+            self._note_log(line)
             # serve prints the exact load test to run against it
             if match := re.match(r"Run: gpuprof perf .* -u (\S+)", line):
                 self.server_url = match.group(1)
+                self._wait_for_log_line(lines)
                 return
             if line is _EOF and self.server.poll() is not None:
                 break
@@ -306,7 +321,7 @@ def _run_perf(argv: list[str], space: Workspace) -> None:
     and gpuprof reports it as a partial run; a second failure, or any other, fails here."""
     try:
         space.run(_at_server(argv, space))
-    except AssertionError:
+    except (AssertionError, subprocess.TimeoutExpired):
         traced = "--trace" in argv or "--net" in argv
         if not (traced and space.server_crashed_tracing()):
             raise

@@ -231,16 +231,24 @@ def server_env(install: TritonInstall) -> dict[str, str]:
     paths = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))
              and Path(p).is_dir()]
     env[SITE_PACKAGES_ENV] = os.pathsep.join(paths)
-    if (malloc := jemalloc()) and "jemalloc" not in env.get("LD_PRELOAD", ""):
+    if (malloc := jemalloc()) and not user_malloc():
         env["LD_PRELOAD"] = " ".join(p for p in (malloc, env.get("LD_PRELOAD", "")) if p)
     return env
 
 
 def jemalloc() -> str | None:
-    """The jemalloc the server preloads, or None (then glibc's malloc)."""
+    """The jemalloc gpuprof preloads into the server, or None (not installed, or
+    GPUPROF_TRITON_MALLOC=system)."""
     if os.environ.get("GPUPROF_TRITON_MALLOC", "auto") == "system":
         return None
     return next((path for path in JEMALLOC_PATHS if Path(path).is_file()), None)
+
+
+def user_malloc() -> str | None:
+    """An allocator the user preloads already (jemalloc, tcmalloc, mimalloc...): it stays the
+    only one."""
+    return next((lib for lib in os.environ.get("LD_PRELOAD", "").replace(":", " ").split()
+                 if "malloc" in Path(lib).name), None)
 
 
 def free_port(exclude: Collection[int | None] = ()) -> int:

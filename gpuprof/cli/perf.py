@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..capture.loadgen.options import STABILITY_PERCENTILES
+from ..capture.loadgen.tracing import TRACED_PER_S_CAP
 from ..errors import BadInputError, CaptureError
 
 
@@ -51,8 +52,8 @@ from ..errors import BadInputError, CaptureError
 @click.option("--trace", is_flag=True,
               help="Trace the requests on the server and join each with its client side.")
 @click.option("--trace-rate", default="auto", show_default=True,
-              help="--trace: trace 1 in N requests; auto traces at most 100 a second "
-                   "(tritonserver 2.51 risks a crash with each request it traces).")
+              help=f"--trace: trace 1 in N requests; auto traces at most {TRACED_PER_S_CAP} a "
+                   "second (tritonserver 2.51 risks a crash with each request it traces).")
 @click.option("--trace-level", default="TIMESTAMPS", show_default=True,
               help="--trace: what Triton records per request: TIMESTAMPS, TENSORS (inputs and "
                    "outputs: names, types, shapes), or both as TIMESTAMPS,TENSORS.")
@@ -341,8 +342,6 @@ def _notes(result, table) -> list[str]:
     sampled = [f"{lv.level:g}: 1 in {lv.trace_rate}" for lv in result.levels
                if lv.trace_rate and lv.trace_rate > 1]
     if sampled:
-        from ..capture.loadgen.tracing import TRACED_PER_S_CAP
-
         notes.append(f"the server traced a sample of the requests ({', '.join(sampled)}), "
                      f"to stay under {TRACED_PER_S_CAP} traced requests a second: "
                      "tritonserver 2.51 risks a crash with each request it traces (a "

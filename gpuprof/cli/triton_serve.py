@@ -7,7 +7,6 @@ Runtime (CPU), so the load tests and trace tools have a real server to talk to.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -78,7 +77,6 @@ def serve_command(model: str, name: str | None, http_port: int | None, grpc_port
         if http_port is None and server.http_port != HTTP_PORT:
             click.echo(f"Port {HTTP_PORT} is in use: HTTP is on {server.http_port}.", err=True)
         click.echo(f"Run: {perf_command(model, server)}\nPress Ctrl-C to stop.", err=True)
-        sys.stdout.flush()  # the banner now, also when stdout is a pipe or a file (tee, logs)
         _wait(server, max_seconds)
     click.echo("Stopped.", err=True)
 
@@ -130,8 +128,10 @@ def _wait(server, max_seconds: float) -> None:
 
 
 def _malloc_line() -> str:
-    from ..capture.triton_server import jemalloc
+    from ..capture.triton_server import jemalloc, user_malloc
 
+    if path := user_malloc():
+        return f"{path} (your LD_PRELOAD)"
     if path := jemalloc():
         return f"jemalloc ({path}; GPUPROF_TRITON_MALLOC=system for glibc's)"
     if os.environ.get("GPUPROF_TRITON_MALLOC") == "system":

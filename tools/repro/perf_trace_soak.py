@@ -125,7 +125,8 @@ def main() -> None:
                 server = start_server(args.model, root, not args.trace_off)
     finally:
         server.stop()
-    print(f"{args.model}: {dict(tally)} in {args.sweeps} sweeps ({ROOT})")
+    print(f"{args.model}: {dict(tally)} in {args.sweeps} sweeps (gpuprof from {ROOT}, "
+          f"files in {root})")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from .analysis import SweepAnalysis
 from .drivers import Budget
 from .options import LoadSpec
 from .server_api import ServerAPI, ServerGone, stats_delta
+from .transport import TIMED_OUT
 
 POLL_S = 0.005
 
@@ -169,8 +170,12 @@ class LevelMeter:
             raise ServerGone(f"Triton at {self.spec.url} stopped answering during the run",
                              "Check the server's log; the results so far are kept")
         if metrics["samples"] == 0:
-            first = window.records.loc[~window.records["ok"], "error"].iloc[0]
-            raise CaptureError(f"every request failed in a window: {first}",
+            errors = window.records.loc[~window.records["ok"], "error"]
+            if errors.str.startswith(TIMED_OUT).all():  # live but silent: stuck, not refusing
+                raise ServerGone(f"Triton at {self.spec.url} is live but answered no request "
+                                 f"in a window ({errors.iloc[0]})",
+                                 "Check the server's log; the results so far are kept")
+            raise CaptureError(f"every request failed in a window: {errors.iloc[0]}",
                                "Check the server's log")
 
     def _emit(self, kind: str, **data) -> None:
