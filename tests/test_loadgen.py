@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 
 import numpy as np
 import pandas as pd
@@ -462,6 +463,66 @@ def test_unknown_model_and_wrong_shapes_are_clear(server):
         run_sweep(_spec(server, shapes={"x": (1, 4, 48, 192)}))
     with pytest.raises(BadInputError, match="rejected a request"):
         run_sweep(_spec(server, shapes={"x": (1, 3, 0, 0)}))
+
+
+def test_a_server_that_accepts_but_never_answers_is_one_clear_error():
+    """A listener that takes the connection and says nothing (a hung server): each control
+    call has a deadline, so the load test ends with one line instead of hanging."""
+    import socket
+
+    from gpuprof.capture.loadgen.server_api import ServerGone
+    from gpuprof.pipeline.sweep import run_sweep
+
+    pytest.importorskip("tritonclient.http")
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(ServerGone, match="cannot reach Triton") as info:
+            run_sweep(LoadSpec(model="m", url=url, shapes=SHAPE, request_timeout_s=1))
+    assert "\n" not in info.value.one_line()
+
+
+def test_a_grpc_server_that_takes_calls_and_never_answers_is_one_clear_error():
+    """gRPC has no client-wide timeout: a server that accepts each call and never answers (as
+    a hung Triton does) once held `perf -i grpc` forever at its first control call."""
+    from concurrent import futures
+
+    import grpc
+
+    from gpuprof.capture.loadgen.server_api import ServerGone
+    from gpuprof.pipeline.sweep import run_sweep
+
+    pytest.importorskip("tritonclient.grpc")
+    released = threading.Event()
+
+    def never(request, context):
+        released.wait(60)
+        return b""
+
+    class Hung(grpc.GenericRpcHandler):
+        def service(self, details):
+            return grpc.unary_unary_rpc_method_handler(never)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((Hung(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    outcome: list = []
+
+    def load_test():
+        try:
+            run_sweep(LoadSpec(model="m", url=f"127.0.0.1:{port}", protocol="grpc",
+                               shapes=SHAPE, request_timeout_s=1))
+        except Exception as exc:  # what the caller would see
+            outcome.append(exc)
+
+    runner = threading.Thread(target=load_test, daemon=True)
+    runner.start()
+    runner.join(30)  # the deadline is 1 s: a hang is a hang, not a slow machine
+    released.set()
+    server.stop(0)
+    assert not runner.is_alive(), "perf -i grpc still waits on a server that never answers"
+    assert len(outcome) == 1 and isinstance(outcome[0], ServerGone), outcome
+    assert "cannot reach Triton" in outcome[0].message
 
 
 def test_server_down_is_one_clear_error():

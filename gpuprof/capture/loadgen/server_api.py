@@ -7,6 +7,8 @@ thread (tritonclient's clients are not thread-safe). Connection problems become 
 
 from __future__ import annotations
 
+import functools
+
 from ...errors import BadInputError, CaptureError, require_module
 
 CLIENT_HINT = 'pip install "tritonclient[http,grpc]"'
@@ -26,11 +28,17 @@ class ServerAPI:
         if protocol == "http":
             self._client = module.InferenceServerClient(
                 url, connection_timeout=timeout_s, network_timeout=timeout_s)
-        else:
+            self._deadline: dict = {}
+        else:  # gRPC has no client-wide timeout: each call gets one, or a hung server hangs us
             self._client = module.InferenceServerClient(url)
+            self._deadline = {"client_timeout": timeout_s}
 
     def close(self) -> None:
         self._client.close()
+
+    def _rpc(self, name: str):
+        """The client's method, with the per-call deadline gRPC needs."""
+        return functools.partial(getattr(self._client, name), **self._deadline)
 
     def _call(self, what: str, fn, *args, **kwargs):
         try:
@@ -41,12 +49,12 @@ class ServerAPI:
                              "point at it") from exc
 
     def check_live(self) -> None:
-        if not self._call("checking it is live", self._client.is_server_live):
+        if not self._call("checking it is live", self._rpc("is_server_live")):
             raise ServerGone(f"Triton at {self.url} is not live", "Check the server's log")
 
     def is_live(self) -> bool:
         try:
-            return bool(self._client.is_server_live())
+            return bool(self._rpc("is_server_live")())
         except self.errors:
             return False
 
@@ -55,8 +63,8 @@ class ServerAPI:
 
         self.check_live()
         try:
-            metadata = self._json(self._client.get_model_metadata(model, version))
-            config = self._json(self._client.get_model_config(model, version))
+            metadata = self._json(self._rpc("get_model_metadata")(model, version))
+            config = self._json(self._rpc("get_model_config")(model, version))
         except self.errors[0] as exc:
             raise BadInputError(f"model '{model}' is not available on {self.url}: {_reason(exc)}",
                                 f"Models on the server: {self.model_names() or 'none'}") from exc
@@ -64,7 +72,7 @@ class ServerAPI:
 
     def model_names(self) -> str:
         try:
-            index = self._client.get_model_repository_index()
+            index = self._rpc("get_model_repository_index")()
         except self.errors:
             return "?"
         rows = index if isinstance(index, list) else self._json(index).get("models", [])
@@ -72,17 +80,17 @@ class ServerAPI:
 
     def stats(self, model: str, version: str = "") -> dict[str, tuple[int, int]]:
         """Cumulative {stage: (count, ns)} summed over versions, plus inference/execution counts."""
-        raw = self._json(self._call("reading statistics", self._client.get_inference_statistics,
+        raw = self._json(self._call("reading statistics", self._rpc("get_inference_statistics"),
                                     model, version))
         return cumulative_stats(raw)
 
     def trace_settings(self, model: str | None = None) -> dict:
-        return self._json(self._call("reading trace settings", self._client.get_trace_settings,
+        return self._json(self._call("reading trace settings", self._rpc("get_trace_settings"),
                                      model_name=model))
 
     def update_trace_settings(self, settings: dict, model: str | None = None) -> dict:
         return self._json(self._call("changing trace settings",
-                                     self._client.update_trace_settings,
+                                     self._rpc("update_trace_settings"),
                                      model_name=model, settings=settings))
 
     def _json(self, value) -> dict:
