@@ -166,9 +166,9 @@ def test_a_capture_without_calls_matches_nothing():
     assert net_path.segment_summary(frame, segments).empty
 
 
-def test_a_late_response_is_not_given_to_the_next_request():
-    """Request a's response leaves the server after the client started b on the same
-    connection (the server thread was descheduled): it belongs to neither."""
+def test_a_late_response_is_given_to_its_request_not_the_next():
+    """Request a's response send is stamped after the client started b on the same connection
+    (the server thread was descheduled): it answers a, so it is a's, not b's."""
     requests = pd.DataFrame({"request_id": ["a", "b"], "client_port": [5001, 5001],
                              "start_ns": [1000, 1100], "sent_ns": [1012, 1112],
                              "recv_ns": [1090, 1190], "end_ns": [1095, 1195]})
@@ -180,7 +180,30 @@ def test_a_late_response_is_not_given_to_the_next_request():
     calls = match.calls.set_index("request_id")
     assert match.late_sends == 1
     assert calls.loc["b", "server_send_calls"] == 1 and calls.loc["b", "ss_first_ns"] == 1170
-    assert match.requests_incomplete == 1          # a: no send, no client receive of its own
+    assert calls.loc["a", "server_send_calls"] == 1 and calls.loc["a", "ss_first_ns"] == 1105
+    assert match.requests_incomplete == 1          # a: no client receive of its own
+
+
+def test_a_send_stamped_after_its_client_ended_keeps_the_request_on_the_path():
+    """Seen in CI: the server's send call returned after the client had read the response and
+    ended (loopback delivers inside the call; the sender was descheduled before returning).
+    The request keeps its path, with a negative segment, counted, never clipped."""
+    requests = pd.DataFrame({"request_id": ["a", "b"], "client_port": [5001, 5001],
+                             "start_ns": [1000, 1200], "sent_ns": [1012, 1212],
+                             "recv_ns": [1090, 1290], "end_ns": [1095, 1295]})
+    rows = [(1010, CLIENT_PID, 5001, SERVER_PORT, "send", 500),
+            (1020, SERVER_PID, SERVER_PORT, 5001, "recv", 500),
+            (1088, CLIENT_PID, 5001, SERVER_PORT, "recv", 300),
+            (1150, SERVER_PID, SERVER_PORT, 5001, "send", 300),   # a's, stamped late
+            *_request_calls(5001, 1200)]
+    match = net_path.match_calls(requests, _calls(rows), SERVER_PORT, CLIENT_PID)
+    assert match.requests_incomplete == 0 and match.late_sends == 1
+    path = net_path.network_path(requests, match.calls).set_index("request_id")
+    assert path.loc["a", "net_server_ns"] == 1150 - 1020
+    assert path.loc["a", "net_wire_out_ns"] == 1088 - 1150        # negative, kept
+    assert net_path.negative_segments(path.reset_index()) == 1
+    assert (path[["net_client_send_ns", "net_wire_in_ns", "net_server_ns", "net_wire_out_ns",
+                  "net_client_recv_ns"]].sum(axis=1) == path["client_latency_ns"]).all()
 
 
 def test_perf_path_notes_say_a_runs_capture_is_partial():

@@ -64,7 +64,7 @@ class NetMatch:
     calls_outside_requests: int    # calls on the load's connections outside any request
     calls_other_traffic: int       # calls on the server port from other processes/connections
     server_pids: tuple[int, ...]   # the pids that served the load's connections
-    late_sends: int = 0            # server sends inside a request before its first receive
+    late_sends: int = 0            # server sends stamped outside the request they answer
 
 
 @dataclass
@@ -129,9 +129,9 @@ def match_calls(requests: pd.DataFrame, net: pd.DataFrame, server_port: int, cli
                                                      "start_ns", "end_ns"]]
     reqs = reqs.astype({"client_port": "int64", "start_ns": "int64", "end_ns": "int64"})
     reqs = reqs.reset_index(drop=True)
-    owner = _owners(calls, reqs)
-    late = _late_sends(calls, owner, len(reqs))
-    owner[late] = -1
+    window_owner = _owners(calls, reqs)
+    owner = _answered(calls, window_owner)
+    late = (calls.group == 2) & (owner >= 0) & (owner != window_owner)
     inside = owner >= 0
     on_load = np.isin(calls.client_port, reqs["client_port"].unique())
     per_request = _per_request(calls.take(inside), owner[inside], reqs)
@@ -147,17 +147,31 @@ def match_calls(requests: pd.DataFrame, net: pd.DataFrame, server_port: int, cli
         late_sends=int(calls.calls[late].sum()))
 
 
-def _late_sends(calls: Calls, owner: np.ndarray, n_requests: int) -> np.ndarray:
-    """Server sends that fall inside a request before the server received any of it: the
-    previous request's response, sent late (the server thread was descheduled) after the
-    client had already moved on. They belong to no request here."""
-    first_recv = np.full(n_requests + 1, np.iinfo(np.int64).max, dtype=np.int64)
-    recv = (calls.group == 1) & (owner >= 0)
-    np.minimum.at(first_recv, owner[recv], calls.time_ns[recv])
-    send = (calls.group == 2) & (owner >= 0)
-    late = np.zeros(len(owner), dtype=bool)
-    late[send] = calls.time_ns[send] < first_recv[owner[send]]
-    return late
+def _answered(calls: Calls, owner: np.ndarray) -> np.ndarray:
+    """``owner`` with each server send given to the request it answers: the one whose receive
+    came last before it on the connection (HTTP/1.1 answers in order, one request at a time).
+
+    Time windows alone miss a send whose call returned late (the server thread was
+    descheduled after handing the bytes over): its stamp can fall after the client already
+    read the response and ended, or inside the client's next request. A send after the
+    receive of a request that was not measured (probe, warm-up) belongs to none."""
+    owner = owner.copy()
+    recv = np.flatnonzero(calls.group == 1)
+    send = np.flatnonzero(calls.group == 2)
+    if send.size == 0:
+        return owner
+    owner[send] = -1
+    if recv.size == 0:
+        return owner
+    t0 = int(min(calls.time_ns[recv].min(), calls.time_ns[send].min()))
+    order = recv[np.lexsort((calls.time_ns[recv], calls.client_port[recv]))]
+    keys = calls.client_port[order] * PACK_LIMIT_NS + (calls.time_ns[order] - t0)
+    at = np.searchsorted(keys, calls.client_port[send] * PACK_LIMIT_NS
+                         + (calls.time_ns[send] - t0), side="right") - 1
+    before = order[np.maximum(at, 0)]
+    same = (at >= 0) & (calls.client_port[before] == calls.client_port[send])
+    owner[send[same]] = owner[before[same]]
+    return owner
 
 
 def _port_calls(net: pd.DataFrame, port: int) -> int:

@@ -109,8 +109,10 @@ def _match_notes(match, matched: int, negative: int, facts) -> list[str]:
              f"{match.calls_outside_requests} calls on the load's connections outside any "
              f"measured request (probe, warm-up, between windows), {match.calls_other_traffic} "
              "calls of other connections on the server port"
-             + (f", {match.late_sends} server sends of an earlier request that came after the "
-                "client had sent the next one" if match.late_sends else "")]
+             + (f"; {match.late_sends} server sends were stamped after their request had "
+                "ended or the next had started at the client (the server thread was "
+                "descheduled): each is given to the request it answered"
+                if match.late_sends else "")]
     if negative:
         notes.append(f"{negative} request(s) have a segment below zero: on loopback a receiver "
                      "can return before the sender's call does (within the clock error bound)")
