@@ -203,15 +203,17 @@ class Run(Profile):
 
     def release(self, table: str) -> None:
         """Drop ``table``'s rows to free their memory; the run is spent for any analysis
-        that reads it (it now reads as empty). Releasing NVTX ranges, API calls or kernels
+        that reads it (reading it now raises, never reads as empty). Releasing NVTX ranges, API calls or kernels
         drops the NVTX attribution made from them too. A saved run's tables are decoded
         on use and kept as they are."""
+        from .model.profile import SpentTables
         from .model.saved import LazyTables
-        from .model.tables import empty_table
 
         if isinstance(self.tables, LazyTables):
             return
-        self.tables[table] = empty_table(table)
+        if not isinstance(self.tables, SpentTables):
+            self.tables = SpentTables(self.tables)
+        self.tables.release(table)
         if table in ("nvtx_ranges", "api_calls", "kernels"):
             self._attributed_by_domain.clear()
 

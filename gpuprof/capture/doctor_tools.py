@@ -67,15 +67,12 @@ def tritonserver(part: Part) -> Check:
     if not stub.is_file():
         return part.check(PARTIAL, f"tritonserver found, but no python backend stub for Python {python_version}",
                           "Use a Python version that nvidia-pytriton ships a stub for", facts)
-    from .triton_server import jemalloc, user_malloc
+    from .triton_server import server_malloc
 
-    malloc = user_malloc() or jemalloc()
-    facts["malloc"] = malloc  # None: glibc's, which tritonserver 2.51's trace crash corrupts
-    runs_on = (f"runs on {Path(malloc).name}" if malloc else
-               "runs on glibc's malloc (apt-get install libjemalloc2: traced load tests crash "
-               "it less)")
+    # None: glibc's, which tritonserver 2.51's trace crash corrupts
+    facts["malloc"], malloc = server_malloc()
     return part.check(OK, f"bundled in nvidia-pytriton {unknown['package_version']}, python backend "
-                      f"stub for Python {python_version}; {runs_on}", facts=facts)
+                      f"stub for Python {python_version}; malloc: {malloc}", facts=facts)
 
 
 def tritonclient(part: Part) -> Check:

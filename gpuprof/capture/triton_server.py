@@ -244,6 +244,19 @@ def jemalloc() -> str | None:
     return next((path for path in JEMALLOC_PATHS if Path(path).is_file()), None)
 
 
+def server_malloc() -> tuple[str | None, str]:
+    """The allocator gpuprof's servers run on (the preloaded library, or None for glibc's),
+    and what to tell the user about it (serve's banner, doctor)."""
+    if mine := user_malloc():
+        return mine, f"{mine} (your LD_PRELOAD)"
+    if path := jemalloc():
+        return path, f"jemalloc ({path}; GPUPROF_TRITON_MALLOC=system for glibc's)"
+    if os.environ.get("GPUPROF_TRITON_MALLOC") == "system":
+        return None, "glibc (GPUPROF_TRITON_MALLOC=system)"
+    return None, ("glibc (apt-get install libjemalloc2: with glibc, tritonserver 2.51 crashes "
+                  "more often while it traces)")
+
+
 def user_malloc() -> str | None:
     """An allocator the user preloads already (jemalloc, tcmalloc, mimalloc...): it stays the
     only one."""

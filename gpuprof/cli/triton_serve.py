@@ -6,7 +6,6 @@ Runtime (CPU), so the load tests and trace tools have a real server to talk to.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -51,7 +50,7 @@ def serve_command(model: str, name: str | None, http_port: int | None, grpc_port
                   dynamic_batching: bool, max_batch_size: int, max_queue_delay_us: int,
                   max_seconds: float) -> None:
     """Serve MODEL (.onnx) with the bundled Triton on 127.0.0.1 until Ctrl-C."""
-    from ..capture.triton_server import TraceConfig, serve_onnx
+    from ..capture.triton_server import TraceConfig, serve_onnx, server_malloc
 
     batching = _batching(dynamic_batching, max_batch_size, max_queue_delay_us)
 
@@ -65,7 +64,7 @@ def serve_command(model: str, name: str | None, http_port: int | None, grpc_port
                     batching=batching, keep_log=True) as server:
         click.echo(f"Serving '{server.model_name}'\n  HTTP  http://{server.http_url}\n"
                    f"  gRPC  {server.grpc_url}\n  log   {server.log_path}\n"
-                   f"  malloc {_malloc_line()}")
+                   f"  malloc {server_malloc()[1]}")
         if batching:
             click.echo(f"  dynamic batching: up to {batching.max_batch_size} rows, queue delay "
                        f"{batching.max_queue_delay_us} µs (clients leave out the batch dim: "
@@ -125,17 +124,3 @@ def _wait(server, max_seconds: float) -> None:
             raise CaptureError(f"tritonserver exited:\n{server.log_tail()}",
                                "Read the server log lines above")
         time.sleep(0.5)
-
-
-def _malloc_line() -> str:
-    from ..capture.triton_server import jemalloc, user_malloc
-
-    if path := user_malloc():
-        return f"{path} (your LD_PRELOAD)"
-    if path := jemalloc():
-        return f"jemalloc ({path}; GPUPROF_TRITON_MALLOC=system for glibc's)"
-    if os.environ.get("GPUPROF_TRITON_MALLOC") == "system":
-        return "glibc (GPUPROF_TRITON_MALLOC=system)"
-    return ("glibc (apt-get install libjemalloc2: with glibc, tritonserver 2.51 crashes more "
-            "often while it traces)")
-

@@ -28,6 +28,35 @@ FORMAT_VERSION = 1
 SUFFIX = ".gpuprof"
 
 
+class SpentTables(dict):
+    """A run's tables once ``Run.release`` has dropped some: reading a released table raises,
+    so an analysis run after a releasing report fails loudly instead of reading it as empty
+    (which would print zeros as if they were measured)."""
+
+    def __init__(self, tables: dict[str, pd.DataFrame]):
+        super().__init__(tables)
+        self.released: set[str] = set()
+
+    def release(self, name: str) -> None:
+        self.released.add(name)
+        super().__setitem__(name, empty_table(name))  # the rows' memory goes now
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name in self.released:
+            raise RuntimeError(f"table '{name}' was released after the report that last read "
+                               "it (Run.report(release=True)); load the run again to read it")
+        return super().__getitem__(name)
+
+    def get(self, name: str, default=None):
+        return self[name] if name in self else default
+
+    def items(self):
+        return ((name, self[name]) for name in self)
+
+    def values(self):
+        return (self[name] for name in self)
+
+
 @dataclass
 class Profile:
     """All tables of a run (every name in ``SCHEMAS``, possibly empty) and its ``RunMeta``."""
