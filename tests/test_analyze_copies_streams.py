@@ -127,6 +127,34 @@ def test_busy_time_equals_brute_force_union(items):
         assert out.loc[device, list(expected)].to_dict() == expected
 
 
+@settings(max_examples=50, deadline=None)
+@given(intervals_strategy)
+def test_busy_time_on_the_many_groups_path_equals_brute_force_union(items):
+    """Past FEW_GROUPS groups the running maximum lifts every group into one cumulative max;
+    no fixture has that many streams, so the same check runs with the threshold at 0."""
+    from unittest import mock
+
+    from gpuprof.analyze import streams
+
+    with mock.patch.object(streams, "FEW_GROUPS", 0):
+        test_busy_time_equals_brute_force_union.hypothesis.inner_test(items)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 60), st.integers(0, 6)),
+                min_size=1, max_size=40), st.integers(0, 4))
+def test_longest_gaps_with_ties_equal_brute_force(items, top):
+    """Small integer times make equal gaps common: the partition's threshold must keep every
+    tie and the order must be longest first, earliest first among equals."""
+    kernels = _intervals([(g, 1, s, s + d) for g, s, d in items])
+    got = largest_gaps(kernels, conform("copies", pd.DataFrame()), top=top)
+    for device in sorted({g for g, _, _ in items}):
+        intervals = [(s, s + d) for g, s, d in items if g == device]
+        expected = sorted(_idle(intervals), key=lambda g: (g[0] - g[1], g[0]))[:top]
+        mine = got[got["device_id"] == device]
+        assert list(zip(mine["gap_start_ns"], mine["gap_end_ns"], strict=True)) == expected
+
+
 @pytest.mark.parametrize("name", EXPORTS)
 def test_busy_time_matches_sql_and_plain_union(name):
     rows = gpu_activity_rows(name, 'WHERE "end" >= start')

@@ -280,6 +280,34 @@ def test_out_dir_writes_protobuf_only_for_large_runs(tmp_path, monkeypatch):
     assert (large / "trace.pftrace").exists() and not (large / "trace.json").exists()
 
 
+def test_slice_packets_at_varint_edges_read_back_as_written():
+    """The bulk slice encoder's risky cases, decoded as Perfetto reads them: gaps and
+    durations of 0 (the zero byte added back), 127/128 (one and two bytes), 2^49 and 2^56-1
+    (slots straddling words, up to all eight bytes), flow ids across the two-byte tag's
+    widths, passing and ending flows in one chunk, and a value too wide refused."""
+    from gpuprof.render import perfetto_packets as packets
+
+    gaps = np.array([0, 127, 128, 2**49, 5, 2**56 - 1], np.int64)
+    durations = np.array([128, 0, 2**49, 127, 2**56 - 1, 1], np.int64)
+    flow = np.array([0, 127, 0, 128, 2**21, 0], np.int64)
+    ends = np.array([0, 0, 2**21 + 1, 0, 0, 2**35], np.int64)
+    base = 1_000
+    start, end, t = [], [], base
+    for gap, duration in zip(gaps, durations, strict=True):
+        start.append(t + int(gap))
+        end.append(start[-1] + int(duration))
+        t = end[-1]
+    iids = np.array([1, 2, 1, 2, 1, 2], np.int64)
+    data = packets.sequence_start(7, 99, ["a", "b"], base) + packets.slice_packets(
+        7, base, np.array(start, np.int64), np.array(end, np.int64), iids, flow,
+        ends).tobytes()
+    shown = Parsed(data).slices[99]
+    assert shown == [("ab"[i - 1], s, e, [int(f)] if f else [], [int(x)] if x else [])
+                     for i, s, e, f, x in zip(iids, start, end, flow, ends, strict=True)]
+    with pytest.raises(ValueError, match="too large"):
+        packets.varints(np.array([2**42], np.int64), packets.FLOW_IDS)
+
+
 def test_varints_at_their_edges_read_back_by_protobuf():
     values = np.array([0, 1, 127, 128, 16383, 16384, 2**32, 2**63 - 1, 2**63, 2**64 - 1],
                       dtype=np.uint64)
@@ -408,6 +436,36 @@ def test_engine_run_slices_are_the_json_traces(tmp_path):
                 for track, rows in _slices_by_track(events).items()}
     assert {track: sorted(rows) for track, rows in shown.items()} == expected
     assert {parsed.tracks[uuid].name for uuid in parsed.counters}  # memory counters written
+
+
+def test_memory_counters_are_the_running_use_recomputed_in_plain_python(tmp_path):
+    """Each counter track holds, at every memory event, the bytes in use after it: the signed
+    sizes summed in time order per (source, device, kind), recomputed here one event at a
+    time (the peaks a reader looks for are among these points)."""
+    import pandas as pd
+
+    from gpuprof.analyze.common import UNNAMED
+    from gpuprof.analyze.memory import ONE_KIND, memory_timeline
+    from gpuprof.render.chrome_trace import memory_counter_names
+    from tests.test_chrome_trace import _engine_profile
+
+    profile = _engine_profile()
+    events = profile.memory_events
+    assert len(events) > 1
+    parsed = Parsed(write_perfetto_trace(profile, tmp_path / "t.pftrace").read_bytes())
+    names = memory_counter_names(memory_timeline(events))
+    expected: dict[str, list] = defaultdict(list)
+    used: dict[tuple, int] = defaultdict(int)
+    rows = sorted(enumerate(events.itertuples(index=False)), key=lambda r: (r[1].time_ns, r[0]))
+    for _, event in rows:
+        # the timeline's labels for a source or kind an event leaves empty (names, not numbers)
+        key = (UNNAMED if pd.isna(event.source) else event.source, event.device_id,
+               ONE_KIND if pd.isna(event.memory_kind) else event.memory_kind)
+        used[key] += int(event.bytes)
+        expected[names[key]].append((int(event.time_ns), max(used[key], 0)))
+    shown = {parsed.tracks[uuid].name: [(int(t), int(v)) for t, v in points]
+             for uuid, points in parsed.counters.items()}
+    assert shown == dict(expected)
 
 
 @pytest.mark.parametrize("name", _exports())

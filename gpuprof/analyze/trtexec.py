@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..model.engine_layers import layer_info_by_name
 from . import stats
 from .layers import REFORMAT
 
@@ -34,8 +35,10 @@ def layer_table(layer_profile: pd.DataFrame, engine_layers: pd.DataFrame,
 
 def layer_info(engine_layers: pd.DataFrame, formats: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per engine layer: type, precision, tactic, ONNX nodes and, where trtexec's layer
-    information gave them, input and output formats (the report's and the diff's one source)."""
-    info = _first_per_layer(engine_layers, INFO_COLUMNS)
+    information gave them, input and output formats (the report's and the diff's one source).
+    A layer listed twice keeps its most complete row, as every other layer join does."""
+    info = (pd.DataFrame(columns=INFO_COLUMNS) if engine_layers.empty else
+            layer_info_by_name(engine_layers, tuple(INFO_COLUMNS[1:])).reset_index())
     if formats is not None and not formats.empty:
         info = info.merge(_first_per_layer(formats, ["layer", *FORMAT_COLUMNS]), on="layer", how="left")
     return info.reset_index(drop=True)

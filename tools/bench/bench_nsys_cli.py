@@ -4,11 +4,12 @@ SQLite scan of tools/bench/bench_nsys.py, in one run (ratios only hold within on
 
     python tools/bench/bench_nsys_cli.py /tmp/bench/r1m.sqlite /tmp/bench/r5m.sqlite [--repeat 2]
 
-Measured per export: the default report (`-o r.json`), `--out-dir`, `--save run.gpuprof`,
+Measured per export: `gpuprof nsys EXPORT` as typed (the terminal report), `-o r.json`,
+`--out-dir`, `--save run.gpuprof`,
 the saved run's report, `gpuprof.load(p).report()`, pandas and the bare scan; then the
 default report once more with GPUPROF_SECTION_TIMES=1 for the seconds of each section.
 The JSON reports of the export, the --save run and the saved run must be identical.
-``--baseline REPO`` also times the default report, --save and the saved run's report of
+``--baseline REPO`` also times the terminal report, -o r.json, --save and the saved run's report of
 another checkout (e.g. /work/main, before a change), in the same rounds.
 """
 
@@ -41,6 +42,8 @@ def commands(export: Path, work: Path) -> dict[str, tuple[list[str], Path]]:
                                     + bench_nsys.EPILOGUE) + [str(export)], export),
         "pandas per-layer baseline": (script(bench_nsys.PRELUDE + bench_nsys.PANDAS
                                              + bench_nsys.EPILOGUE) + [str(export)], export),
+        # the command as typed: the terminal report (its output captured by run_fresh)
+        "gpuprof nsys EXPORT": (GPUPROF + [str(export)], export),
         "gpuprof nsys EXPORT -o r.json": (GPUPROF + [str(export), "-o", str(work / "r.json")],
                                           export),
         "gpuprof nsys EXPORT --out-dir D": (GPUPROF + [str(export), "--out-dir",
@@ -77,8 +80,8 @@ def section_times(export: Path, work: Path) -> dict[str, float]:
     return times
 
 
-BASELINE_COMMANDS = ("gpuprof nsys EXPORT -o r.json", "gpuprof nsys EXPORT --save run.gpuprof",
-                     "gpuprof nsys run.gpuprof -o r.json")
+BASELINE_COMMANDS = ("gpuprof nsys EXPORT", "gpuprof nsys EXPORT -o r.json",
+                     "gpuprof nsys EXPORT --save run.gpuprof", "gpuprof nsys run.gpuprof -o r.json")
 
 
 def bench(export: Path, repeat: int,
