@@ -154,9 +154,11 @@ class Run(Profile):
         return super().save(path, derived)
 
     def is_tensorrt(self) -> bool:
+        """Whether TensorRT's NVTX domain is in the run, kept like the section figures: the
+        answer reads the whole domain column (millions of ranges), a saved run's report none."""
         from .analyze.layers import is_tensorrt
 
-        return is_tensorrt(self)
+        return bool(self._stored_number("is_tensorrt", lambda: is_tensorrt(self)))
 
     @functools.cached_property
     def _layers(self) -> pd.DataFrame:
@@ -166,6 +168,13 @@ class Run(Profile):
 
     def layers(self) -> pd.DataFrame:
         return self._layers.copy()
+
+    def host_layers(self) -> pd.DataFrame:
+        """TensorRT layers by host-side range time (``analyze.host_layers``), for an export
+        with layer ranges but no kernels; kept like the section tables."""
+        from .analyze.host_layers import host_time_by_layer
+
+        return self.section_table("host_layers", lambda: host_time_by_layer(self)).copy()
 
     def gpu_time_by_range(self, domain: str | None = None) -> pd.DataFrame:
         return self.range_table(domain).copy()

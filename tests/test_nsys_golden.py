@@ -24,15 +24,16 @@ PLACED = 'WHERE "end" >= start AND start >= 0'  # rows the ingest can place in t
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
-    """name -> (run of the export after its report, the report, the saved run's report)."""
+    """name -> (run of the export after its report, the report, the saved run's report, the
+    saved run after its report)."""
     cache: dict = {}
 
     def get(name: str):
         if name not in cache:
             run = gpuprof.load(fixture_path("nsys", name))
             report = run.report()
-            saved = run.save(tmp_path_factory.mktemp("golden") / "run.gpuprof")
-            cache[name] = (run, report, gpuprof.load(saved).report())
+            saved = gpuprof.load(run.save(tmp_path_factory.mktemp("golden") / "run.gpuprof"))
+            cache[name] = (run, report, saved.report(), saved)
         return cache[name]
 
     return get
@@ -45,7 +46,7 @@ def _table(run, name: str) -> pd.DataFrame:
 
 @pytest.mark.parametrize("name", EXPORTS)
 def test_saved_run_report_is_identical(name, reports):
-    _, report, saved = reports(name)
+    _, report, saved, _ = reports(name)
     assert report.facts == saved.facts
     assert [s.key for s in report.sections] == [s.key for s in saved.sections]
     for mine, theirs in zip(report.sections, saved.sections, strict=True):
@@ -55,6 +56,14 @@ def test_saved_run_report_is_identical(name, reports):
         else:
             pd.testing.assert_frame_equal(mine.table, theirs.table, check_dtype=False,
                                           check_categorical=False, obj=mine.key)
+
+
+@pytest.mark.parametrize("name", EXPORTS)
+def test_saved_run_report_decodes_no_event(name, reports):
+    """A saved run's whole report reads its stored section tables and figures only: no event
+    table, not even one column of one (is_tensorrt once read the whole NVTX domain column)."""
+    *_, saved_run = reports(name)
+    assert saved_run.tables._loaded == {} and saved_run.tables._partial == {}
 
 
 def _assert_same_sections(report, other) -> None:
@@ -72,7 +81,7 @@ def _assert_same_sections(report, other) -> None:
 def test_report_that_releases_its_tables_is_identical(name, reports):
     """What the CLI runs when nothing is saved: sections computed in another order, each
     event table dropped after its last reader. Same report, and the tables really freed."""
-    _, report, _ = reports(name)
+    _, report, _, _ = reports(name)
     run = gpuprof.load(fixture_path("nsys", name))
     released = run.report(release=True)
     assert released.facts == report.facts
@@ -91,7 +100,7 @@ def test_kernel_section_matches_sql_and_numpy(name, reports):
                                      k.demangledName
                               FROM {KERNEL} k LEFT JOIN StringIds s ON s.id = k.shortName
                               {PLACED.replace('"end"', 'k."end"').replace('start', 'k.start')}""")
-    run, _, _ = reports(name)
+    run, _, _, _ = reports(name)
     if not rows:
         assert run.num_rows("kernels") == 0
         return
@@ -120,7 +129,7 @@ def test_api_section_matches_sql_and_numpy(name, reports):
     rows = nsys_sql(name, """SELECT COALESCE(s.value, '(unnamed)'), MAX(r."end" - r.start, 0)
                              FROM CUPTI_ACTIVITY_KIND_RUNTIME r
                              LEFT JOIN StringIds s ON s.id = r.nameId""")
-    run, _, _ = reports(name)
+    run, _, _, _ = reports(name)
     got = _table(run, "api")
     if not rows or got.empty:
         assert got.empty == (run.num_rows("api_calls") == 0)
@@ -139,7 +148,7 @@ def test_api_section_matches_sql_and_numpy(name, reports):
 
 @pytest.mark.parametrize("name", EXPORTS)
 def test_copy_section_per_kind_matches_sql(name, reports):
-    run, _, _ = reports(name)
+    run, _, _, _ = reports(name)
     got = _table(run, "copies")
     memcpy = nsys_sql(name, """SELECT COUNT(*), SUM(bytes), MIN(bytes), MAX(bytes)
                                FROM CUPTI_ACTIVITY_KIND_MEMCPY WHERE "end" >= start
@@ -174,7 +183,7 @@ def _gpu_intervals(name: str) -> list[tuple]:
 
 @pytest.mark.parametrize("name", EXPORTS)
 def test_gpu_stream_and_gap_sections_match_plain_union(name, reports):
-    run, _, _ = reports(name)
+    run, _, _, _ = reports(name)
     per_gpu, per_stream = defaultdict(list), defaultdict(list)
     for device, pid, stream, start, end in _gpu_intervals(name):
         per_gpu[device].append((start, end))
@@ -207,7 +216,7 @@ def test_nvtx_section_counts_and_totals_match_sql(name, reports):
                              FROM NVTX_EVENTS n LEFT JOIN StringIds s ON s.id = n.textId
                              WHERE n.eventType IN (59, 60) AND n."end" >= n.start
                              GROUP BY n.domainId, COALESCE(n.text, s.value), n.eventType""")
-    run, _, _ = reports(name)
+    run, _, _, _ = reports(name)
     got = _table(run, "nvtx")
     mine = sorted(zip(got["count"].astype(int), got["total_ns"].astype(int), strict=True))
     assert mine == sorted(rows)

@@ -68,10 +68,9 @@ def write_layer_plot(run, path: Path) -> Path:
 
     if run.num_rows("kernels"):
         return plot_layers(run.layers(), path)
-    from ..analyze.host_layers import host_time_by_layer
     from .nsys_full import HOST_TIME
 
-    return plot_layers(host_time_by_layer(run), path, title=f"TensorRT layers by {HOST_TIME}",
+    return plot_layers(run.host_layers(), path, title=f"TensorRT layers by {HOST_TIME}",
                        xlabel="CPU-side (host) range time (ms)")
 
 

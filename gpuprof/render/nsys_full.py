@@ -55,7 +55,10 @@ def facts(run) -> dict[str, str]:
     if meta.gpus:
         out["GPUs"] = "; ".join(f"{g.device_id}: {g.name}" for g in meta.gpus)
     elif run.num_rows("kernels"):
-        ids = sorted(run.frame("kernels", ["device_id"])["device_id"].unique().tolist())
+        # kept with the section tables: a saved run's report then decodes no kernel
+        ids = run.section_table("kernel_devices", lambda: pd.DataFrame({"device_id": sorted(
+            run.frame("kernels", ["device_id"])["device_id"].unique().tolist())}))
+        ids = ids["device_id"].tolist()
         out["GPUs"] = ", ".join(f"device {i} (name not recorded)" for i in ids)
     if meta.session_start_utc_ns:
         start = dt.datetime.fromtimestamp(meta.session_start_utc_ns / 1e9, tz=dt.timezone.utc)
@@ -90,9 +93,7 @@ HOST_TIME = "CPU-side (host) time, not GPU time"
 def host_layer_section(run, rows: int = 20) -> Section:
     """TensorRT layers of an export without kernels: by the host-side length of their NVTX
     ranges, labelled as such in the title, the columns and a note."""
-    from ..analyze.host_layers import host_time_by_layer
-
-    layers = host_time_by_layer(run)
+    layers = run.host_layers()
     shown = pd.DataFrame({
         "layer": layers["layer"].astype(str),
         "R": layers["reformat"].map({True: "R", False: ""}),
