@@ -312,6 +312,21 @@ def test_kernel_launch_args_match_sql():
     assert not any("grid" in e.get("args", {}) for e in plain if e["ph"] == "X")
 
 
+def test_api_return_values_only_where_read():
+    """With details, each CUDA API call's return value is the export's; without, the trace
+    says nothing rather than a success code it never read."""
+    name = "Lianhang666__gpu4__report2.sqlite"
+    detailed = to_chrome_trace(read_nsys(fixture_path("nsys", name), details=True))
+    got = Counter((e["args"]["correlation_id"], e["args"]["return_value"])
+                  for e in detailed["traceEvents"] if e.get("cat") == "cuda_api")
+    expected = Counter(nsys_sql(name, """SELECT correlationId, returnValue
+                                         FROM CUPTI_ACTIVITY_KIND_RUNTIME WHERE "end" >= start"""))
+    assert sum(expected.values()) > 0 and got == expected
+    plain = to_chrome_trace(nsys_profile(name))["traceEvents"]
+    api = [e for e in plain if e.get("cat") == "cuda_api"]
+    assert api and not any("return_value" in e["args"] for e in api)
+
+
 def test_tensorrt_run_folder_trace(tmp_path):
     """A runner folder written and loaded by the real TensorRT bookkeeping (no GPU needed)."""
     from gpuprof.capture.trt.allocator import AllocationLog

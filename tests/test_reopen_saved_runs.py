@@ -48,6 +48,24 @@ def test_nsys_run_reopens_with_nsys_and_open(capsys, tmp_path):
     assert _numbers(opened) == _numbers(first)
 
 
+def test_nsys_save_keeps_launch_details_only_when_asked(capsys, tmp_path):
+    """--save keeps every event but reads launch configurations (half of a huge export's
+    read) only with --details; the saved run says which, and its report is the same."""
+    import gpuprof
+
+    export = fixture_path("nsys", "Lianhang666__gpu4__report2.sqlite")
+    lean, full = tmp_path / "lean.gpuprof", tmp_path / "full.gpuprof"
+    first = _json_report(capsys, ["nsys", str(export), "--format", "json", "--save", str(lean)])
+    detailed = _json_report(capsys, ["nsys", str(export), "--format", "json", "--save", str(full),
+                                     "--details"])
+    assert _numbers(detailed) == _numbers(first)
+    lean_run, full_run = gpuprof.load(lean), gpuprof.load(full)
+    assert lean_run.meta.extra["details"] is False and lean_run.kernel_launches.empty
+    assert full_run.meta.extra["details"] is True
+    assert len(full_run.kernel_launches) == len(full_run.kernels) > 0
+    assert len(lean_run.kernels) == len(full_run.kernels)
+
+
 def test_triton_run_reopens_with_triton_and_open(capsys, tmp_path):
     trace = fixture_path("triton", TRITON_TRACE)
     saved = tmp_path / "x.gpuprof"

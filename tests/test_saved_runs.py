@@ -208,3 +208,17 @@ def test_a_column_missing_from_an_older_saved_run_is_filled(resnet_saved, tmp_pa
     partial = Profile.load(older).frame("kernels", ["start_ns", "demangled_name"])
     assert partial["demangled_name"].isna().all()
     assert partial["start_ns"].tolist() == run.kernels["start_ns"].tolist()
+
+
+def test_tables_encoded_ahead_are_saved_as_they_are_at_save_time(tmp_path):
+    """encode_ahead (what `gpuprof nsys --save` starts before its report) must not save a
+    table as it was when encoding started: one replaced since is encoded again."""
+    run = gpuprof.load(fixture_path("nsys", RESNET))
+    plain = gpuprof.load(run.save(tmp_path / "plain.gpuprof"))
+    run.encode_ahead()
+    run.tables["kernels"] = run.kernels.iloc[:-1].reset_index(drop=True)
+    again = gpuprof.load(run.save(tmp_path / "ahead.gpuprof"))
+    pd.testing.assert_frame_equal(again.kernels, run.kernels, check_categorical=False)
+    assert len(again.kernels) == len(plain.kernels) - 1
+    for name in ("api_calls", "nvtx_ranges", "copies"):  # unchanged: the encoding ahead
+        pd.testing.assert_frame_equal(again.tables[name], plain.tables[name], obj=name)

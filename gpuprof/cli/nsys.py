@@ -32,6 +32,10 @@ REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_even
 @click.option("--memory-plot", type=click.Path(path_type=Path), help="Write memory over time as PNG.")
 @click.option("--save", type=click.Path(path_type=Path),
               help="Save the loaded run (.gpuprof) to re-analyse later without the export.")
+@click.option("--details", is_flag=True,
+              help="Also read each kernel's launch configuration, CUDA API return values and "
+                   "NVTX payloads: arguments of a JSON trace (read for one anyway), kept by "
+                   "--save. Doubles the read of a huge export.")
 @click.option("--top", type=int, help="Rows per table in terminal/Markdown views.")
 @click.option("--group-nvtx", is_flag=True,
               help="Terminal/Markdown: one NVTX row for names that differ only by trailing ids "
@@ -41,7 +45,7 @@ REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_even
 @click.option("--workers", type=int, help="Several exports: workers of the local cluster "
               "(default: one per core, at most one per export).")
 def nsys_command(files: tuple[str, ...], output, fmt, table, out_dir, chrome_trace, trace_window,
-                 memory_plot, save, top, group_nvtx, scheduler, workers):
+                 memory_plot, save, details, top, group_nvtx, scheduler, workers):
     """Analyse an Nsight Systems export (.sqlite, .nsys-rep) or a saved run (.gpuprof).
 
     Several exports, a directory or a glob ('runs/*.sqlite'): one row per export and combined
@@ -56,7 +60,7 @@ def nsys_command(files: tuple[str, ...], output, fmt, table, out_dir, chrome_tra
                              per_export_options={"chrome_trace": chrome_trace,
                                                  "trace_window": trace_window,
                                                  "memory_plot": memory_plot, "save": save,
-                                                 "group_nvtx": group_nvtx})
+                                                 "group_nvtx": group_nvtx, "details": details})
     file = Path(files[0])
     from ..api import load
     from ..render.report import format_for, render, write_report
@@ -69,9 +73,10 @@ def nsys_command(files: tuple[str, ...], output, fmt, table, out_dir, chrome_tra
     from ..render.section_times import timed
 
     with _status(f"Reading {file.name}"), timed("read"):
-        # launch configurations only annotate JSON traces and saved runs: read them when
-        # written (the protobuf trace leaves per-slice arguments out)
-        run = load(file, details=bool(_json_trace(chrome_trace) or out_dir or save))
+        # launch configurations only annotate JSON traces: read them when one is written (the
+        # protobuf trace leaves per-slice arguments out) or asked for; a saved run keeps them
+        # only then (they would double --save's read of a huge export)
+        run = load(file, details=bool(_json_trace(chrome_trace) or out_dir or details))
     if not any(run.num_rows(name) for name in REPORTED_TABLES):
         _refuse_other_saved_run(file, run)
         # refused only when there is nothing to report: NVTX ranges alone (a TensorRT engine
@@ -82,6 +87,8 @@ def nsys_command(files: tuple[str, ...], output, fmt, table, out_dir, chrome_tra
             "Capture CUDA activity with: nsys profile -t cuda,nvtx --cuda-memory-usage=true ...")
     # a report whose run serves nothing after it frees each table once its sections are
     # done (at 5M kernels, the API calls and NVTX ranges before the GPU timeline is built)
+    if save:
+        run.encode_ahead()
     spent = not (save or out_dir or chrome_trace or memory_plot or group_nvtx
                  or format_for(output, fmt) == "html")
     report = run.report(top=top, release=spent)

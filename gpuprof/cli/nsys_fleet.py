@@ -11,7 +11,8 @@ import click
 from ..errors import BadInputError
 
 PER_EXPORT_ONLY = {"--chrome-trace": "chrome_trace", "--trace-window": "trace_window",
-                   "--memory-plot": "memory_plot", "--save": "save", "--group-nvtx": "group_nvtx"}
+                   "--memory-plot": "memory_plot", "--save": "save", "--group-nvtx": "group_nvtx",
+                   "--details": "details"}
 
 
 def fleet_command(arguments: list[str], *, output, fmt, table, out_dir, top, scheduler,

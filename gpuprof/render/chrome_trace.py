@@ -135,7 +135,7 @@ def iter_events(profile: Profile, origin_ns: int | None = None) -> Iterator[dict
     yield from _run_metadata(profile, run_tracks)
     yield from _gpu_metadata(profile, gpu_tracks)
     yield from _nvtx_events(profile.nvtx_ranges, clock)
-    yield from _api_events(profile.api_calls, clock)
+    yield from _api_events(profile.api_calls, clock, _has_return_values(profile))
     yield from _gpu_events(_kernels_with_launches(profile), gpu_tracks, clock, _kernel_names,
                            _kernel_args)
     yield from _gpu_events(profile.copies, gpu_tracks, clock, _copy_names, _copy_args)
@@ -229,16 +229,24 @@ def _nvtx_events(ranges: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
             yield base | {"ph": "e", "id": async_id, "ts": end}
 
 
-def _api_events(calls: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
+def _has_return_values(profile: Profile) -> bool:
+    """False for an nsys export read (or saved) without its details: its return values were
+    not read, and the column's fill must not show as every call succeeding."""
+    return profile.meta.extra.get("details", True) is not False
+
+
+def _api_events(calls: pd.DataFrame, clock: _Clock, returns: bool = True) -> Iterator[dict]:
     if calls.empty:
         return
+    values = calls["return_value"].tolist() if returns else [None] * len(calls)
     columns = zip(_labels(calls["name"], "(CUDA API)"), calls["pid"].tolist(),
                   calls["tid"].tolist(), clock.us(calls["start_ns"]).tolist(),
                   clock.dur_us(calls["start_ns"], calls["end_ns"]).tolist(),
-                  calls["correlation_id"].tolist(), calls["return_value"].tolist(), strict=True)
+                  calls["correlation_id"].tolist(), values, strict=True)
     for name, pid, tid, ts, dur, corr, ret in columns:
-        yield complete_event(name, "cuda_api", pid, tid, ts, dur,
-                             {"correlation_id": corr, "return_value": ret})
+        args = {"correlation_id": corr} if ret is None else {"correlation_id": corr,
+                                                             "return_value": ret}
+        yield complete_event(name, "cuda_api", pid, tid, ts, dur, args)
 
 
 # -- GPU side -----------------------------------------------------------------------------
