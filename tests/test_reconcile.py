@@ -79,6 +79,10 @@ def test_merge_puts_nsys_on_the_run_clock(nsys_with_marks):
     original = nsys_with_marks.kernels["start_ns"].to_numpy()
     assert (merged.kernels["start_ns"].to_numpy() == original + OFFSET).all()
     assert len(merged.layer_timings) == 3  # the run's own tables are kept
+    # the export was read without details: the merged run says so, so its trace shows no
+    # return value for the export's API calls (the unread column is no success code)
+    assert nsys_with_marks.meta.extra["details"] is False
+    assert merged.meta.extra["details"] is False
 
 
 def test_reconciliation_against_sql(nsys_with_marks):

@@ -222,3 +222,15 @@ def test_tables_encoded_ahead_are_saved_as_they_are_at_save_time(tmp_path):
     assert len(again.kernels) == len(plain.kernels) - 1
     for name in ("api_calls", "nvtx_ranges", "copies"):  # unchanged: the encoding ahead
         pd.testing.assert_frame_equal(again.tables[name], plain.tables[name], obj=name)
+
+
+def test_cancelled_encoding_still_saves_every_table(tmp_path):
+    """cancel_encoding (a failed or interrupted report) drops what was encoded ahead; a save
+    after it encodes again and loses nothing."""
+    run = gpuprof.load(fixture_path("nsys", RESNET))
+    run.encode_ahead()
+    run.cancel_encoding()
+    assert "_encoded_ahead" not in run.__dict__
+    again = gpuprof.load(run.save(tmp_path / "after.gpuprof"))
+    for name in ("kernels", "api_calls", "nvtx_ranges", "copies"):
+        assert len(again.tables[name]) == len(run.tables[name]) > 0, name

@@ -119,4 +119,8 @@ def merge_nsys(run: Profile, nsys: Profile) -> Profile:
         "nsys", 0, "none: no gpuprof clock marks found", error_ns=-1)
     merged = merge(run, (nsys, clock))
     merged.meta.extra["nsys_version"] = nsys.meta.tool_version
+    # whether the export's return values, payloads and launch configurations were read: the
+    # API calls are the export's, and a trace must not show unread return values as success
+    if "details" in nsys.meta.extra:
+        merged.meta.extra["details"] = nsys.meta.extra["details"]
     return merged

@@ -31,7 +31,8 @@ REPORTED_TABLES = ("kernels", "copies", "api_calls", "nvtx_ranges", "memory_even
                    "the reports count from), e.g. 1200:1250.")
 @click.option("--memory-plot", type=click.Path(path_type=Path), help="Write memory over time as PNG.")
 @click.option("--save", type=click.Path(path_type=Path),
-              help="Save the loaded run (.gpuprof) to re-analyse later without the export.")
+              help="Save the loaded run (.gpuprof) to re-analyse later without the export "
+                   "(launch configurations only with --details).")
 @click.option("--details", is_flag=True,
               help="Also read each kernel's launch configuration, CUDA API return values and "
                    "NVTX payloads: arguments of a JSON trace (read for one anyway), kept by "
@@ -91,7 +92,11 @@ def nsys_command(files: tuple[str, ...], output, fmt, table, out_dir, chrome_tra
         run.encode_ahead()
     spent = not (save or out_dir or chrome_trace or memory_plot or group_nvtx
                  or format_for(output, fmt) == "html")
-    report = run.report(top=top, release=spent)
+    try:
+        report = run.report(top=top, release=spent)
+    except BaseException:
+        run.cancel_encoding()  # Ctrl-C or a failure: do not encode for a save that won't come
+        raise
     if save:
         with timed("save"):
             click.echo(f"Saved run: {run.save(save)}", err=True)

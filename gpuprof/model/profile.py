@@ -105,16 +105,21 @@ class Profile:
         members = [(f"{name}.parquet", frame) for name, frame in self.tables.items() if len(frame)]
         members += [(f"{DERIVED}{name}.parquet", frame) for name, (_, frame) in derived.items()]
         ahead = self.__dict__.pop("_encoded_ahead", {})
-        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf, \
-                ThreadPoolExecutor(ENCODERS) as pool:
-            zf.writestr("meta.json", json.dumps(header, indent=1, default=str))
-            # encoded side by side (Arrow releases the GIL), written in order: the file is the
-            # same whichever encoder finishes first. A table encoded ahead is used only if it
-            # is still the very frame that was encoded.
-            encoded = [ahead[member][1] if member in ahead and ahead[member][0] is frame
-                       else pool.submit(_parquet_bytes, frame) for member, frame in members]
-            for (member, _), data in zip(members, encoded, strict=True):
-                zf.writestr(member, data.result())
+        pool = ThreadPoolExecutor(ENCODERS)
+        try:
+            with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+                zf.writestr("meta.json", json.dumps(header, indent=1, default=str))
+                # encoded side by side (Arrow releases the GIL), written in order: the file is
+                # the same whichever encoder finishes first. A table encoded ahead is used only
+                # if it is still the very frame that was encoded.
+                encoded = [ahead[member][1] if member in ahead and ahead[member][0] is frame
+                           else pool.submit(_parquet_bytes, frame) for member, frame in members]
+                for (member, _), data in zip(members, encoded, strict=True):
+                    zf.writestr(member, data.result())
+        finally:
+            # a failed or interrupted save (Ctrl-C) encodes nothing more before exiting
+            pool.shutdown(wait=False, cancel_futures=True)
+            _cancel(ahead)
         return path
 
     def encode_ahead(self) -> None:
@@ -129,6 +134,11 @@ class Profile:
             f"{name}.parquet": (frame, pool.submit(_parquet_bytes, frame))
             for name, frame in self.tables.items() if len(frame)}
         pool.shutdown(wait=False)  # the thread ends once its queue is done
+
+    def cancel_encoding(self) -> None:
+        """Drop what ``encode_ahead`` has not started: a command that fails or is interrupted
+        before saving then exits after the one table being encoded, not after all of them."""
+        _cancel(self.__dict__.pop("_encoded_ahead", {}))
 
     def derived(self, name: str, version: int) -> pd.DataFrame | None:
         """A derived table saved with the run by analysis ``version``; None if absent, stale,
@@ -166,6 +176,11 @@ class Profile:
 DERIVED = "derived/"
 # every table a stored section summarises (kernels, copies, NVTX, API calls, memory)
 DERIVED_FROM = ("kernels", "nvtx_ranges", "api_calls", "copies", "memory_events")
+
+
+def _cancel(ahead: dict) -> None:
+    for _, future in ahead.values():
+        future.cancel()
 
 
 ENCODERS = 2  # tables encoded at once when saving (the three big ones dominate)
