@@ -155,7 +155,7 @@ def read_api_calls(export: ExportFile, strings: StringTable, details: bool = Fal
     frame = _frame({
         "start_ns": t.ints("start"), "end_ns": t.ints("end"), "pid": _pid(gtid),
         "tid": gtid & schema.ID_MASK, "global_tid": gtid, "correlation_id": t.ints("corr"),
-        "name": strings.categorical(t.ints("name")), "return_value": t.ints("ret", 0),
+        "name": strings.categorical(t.ints("name")), "return_value": t.ints("ret"),  # -1: NULL or unread
     })
     del t
     _release()
