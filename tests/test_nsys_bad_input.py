@@ -142,3 +142,39 @@ def test_mutated_value_types_still_report(tmp_path):
     run = load(path)
     assert (run.kernels["stream_id"] == -1).sum() > 0
     assert run.report().section("kernels") is not None
+
+
+RESNET = "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite"
+
+
+def test_export_past_the_memory_left_is_warned_of_before_reading(capsys, monkeypatch, tmp_path):
+    """Past the memory it can get the process is killed without a word: the warning comes
+    first, names the rows and both sizes, and the report still runs where it fits."""
+    import gpuprof.capture.host as host
+
+    export = fixture_path("nsys", RESNET)
+    monkeypatch.setattr(host, "available_memory_bytes", lambda: 2**20)  # a 1 MiB machine
+    code, _, err = _run(capsys, export, "-o", tmp_path / "r.json")
+    warning = [line for line in err.splitlines() if line.startswith("Warning: ")]
+    assert code == 0 and (tmp_path / "r.json").is_file()
+    assert len(warning) == 1 and "3,251 kernels" in warning[0]
+    assert "0.0 GiB is available" in warning[0] and "may kill gpuprof" in warning[0]
+    monkeypatch.setattr(host, "available_memory_bytes", lambda: 64 * 2**30)
+    code, _, err = _run(capsys, export, "-o", tmp_path / "r2.json")
+    assert code == 0 and "Warning" not in err
+
+
+def test_out_of_memory_is_one_line(capsys, monkeypatch):
+    """A real allocation failure (numpy asked for 2^60 bytes) inside the command: one line
+    saying what to do, exit 1, no traceback."""
+    import numpy as np
+
+    import gpuprof.api
+
+    def too_big(*args, **kwargs):
+        return np.empty(1 << 60, dtype=np.uint8)
+
+    monkeypatch.setattr(gpuprof.api, "load", too_big)
+    code, _, err = _run(capsys, fixture_path("nsys", RESNET))
+    _assert_one_line_error(code, err, "out of memory", "ulimit")
+    assert code == 1

@@ -22,3 +22,38 @@ def cpu_model() -> str:
 def cpu_facts() -> dict[str, str | int | None]:
     """``cpu_model`` and ``cpu_cores_logical``, as every backend's ``RunMeta.extra`` holds them."""
     return {"cpu_model": cpu_model(), "cpu_cores_logical": os.cpu_count()}
+
+
+def available_memory_bytes() -> int | None:
+    """Memory a new allocation can still get: the kernel's MemAvailable, or less where this
+    process's cgroup (a container's limit) leaves less; None where neither can be read."""
+    found = [n for n in (_meminfo_available(), _cgroup_room()) if n is not None]
+    return min(found) if found else None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """The cgroup's limit minus its usage (cgroup v2, then v1); None without a limit."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit_file, encoding="ascii") as limit, \
+                    open(usage_file, encoding="ascii") as usage:
+                text = limit.read().strip()
+                if text == "max" or int(text) >= 1 << 60:  # v1 writes a huge number for none
+                    return None
+                return max(int(text) - int(usage.read().strip()), 0)
+        except (OSError, ValueError):
+            continue
+    return None

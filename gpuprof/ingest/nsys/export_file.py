@@ -98,7 +98,7 @@ class ExportFile:
         """A big read of ``table``, streamed: batches are copied into columns and released
         one by one; integer columns named in ``narrow`` held as int32 where they fit (see
         ``StreamedColumns``)."""
-        capacity = self._row_bound(table)
+        capacity = self.row_bound(table)
 
         def via_sqlite3() -> StreamedColumns:
             result = self._arrow_via_sqlite3(sql)
@@ -125,7 +125,7 @@ class ExportFile:
                 LOG.debug("a reader failed on %s (%s); trying the next one", sql, exc)
         return tolerant()
 
-    def _row_bound(self, table: str) -> int:
+    def row_bound(self, table: str) -> int:
         """An upper bound of the rows of ``table`` from its rowid span (two index lookups),
         capped: a damaged file may hold any rowid; 0 when unknown (columns then grow)."""
         try:
