@@ -187,6 +187,37 @@ def test_sorted_and_scattered_row_totals_agree():
     assert time.dtype == np.float64 and count.dtype == np.int64
 
 
+@pytest.mark.parametrize("layout", ["sorted", "unattributed first", "unattributed among",
+                                    "scattered", "all unattributed", "one row"])
+def test_row_totals_equal_a_plain_bincount(layout):
+    """Every path of _per_row_totals (a prefix of unattributed kernels cut as views, ones
+    among the others filtered, unsorted rows) against bincount over the attributed kernels."""
+    import numpy as np
+
+    from gpuprof.analyze.layers import _per_row_totals
+
+    rng = np.random.default_rng(11)
+    rows = np.sort(rng.integers(0, 3_000, 20_000)).astype(np.int32)
+    if layout == "unattributed first":
+        rows[:500] = -1
+    elif layout == "unattributed among":
+        rows[rng.integers(0, len(rows), 700)] = -1
+    elif layout == "scattered":
+        rows = rng.permutation(rows)
+        rows[:300] = -1
+    elif layout == "all unattributed":
+        rows[:] = -1
+    elif layout == "one row":
+        rows = rows[:1]
+    durations = rng.integers(0, 10**9, len(rows))
+    time, count = _per_row_totals(pd.DataFrame({"range_row": rows, "duration_ns": durations}),
+                                  4_000)
+    kept = rows >= 0
+    assert (time == np.bincount(rows[kept], weights=durations[kept], minlength=4_000)).all()
+    assert (count == np.bincount(rows[kept], minlength=4_000)).all()
+    assert time.dtype == np.float64 and count.dtype == np.int64
+
+
 @pytest.mark.parametrize("name", [RESNET, "MohanadOdema__DLProf__w_Relu__nsys_profile.sqlite",
                                   "GindaChen__nsys-ai__tests__fixtures__mfu_2gpu_before.sqlite"])
 @pytest.mark.parametrize("domain", ["TensorRT", None])
