@@ -193,7 +193,7 @@ def _sql_chains(export):
         WITH c AS (SELECT *, row_number() OVER (PARTITION BY pid, correlationId
                                                 ORDER BY start) AS k FROM ({calls}))
         SELECT c.start, c.end, g.start, g.end FROM c JOIN ({gpu}) g
-        USING (pid, correlationId) WHERE c.k = 1 AND c.correlationId >= 0""")
+        USING (pid, correlationId) WHERE c.k = 1 AND c.correlationId > 0""")
     chains = defaultdict(list)
     for call_start, call_end, start, end in rows:
         chains[(call_start, call_end)].append((start, end))
@@ -523,3 +523,39 @@ def test_an_empty_profile_gives_an_empty_trace(tmp_path):
 
     parsed = Parsed(write_perfetto_trace(Profile(tables={}), tmp_path / "t.pftrace").read_bytes())
     assert not parsed.slices and not parsed.counters
+
+
+@pytest.mark.parametrize("lookup", ["dense", "sorted"])
+def test_correlation_id_zero_links_nothing(lookup, tmp_path, monkeypatch):
+    """CUPTI's correlation id 0 means none: a runtime call and copies that carry it must not be
+    joined by an arrow, in either trace (the real export has 72 such copies; one of its calls
+    is given id 0 here, in a copy of the file)."""
+    import json
+    import shutil
+
+    from gpuprof.render.chrome_trace import to_chrome_trace
+
+    export = tmp_path / "zero.sqlite"
+    shutil.copy(fixture_path("nsys", "MosesChuka__EasyCUDA__nsys_easy.sqlite"), export)
+    con = sqlite3.connect(export)
+    with con:
+        con.execute("""UPDATE CUPTI_ACTIVITY_KIND_RUNTIME SET correlationId = 0
+                       WHERE rowid = (SELECT MIN(rowid) FROM CUPTI_ACTIVITY_KIND_RUNTIME)""")
+    con.close()
+    zero_copies = Counter(_sql(export, """SELECT start, end FROM CUPTI_ACTIVITY_KIND_MEMCPY
+                                          WHERE correlationId = 0"""))
+    assert sum(zero_copies.values()) == 72
+    if lookup == "sorted":  # the sparse ids' search instead of the direct table
+        from gpuprof.render import perfetto_flows
+
+        monkeypatch.setattr(perfetto_flows, "DENSE_TABLE_FACTOR", 0)
+        monkeypatch.setattr(perfetto_flows, "DENSE_TABLE_ROWS", 0)
+    run = load(export, details=True)
+    parsed = Parsed(write_perfetto_trace(run, tmp_path / "t.pftrace").read_bytes())
+    reached = Counter(w for chain in _chains(parsed) for w in chain[2])
+    assert not set(reached) & set(zero_copies)
+    assert Counter(_chains(parsed)) == Counter(_sql_chains(export))
+    events = json.loads(json.dumps(to_chrome_trace(run)))["traceEvents"]
+    finish = {(e["ts"]) for e in events if e.get("ph") == "f"}
+    copy_starts = {(s - run.time_zero) / 1000 for s, _ in zero_copies}
+    assert not finish & copy_starts

@@ -317,7 +317,8 @@ def _copy_args(rows: pd.DataFrame) -> Iterator[dict]:
 def _flow_events(profile: Profile, gpu_tracks: pd.DataFrame, clock: _Clock) -> Iterator[dict]:
     """An arrow from each API call to each kernel or copy with its correlation id."""
     calls = profile.api_calls[["pid", "tid", "correlation_id", "start_ns"]]
-    calls = calls[calls["correlation_id"] >= 0].drop_duplicates(["pid", "correlation_id"])
+    # correlation id 0 is CUPTI's "none": it links nothing (as align.nvtx.match_calls)
+    calls = calls[calls["correlation_id"] > 0].drop_duplicates(["pid", "correlation_id"])
     work = [t[["device_id", "pid", "stream_id", "correlation_id", "start_ns"]]
             for t in (profile.kernels, profile.copies) if not t.empty]
     if calls.empty or not work:

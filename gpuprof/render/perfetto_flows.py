@@ -63,14 +63,16 @@ def launch_flows(profile: Profile) -> LaunchFlows:
 
 
 def _launch_rows(profile: Profile) -> dict[str, np.ndarray]:
-    """Per GPU table row: the first api_calls row with its (pid, correlation id), -1: none."""
+    """Per GPU table row: the first api_calls row with its (pid, correlation id), -1: none.
+    Correlation id 0 is CUPTI's "none" (as ``align.nvtx.match_calls`` reads it): rows with
+    it launch nothing and are reached by nothing."""
     calls = profile.api_calls
     frames = [calls] + [profile.tables[name] for name in GPU_TABLES]
     pids = np.unique(np.concatenate([pd.unique(f["pid"].to_numpy(np.int64)) for f in frames]))
     span = 1 + max([int(f["correlation_id"].max()) for f in frames if len(f)] or [0])
     if len(pids) * span > DENSE_TABLE_FACTOR * len(calls) + DENSE_TABLE_ROWS:
         return _launch_rows_sorted(profile)
-    valid = np.flatnonzero(calls["correlation_id"].to_numpy() >= 0)
+    valid = np.flatnonzero(calls["correlation_id"].to_numpy() > 0)
     first = np.full(len(pids) * span, len(calls), np.int64)
     np.minimum.at(first, _dense_keys(calls, pids, span)[valid], valid)
     first[first == len(calls)] = -1
@@ -78,8 +80,8 @@ def _launch_rows(profile: Profile) -> dict[str, np.ndarray]:
     for name in GPU_TABLES:
         table = profile.tables[name]
         corr = table["correlation_id"].to_numpy()
-        out[name] = np.where(corr >= 0, first[np.where(corr >= 0, _dense_keys(table, pids, span),
-                                                       0)], -1)
+        out[name] = np.where(corr > 0, first[np.where(corr > 0, _dense_keys(table, pids, span),
+                                                      0)], -1)
     return out
 
 
@@ -94,9 +96,10 @@ def _dense_keys(table: pd.DataFrame, pids: np.ndarray, span: int) -> np.ndarray:
 def _launch_rows_sorted(profile: Profile) -> dict[str, np.ndarray]:
     """``_launch_rows`` for sparse correlation ids: a sorted search instead of a table."""
     calls = profile.api_calls
-    valid = np.flatnonzero(calls["correlation_id"].to_numpy() >= 0)
+    valid = np.flatnonzero(calls["correlation_id"].to_numpy() > 0)
     keys, first = np.unique(_launch_keys(calls)[valid], return_index=True)
-    return {name: _matching_rows(_launch_keys(profile.tables[name]), keys, valid[first])
+    return {name: _matching_rows(_launch_keys(profile.tables[name]), keys, valid[first],
+                                 profile.tables[name]["correlation_id"].to_numpy() > 0)
             for name in GPU_TABLES}
 
 
@@ -107,12 +110,13 @@ def _launch_keys(table: pd.DataFrame) -> np.ndarray:
     return (pid << 39) | (corr & ((1 << 39) - 1))
 
 
-def _matching_rows(work_keys: np.ndarray, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Per GPU row: the api_calls row of its launch (-1: none)."""
+def _matching_rows(work_keys: np.ndarray, keys: np.ndarray, rows: np.ndarray,
+                   launched: np.ndarray) -> np.ndarray:
+    """Per GPU row: the api_calls row of its launch (-1: none, and where not ``launched``)."""
     if not len(keys) or not len(work_keys):
         return np.full(len(work_keys), -1, np.int64)
     at = np.minimum(np.searchsorted(keys, work_keys), len(keys) - 1)
-    return np.where(keys[at] == work_keys, rows[at], -1)
+    return np.where((keys[at] == work_keys) & launched, rows[at], -1)
 
 
 def _table_flows(api_row: np.ndarray, start_ns: np.ndarray, calls: int) -> _TableFlows:
