@@ -559,3 +559,16 @@ def test_correlation_id_zero_links_nothing(lookup, tmp_path, monkeypatch):
     finish = {(e["ts"]) for e in events if e.get("ph") == "f"}
     copy_starts = {(s - run.time_zero) / 1000 for s, _ in zero_copies}
     assert not finish & copy_starts
+
+
+@pytest.mark.parametrize("name", _exports())
+def test_many_tracks_path_writes_the_same_trace(name, tmp_path, monkeypatch):
+    """Past a few threads or streams, each track's rows come from one sort instead of a
+    comparison per track: forced for every run here, the file must be byte for byte the
+    one the comparisons write."""
+    from gpuprof.render import perfetto_trace
+
+    run = load(fixture_path("nsys", name), details=True)
+    compared = write_perfetto_trace(run, tmp_path / "a.pftrace").read_bytes()
+    monkeypatch.setattr(perfetto_trace._RowsOf, "SORT_PAST", 0)
+    assert write_perfetto_trace(run, tmp_path / "b.pftrace").read_bytes() == compared

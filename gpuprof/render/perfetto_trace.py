@@ -156,6 +156,7 @@ class _HostTables:
         self.calls, self.ranges = profile.api_calls, profile.nvtx_ranges
         self.call_threads = _thread_keys(self.calls)
         self.range_threads = _thread_keys(self.ranges)
+        self.calls_of, self.ranges_of = _RowsOf(self.call_threads), _RowsOf(self.range_threads)
         self.call_names = _coded(self.calls["name"], "(CUDA API)")
         self.range_names = _coded(self.ranges["text"], "(unnamed range)")
         ended = (self.ranges["end_ns"] >= self.ranges["start_ns"]).to_numpy()
@@ -172,6 +173,36 @@ class _HostTables:
             names = np.concatenate([names[:-1], [missing]])
         end = start if instant else self.ranges["end_ns"].to_numpy()[rows]
         return Slices(start, end, codes[rows], names)
+
+
+class _RowsOf:
+    """Each key's rows, in row order (all of them as a slice). With few keys, one comparison
+    over the column per key; past ``SORT_PAST`` keys, one stable sort and a slice of it per
+    key, so a run with hundreds of threads or streams does not scan millions of rows each
+    time."""
+
+    SORT_PAST = 16
+
+    def __init__(self, keys: np.ndarray):
+        self.keys = keys
+        self.codes, uniques = pd.factorize(keys)
+        self.index = {int(k): i for i, k in enumerate(uniques.tolist())}
+        self.order = self.ends = None
+        if len(uniques) > self.SORT_PAST:
+            self.order = np.argsort(self.codes, kind="stable")
+            self.ends = np.cumsum(np.bincount(self.codes, minlength=len(uniques)))
+
+    def __call__(self, key: int, mask: np.ndarray | None = None) -> np.ndarray | slice:
+        """``key``'s rows, within ``mask`` where given."""
+        if self.order is None:
+            return _rows(self.keys == key if mask is None else (self.keys == key) & mask)
+        code = self.index.get(int(key))
+        if code is None:
+            return np.empty(0, dtype=np.int64)
+        rows = self.order[(self.ends[code - 1] if code else 0):self.ends[code]]
+        if mask is not None:
+            rows = rows[mask[rows]]
+        return slice(None) if len(rows) == len(self.keys) else rows
 
 
 def _rows(mask: np.ndarray) -> np.ndarray | slice:
@@ -201,13 +232,13 @@ def _is(column: pd.Series, value: str) -> np.ndarray:
 
 def _thread_slices(host: _HostTables, tracks, flows, key: int, thread: int):
     calls = host.calls
-    rows = _rows(host.call_threads == key)
+    rows = host.calls_of(key)
     if _count(rows, len(calls)):
         codes, names = host.call_names
         yield (tracks.add(parent_uuid=thread, name="CUDA API"),
                Slices(calls["start_ns"].to_numpy()[rows], calls["end_ns"].to_numpy()[rows],
                       codes[rows], names, flow=flows.out[rows]))
-    nested = _rows((host.range_threads == key) & host.nested)
+    nested = host.ranges_of(key, host.nested)
     if _count(nested, len(host.ranges)):
         yield tracks.add(parent_uuid=thread, name="NVTX"), host.range_slices(nested)
 
@@ -233,8 +264,9 @@ def _gpu_slices(profile: Profile, tracks: TrackTree, flows: LaunchFlows):
         return
     gpu_names = {g.device_id: g.name for g in profile.meta.gpus}
     # one track per (device, process, stream), in that order, as the JSON trace's
-    codes, keys = pd.factorize(work["track"])
-    streams = pd.DataFrame({"code": np.arange(len(keys)), "device_id": keys >> 56,
+    rows_of = _RowsOf(work["track"])
+    keys = np.asarray(pd.unique(work["track"]))
+    streams = pd.DataFrame({"track": keys, "device_id": keys >> 56,
                             "pid": (keys >> 32) & 0xFFFFFF, "stream_id": keys & 0xFFFFFFFF})
     streams = streams.sort_values(["device_id", "pid", "stream_id"])
     shared = streams.groupby("device_id")["pid"].nunique().max() > 1
@@ -243,7 +275,7 @@ def _gpu_slices(profile: Profile, tracks: TrackTree, flows: LaunchFlows):
         gpu = tracks.add(process=ProcessDescriptor(pid=GPU_PID_BASE + int(device),
                                                    process_name=label))
         for row in group.itertuples(index=False):
-            rows = _rows(codes == row.code)
+            rows = rows_of(row.track)
             name = f"Stream {row.stream_id}" + (f" (process {row.pid})" if shared else "")
             yield (tracks.add(parent_uuid=gpu, name=name),
                    Slices(work["start_ns"][rows], work["end_ns"][rows], work["codes"][rows],
