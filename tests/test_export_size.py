@@ -43,3 +43,25 @@ def test_peak_estimate_covers_the_measured_5m_report():
 def test_available_memory_is_read_here():
     available = available_memory_bytes()
     assert available is not None and available > 0
+
+
+def test_exports_read_side_by_side_are_sized_together(capsys, monkeypatch):
+    """A local cluster reads as many exports at once as it has workers: the warning adds the
+    biggest of them, names them, and says to run fewer at once; a saved run is not sized."""
+    import gpuprof.capture.host as host
+    from gpuprof.cli.memory_check import warn_if_too_big
+
+    big, small = (fixture_path("nsys", n) for n in (
+        "Dhruv23__DNNPartitioning__resnet50_profile_20251023_124711.sqlite",
+        "MosesChuka__EasyCUDA__nsys_easy.sqlite"))
+    one = report_peak_bytes(event_rows(big))
+    two = one + report_peak_bytes(event_rows(small))
+    monkeypatch.setattr(host, "available_memory_bytes", lambda: (one + two) // 2)
+    warn_if_too_big([small, big], at_once=1)  # the biggest alone fits
+    assert capsys.readouterr().err == ""
+    warn_if_too_big([small, big], at_once=2)
+    err = capsys.readouterr().err
+    assert err.startswith("Warning: reading 2 of these exports at once (the biggest: "
+                          f"{big.name}, {small.name})") and "--workers" in err
+    warn_if_too_big([big.with_suffix(".gpuprof")], at_once=1)  # not an export: nothing said
+    assert capsys.readouterr().err == ""

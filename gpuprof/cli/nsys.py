@@ -72,8 +72,9 @@ def nsys_command(files: tuple[str, ...], output, fmt, table, out_dir, chrome_tra
                                      param_hint="--trace-window")
         _window_ms(trace_window)  # a typo fails before a long read
     from ..render.section_times import timed
+    from .memory_check import warn_if_too_big
 
-    _warn_if_too_big(file, 1.9 if out_dir else 1.3 if (save or chrome_trace or details) else 1.0)
+    warn_if_too_big([file], 1.9 if out_dir else 1.3 if (save or chrome_trace or details) else 1.0)
     with _status(f"Reading {file.name}"), timed("read"):
         # launch configurations only annotate JSON traces: read them when one is written (the
         # protobuf trace leaves per-slice arguments out) or asked for; a saved run keeps them
@@ -199,37 +200,6 @@ def _what_is_there(run) -> str:
     if run.meta.absent.get("kernels"):
         return run.meta.absent["kernels"]
     return "its CUDA tables are present but empty"
-
-
-def _warn_if_too_big(file: Path, factor: float) -> None:
-    """One warning line before a read that will not fit: past the memory it can get, the
-    process is killed (the kernel's OOM killer or the container's limit) without a word.
-    ``factor``: what the options add to the default report's peak (--save, a trace: about
-    1.3x at 5M kernels; --out-dir 1.9x)."""
-    if file.suffix in (".gpuprof", ".nsys-rep") or not file.is_file():
-        return
-    from ..capture.host import available_memory_bytes
-    from ..errors import GpuprofError
-    from ..ingest.nsys.size import event_rows, report_peak_bytes
-
-    try:
-        rows = event_rows(file)
-    except GpuprofError:
-        return  # not a readable export: the read says why
-    needed, available = report_peak_bytes(rows) * factor, available_memory_bytes()
-    if available is None or needed <= available:
-        return
-    click.echo(f"Warning: {file.name} holds {_rows_text(rows)}: reading it needs about "
-               f"{needed / 2**30:.1f} GiB and {available / 2**30:.1f} GiB is available here, so "
-               "the system may kill gpuprof before it reports. Free memory, or run it where "
-               "more is available.", err=True)
-
-
-def _rows_text(rows: dict[str, int]) -> str:
-    from ..ingest.nsys import schema
-
-    names = {schema.KERNEL: "kernels", schema.RUNTIME: "CUDA API calls", schema.NVTX: "NVTX events"}
-    return ", ".join(f"up to {n:,} {names[table]}" for table, n in rows.items())
 
 
 def _status(message: str):

@@ -29,6 +29,10 @@ def fleet_command(arguments: list[str], *, output, fmt, table, out_dir, top, sch
         raise BadInputError(f"--workers must be at least 1, not {workers}", "Use --workers 1 or more")
     paths = find_exports(arguments)
     count = workers or default_workers(len(paths))
+    if not scheduler:  # a local cluster's workers read side by side, here
+        from .memory_check import warn_if_too_big
+
+        warn_if_too_big([Path(p) for p in paths], at_once=count)
     engine = f"Dask scheduler {scheduler}" if scheduler else \
         f"Dask LocalCluster, {count} worker{'s' if count != 1 else ''} (1 thread each)"
     with _progress(paths) as on_done:
