@@ -22,8 +22,10 @@ def warn_if_too_big(files: list[Path], factor: float = 1.0, at_once: int = 1) ->
             sized.append((found[0] * factor, found[1], path))
     sized.sort(key=lambda item: item[0], reverse=True)
     chosen = sized[:max(at_once, 1)]
+    if not chosen:
+        return
     needed, available = sum(peak for peak, _, _ in chosen), available_memory_bytes()
-    if not chosen or available is None or needed <= available:
+    if available is None or needed <= available:
         return
     if len(files) == 1:
         _, rows, path = chosen[0]
@@ -41,10 +43,10 @@ def warn_if_too_big(files: list[Path], factor: float = 1.0, at_once: int = 1) ->
 def _sized(path: Path) -> tuple[int, dict[str, int]] | None:
     """(estimated peak bytes, rows of the big tables) of an nsys SQLite export; None for a saved
     run, a report still to be exported, or anything the read itself will refuse."""
+    if path.suffix in (".gpuprof", ".nsys-rep") or not path.is_file():
+        return None  # before the import: a saved run's report imports no export reader
     from ..ingest.nsys.size import event_rows, report_peak_bytes
 
-    if path.suffix in (".gpuprof", ".nsys-rep") or not path.is_file():
-        return None
     try:
         rows = event_rows(path)
     except Exception:  # noqa: BLE001 - only a size: the read itself says what is wrong
