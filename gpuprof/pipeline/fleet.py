@@ -162,8 +162,11 @@ def _client(scheduler: str | None, workers: int, processes: bool) -> Iterator:
 
 def _local_cluster(cluster_class, workers: int, processes: bool):
     try:
+        # CRITICAL: a worker whose heartbeat meets the scheduler already closing logs an ERROR
+        # with a traceback at shutdown (seen in CI, rarely); what users need from the
+        # workers comes back as each export's status line, never through Dask's logs
         return cluster_class(n_workers=workers, threads_per_worker=1, processes=processes,
-                             dashboard_address=None, silence_logs=logging.ERROR)
+                             dashboard_address=None, silence_logs=logging.CRITICAL)
     except (OSError, RuntimeError, TimeoutError) as exc:
         # e.g. worker processes that cannot start: spawned workers re-import the main module,
         # which a script must guard with `if __name__ == "__main__":`
