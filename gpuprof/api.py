@@ -176,6 +176,13 @@ class Run(Profile):
 
         return self.section_table("host_layers", lambda: host_time_by_layer(self)).copy()
 
+    def kernel_devices(self) -> list[int]:
+        """The devices the kernels ran on, for an export that names no GPU; kept like the
+        section tables, so a saved run's report decodes no kernel."""
+        table = self.section_table("kernel_devices", lambda: pd.DataFrame({"device_id": sorted(
+            self.frame("kernels", ["device_id"])["device_id"].unique().tolist())}))
+        return table["device_id"].tolist()
+
     def gpu_time_by_range(self, domain: str | None = None) -> pd.DataFrame:
         return self.range_table(domain).copy()
 

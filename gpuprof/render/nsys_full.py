@@ -55,10 +55,7 @@ def facts(run) -> dict[str, str]:
     if meta.gpus:
         out["GPUs"] = "; ".join(f"{g.device_id}: {g.name}" for g in meta.gpus)
     elif run.num_rows("kernels"):
-        # kept with the section tables: a saved run's report then decodes no kernel
-        ids = run.section_table("kernel_devices", lambda: pd.DataFrame({"device_id": sorted(
-            run.frame("kernels", ["device_id"])["device_id"].unique().tolist())}))
-        ids = ids["device_id"].tolist()
+        ids = run.kernel_devices()
         out["GPUs"] = ", ".join(f"device {i} (name not recorded)" for i in ids)
     if meta.session_start_utc_ns:
         start = dt.datetime.fromtimestamp(meta.session_start_utc_ns / 1e9, tz=dt.timezone.utc)
